@@ -1,0 +1,25 @@
+"""Errors the command line turns into a one-line message and exit code 1."""
+
+
+class MonitorError(Exception):
+    """A failure the user can fix: bad input, bad config, unreachable server."""
+
+
+class ConfigError(MonitorError):
+    """The configuration file or a command-line setting is invalid."""
+
+
+class IngestError(MonitorError):
+    """An input file cannot be read at all; the database was left unchanged."""
+
+
+class StoreError(MonitorError):
+    """The database cannot be opened, migrated or written."""
+
+
+class DetectorError(MonitorError):
+    """An unknown detector or an invalid detector parameter."""
+
+
+class DeliveryError(MonitorError):
+    """The mail server could not be reached or refused the message."""

@@ -1,0 +1,225 @@
+"""The values that flow down the weekly line: incidents → series → detections → run result.
+
+Every type here is frozen: stages return new values and never mutate what they were given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pandas is only needed for annotations here
+    import pandas as pd
+
+#: Columns of one normalised incident, in storage order.
+INCIDENT_FIELDS: tuple[str, ...] = (
+    "source",  # dataset family: "acled", "ucdp", or a generic mapping's source name
+    "source_id",  # the dataset's own event id (ACLED event_id_cnty, UCDP id, ...)
+    "event_date",  # ISO date the event started
+    "date_end",  # ISO date the event ended (UCDP multi-day events), else = event_date
+    "country",
+    "admin1",
+    "admin2",
+    "location",
+    "latitude",  # float or None
+    "longitude",  # float or None
+    "event_type",
+    "sub_event_type",
+    "actor1",
+    "actor2",
+    "fatalities",  # int >= 0
+    "notes",
+    "revision",  # the source's revision marker (ACLED `timestamp`), or ""
+)
+
+#: Dimensions a series definition may group by or filter on.
+DIMENSIONS: tuple[str, ...] = ("country", "admin1", "admin2", "event_type", "sub_event_type", "actor")
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """One normalised event, whatever file it came from."""
+
+    source: str
+    source_id: str
+    event_date: str
+    date_end: str
+    country: str
+    admin1: str
+    admin2: str
+    location: str
+    latitude: float | None
+    longitude: float | None
+    event_type: str
+    sub_event_type: str
+    actor1: str
+    actor2: str
+    fatalities: int
+    notes: str
+    revision: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CountRow:
+    """One row of a pre-aggregated counts file: `week_start,<keys...>,count`.
+
+    Keys the file does not carry are empty strings; `fatalities` is 0 when absent.
+    """
+
+    source: str
+    week_start: str  # ISO date
+    country: str
+    admin1: str
+    admin2: str
+    event_type: str
+    sub_event_type: str
+    actor: str
+    count: int
+    fatalities: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """A row that could not be used, kept with the physical line it started on and why."""
+
+    line: int
+    reason: str
+    raw: str
+
+
+@dataclass(frozen=True)
+class ParsedFile:
+    """Everything read from one input file, before it touches the database."""
+
+    path: Path
+    format: str  # acled | acled-legacy | ucdp | generic | counts
+    source: str
+    encoding: str
+    rows_read: int
+    incidents: tuple[Incident, ...] = ()
+    counts: tuple[CountRow, ...] = ()
+    rejects: tuple[Reject, ...] = ()
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What one ingest did to the database."""
+
+    file: str
+    sha256: str
+    format: str
+    source: str
+    rows_read: int
+    inserted: int
+    updated: int
+    unchanged: int
+    rejected: int
+    skipped: bool = False  # the exact same file (sha256) had been ingested before
+
+
+@dataclass(frozen=True)
+class WeeklySeries:
+    """A zero-filled weekly count series and how it was defined.
+
+    `counts` is a pandas Series indexed by week start (DatetimeIndex, one entry per week,
+    consecutive, no gaps) holding event or fatality counts.
+    """
+
+    key: str  # e.g. "is_attacks/admin1=Homs" or "is_attacks/total"
+    definition: str  # name of the [[series]] block it came from
+    labels: tuple[tuple[str, str], ...]  # (("admin1", "Homs"),); () for the roll-up total
+    metric: str  # "events" | "fatalities"
+    detector: str
+    params: dict[str, Any]
+    counts: "pd.Series"
+    title: str = ""  # human title of the definition, e.g. "Islamic State attacks"
+
+    @property
+    def label(self) -> str:
+        """Short human label: 'Homs', 'Homs · Battles', or 'All (total)'."""
+        return " · ".join(v for _, v in self.labels) or "All (total)"
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One series in one week: what was seen, what was expected, and whether it is a surge.
+
+    Numbers a detector could not compute are NaN; `alarm` is None when undecided
+    (too little history, model failure, limit54 not met), with the reason in `note`.
+    """
+
+    series: str
+    week_start: date
+    observed: float
+    expected: float
+    threshold: float
+    score: float
+    pvalue: float
+    alarm: bool | None
+    detector: str
+    note: str = ""
+    fallback_from: str = ""  # set when the configured detector lacked history and EARS ran instead
+
+
+@dataclass(frozen=True)
+class SeriesResult:
+    """A series, its detection this week and the context a report needs."""
+
+    series: WeeklySeries
+    detection: Detection
+    #: detector output over the plotted window: week_start, count, expected, upperbound, alarm
+    history: "pd.DataFrame"
+    weeks_in_alert: int  # consecutive alarmed weeks ending this week (0 if not flagged)
+    status: str  # "new" | "continuing" | "resolved" | "" (quiet)
+    trend: str  # "↑" | "↓" | "→": last 4 weeks against the 4 before
+    #: incidents behind the alarm (empty unless flagged): INCIDENT_FIELDS columns
+    incidents: "pd.DataFrame | None" = None
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """A dated event drawn on every chart, e.g. 2023-02-06 Turkey–Syria earthquake."""
+
+    date: date
+    label: str
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Everything one weekly run produced; the report renders it and reads no database."""
+
+    week: str  # ISO label, e.g. "2023-W09"
+    week_start: date
+    week_end: date  # last day of the week (inclusive)
+    generated_at: datetime
+    data_start: date | None  # first week used by any series
+    records_total: int  # incidents in the database
+    records_ingested: int  # inserted + updated by this run's ingest step
+    latest_event_date: date | None  # latest event on or before week_end
+    detectors: dict[str, dict[str, Any]]  # detector name -> parameters in use
+    results: tuple[SeriesResult, ...]
+    ingests: tuple[IngestResult, ...] = ()
+    annotations: tuple[Annotation, ...] = ()
+    synthetic: bool = False  # demo data: the report must say the data is synthetic
+    notes: tuple[str, ...] = ()  # run-level remarks for the report
+
+    @property
+    def flagged(self) -> tuple[SeriesResult, ...]:
+        """Series in alarm this week, most exceptional first (score, then observed)."""
+        hits = [r for r in self.results if r.detection.alarm]
+        return tuple(sorted(hits, key=lambda r: (_nan_low(r.detection.score), r.detection.observed), reverse=True))
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """Paths written by the report step."""
+
+    folder: Path
+    markdown: Path
+    charts: dict[str, Path] = field(default_factory=dict)  # series key -> PNG
+
+
+def _nan_low(x: float) -> float:
+    return float("-inf") if x != x else x
