@@ -1,0 +1,300 @@
+"""The `monitor` command: parse options, call one library function, print the result.
+
+Exit codes: 0 ok (for `check`: nothing flagged), 1 failure (a message names the file,
+line, key or value and the fix), 2 usage error, 3 `check`/`detect` flagged something,
+4 `run`: the report was written but the email could not be delivered (it is retried
+next run). Only this module (and schedule.py) reads the clock.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import click
+
+from monitor import __version__
+from monitor.errors import MonitorError
+
+EXIT_FLAGGED = 3
+FORMATS = ("auto", "acled", "acled-legacy", "ucdp", "generic", "counts")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+class _Group(click.Group):
+    """Turns MonitorError into one line on stderr and exit code 1 (a traceback only with --debug)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except MonitorError as exc:
+            if ctx.meta.get("monitor.debug"):
+                raise
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(1)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug
+            if ctx.meta.get("monitor.debug"):
+                raise
+            click.echo(f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=_Group)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), envvar="MONITOR_CONFIG",
+              help="config file (default: $MONITOR_CONFIG, else ./config/monitor.toml, else built-in defaults)")
+@click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), help="database file, overriding database.path")
+@click.option("--debug", is_flag=True, help="show tracebacks")
+@click.version_option(__version__, prog_name="incident-monitor")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None, db_path: Path | None, debug: bool) -> None:
+    """Watch political-violence incident data and flag where violence is rising beyond its own history."""
+    ctx.meta["monitor.debug"] = debug
+    ctx.obj = {"config_path": config_path, "db_path": db_path}
+
+
+def _config(ctx: click.Context):
+    from monitor.config import load_config
+
+    return load_config(ctx.obj["config_path"], db=ctx.obj["db_path"])
+
+
+def _store(config):
+    from monitor.store import Store
+
+    return Store(config.db_path)
+
+
+def _week(config, week: str | None) -> date | None:
+    from monitor.series import parse_week
+
+    return parse_week(week, start=config.week.start) if week else None
+
+
+def _params(pairs: tuple[str, ...]) -> dict | None:
+    from monitor.detectors import parse_param_pairs
+
+    return parse_param_pairs(list(pairs)) if pairs else None
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None, help="input format (default: ingest.format, usually auto)")
+@click.pass_context
+def ingest(ctx: click.Context, files: tuple[Path, ...], fmt: str | None) -> None:
+    """Read incident files into the database (upsert on source and event id)."""
+    from monitor.pipeline import ingest_files
+
+    config = _config(ctx)
+    with _store(config) as store:
+        outcome = ingest_files(store, files, config=config, now=_now(), format=fmt)
+    for r in outcome.results:
+        if r.skipped:
+            click.echo(f"{r.file}: already ingested (same sha256), nothing to do")
+        else:
+            click.echo(
+                f"{r.file}: {r.format}, {r.rows_read} rows read, {r.inserted} inserted, {r.updated} updated, "
+                f"{r.unchanged} unchanged, {r.rejected} rejected"
+            )
+    for line in outcome.refused:
+        click.echo(f"error: {line}", err=True)
+    ctx.exit(1 if outcome.refused else 0)
+
+
+def _fmt(value, digits: int = 2) -> str:
+    if _missing(value):
+        return "NA"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if value != int(value) or digits > 2 else f"{value:.0f}"
+    return str(value)
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    cells = [[_fmt(r.get(c)) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+def _emit(rows: list[dict], columns: list[str], fmt: str) -> None:
+    if fmt == "json":
+        clean = [{c: (None if _missing(r.get(c)) else r.get(c)) for c in columns} for r in rows]
+        click.echo(json.dumps(clean, indent=2, default=str))
+    elif fmt == "csv":
+        import csv
+        import io
+
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(columns)
+        for r in rows:
+            writer.writerow(["NA" if _missing(r.get(c)) else r.get(c) for c in columns])
+        click.echo(buffer.getvalue(), nl=False)
+    else:
+        click.echo(_table(rows, columns))
+
+
+@cli.command()
+@click.option("--week", help="week to check, e.g. 2023-W08 (default: the last complete week)")
+@click.option("--series", "series_filter", help="only series whose key or name contains this text")
+@click.option("--detector", help="use this detector instead of each series' own")
+@click.option("--param", "params", multiple=True, help="detector parameter key=value (with --detector), repeatable")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
+@click.pass_context
+def check(ctx, week, series_filter, detector, params, fmt) -> None:
+    """Check the series in the database for one week; exit 3 if anything is flagged."""
+    from monitor.pipeline import detect_week, select_week
+
+    config = _config(ctx)
+    if params and not detector:
+        raise click.UsageError("--param needs --detector")
+    now = _now()
+    with _store(config) as store:
+        result = detect_week(
+            config, store, week=select_week(config, week=_week(config, week), now=now), now=now,
+            series_filter=series_filter, detector=detector, params=_params(params), with_context=False,
+        )
+    if not result.results:
+        raise MonitorError(
+            f"no series to check for {result.week}" + (f" matching '{series_filter}'" if series_filter else "")
+            + " (ingest data first, or check the [[series]] definitions)"
+        )
+    rows = [
+        {
+            "series": r.series.key, "week": result.week, "observed": r.detection.observed, "expected": r.detection.expected,
+            "threshold": r.detection.threshold, "score": r.detection.score, "pvalue": r.detection.pvalue,
+            "alarm": "NA" if r.detection.alarm is None else ("ALARM" if r.detection.alarm else "-") if fmt == "table" else r.detection.alarm,
+            "detector": r.detection.detector, "note": r.detection.note,
+        }
+        for r in result.results
+    ]
+    _emit(rows, ["series", "week", "observed", "expected", "threshold", "score", "pvalue", "alarm", "detector", "note"], fmt)
+    ctx.exit(EXIT_FLAGGED if result.flagged else 0)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--detector", required=True, help="detector name (see `monitor detectors`)")
+@click.option("--param", "params", multiple=True, help="detector parameter key=value, repeatable (e.g. reweight=true, limit54=5,4)")
+@click.option("--last", type=click.IntRange(min=1), default=None, help="only the last N weeks (default: every week)")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
+@click.pass_context
+def detect(ctx, file, detector, params, last, fmt) -> None:
+    """Run a detector on a CSV of week_start,count[,series]; exit 3 if the last week of any series alarms."""
+    from monitor.pipeline import detect_csv
+
+    import pandas as pd
+
+    frame = detect_csv(file, detector=detector, params=_params(params) or {}, last=last)
+    frame = frame.assign(
+        week_start=frame["week_start"].dt.strftime("%Y-%m-%d"),
+        alarm=frame["alarm"].map(lambda a: None if pd.isna(a) else int(bool(a))),
+    )
+    columns = [c for c in frame.columns if c != "fallback_from"]
+    rows = [{k: (None if _missing(v) else v) for k, v in r.items()} for r in frame.to_dict("records")]
+    _emit(rows, columns, fmt)
+    last_rows = frame.groupby("series").tail(1) if "series" in frame.columns else frame.tail(1)
+    ctx.exit(EXIT_FLAGGED if (last_rows["alarm"] == 1).any() else 0)
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or str(value) == "<NA>"
+
+
+@cli.command()
+@click.option("--week", help="week to report on, e.g. 2023-W09 (default: the last complete week)")
+@click.pass_context
+def report(ctx, week) -> None:
+    """Write reports/<YYYY-Www>/report.md and its charts (no ingest, no email)."""
+    from monitor.pipeline import report_week
+
+    config = _config(ctx)
+    with _store(config) as store:
+        result, files = report_week(config, store, week=_week(config, week), now=_now())
+    click.echo(f"{result.week}: {len(result.flagged)} of {len(result.results)} series flagged; report: {files.markdown}")
+
+
+def _print_outcome(outcome) -> None:
+    for r in outcome.ingest.results:
+        if not r.skipped:
+            click.echo(f"ingested {r.file}: {r.inserted} inserted, {r.updated} updated, {r.rejected} rejected")
+    for line in outcome.ingest.refused:
+        click.echo(f"error: {line}", err=True)
+    result = outcome.result
+    flagged = ", ".join(f"{r.series.title} {r.series.label}" for r in result.flagged) or "none"
+    click.echo(f"{result.week}: {len(result.flagged)} of {len(result.results)} series flagged: {flagged}")
+    click.echo(f"report: {outcome.files.markdown}")
+    if outcome.delivery is not None:
+        where = outcome.delivery.path if outcome.delivery.channel == "file" else "SMTP"
+        click.echo(f"alert digest: {len(outcome.announced)} surge(s) announced via {where}")
+    elif outcome.delivery_error:
+        click.echo(f"error: alert digest not delivered (will be retried next run): {outcome.delivery_error}", err=True)
+    else:
+        click.echo("alert digest: nothing new to announce")
+
+
+@cli.command()
+@click.option("--week", help="week to run, e.g. 2023-W09 (default: the last complete week)")
+@click.option("--no-email", is_flag=True, help="write the report but send no digest")
+@click.pass_context
+def run(ctx, week, no_email) -> None:
+    """The weekly job: ingest new inbox files, detect, report, email (exit 4: email not delivered)."""
+    from monitor.pipeline import run_weekly
+
+    config = _config(ctx)
+    with _store(config) as store:
+        outcome = run_weekly(config, store, week=_week(config, week), now=_now(), send=not no_email, clock=_now)
+    _print_outcome(outcome)
+    ctx.exit(outcome.exit_code)
+
+
+@cli.command()
+@click.pass_context
+def schedule(ctx) -> None:
+    """Run the weekly job on the configured cron schedule (APScheduler), until stopped."""
+    from monitor.schedule import serve
+
+    config = _config(ctx)
+    serve(config, echo=click.echo)
+
+
+@cli.command()
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("demo"), show_default=True,
+              help="folder for everything the demo makes (database, config, inbox, reports, .eml)")
+@click.pass_context
+def demo(ctx, out_dir: Path) -> None:
+    """Generate synthetic Syria data (2020 – March 2023) and run the weekly job for 2023-W09."""
+    from monitor.pipeline import run_demo
+
+    outcome = run_demo(out_dir, now=_now())
+    click.echo("demo data is SYNTHETIC (generated with a fixed seed, calibrated to public figures)")
+    _print_outcome(outcome)
+    ctx.exit(outcome.exit_code)
+
+
+@cli.command()
+def detectors() -> None:
+    """List the detectors, their rule, parameters, defaults and meaning."""
+    from monitor.detectors import describe
+
+    for entry in describe():
+        click.echo(f"{entry['name']}: {entry['summary']}")
+        for p in entry["parameters"]:
+            click.echo(f"    {p['name']} = {p['default']!r}: {p['description']}")
+        click.echo("")
+
+
+def main() -> None:
+    cli(prog_name="monitor")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,373 @@
+"""TOML configuration → validated, frozen settings.
+
+Every setting is declared once here, with its default and one line of help
+(`Field(description=...)`); `config/monitor.toml` declares the same settings with the
+same defaults, and a docs test checks that they agree. Unknown keys are errors that
+suggest the nearest valid key; bad values name the key, the value and what is allowed.
+The SMTP password is never read from the file, only from the environment.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from monitor.errors import ConfigError
+from monitor.types import DIMENSIONS, INCIDENT_FIELDS, Annotation
+
+#: Where `monitor` looks for a config when neither --config nor $MONITOR_CONFIG is given.
+DEFAULT_CONFIG = Path("config/monitor.toml")
+CONFIG_ENV = "MONITOR_CONFIG"
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+FORMATS = ("auto", "acled", "acled-legacy", "ucdp", "generic", "counts")
+#: ACLED's political-violence event types (protests and strategic developments excluded).
+POLITICAL_VIOLENCE = ("Battles", "Explosions/Remote violence", "Violence against civilians")
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseSettings(_Settings):
+    path: Path = Field(Path("monitor.db"), description="SQLite database file (relative paths: from the config file's folder)")
+
+
+class GenericMapping(_Settings):
+    """How to read a CSV that is neither ACLED nor UCDP: which column feeds which incident field."""
+
+    name: str = Field(description="name of the mapping, used with --format generic and in messages")
+    source: str = Field(description="source name stored with every record read through this mapping")
+    match_header: list[str] = Field(description="auto-detect this mapping when a file's header equals this list (case-insensitive)")
+    id_column: str = Field("", description="column holding a stable event id; empty: a hash of the row's content")
+    date_column: str = Field(description="column holding the event date")
+    date_format: str = Field("%Y-%m-%d", description="strptime format of date_column")
+    columns: dict[str, str] = Field(default_factory=dict, description="incident field -> CSV column")
+    constants: dict[str, str] = Field(default_factory=dict, description="incident field -> fixed value (e.g. country)")
+
+    @field_validator("columns", "constants")
+    @classmethod
+    def _known_fields(cls, value: dict[str, str]) -> dict[str, str]:
+        allowed = [f for f in INCIDENT_FIELDS if f not in ("source", "source_id", "event_date", "revision")]
+        for key in value:
+            if key not in allowed:
+                raise ValueError(f"'{key}' is not an incident field{_suggest(key, allowed)}; allowed: {', '.join(allowed)}")
+        return value
+
+
+class IngestSettings(_Settings):
+    inbox: list[Path] = Field([Path("inbox")], description="folders `monitor run` scans for new incident files")
+    patterns: list[str] = Field(["*.csv"], description="file name patterns picked up in the inbox folders")
+    format: Literal[FORMATS] = Field("auto", description="input format: auto (from the header), acled, acled-legacy, ucdp, generic, counts")
+    mappings: list[GenericMapping] = Field(default_factory=list, description="column mappings for generic CSV files")
+
+
+class WeekSettings(_Settings):
+    start: Literal[WEEKDAYS] = Field("monday", description="first day of the reporting week; labels are ISO weeks (2023-W07)")
+
+
+class SeriesFilters(_Settings):
+    """Which incidents a series counts; every listed condition must hold (lists mean 'any of')."""
+
+    source: list[str] = Field(default_factory=list, description="keep these sources (acled, ucdp, ...)")
+    country: list[str] = Field(default_factory=list, description="keep these countries")
+    admin1: list[str] = Field(default_factory=list, description="keep these admin1 regions")
+    admin2: list[str] = Field(default_factory=list, description="keep these admin2 districts")
+    event_type: list[str] = Field(default_factory=list, description="keep these event types")
+    sub_event_type: list[str] = Field(default_factory=list, description="keep these sub-event types")
+    actor_contains: list[str] = Field(default_factory=list, description="keep incidents where actor1 or actor2 contains one of these (case-insensitive)")
+
+
+class SeriesDefinition(_Settings):
+    name: str = Field(description="short name, used in series keys (e.g. is_attacks/admin1=Homs)")
+    title: str = Field("", description="human title shown in reports (default: the name)")
+    group_by: list[Literal[DIMENSIONS]] = Field(default_factory=list, description="dimensions cutting the series: country, admin1, admin2, event_type, sub_event_type, actor")
+    filters: SeriesFilters = Field(default_factory=SeriesFilters, description="which incidents are counted")
+    metric: Literal["events", "fatalities"] = Field("events", description="count events or sum fatalities")
+    detector: str = Field("farrington", description="detector for these series (see `monitor detectors`)")
+    params: dict[str, Any] = Field(default_factory=dict, description="detector parameters overriding [detectors.<name>] for these series")
+    rollup: bool = Field(True, description="also monitor the total over all groups")
+    min_events: int = Field(10, ge=0, description="skip groups with fewer events than this in their whole history")
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not value or any(c in value for c in "/|= "):
+            raise ValueError("must be non-empty and contain no '/', '|', '=' or spaces")
+        return value
+
+
+class SmtpSettings(_Settings):
+    host: str = Field("", description="SMTP server; empty: write the digest as an .eml file in the report folder")
+    port: int = Field(587, ge=1, le=65535, description="SMTP port (587 STARTTLS, 465 SSL, 25 plain)")
+    security: Literal["starttls", "ssl", "none"] = Field("starttls", description="starttls, ssl or none")
+    username: str = Field("", description="login name; empty: no login")
+    password_env: str = Field("MONITOR_SMTP_PASSWORD", description="environment variable holding the SMTP password (never put it in this file)")
+    timeout: float = Field(30.0, gt=0, description="seconds before giving up on the server")
+
+
+class AlertSettings(_Settings):
+    enabled: bool = Field(True, description="send (or write) a digest when new surges are flagged")
+    recipients: list[str] = Field(default_factory=list, description="watch-team addresses")
+    sender: str = Field("incident-monitor@localhost", description="From: address")
+    subject_prefix: str = Field("[incident-monitor]", description="start of every subject line")
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings, description="mail server")
+
+    @model_validator(mode="after")
+    def _recipients_when_sending(self) -> "AlertSettings":
+        if self.enabled and self.smtp.host and not self.recipients:
+            raise ValueError("recipients is empty but smtp.host is set: list at least one address")
+        return self
+
+
+class ReportSettings(_Settings):
+    folder: Path = Field(Path("reports"), description="where reports/<YYYY-Www>/ folders are written")
+    history_weeks: int = Field(156, ge=104, description="weeks shown in each chart (at least two years)")
+    lookback_weeks: int = Field(8, ge=1, le=52, description="past weeks re-checked to count weeks in alert and new/continuing status")
+    max_incidents: int = Field(15, ge=0, description="incidents listed behind each flagged series")
+    note_chars: int = Field(240, ge=20, description="notes are trimmed to this many characters")
+    annotations: list[Annotation] = Field(default_factory=list, description='dated events drawn on charts, "YYYY-MM-DD label"')
+    synthetic_data: bool = Field(False, description="say in every report that the data is synthetic (set by `monitor demo`)")
+
+    @field_validator("annotations", mode="before")
+    @classmethod
+    def _parse_annotations(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        parsed = []
+        for item in value:
+            if isinstance(item, Annotation):
+                parsed.append(item)
+                continue
+            text = str(item).strip()
+            day, _, label = text.partition(" ")
+            try:
+                parsed.append(Annotation(date=date.fromisoformat(day), label=label.strip() or day))
+            except ValueError:
+                raise ValueError(f"'{text}' does not start with a date: write \"YYYY-MM-DD label\"") from None
+        return parsed
+
+
+class ScheduleSettings(_Settings):
+    cron: str = Field("0 6 * * mon", description="when `monitor schedule` runs the weekly job (minute hour day month weekday)")
+    timezone: str = Field("UTC", description="time zone of the cron expression (IANA name)")
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        fields = value.split()
+        if len(fields) != 5:
+            raise ValueError("needs 5 fields: minute hour day month weekday, e.g. '0 6 * * mon'")
+        if any(ch.isdigit() for ch in fields[4]):
+            raise ValueError(
+                "write weekdays as names (mon..sun): APScheduler 3 numbers them from Monday = 0, cron from Sunday = 0"
+            )
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("is not an IANA time zone (e.g. UTC, Europe/Berlin, Asia/Damascus)") from None
+        return value
+
+
+class Config(_Settings):
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings, description="the SQLite store")
+    ingest: IngestSettings = Field(default_factory=IngestSettings, description="incident files and how to read them")
+    week: WeekSettings = Field(default_factory=WeekSettings, description="reporting weeks")
+    series: list[SeriesDefinition] = Field(default_factory=list, description="the series to monitor")
+    detectors: dict[str, dict[str, Any]] = Field(default_factory=dict, description="detector name -> default parameters")
+    report: ReportSettings = Field(default_factory=ReportSettings, description="weekly report")
+    alerts: AlertSettings = Field(default_factory=AlertSettings, description="email digest")
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings, description="`monitor schedule`")
+    #: folder relative paths are resolved against (the config file's folder); not a TOML key
+    base_dir: Path = Field(Path("."), exclude=True, description="(internal) folder of the config file")
+
+    @model_validator(mode="after")
+    def _unique_series(self) -> "Config":
+        names = [s.name for s in self.series]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"series names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    def path(self, value: Path) -> Path:
+        """Resolve a configured path against the config file's folder."""
+        return value if value.is_absolute() else (self.base_dir / value)
+
+    @property
+    def db_path(self) -> Path:
+        return self.path(self.database.path)
+
+    @property
+    def report_folder(self) -> Path:
+        return self.path(self.report.folder)
+
+    @property
+    def report_settings(self) -> ReportSettings:
+        """Report settings with the folder resolved (what the report module receives)."""
+        return self.report.model_copy(update={"folder": self.report_folder})
+
+    def smtp_password(self) -> str | None:
+        """The SMTP password, from the environment only."""
+        return os.environ.get(self.alerts.smtp.password_env) or None
+
+    def detector_params(self, definition: SeriesDefinition) -> tuple[str, Any]:
+        """The validated parameter model for a series definition: [detectors.<name>] then the series' own params."""
+        from monitor.detectors import make_params
+
+        merged = {**self.detectors.get(definition.detector, {}), **definition.params}
+        return definition.detector, make_params(definition.detector, merged)
+
+
+def load_config(path: Path | str | None = None, *, db: Path | str | None = None) -> Config:
+    """Read and validate a config file.
+
+    path: the TOML file; None means $MONITOR_CONFIG, else ./config/monitor.toml if it
+        exists, else built-in defaults (paths relative to the current folder).
+    db: overrides database.path (the global --db option).
+    """
+    if path is None and os.environ.get(CONFIG_ENV):
+        path = os.environ[CONFIG_ENV]
+    if path is None and DEFAULT_CONFIG.is_file():
+        path = DEFAULT_CONFIG
+    raw: dict[str, Any] = {}
+    base = Path.cwd()
+    label = "built-in defaults"
+    if path is not None:
+        path = Path(path)
+        label = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found (give --config PATH or set ${CONFIG_ENV})") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read config: {exc}") from None
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        base = path.resolve().parent
+    return config_from_dict(raw, base_dir=base, db=db, label=label)
+
+
+def config_from_dict(raw: dict[str, Any], *, base_dir: Path, db: Path | str | None = None, label: str = "config") -> Config:
+    """Validate a config mapping (as read from TOML); `label` names it in error messages."""
+    _refuse_password(raw, label)
+    try:
+        config = Config.model_validate({**raw, "base_dir": base_dir})
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, raw, label)) from None
+    for name, values in config.detectors.items():
+        from monitor.detectors import make_params
+
+        try:
+            make_params(name, values)
+        except Exception as exc:  # DetectorError carries the detail
+            raise ConfigError(f"{label}: [detectors.{name}]: {exc}") from None
+    for definition in config.series:
+        try:
+            config.detector_params(definition)
+        except Exception as exc:
+            raise ConfigError(f"{label}: series '{definition.name}': {exc}") from None
+    if db is not None:
+        config = config.model_copy(update={"database": DatabaseSettings(path=Path(db).resolve())})
+    return config
+
+
+def _refuse_password(raw: dict[str, Any], label: str) -> None:
+    smtp = raw.get("alerts", {}).get("smtp", {}) if isinstance(raw.get("alerts"), dict) else {}
+    if isinstance(smtp, dict) and "password" in smtp:
+        env = smtp.get("password_env", "MONITOR_SMTP_PASSWORD")
+        raise ConfigError(
+            f"{label}: alerts.smtp.password: the password is never read from the config file; "
+            f"remove it and set the environment variable {env} instead"
+        )
+
+
+def _explain(exc: ValidationError, raw: dict[str, Any], label: str) -> str:
+    """One line per problem: the key, the value and what is allowed."""
+    lines = []
+    for error in exc.errors():
+        loc = [p for p in error["loc"] if p != "base_dir"]
+        key = _dotted(loc)
+        if error["type"] == "extra_forbidden":
+            lines.append(f"{label}: unknown key '{key}'{_suggest(str(loc[-1]), _fields_at(Config, loc[:-1]))}")
+            continue
+        value = _value_at(raw, loc)
+        message = error["msg"].removeprefix("Value error, ")
+        shown = f" = {value!r}" if value is not _MISSING else ""
+        if error["type"] == "missing":
+            lines.append(f"{label}: '{key}' is required")
+        else:
+            lines.append(f"{label}: {key}{shown}: {message}")
+    return "\n".join(lines)
+
+
+_MISSING = object()
+
+
+def _dotted(loc: list[Any]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _value_at(raw: Any, loc: list[Any]) -> Any:
+    for part in loc:
+        try:
+            raw = raw[part]
+        except (KeyError, IndexError, TypeError):
+            return _MISSING
+    return raw
+
+
+def _fields_at(model: type[BaseModel], loc: list[Any]) -> list[str]:
+    """Valid key names at a location of the config tree (for suggestions)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+        args = getattr(annotation, "__args__", ())
+        current = next((a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if current is None:
+            return []
+    return list(getattr(current, "model_fields", {}))
+
+
+def _suggest(word: str, candidates: list[str]) -> str:
+    match = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    if match:
+        return f" (did you mean '{match[0]}'?)"
+    return f"; valid keys: {', '.join(candidates)}" if candidates else ""
+
+
+def iter_settings(model: type[BaseModel] = Config, prefix: str = "") -> list[tuple[str, Any, str]]:
+    """Every declared setting as (dotted key, default, help), for docs and the docs test."""
+    out = []
+    for name, field in model.model_fields.items():
+        if field.exclude:
+            continue
+        key = f"{prefix}{name}"
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            out.extend(iter_settings(annotation, f"{key}."))
+        else:
+            default = field.get_default(call_default_factory=True)
+            out.append((key, default, field.description or ""))
+    return out

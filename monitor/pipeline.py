@@ -1,0 +1,417 @@
+"""The weekly run, one straight line: ingest → aggregate → detect → report → alert → record.
+
+Every function takes `now` and `week` as arguments; only cli.py and schedule.py read the clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import pandas as pd
+
+from monitor.config import Config
+from monitor.errors import IngestError, MonitorError
+from monitor.series import (
+    build_series,
+    combined_frame,
+    incidents_behind,
+    last_complete_week,
+    trend_arrow,
+    week_label,
+)
+from monitor.types import Detection, IngestResult, ReportFiles, RunResult, SeriesResult, WeeklySeries
+
+#: Exit codes of `monitor run` (documented in the README).
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_DELIVERY_FAILED = 4
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    """Files ingested (or skipped as already seen) and files refused with their one-line reason."""
+
+    results: tuple[IngestResult, ...]
+    refused: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class WeeklyOutcome:
+    """What `run_weekly` did: the run result, the report files and the alert delivery."""
+
+    result: RunResult
+    files: ReportFiles
+    ingest: IngestOutcome
+    announced: tuple[str, ...]  # series keys announced by this run
+    delivery: object | None  # monitor.alerts.email.Delivery, or None when nothing was sent
+    delivery_error: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        if self.delivery_error:
+            return EXIT_DELIVERY_FAILED
+        return EXIT_ERROR if self.ingest.refused else EXIT_OK
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def ingest_files(store, paths: Iterable[Path], *, config: Config, now: datetime, format: str | None = None) -> IngestOutcome:
+    """Ingest files one by one: each file is one transaction; a refused file changes nothing.
+
+    A file whose exact content (sha256) was ingested before is skipped without parsing.
+    """
+    from monitor.sources import read_file
+
+    results, refused = [], []
+    for path in paths:
+        path = Path(path)
+        try:
+            sha = file_sha256(path)
+        except OSError as exc:
+            refused.append(f"{path}: cannot read: {exc.strerror or exc}")
+            continue
+        if store.ingested(sha):
+            results.append(IngestResult(str(path), sha, "", "", 0, 0, 0, 0, 0, skipped=True))
+            continue
+        try:
+            parsed = read_file(path, format=format or config.ingest.format, mappings=config.ingest.mappings, now=now)
+        except IngestError as exc:
+            refused.append(str(exc))
+            continue
+        results.append(store.ingest(parsed, sha256=sha, now=now))
+    return IngestOutcome(tuple(results), tuple(refused))
+
+
+def inbox_files(config: Config) -> list[Path]:
+    """Files matching the configured patterns in the inbox folders, oldest name first."""
+    found: set[Path] = set()
+    for folder in config.ingest.inbox:
+        folder = config.path(folder)
+        if not folder.is_dir():
+            continue
+        for pattern in config.ingest.patterns:
+            found.update(p for p in folder.glob(pattern) if p.is_file())
+    return sorted(found)
+
+
+def select_week(config: Config, *, week: date | None, now: datetime) -> date:
+    """The week to report on: the given one, else the last week that has ended at `now`."""
+    return week if week is not None else last_complete_week(now, start=config.week.start)
+
+
+def _definition(config: Config, name: str):
+    return next(d for d in config.series if d.name == name)
+
+
+def build_all_series(config: Config, store, *, week: date, series_filter: str | None = None) -> list[WeeklySeries]:
+    """Every configured series up to `week`, optionally only those whose key or label contains `series_filter`."""
+    week_end = week + timedelta(days=6)
+    records = combined_frame(store.incidents_frame(end=week_end), store.counts_frame(end=week_end))
+    series = build_series(records, config.series, week=week, week_start=config.week.start, detector_of=config.detector_params)
+    if series_filter:
+        needle = series_filter.lower()
+        series = [s for s in series if needle in s.key.lower() or needle in f"{s.title} {s.label}".lower()]
+    return series
+
+
+def detect_series(series: WeeklySeries, *, lookback: int, detector: str | None = None, params: dict | None = None) -> pd.DataFrame:
+    """Run the series' detector (with EARS fallback) on its last `lookback` + 1 weeks."""
+    from monitor.detectors import make_params, run_detector
+
+    name = detector or series.detector
+    values = params if params is not None else (series.params if name == series.detector else {})
+    model = make_params(name, values)
+    n = len(series.counts)
+    positions = list(range(max(0, n - lookback - 1), n))
+    return run_detector(name, model, series.counts, weeks=positions)
+
+
+def _float(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _detection(series: WeeklySeries, row: pd.Series) -> Detection:
+    alarm = row["alarm"]
+    return Detection(
+        series=series.key,
+        week_start=pd.Timestamp(row["week_start"]).date(),
+        observed=_float(row["count"]),
+        expected=_float(row["expected"]),
+        threshold=_float(row["upperbound"]),
+        score=_float(row.get("score")),
+        pvalue=_float(row.get("pvalue")),
+        alarm=None if pd.isna(alarm) else bool(alarm),
+        detector=str(row.get("detector", series.detector)),
+        note=str(row.get("note", "") or ""),
+        fallback_from=str(row.get("fallback_from", "") or ""),
+    )
+
+
+def _status(alarms: Sequence[object]) -> tuple[int, str]:
+    """Weeks in alert (consecutive alarms ending this week) and new/continuing/resolved."""
+    flags = [bool(a) if not pd.isna(a) else False for a in alarms]
+    run = 0
+    for flag in reversed(flags):
+        if not flag:
+            break
+        run += 1
+    previous = flags[-2] if len(flags) > 1 else False
+    if flags and flags[-1]:
+        return run, "continuing" if previous else "new"
+    return 0, "resolved" if previous else ""
+
+
+def detect_week(
+    config: Config,
+    store,
+    *,
+    week: date,
+    now: datetime,
+    series_filter: str | None = None,
+    detector: str | None = None,
+    params: dict | None = None,
+    with_context: bool = True,
+    ingests: Sequence[IngestResult] = (),
+) -> RunResult:
+    """Detect every series for `week` and gather what the report needs.
+
+    with_context: re-check the last `report.lookback_weeks` weeks (weeks in alert, status),
+        compute the plotted history of flagged series and fetch the incidents behind them;
+        False checks only `week` (the fast path for `monitor check`).
+    """
+    series = build_all_series(config, store, week=week, series_filter=series_filter)
+    lookback = config.report.lookback_weeks if with_context else 0
+    incidents = store.incidents_frame(start=week, end=week + timedelta(days=6)) if with_context else None
+    results = []
+    for s in series:
+        frame = detect_series(s, lookback=lookback, detector=detector, params=params)
+        current = _detection(s, frame.iloc[-1])
+        weeks_in_alert, status = _status(list(frame["alarm"])) if with_context else (int(bool(current.alarm)), "")
+        history, behind = frame, None
+        if with_context and current.alarm:
+            history = detect_series(s, lookback=config.report.history_weeks - 1, detector=detector, params=params)
+            behind = incidents_behind(incidents, s, _definition(config, s.definition), week=week, limit=config.report.max_incidents)
+        results.append(
+            SeriesResult(
+                series=s,
+                detection=current,
+                history=history,
+                weeks_in_alert=weeks_in_alert,
+                status=status,
+                trend=trend_arrow(s.counts),
+                incidents=behind,
+            )
+        )
+    stats = store.stats(until=week + timedelta(days=6))
+    used = {}
+    for s in series:
+        used.setdefault(detector or s.detector, params if params is not None else s.params)
+    for r in results:
+        if r.detection.fallback_from:
+            used.setdefault(r.detection.detector, {})
+    starts = [s.counts.index[0].date() for s in series if len(s.counts)]
+    return RunResult(
+        week=week_label(week),
+        week_start=week,
+        week_end=week + timedelta(days=6),
+        generated_at=now,
+        data_start=min(starts) if starts else None,
+        records_total=int(stats.get("records_total", 0)),
+        records_ingested=sum(i.inserted + i.updated for i in ingests),
+        latest_event_date=_as_date(stats.get("latest_event_date")),
+        detectors=used,
+        results=tuple(results),
+        ingests=tuple(ingests),
+        annotations=tuple(config.report.annotations),
+        synthetic=config.report.synthetic_data,
+        notes=tuple(_run_notes(results)),
+    )
+
+
+def _as_date(value) -> date | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, date):
+        return value if not isinstance(value, datetime) else value.date()
+    return date.fromisoformat(str(value)[:10])
+
+
+def _run_notes(results: Sequence[SeriesResult]) -> list[str]:
+    notes = []
+    fallbacks = [r for r in results if r.detection.fallback_from]
+    if fallbacks:
+        notes.append(
+            f"{len(fallbacks)} series had too little history for their detector and were checked with EARS instead."
+        )
+    undecided = [r for r in results if r.detection.alarm is None]
+    if undecided:
+        notes.append(f"{len(undecided)} series could not be decided this week (see the note column).")
+    return notes
+
+
+def run_weekly(
+    config: Config, store, *, week: date | None, now: datetime, send: bool = True, clock: Callable[[], datetime] | None = None
+) -> WeeklyOutcome:
+    """The weekly job: ingest new inbox files → detect → report → email → record.
+
+    Re-running the same week re-ingests nothing (files are known by sha256), rewrites the
+    same report and sends nothing new: a surge is announced once per week, and the
+    announcement is recorded only after the mail server accepted the message.
+    clock: gives the finishing time recorded for the run (default: `now`).
+    """
+    from monitor.alerts.email import build_digest, deliver
+    from monitor.errors import DeliveryError
+    from monitor.report import write_report
+
+    started = now
+    week = select_week(config, week=week, now=now)
+    ingest = ingest_files(store, inbox_files(config), config=config, now=now)
+    result = detect_week(config, store, week=week, now=now, ingests=ingest.results)
+    files = write_report(result, settings=config.report_settings)
+    store.save_detections(result.week, [r.detection for r in result.results])
+
+    announce = [r.series.key for r in result.flagged if r.series.key not in store.announced(result.week)]
+    delivery, error = None, ""
+    if send and config.alerts.enabled and announce:
+        message = build_digest(result, files, settings=config.alerts, announce=announce)
+        if message is not None:
+            try:
+                delivery = deliver(message, settings=config.alerts, password=config.smtp_password(), eml_dir=files.folder)
+            except DeliveryError as exc:
+                error = str(exc)
+            else:
+                store.record_announcements(
+                    result.week, announce, channel=delivery.channel, message_id=delivery.message_id, sent_at=now
+                )
+    outcome = WeeklyOutcome(
+        result=result,
+        files=files,
+        ingest=ingest,
+        announced=tuple(announce) if delivery is not None else (),
+        delivery=delivery,
+        delivery_error=error,
+    )
+    store.record_run(
+        week=result.week,
+        started_at=started,
+        finished_at=clock() if clock else now,
+        status="delivery-failed" if error else ("ingest-refused" if ingest.refused else "ok"),
+        summary={
+            "series": len(result.results),
+            "flagged": [r.series.key for r in result.flagged],
+            "announced": list(outcome.announced),
+            "ingested_files": [i.file for i in ingest.results if not i.skipped],
+            "refused": list(ingest.refused),
+            "error": error,
+        },
+    )
+    return outcome
+
+
+def report_week(config: Config, store, *, week: date | None, now: datetime) -> tuple[RunResult, ReportFiles]:
+    """Detect and write the report for a week, without ingesting or emailing."""
+    from monitor.report import write_report
+
+    week = select_week(config, week=week, now=now)
+    result = detect_week(config, store, week=week, now=now)
+    return result, write_report(result, settings=config.report_settings)
+
+
+def detect_csv(path: Path, *, detector: str, params: dict, last: int | None) -> pd.DataFrame:
+    """The file-based check: run a detector on a CSV of `week_start,count` (optionally with `series`).
+
+    Each series is checked on its own; with a `series` column every output row starts with it.
+    """
+    from monitor.detectors import make_params, run_detector
+
+    frame = _read_counts_csv(path)
+    model = make_params(detector, params)
+    outputs = []
+    grouped = frame.groupby("series", sort=False) if "series" in frame.columns else [(None, frame)]
+    for name, sub in grouped:
+        counts = pd.Series(sub["count"].to_numpy(dtype=float), index=pd.DatetimeIndex(sub["week_start"]), name="count")
+        n = len(counts)
+        first = 0 if last is None else max(0, n - last)
+        out = run_detector(detector, model, counts, weeks=list(range(first, n)))
+        if name is not None:
+            out.insert(0, "series", name)
+        outputs.append(out)
+    return pd.concat(outputs, ignore_index=True)
+
+
+def _read_counts_csv(path: Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path, dtype={"series": str})
+    except FileNotFoundError:
+        raise MonitorError(f"{path}: file not found") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise MonitorError(f"{path}: not a readable CSV ({exc}); expected columns week_start,count[,series]") from None
+    missing = [c for c in ("week_start", "count") if c not in frame.columns]
+    if missing:
+        raise MonitorError(
+            f"{path}: line 1: missing column(s) {', '.join(missing)}; header is {','.join(map(str, frame.columns))} "
+            "(expected week_start,count and optionally series)"
+        )
+    dates = pd.to_datetime(frame["week_start"], format="%Y-%m-%d", errors="coerce")
+    counts = pd.to_numeric(frame["count"], errors="coerce")
+    for column, parsed, expected in (("week_start", dates, "a date YYYY-MM-DD"), ("count", counts, "a number >= 0")):
+        bad = parsed.isna() | ((parsed < 0) if column == "count" else False)
+        if bad.any():
+            i = int(bad.to_numpy().nonzero()[0][0])
+            raise MonitorError(f"{path}: line {i + 2}: {column} '{frame[column].iloc[i]}' is not {expected}")
+    frame = frame.assign(week_start=dates, count=counts)
+    for name, sub in frame.groupby("series", sort=False) if "series" in frame.columns else [(None, frame)]:
+        gaps = sub["week_start"].diff().dropna()
+        if (gaps != pd.Timedelta(days=7)).any():
+            i = int((gaps != pd.Timedelta(days=7)).to_numpy().nonzero()[0][0]) + 1
+            where = f" (series {name})" if name is not None else ""
+            raise MonitorError(
+                f"{path}: line {sub.index[i] + 2}: week_start {sub['week_start'].iloc[i].date()}{where} does not follow "
+                f"{sub['week_start'].iloc[i - 1].date()} by 7 days; rows must be consecutive weeks in order, zeros included"
+            )
+    return frame
+
+
+
+#: The demo reports on the week after the 2023-02-27 landmine killings in Hama.
+DEMO_WEEK = "2023-W09"
+DEMO_FILE = "syria_demo_acled_2020-01-01_2023-03-31.csv"
+
+
+def run_demo(out_dir: Path, *, now: datetime) -> WeeklyOutcome:
+    """Generate the synthetic Syria dataset under `out_dir`, then run the weekly job for 2023-W09.
+
+    Everything it makes (inbox CSV, monitor.toml, monitor.db, reports/, the .eml) stays in
+    `out_dir`. An existing monitor.toml there is kept, so a user can edit and re-run it.
+    """
+    from importlib import resources
+
+    from monitor import demo
+    from monitor.config import load_config
+    from monitor.series import parse_week
+    from monitor.store import Store
+
+    out_dir = Path(out_dir)
+    inbox = out_dir / "inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    demo.write_demo_csv(inbox / DEMO_FILE)
+    config_path = out_dir / "monitor.toml"
+    if not config_path.exists():
+        config_path.write_text(resources.files("monitor").joinpath("data/demo.toml").read_text(encoding="utf-8"), encoding="utf-8")
+    config = load_config(config_path)
+    with Store(config.db_path) as store:
+        return run_weekly(config, store, week=parse_week(DEMO_WEEK, start=config.week.start), now=now)

@@ -1,0 +1,249 @@
+"""Weeks and weekly series: week arithmetic, filters, aggregation, zero-fill.
+
+A week starts on the configured weekday (Monday by default). Its label is the ISO
+week of its middle day (start + 3 days), which for Monday weeks is exactly the ISO
+week (`2023-W07`) and gives every other week start one unambiguous label too.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta
+from typing import Iterable, Sequence
+
+import pandas as pd
+
+from monitor.errors import MonitorError
+from monitor.types import WeeklySeries
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_WEEK_LABEL = re.compile(r"^(\d{4})-W(\d{2})$")
+
+
+def week_start_of(day: date, *, start: str = "monday") -> date:
+    """The first day of the week containing `day`."""
+    offset = (day.weekday() - WEEKDAYS.index(start)) % 7
+    return day - timedelta(days=offset)
+
+
+def week_label(week_start: date) -> str:
+    """ISO label of a week, e.g. 2023-W07 (the ISO week of its middle day)."""
+    year, week, _ = (week_start + timedelta(days=3)).isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def parse_week(label: str, *, start: str = "monday") -> date:
+    """The start date of the week labelled `2023-W08` (or given as any ISO date inside it)."""
+    text = label.strip()
+    match = _WEEK_LABEL.match(text)
+    if match:
+        year, week = int(match.group(1)), int(match.group(2))
+        try:
+            thursday = date.fromisocalendar(year, week, 4)
+        except ValueError:
+            raise MonitorError(f"week '{label}' does not exist (ISO years have 52 or 53 weeks)") from None
+        return _start_for(thursday, start)
+    try:
+        return week_start_of(date.fromisoformat(text), start=start)
+    except ValueError:
+        raise MonitorError(f"week '{label}' is not a week: write YYYY-Www (e.g. 2023-W08) or a date YYYY-MM-DD") from None
+
+
+def _start_for(thursday: date, start: str) -> date:
+    """The week start whose middle day (start + 3) falls in the ISO week of `thursday`."""
+    # start + 3 must lie in Monday..Sunday of that ISO week, so start lies in [Thursday - 6, Thursday]
+    return week_start_of(thursday, start=start)
+
+
+def last_complete_week(now: datetime | date, *, start: str = "monday") -> date:
+    """Start of the last week that has fully ended at `now` (what a Monday-morning job reports on)."""
+    today = now.date() if isinstance(now, datetime) else now
+    return week_start_of(today, start=start) - timedelta(days=7)
+
+
+def week_index(dates: pd.Series, *, start: str = "monday") -> pd.Series:
+    """Week start (datetime64) of each date in a datetime64 Series."""
+    offset = (dates.dt.weekday - WEEKDAYS.index(start)) % 7
+    return dates.dt.normalize() - pd.to_timedelta(offset, unit="D")
+
+
+def filter_mask(frame: pd.DataFrame, filters) -> pd.Series:
+    """Rows of an incident frame kept by a SeriesFilters."""
+    mask = pd.Series(True, index=frame.index)
+    for column in ("source", "country", "admin1", "admin2", "event_type", "sub_event_type"):
+        wanted = getattr(filters, column)
+        if wanted:
+            mask &= frame[column].isin(wanted)
+    if filters.actor_contains:
+        hit = pd.Series(False, index=frame.index)
+        for needle in filters.actor_contains:
+            for column in ("actor1", "actor2"):
+                hit |= frame[column].fillna("").str.contains(needle, case=False, regex=False)
+        mask &= hit
+    return mask
+
+
+def _explode_actors(frame: pd.DataFrame, filters) -> pd.DataFrame:
+    """One row per (incident, actor) so a series can be cut by actor.
+
+    An incident counts once for each distinct actor it names; when the definition
+    filters on actor names, only the matching actors become groups.
+    """
+    parts = []
+    for column in ("actor1", "actor2"):
+        part = frame.assign(actor=frame[column].fillna(""))
+        parts.append(part)
+    both = pd.concat(parts, ignore_index=False)
+    both = both[both["actor"] != ""]
+    both = both.reset_index().drop_duplicates(subset=["index", "actor"]).set_index("index")
+    if filters.actor_contains:
+        keep = pd.Series(False, index=both.index)
+        for needle in filters.actor_contains:
+            keep |= both["actor"].str.contains(needle, case=False, regex=False)
+        both = both[keep.to_numpy()]
+    return both
+
+
+def series_key(definition: str, labels: Sequence[tuple[str, str]]) -> str:
+    """`is_attacks/admin1=Homs`, or `is_attacks/total` for the roll-up."""
+    if not labels:
+        return f"{definition}/total"
+    return definition + "/" + "|".join(f"{k}={v}" for k, v in labels)
+
+
+def combined_frame(incidents: pd.DataFrame, counts: pd.DataFrame) -> pd.DataFrame:
+    """Incidents and pre-aggregated count rows as one frame of weighted records.
+
+    Each record has the dimension columns, `date`, `events` (1 per incident, `count`
+    for a counts row) and `fatalities`.
+    """
+    inc = pd.DataFrame(
+        {
+            "source": incidents["source"],
+            "date": pd.to_datetime(incidents["event_date"]),
+            "country": incidents["country"],
+            "admin1": incidents["admin1"],
+            "admin2": incidents["admin2"],
+            "event_type": incidents["event_type"],
+            "sub_event_type": incidents["sub_event_type"],
+            "actor1": incidents["actor1"],
+            "actor2": incidents["actor2"],
+            "events": 1,
+            "fatalities": incidents["fatalities"].fillna(0).astype(int),
+        }
+    )
+    if counts is None or counts.empty:
+        return inc.reset_index(drop=True)
+    cnt = pd.DataFrame(
+        {
+            "source": counts["source"],
+            "date": pd.to_datetime(counts["week_start"]),
+            "country": counts["country"],
+            "admin1": counts["admin1"],
+            "admin2": counts["admin2"],
+            "event_type": counts["event_type"],
+            "sub_event_type": counts["sub_event_type"],
+            "actor1": counts["actor"],
+            "actor2": "",
+            "events": counts["count"].astype(int),
+            "fatalities": counts["fatalities"].fillna(0).astype(int),
+        }
+    )
+    return pd.concat([inc, cnt], ignore_index=True)
+
+
+def build_series(
+    records: pd.DataFrame,
+    definitions: Iterable,
+    *,
+    week: date,
+    week_start: str = "monday",
+    detector_of=None,
+) -> list[WeeklySeries]:
+    """Zero-filled weekly series for every definition, group and roll-up, up to `week`.
+
+    records: output of `combined_frame`; rows after the end of `week` are ignored.
+    definitions: SeriesDefinition values from the config.
+    week: start date of the current (last) week.
+    detector_of: callable(definition) -> (detector name, params model); None keeps the
+        definition's detector name and its raw params.
+    Each definition's series start at the first week holding any of its records, so a
+    source that only begins in 2016 is not padded with years of false zeros.
+    """
+    week_end = pd.Timestamp(week) + pd.Timedelta(days=7)
+    records = records[records["date"] < week_end]
+    out: list[WeeklySeries] = []
+    for definition in definitions:
+        frame = records[filter_mask(records, definition.filters)]
+        if "actor" in definition.group_by:
+            frame = _explode_actors(frame, definition.filters)
+        if frame.empty:
+            continue
+        frame = frame.assign(week=week_index(frame["date"], start=week_start))
+        weeks = pd.date_range(frame["week"].min(), pd.Timestamp(week), freq="7D")
+        value = "events" if definition.metric == "events" else "fatalities"
+        if detector_of is not None:
+            detector, params = detector_of(definition)
+            params = params.model_dump() if hasattr(params, "model_dump") else dict(params)
+        else:
+            detector, params = definition.detector, dict(definition.params)
+        title = definition.title or definition.name
+        groups: list[tuple[tuple[tuple[str, str], ...], pd.DataFrame]] = []
+        if definition.group_by:
+            history_events = frame.groupby(definition.group_by, dropna=False)["events"].sum()
+            for keys, sub in frame.groupby(definition.group_by, dropna=False):
+                keys = keys if isinstance(keys, tuple) else (keys,)
+                if history_events.loc[keys if len(keys) > 1 else keys[0]] < definition.min_events:
+                    continue
+                labels = tuple((dim, "" if pd.isna(k) else str(k)) for dim, k in zip(definition.group_by, keys))
+                if any(v == "" for _, v in labels):
+                    labels = tuple((d, v or "(unknown)") for d, v in labels)
+                groups.append((labels, sub))
+        if definition.rollup or not definition.group_by:
+            total = frame if "actor" not in definition.group_by else frame[~frame.index.duplicated()]
+            groups.append(((), total))
+        for labels, sub in groups:
+            counts = sub.groupby("week")[value].sum().reindex(weeks, fill_value=0).astype(float)
+            counts.index.name = "week_start"
+            out.append(
+                WeeklySeries(
+                    key=series_key(definition.name, labels),
+                    definition=definition.name,
+                    labels=labels,
+                    metric=definition.metric,
+                    detector=detector,
+                    params=params,
+                    counts=counts,
+                    title=title,
+                )
+            )
+    return out
+
+
+def incidents_behind(incidents: pd.DataFrame, series: WeeklySeries, definition, *, week: date, limit: int) -> pd.DataFrame:
+    """The incidents counted in `series` during `week`, deadliest first."""
+    if incidents.empty:
+        return incidents
+    start = pd.Timestamp(week)
+    frame = incidents[(incidents["event_date"] >= start) & (incidents["event_date"] < start + pd.Timedelta(days=7))]
+    probe = frame.rename(columns={})
+    mask = filter_mask(probe, definition.filters)
+    for dim, value in series.labels:
+        if dim == "actor":
+            mask &= (probe["actor1"] == value) | (probe["actor2"] == value)
+        else:
+            column = probe[dim].fillna("")
+            mask &= column == ("" if value == "(unknown)" else value)
+    hits = frame[mask]
+    return hits.sort_values(["fatalities", "event_date"], ascending=[False, True]).head(limit).reset_index(drop=True)
+
+
+def trend_arrow(counts: pd.Series) -> str:
+    """Last 4 weeks against the 4 before: ↑ above +25 %, ↓ below −25 %, → otherwise (as ACLED Trendfinder)."""
+    recent, before = counts.iloc[-4:].sum(), counts.iloc[-8:-4].sum()
+    if len(counts) < 8 or (recent <= 5 and before <= 5):  # too few events to call a direction
+        return "→"
+    if before == 0:
+        return "↑" if recent > 0 else "→"
+    change = (recent - before) / before
+    return "↑" if change > 0.25 else ("↓" if change < -0.25 else "→")
