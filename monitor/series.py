@@ -63,7 +63,7 @@ def last_complete_week(now: datetime | date, *, start: str = "monday") -> date:
 
 def week_index(dates: pd.Series, *, start: str = "monday") -> pd.Series:
     """Week start (datetime64) of each date in a datetime64 Series."""
-    offset = (dates.dt.weekday - WEEKDAYS.index(start)) % 7
+    offset = (dates.dt.day_of_week - WEEKDAYS.index(start)) % 7
     return dates.dt.normalize() - pd.to_timedelta(offset, unit="D")
 
 
