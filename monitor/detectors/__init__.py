@@ -1,0 +1,207 @@
+"""The detectors, registered in a plain dict, and the helpers the CLI and config use on them.
+
+Every detector is a frozen parameter model plus ``detect(counts, params, *, weeks)``:
+`counts` is a weekly, zero-filled pandas Series indexed by week start, `weeks` the 0-based
+positions to evaluate. The result has one row per position with the columns
+``week_start, count, expected, upperbound, alarm, score, pvalue``, then the detector's
+own columns, ending with ``note`` (why a week is undecided). `alarm` is pandas "boolean",
+NA when undecided. A problem in one week is data (NaN + note), never an exception.
+"""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel, ValidationError
+
+from monitor.detectors import ears, farrington, rules
+from monitor.errors import DetectorError
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """A registered detector: its parameter model, `detect`, `min_history` and one-line summary."""
+
+    name: str
+    params: type[BaseModel]
+    detect: Callable[..., pd.DataFrame]
+    min_history: Callable[[BaseModel], int]
+    summary: str
+
+
+DETECTORS: dict[str, DetectorSpec] = {
+    spec.name: spec
+    for spec in (
+        DetectorSpec("farrington", farrington.FarringtonParams, farrington.detect, farrington.min_history, farrington.SUMMARY),
+        DetectorSpec("ears", ears.EarsParams, ears.detect, ears.min_history, ears.SUMMARY),
+        DetectorSpec("acled-surge", rules.AcledSurgeParams, rules.detect_surge, rules.surge_min_history, rules.SURGE_SUMMARY),
+        DetectorSpec("acled-threat", rules.AcledThreatParams, rules.detect_threat, rules.threat_min_history, rules.THREAT_SUMMARY),
+    )
+}
+
+
+def get_detector(name: str) -> DetectorSpec:
+    """The registered detector called `name`; DetectorError naming it and the valid names otherwise."""
+    try:
+        return DETECTORS[name]
+    except (KeyError, TypeError):
+        pass
+    close = difflib.get_close_matches(str(name).strip().lower(), DETECTORS, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise DetectorError(f"unknown detector '{name}'{hint}; valid detectors: {', '.join(sorted(DETECTORS))}")
+
+
+def make_params(name: str, values: Mapping[str, Any]) -> BaseModel:
+    """Validate `values` (strings from the command line are fine) into `name`'s parameter model.
+
+    Raises DetectorError with one line per problem, e.g.
+    ``detector farrington: parameter 'alpah' is unknown (did you mean 'alpha'?)``.
+    """
+    spec = get_detector(name)
+    try:
+        return spec.params.model_validate(dict(values))
+    except ValidationError as exc:
+        raise DetectorError("; ".join(_explain(name, spec.params, values, err) for err in exc.errors())) from None
+
+
+def _explain(name: str, model: type[BaseModel], values: Mapping[str, Any], err: Mapping[str, Any]) -> str:
+    fields = list(model.model_fields)
+    loc = err.get("loc") or ()
+    field = str(loc[0]) if loc else ""
+    if err.get("type") == "extra_forbidden":
+        close = difflib.get_close_matches(field, fields, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"valid parameters: {', '.join(fields)}"
+        return f"detector {name}: parameter '{field}' is unknown ({hint})"
+    msg = str(err.get("msg", "invalid value"))
+    msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    msg = msg[:1].lower() + msg[1:]
+    if not field:  # a rule across several parameters (model validator)
+        return f"detector {name}: {msg}"
+    raw = values.get(field, err.get("input"))
+    return f"detector {name}: {field}={raw!r} is invalid: {msg}"
+
+
+def parse_param_pairs(pairs: Sequence[str]) -> dict[str, str]:
+    """Turn ``["reweight=true", "limit54=5,4"]`` into ``{"reweight": "true", "limit54": "5,4"}``.
+
+    Values stay strings: `make_params` converts them. A pair without '=', with an empty
+    name, or a name given twice raises DetectorError.
+    """
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = str(pair).partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise DetectorError(f"detector parameter '{pair}' is not name=value (e.g. alpha=0.01)")
+        if key in out:
+            raise DetectorError(f"detector parameter '{key}' is given twice ({key}={out[key]}, {key}={value.strip()}): keep one")
+        out[key] = value.strip()
+    return out
+
+
+def run_detector(
+    name: str,
+    params: BaseModel,
+    counts: pd.Series,
+    *,
+    weeks: Sequence[int],
+    fallback: str = "ears",
+) -> pd.DataFrame:
+    """Run detector `name` on the positions `weeks` of `counts`, with a short-history fallback.
+
+    Parameters:
+        name: a registered detector.
+        params: its validated parameter model (see `make_params`).
+        counts: weekly, zero-filled counts indexed by week start.
+        weeks: 0-based positions to evaluate.
+        fallback: detector run, with its default parameters, on positions that have fewer
+            than ``min_history(params)`` weeks before them; "" for none. Default EARS C1
+            (7-week baseline). Positions too short for the fallback as well are left to
+            `name` itself (alarm NA and its note, plus the fallback's requirement): the
+            baseline is not shortened below the fallback's default, because a 3-6 week sd
+            is too unstable for the z = 3.09 threshold to mean anything.
+
+    Returns the detector column contract, with the fallback's extra columns added where
+    they differ, and the columns `detector` (the detector actually used) and
+    `fallback_from` ("" or `name`) just before `note`.
+    """
+    spec = get_detector(name)
+    if not isinstance(params, spec.params):
+        raise DetectorError(f"detector {name}: parameters must be {spec.params.__name__}, not {type(params).__name__}")
+    pos = ears.check_positions(counts, weeks)
+    need = spec.min_history(params)
+    fb_spec = get_detector(fallback) if fallback and fallback != name else None
+    fb_params = fb_spec.params() if fb_spec else None
+    fb_need = fb_spec.min_history(fb_params) if fb_spec else 0
+
+    main = [k for k, t in enumerate(pos) if t >= need]
+    backup = [k for k, t in enumerate(pos) if t < need and fb_spec and t >= fb_need]
+    neither = [k for k, t in enumerate(pos) if t < need and not (fb_spec and t >= fb_need)]
+
+    parts: list[pd.DataFrame] = []
+    if main or neither or not pos:
+        keys = sorted(main + neither)
+        out = spec.detect(counts, params, weeks=[pos[k] for k in keys]).set_axis(keys)
+        out["detector"] = name
+        out["fallback_from"] = ""
+        if fb_spec and neither:
+            extra = f"{_label(fb_spec.name, fb_params)} fallback needs {fb_need} weeks"
+            out.loc[neither, "note"] = [_join(note, extra) for note in out.loc[neither, "note"]]
+        parts.append(out)
+    if backup:
+        out = fb_spec.detect(counts, fb_params, weeks=[pos[k] for k in backup]).set_axis(backup)
+        out["detector"] = fb_spec.name
+        out["fallback_from"] = name
+        out["note"] = [
+            _join(f"too little history for {name} (needs {need} weeks, has {pos[k]}): {_label(fb_spec.name, fb_params)} used", note)
+            for k, note in zip(backup, out["note"])
+        ]
+        parts.append(out)
+
+    columns: list[str] = []
+    for part in parts:
+        columns += [c for c in part.columns if c not in columns and c not in ("detector", "fallback_from", "note")]
+    columns += ["detector", "fallback_from", "note"]
+    frames = [p.reindex(columns=columns) for p in parts]
+    result = frames[0] if len(frames) == 1 else pd.concat(frames)
+    result = result.sort_index().reset_index(drop=True)
+    result["alarm"] = result["alarm"].astype("boolean")
+    return result
+
+
+def _label(name: str, params: BaseModel) -> str:
+    return f"EARS {params.method}" if name == "ears" else name
+
+
+def _join(first: str, second: str) -> str:
+    return "; ".join(s for s in (first, second) if s)
+
+
+def describe() -> list[dict[str, Any]]:
+    """Every detector with its summary and parameters (name, type, default, description)."""
+    out = []
+    for spec in DETECTORS.values():
+        parameters = []
+        for field_name, info in spec.params.model_fields.items():
+            default = info.get_default(call_default_factory=True)
+            parameters.append(
+                {
+                    "name": field_name,
+                    "type": _type_name(info.annotation),
+                    "default": default,
+                    "description": info.description or "",
+                }
+            )
+        out.append({"name": spec.name, "summary": spec.summary, "parameters": parameters})
+    return out
+
+
+def _type_name(annotation: Any) -> str:
+    if typing.get_origin(annotation) is typing.Literal:
+        return "|".join(str(a) for a in typing.get_args(annotation))
+    return getattr(annotation, "__name__", str(annotation))

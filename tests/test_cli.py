@@ -1,0 +1,148 @@
+"""The command line: exit codes, formats, messages (CliRunner, real files, real database)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from monitor.cli import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def invoke(*args: str, env: dict | None = None):
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def test_help_and_usage_errors():
+    assert invoke("--help").exit_code == 0
+    result = invoke("check", "--bogus")
+    assert result.exit_code == 2 and "No such option" in result.output
+    assert invoke("detect").exit_code == 2  # missing FILE
+
+
+def test_python_dash_m_entry_point():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "monitor", "--version"], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0 and "incident-monitor" in done.stdout
+
+
+def counts_csv(tmp_path: Path, values: list[int], name: str = "counts.csv", series: str | None = None) -> Path:
+    weeks = pd.date_range("2020-01-06", periods=len(values), freq="7D")
+    frame = pd.DataFrame({"week_start": weeks.strftime("%Y-%m-%d"), "count": values})
+    if series:
+        frame.insert(0, "series", series)
+    path = tmp_path / name
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_detect_flags_a_spike_and_exits_3(tmp_path):
+    path = counts_csv(tmp_path, [2, 3, 2, 2, 3, 2, 2, 3, 2, 2, 25])
+    result = invoke("detect", str(path), "--detector", "ears", "--param", "method=C1", "--last", "2", "--format", "csv")
+    assert result.exit_code == 3, result.output
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    assert [r["week_start"] for r in rows] == ["2020-03-09", "2020-03-16"]
+    assert list(rows[0])[:5] == ["week_start", "count", "expected", "upperbound", "alarm"]
+    assert rows[-1]["alarm"] == "1" and rows[0]["alarm"] == "0"
+
+
+def test_detect_quiet_series_exits_0_and_json(tmp_path):
+    path = counts_csv(tmp_path, [2, 3, 2, 2, 3, 2, 2, 3, 2, 2, 3])
+    result = invoke("detect", str(path), "--detector", "acled-surge", "--last", "1", "--format", "json")
+    assert result.exit_code == 0
+    [row] = json.loads(result.output)
+    assert row["alarm"] == 0 and row["expected"] == pytest.approx(2.25)  # mean of the 4 weeks before
+
+
+def test_detect_several_series_stays_one_csv(tmp_path):
+    a = pd.read_csv(counts_csv(tmp_path, [1, 1, 1, 1, 1, 9], "a.csv", series="Homs"))
+    b = pd.read_csv(counts_csv(tmp_path, [4, 4, 4, 4, 4, 4], "b.csv", series="Hama"))
+    path = tmp_path / "both.csv"
+    pd.concat([a, b]).to_csv(path, index=False)
+    result = invoke("detect", str(path), "--detector", "acled-surge", "--last", "1", "--format", "csv")
+    assert result.exit_code == 3
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    assert [(r["series"], r["alarm"]) for r in rows] == [("Homs", "1"), ("Hama", "0")]
+    assert list(rows[0])[0] == "series"
+
+
+def test_detect_bad_csv_names_the_line(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("week_start,count\n2020-01-06,1\n2020-01-13,many\n")
+    result = CliRunner().invoke(cli, ["detect", str(path), "--detector", "ears"])
+    assert result.exit_code == 1
+    assert "line 3: count 'many' is not a number" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_detect_bad_param_names_key_and_suggests(tmp_path):
+    path = counts_csv(tmp_path, [1] * 10)
+    result = CliRunner().invoke(cli, ["detect", str(path), "--detector", "farrington", "--param", "alpah=0.01"])
+    assert result.exit_code == 1 and "alpah" in result.output and "alpha" in result.output
+    result = CliRunner().invoke(cli, ["detect", str(path), "--detector", "farington"])
+    assert result.exit_code == 1 and "farrington" in result.output
+
+
+def test_detect_farrington_matches_r_on_reference_weeks(shared_reference):
+    """`monitor detect` with the R parameter names reproduces surveillance's ff_farrington bounds."""
+    ref = pd.read_csv(shared_reference / "salmNewport.ff_farrington.csv").tail(5)
+    args = ["detect", str(shared_reference / "salmNewport.counts.csv"), "--detector", "farrington", "--last", "5",
+            "--format", "csv", "--param", "b=3", "--param", "w=3", "--param", "reweight=true",
+            "--param", "weights_threshold=1", "--param", "alpha=0.005", "--param", "trend=true",
+            "--param", "p_threshold_trend=0.05", "--param", "limit54=5,4", "--param", "powertrans=2/3",
+            "--param", "no_periods=1", "--param", "past_weeks_not_included=3", "--param", "threshold_method=delta"]
+    result = invoke(*args)
+    assert result.exit_code in (0, 3)
+    out = pd.read_csv(io.StringIO(result.output), na_values=["NA"])
+    assert out["week_start"].tolist() == ref["week_start"].tolist()
+    assert out["upperbound"].to_numpy() == pytest.approx(ref["upperbound"].to_numpy(), rel=1e-6, nan_ok=True)
+
+
+def test_ingest_check_and_exit_codes(tmp_path, shared_data):
+    db = str(tmp_path / "m.db")
+    config = tmp_path / "monitor.toml"
+    config.write_text(
+        '[[series]]\nname = "syria"\ngroup_by = ["admin1"]\nfilters = { country = ["Syria"] }\n'
+        'detector = "acled-surge"\nmin_events = 0\n', encoding="utf-8")
+    acled = str(shared_data / "acled_sample_9000_2022-01-01_2022-06-30.csv")
+    result = invoke("--config", str(config), "--db", db, "ingest", acled)
+    assert result.exit_code == 0 and "9000 inserted" in result.output
+    assert "already ingested" in invoke("--config", str(config), "--db", db, "ingest", acled).output
+    result = invoke("--config", str(config), "--db", db, "check", "--week", "2022-W20", "--format", "json")
+    assert result.exit_code in (0, 3)
+    rows = json.loads(result.output)
+    assert {r["week"] for r in rows} == {"2022-W20"} and any(r["series"] == "syria/total" for r in rows)
+    flagged = any(r["alarm"] for r in rows)
+    assert result.exit_code == (3 if flagged else 0)
+    result = CliRunner().invoke(cli, ["--config", str(config), "--db", db, "check", "--series", "Atlantis"])
+    assert result.exit_code == 1 and "no series" in result.output
+
+
+def test_ingest_refused_file_exits_1_and_names_it(tmp_path):
+    junk = tmp_path / "junk.csv"
+    junk.write_bytes(b"\x00\x01\x02binary\xff\xfe")
+    result = CliRunner().invoke(cli, ["--db", str(tmp_path / "m.db"), "ingest", str(junk)])
+    assert result.exit_code == 1 and "junk.csv" in result.output and "Traceback" not in result.output
+
+
+def test_bad_config_exits_1_with_the_key(tmp_path):
+    config = tmp_path / "monitor.toml"
+    config.write_text("[report]\nhistroy_weeks = 3\n")
+    result = CliRunner().invoke(cli, ["--config", str(config), "check"])
+    assert result.exit_code == 1 and "did you mean 'history_weeks'" in result.output
+
+
+def test_detectors_lists_rules_and_parameters():
+    result = invoke("detectors")
+    assert result.exit_code == 0
+    for name in ("farrington", "ears", "acled-surge", "acled-threat", "threshold_method", "min_sigma"):
+        assert name in result.output

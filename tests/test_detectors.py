@@ -1,0 +1,190 @@
+"""The detector registry: names, parameter parsing and messages, EARS fallback, describe()."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from monitor.detectors import (
+    DETECTORS,
+    describe,
+    get_detector,
+    make_params,
+    parse_param_pairs,
+    run_detector,
+)
+from monitor.detectors.ears import CORE_COLUMNS, EarsParams
+from monitor.detectors.ears import detect as ears_detect
+from monitor.errors import DetectorError
+
+
+def _series(values) -> pd.Series:
+    return pd.Series(values, index=pd.date_range("2021-01-04", periods=len(values), freq="7D"), name="count")
+
+
+def test_registered_names():
+    assert set(DETECTORS) == {"farrington", "ears", "acled-surge", "acled-threat"}
+    for name, spec in DETECTORS.items():
+        assert spec.name == name and spec.summary
+        assert spec.params.model_config.get("frozen") and spec.params.model_config.get("extra") == "forbid"
+
+
+@pytest.mark.parametrize(
+    ("name", "suggestion"),
+    [("farington", "farrington"), ("Ears", "ears"), ("acled_surge", "acled-surge"), ("acled-threats", "acled-threat")],
+)
+def test_unknown_detector_suggests_the_nearest(name, suggestion):
+    with pytest.raises(DetectorError) as err:
+        get_detector(name)
+    assert str(err.value) == (
+        f"unknown detector '{name}' (did you mean '{suggestion}'?); "
+        "valid detectors: acled-surge, acled-threat, ears, farrington"
+    )
+
+
+def test_unknown_detector_without_a_near_name():
+    with pytest.raises(DetectorError, match=r"^unknown detector 'glrnb'; valid detectors: acled-surge, "):
+        get_detector("glrnb")
+
+
+def test_unknown_parameter_messages():
+    with pytest.raises(DetectorError) as err:
+        make_params("farrington", {"alpah": "0.01"})
+    assert str(err.value) == "detector farrington: parameter 'alpah' is unknown (did you mean 'alpha'?)"
+    with pytest.raises(DetectorError) as err:
+        make_params("ears", {"minSigma": "1"})
+    assert str(err.value) == "detector ears: parameter 'minSigma' is unknown (did you mean 'min_sigma'?)"
+    with pytest.raises(DetectorError) as err:
+        make_params("acled-surge", {"zzz": "1"})
+    assert str(err.value) == "detector acled-surge: parameter 'zzz' is unknown (valid parameters: ratio, window, min_mean)"
+
+
+def test_invalid_value_messages():
+    with pytest.raises(DetectorError, match=r"^detector farrington: limit54='5;4' is invalid: .+"):
+        make_params("farrington", {"limit54": "5;4"})
+    with pytest.raises(DetectorError) as err:
+        make_params("ears", {"method": "C4"})
+    assert str(err.value) == "detector ears: method='C4' is invalid: input should be 'C1', 'C2' or 'C3'"
+    with pytest.raises(DetectorError) as err:
+        make_params("ears", {"baseline": "2", "alpha": "x"})
+    assert str(err.value) == (
+        "detector ears: baseline='2' is invalid: input should be greater than or equal to 3; "
+        "detector ears: alpha='x' is invalid: input should be a valid number, unable to parse string as a number"
+    )
+    with pytest.raises(DetectorError, match=r"^detector ears: r_c3=true applies only to method C3"):
+        make_params("ears", {"r_c3": "true"})
+    with pytest.raises(DetectorError, match="unknown detector 'nope'"):
+        make_params("nope", {})
+
+
+def test_string_values_are_coerced():
+    p = make_params("ears", parse_param_pairs(["method=c2", "baseline=10", "alpha=0.01", "min_sigma=0.5"]))
+    assert p == EarsParams(method="C2", baseline=10, alpha=0.01, min_sigma=0.5)
+    f = make_params("farrington", parse_param_pairs(["reweight=false", "limit54=5,4", "b=3", "alpha=0.005"]))
+    assert (f.reweight, tuple(f.limit54), f.b, f.alpha) == (False, (5, 4), 3, 0.005)
+    assert make_params("acled-threat", {"baseline": "26", "ratio": "1.5"}).baseline == 26
+    assert make_params("acled-surge", {}) == DETECTORS["acled-surge"].params()
+
+
+def test_parse_param_pairs():
+    assert parse_param_pairs(["reweight=true", "limit54=5,4", " alpha = 0.01 ", "note=a=b"]) == {
+        "reweight": "true",
+        "limit54": "5,4",
+        "alpha": "0.01",
+        "note": "a=b",
+    }
+    assert parse_param_pairs([]) == {}
+    with pytest.raises(DetectorError, match=r"'alpha' is not name=value \(e\.g\. alpha=0\.01\)"):
+        parse_param_pairs(["alpha"])
+    with pytest.raises(DetectorError, match="not name=value"):
+        parse_param_pairs(["=3"])
+    with pytest.raises(DetectorError, match="'b' is given twice"):
+        parse_param_pairs(["b=3", "b=5"])
+
+
+def test_fallback_to_ears_on_a_short_series():
+    rng = np.random.default_rng(3)
+    counts = _series(rng.poisson(3, 40).tolist())
+    params = make_params("farrington", {})
+    need = DETECTORS["farrington"].min_history(params)
+    assert need > 40
+    out = run_detector("farrington", params, counts, weeks=range(40))
+
+    assert tuple(out.columns[:7]) == CORE_COLUMNS
+    assert list(out.columns[-3:]) == ["detector", "fallback_from", "note"]
+    assert str(out["alarm"].dtype) == "boolean"
+    early, late = out.iloc[:7], out.iloc[7:]
+    # Weeks 7..39: EARS C1 with its defaults, exactly what ears.detect gives.
+    assert (late["detector"] == "ears").all() and (late["fallback_from"] == "farrington").all()
+    ears = ears_detect(counts, EarsParams(), weeks=range(7, 40))
+    for column in ("expected", "upperbound", "score", "pvalue", "baseline_sd"):
+        np.testing.assert_allclose(late[column].to_numpy(), ears[column].to_numpy())
+    assert late["alarm"].tolist() == ears["alarm"].tolist()
+    assert late["note"].iloc[0] == f"too little history for farrington (needs {need} weeks, has 7): EARS C1 used"
+    # Weeks 0..6: too short for EARS as well, undecided under the configured detector.
+    assert (early["detector"] == "farrington").all() and (early["fallback_from"] == "").all()
+    assert early["alarm"].isna().all()
+    assert early["note"].str.endswith("EARS C1 fallback needs 7 weeks").all()
+
+
+def test_fallback_rows_keep_the_requested_order_and_columns():
+    counts = _series([2] * 52 + [1, 3, 2, 9, 2])
+    params = make_params("acled-threat", {})
+    out = run_detector("acled-threat", params, counts, weeks=[56, 3, 20, 55])
+    assert out["week_start"].tolist() == [counts.index[t] for t in (56, 3, 20, 55)]
+    assert out["detector"].tolist() == ["acled-threat", "acled-threat", "ears", "acled-threat"]
+    assert out["fallback_from"].tolist() == ["", "", "acled-threat", ""]
+    # Extra columns of both detectors are kept, NaN where the other one ran.
+    assert list(out.columns[7:-3]) == ["recent_mean", "baseline_sd", "stat"]
+    assert np.isnan(out.loc[2, "recent_mean"]) and np.isnan(out.loc[0, "baseline_sd"])
+
+
+def test_no_fallback():
+    counts = _series([1] * 30)
+    out = run_detector("acled-threat", make_params("acled-threat", {}), counts, weeks=range(30), fallback="")
+    assert out["alarm"].isna().all()
+    assert (out["detector"] == "acled-threat").all() and (out["fallback_from"] == "").all()
+    assert out.loc[29, "note"] == "too little history for acled-threat (needs 55 weeks, has 29)"
+    with pytest.raises(DetectorError, match="unknown detector 'earz'"):
+        run_detector("acled-threat", make_params("acled-threat", {}), counts, weeks=[29], fallback="earz")
+
+
+def test_enough_history_uses_the_configured_detector():
+    counts = _series([2, 2, 2, 2, 4, 1])
+    out = run_detector("acled-surge", make_params("acled-surge", {}), counts, weeks=[4, 5])
+    assert out["detector"].tolist() == ["acled-surge"] * 2
+    assert out["alarm"].tolist() == [True, False]
+    assert run_detector("ears", EarsParams(), counts, weeks=[]).columns[-3:].tolist() == ["detector", "fallback_from", "note"]
+
+
+def test_wrong_params_model():
+    with pytest.raises(DetectorError, match="parameters must be FarringtonParams, not EarsParams"):
+        run_detector("farrington", EarsParams(), _series([1] * 10), weeks=[9])
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_every_detector_quiet_on_zeros_and_leaves_inputs_alone(name):
+    counts = _series([0] * 420)
+    before = counts.copy()
+    weeks = list(range(400, 420))
+    out = run_detector(name, make_params(name, {}), counts, weeks=weeks)
+    pd.testing.assert_series_equal(counts, before)
+    assert weeks == list(range(400, 420))
+    assert len(out) == 20 and tuple(out.columns[:7]) == CORE_COLUMNS and out.columns[-1] == "note"
+    assert not out["alarm"].fillna(False).any()
+
+
+def test_describe_covers_every_field():
+    entries = {e["name"]: e for e in describe()}
+    assert set(entries) == set(DETECTORS)
+    for name, spec in DETECTORS.items():
+        entry = entries[name]
+        assert entry["summary"] == spec.summary
+        assert [p["name"] for p in entry["parameters"]] == list(spec.params.model_fields)
+        defaults = spec.params()
+        for p in entry["parameters"]:
+            assert p["description"], f"{name}.{p['name']} has no description"
+            assert p["default"] == getattr(defaults, p["name"])
+            assert p["type"]
+    assert {p["name"]: p["type"] for p in entries["ears"]["parameters"]}["method"] == "C1|C2|C3"

@@ -1,0 +1,113 @@
+"""The weekly job end to end: the demo, idempotent re-runs, and email through a real SMTP server."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from monitor.config import load_config
+from monitor.pipeline import EXIT_DELIVERY_FAILED, run_demo, run_weekly
+from monitor.series import parse_week
+from monitor.store import Store
+from tests.smtp_server import SmtpServer
+
+NOW = datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc)
+WEEK = parse_week("2023-W09")
+CENTRAL = {"is_attacks/admin1=Homs", "is_attacks/admin1=Hama", "is_attacks/admin1=Deir ez Zor"}
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    first = run_demo(out, now=NOW)
+    return out, first
+
+
+def test_demo_flags_the_islamic_state_surge_in_central_syria(demo_run):
+    out, outcome = demo_run
+    flagged = {r.series.key for r in outcome.result.flagged}
+    assert CENTRAL <= flagged, f"flagged: {sorted(flagged)}"
+    others = flagged - CENTRAL - {"is_attacks/total"}
+    assert len(others) <= 3, f"too many other series flagged: {sorted(others)}"
+    assert outcome.result.week == "2023-W09" and outcome.exit_code == 0
+    # everything the demo makes is under its folder
+    assert {p.name for p in out.iterdir()} >= {"inbox", "monitor.toml", "monitor.db", "reports"}
+
+
+def test_demo_report_says_synthetic_and_names_the_surge(demo_run):
+    out, outcome = demo_run
+    report = (out / "reports" / "2023-W09" / "report.md").read_text(encoding="utf-8")
+    assert "synthetic" in report.lower()
+    for place in ("Homs", "Hama", "Deir ez Zor"):
+        assert place in report
+    assert len(outcome.files.charts) == len(outcome.result.flagged)
+    for png in outcome.files.charts.values():
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "2023-W09" in (out / "reports" / "index.md").read_text(encoding="utf-8")
+
+
+def test_demo_writes_the_digest_as_eml_once(demo_run):
+    out, outcome = demo_run
+    assert outcome.delivery is not None and outcome.delivery.channel == "file"
+    eml = outcome.delivery.path
+    assert eml.parent == out / "reports" / "2023-W09"
+    text = eml.read_text(encoding="utf-8", errors="replace")
+    assert "syria-desk@example.org" in text
+    assert set(outcome.announced) == {r.series.key for r in outcome.result.flagged}
+
+
+def test_rerunning_the_same_week_changes_nothing_and_sends_nothing(demo_run):
+    out, first = demo_run
+    report = out / "reports" / "2023-W09" / "report.md"
+    before = report.read_bytes()
+    config = load_config(out / "monitor.toml")
+    with Store(config.db_path) as store:
+        again = run_weekly(config, store, week=WEEK, now=NOW)
+        total = store.stats()["records_total"]
+    assert again.delivery is None and again.announced == ()
+    assert all(r.skipped for r in again.ingest.results)  # the inbox file is known by its sha256
+    assert report.read_bytes() == before
+    assert total == first.result.records_total
+
+
+def _smtp_config(tmp_path: Path, demo_dir: Path, port: int):
+    text = (demo_dir / "monitor.toml").read_text(encoding="utf-8")
+    text = text.replace('host = ""', f'host = "127.0.0.1"\nport = {port}\nsecurity = "none"\ntimeout = 5')
+    text = text.replace('folder = "reports"', f'folder = "{(tmp_path / "reports").as_posix()}"')
+    text = text.replace('path = "monitor.db"', f'path = "{(tmp_path / "monitor.db").as_posix()}"')
+    text = text.replace('inbox = ["inbox"]', f'inbox = ["{(demo_dir / "inbox").as_posix()}"]')
+    path = tmp_path / "monitor.toml"
+    path.write_text(text, encoding="utf-8")
+    return load_config(path)
+
+
+def test_digest_through_a_real_smtp_server_survives_an_outage_and_is_sent_once(demo_run, tmp_path):
+    demo_dir, _ = demo_run
+    server = SmtpServer()
+    config = _smtp_config(tmp_path, demo_dir, server.port)
+    with Store(config.db_path) as store:
+        # server down: the report is written, the run says so, nothing is recorded as announced
+        down = run_weekly(config, store, week=WEEK, now=NOW)
+        assert down.exit_code == EXIT_DELIVERY_FAILED and "127.0.0.1" in down.delivery_error
+        assert (tmp_path / "reports" / "2023-W09" / "report.md").exists()
+        assert store.announced("2023-W09") == set()
+        server.start()
+        try:
+            up = run_weekly(config, store, week=WEEK, now=NOW)
+            again = run_weekly(config, store, week=WEEK, now=NOW)
+        finally:
+            server.stop()
+    assert up.exit_code == 0 and up.delivery.channel == "smtp"
+    assert len(server.inbox.messages) == 1, "the repeated run must not send again"
+    recipients, message = server.inbox.messages[0]
+    assert recipients == ["syria-desk@example.org"]
+    assert "2023-W09" in message["Subject"]
+    types = [part.get_content_type() for part in message.walk()]
+    assert "text/plain" in types and "text/html" in types and "image/png" in types
+    html = next(p for p in message.walk() if p.get_content_type() == "text/html").get_content()
+    cids = re.findall(r'src="cid:([^"]+)"', html)
+    assert cids and all(any(cid in (p.get("Content-ID") or "") for p in message.walk()) for cid in cids)
+    assert again.delivery is None
