@@ -1,0 +1,289 @@
+"""Shared reading machinery: decode a file, split it into CSV records with the
+physical line each record starts on, and turn field values into checked values.
+
+Every format module builds on `Table` and `collect`. A problem with one row is a
+`RowError` (the row becomes a `Reject`); a problem with the whole file is an
+`IngestError` with one line `FILE: line N: problem (what would be accepted)`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from monitor.errors import IngestError
+from monitor.types import Reject
+
+#: Raw text kept with a reject is trimmed to this many characters.
+RAW_LIMIT = 2000
+
+_ISO = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
+_ISO_PREFIX = re.compile(r"(\d{4}-\d{2}-\d{2})(?:[ T][0-9:.]*)?\Z")
+_DMY = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})\Z")
+#: strptime formats that datetime.fromisoformat reads exactly, ten times faster.
+_ISO_FORMATS = {
+    "%Y-%m-%d": re.compile(r"\d{4}-\d{2}-\d{2}\Z"),
+    "%Y-%m-%d %H:%M:%S": re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\Z"),
+    "%Y-%m-%dT%H:%M:%S": re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\Z"),
+    "%Y-%m-%d %H:%M": re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}\Z"),
+}
+
+
+class RowError(Exception):
+    """One row cannot be used; the message is the reject reason."""
+
+
+def fail(path: Path, line: int, problem: str) -> IngestError:
+    """The one-line error for a file that cannot be read at all."""
+    return IngestError(f"{path}: line {line}: {problem}")
+
+
+@dataclass
+class Table:
+    """A decoded CSV file: its header and an iterator over its records."""
+
+    path: Path
+    encoding: str
+    header: list[str]  # stripped column names as written
+    header_line: int
+    lines: list[str]  # physical lines (with their endings), for raw text of rejects
+    _reader: Iterator[list[str]] = field(repr=False)
+    _line_num: Callable[[], int] = field(repr=False)
+    #: first bad byte when the text is not UTF-8 (decoded as cp1252 instead)
+    not_utf8: tuple[int, str] | None = None
+
+    @property
+    def lower(self) -> list[str]:
+        return [h.lower() for h in self.header]
+
+    def index(self, names: Sequence[str], *, fmt: str, required: Sequence[str] = ()) -> dict[str, int]:
+        """Column positions by case-insensitive name; missing required columns -> IngestError."""
+        positions: dict[str, int] = {}
+        for i, name in enumerate(self.lower):
+            if name and name not in positions:
+                positions[name] = i
+        missing = [n for n in required if n.lower() not in positions]
+        if missing:
+            plural = "s" if len(missing) > 1 else ""
+            raise fail(
+                self.path,
+                self.header_line,
+                f"missing required column{plural} {', '.join(repr(m) for m in missing)} for format {fmt} "
+                f"(a {fmt} file needs: {', '.join(required)})",
+            )
+        return {n: positions[n.lower()] for n in names if n.lower() in positions}
+
+    def raw(self, start: int, end: int) -> str:
+        text = "".join(self.lines[start - 1 : end]).rstrip("\r\n")
+        return text if len(text) <= RAW_LIMIT else text[:RAW_LIMIT] + "…"
+
+    def records(self) -> Iterator[tuple[int, int, list[str] | None, str]]:
+        """(first line, last line, fields or None when the CSV itself is broken, csv error) per record.
+
+        Blank lines are skipped. Line numbers are physical: a quoted field holding a
+        newline makes a record span several lines.
+        """
+        previous = self._line_num()
+        while True:
+            try:
+                row = next(self._reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                now = self._line_num()
+                yield previous + 1, max(now, previous + 1), None, str(exc)
+                previous = now
+                continue
+            now = self._line_num()
+            start = previous + 1
+            previous = now
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            yield start, now, row, ""
+
+
+def decode(path: Path, data: bytes) -> tuple[str, str, tuple[int, str] | None]:
+    """Text, encoding name and (line, byte) of the first non-UTF-8 byte (None when UTF-8)."""
+    if not data.strip():
+        raise fail(path, 1, "the file is empty (expected a CSV file with a header row)")
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        line = data.count(b"\n", 0, nul) + 1
+        raise fail(path, line, "binary data (a NUL byte), not CSV text (expected a UTF-8 CSV file with a header row)")
+    if data.startswith(b"\xef\xbb\xbf"):
+        encoding, body = "utf-8-sig", data[3:]
+    else:
+        encoding, body = "utf-8", data
+    try:
+        return body.decode("utf-8"), encoding, None
+    except UnicodeDecodeError as exc:
+        bad = (body.count(b"\n", 0, exc.start) + 1, f"0x{body[exc.start]:02X}")
+    try:
+        # Legacy ACLED exports are Windows-1252; the caller refuses cp1252 for other formats.
+        return body.decode("cp1252"), "cp1252", bad
+    except UnicodeDecodeError:
+        raise fail(path, bad[0], f"byte {bad[1]} is not UTF-8 text (save the file as UTF-8; legacy ACLED may be cp1252)") from None
+
+
+def open_table(path: Path, data: bytes) -> Table:
+    """Decode `data` and read its header row."""
+    text, encoding, not_utf8 = decode(path, data)
+    # newline="" splits on \r\n, \r and \n alike and keeps the endings, as the csv module expects.
+    lines = list(io.StringIO(text, newline=""))
+    source = iter(lines)
+    reader = csv.reader(source)
+    table = Table(path, encoding, [], 1, lines, reader, lambda: reader.line_num, not_utf8)
+    for start, _end, row, error in table.records():
+        if row is None:
+            raise fail(path, start, f"the header row is not valid CSV: {error}")
+        table.header = [h.strip().lstrip("\ufeff") for h in row]
+        table.header_line = start
+        break
+    else:
+        raise fail(path, 1, "no header row (expected a CSV file with a header row)")
+    named = [h for h in table.header if h]
+    dupes = sorted({h for h in named if [x.lower() for x in named].count(h.lower()) > 1})
+    if dupes:
+        raise fail(path, table.header_line, f"column {dupes[0]!r} appears more than once in the header (column names must be unique)")
+    return table
+
+
+def collect(
+    table: Table,
+    convert: Callable[[list[str]], Any],
+    *,
+    key: Callable[[Any], str | None],
+    key_label: Callable[[Any], str],
+) -> tuple[list[Any], list[Reject], int]:
+    """Convert every record; bad rows and later duplicates of a key become rejects.
+
+    Returns (items, rejects, rows read). `convert` raises RowError with the reason.
+    """
+    width = len(table.header)
+    # rows may stop before trailing unnamed columns (legacy ACLED has seven of them)
+    named_width = max((i + 1 for i, h in enumerate(table.header) if h), default=width)
+    items: list[Any] = []
+    rejects: list[Reject] = []
+    first_line: dict[str, int] = {}
+    rows = 0
+    for start, end, row, error in table.records():
+        rows += 1
+        if row is None:
+            rejects.append(Reject(start, f"not valid CSV: {error}", table.raw(start, end)))
+            continue
+        if len(row) != width:
+            if len(row) > width and not any(v.strip() for v in row[width:]):
+                row = row[:width]  # trailing empty fields (spreadsheet artefact)
+            elif named_width <= len(row) < width:
+                row = row + [""] * (width - len(row))
+            else:
+                span = f"; the record runs from line {start} to {end}: check for an unbalanced quote" if end > start else ""
+                rejects.append(
+                    Reject(start, f"has {len(row)} fields, expected {width} as in the header{span}", table.raw(start, end))
+                )
+                continue
+        try:
+            item = convert(row)
+        except RowError as exc:
+            rejects.append(Reject(start, str(exc), table.raw(start, end)))
+            continue
+        k = key(item)
+        if k is not None:
+            seen = first_line.get(k)
+            if seen is not None:
+                rejects.append(
+                    Reject(start, f"duplicate {key_label(item)} (first seen on line {seen}; the first is kept)", table.raw(start, end))
+                )
+                continue
+            first_line[k] = start
+        items.append(item)
+    return items, rejects, rows
+
+
+class Dates:
+    """Cached date parsing with reasons that name the column, the value and what is accepted."""
+
+    def __init__(self, *, now: datetime, fmt: str = "iso") -> None:
+        self.today = now.date()
+        self.fmt = fmt
+        self._cache: dict[str, date | str] = {}
+        if fmt == "iso":
+            self.expected = "YYYY-MM-DD"
+        elif fmt == "iso-or-dmy":
+            self.expected = "YYYY-MM-DD or DD/MM/YYYY"
+        else:
+            example = datetime(2023, 1, 31, 13, 45, 0).strftime(fmt)
+            self.expected = f"date format {fmt!r}, e.g. {example}"
+
+    def parse(self, value: str, column: str, *, future_ok: bool = False) -> date:
+        got = self._cache.get(value)
+        if got is None:
+            got = self._parse(value.strip())
+            if len(self._cache) < 100_000:  # date-times rarely repeat; keep memory bounded
+                self._cache[value] = got
+        if got == "empty":
+            raise RowError(f"{column} is empty (expected {self.expected})")
+        if got == "bad":
+            raise RowError(f"{column} {value!r} is not a date (expected {self.expected})")
+        if not future_ok and got > self.today:
+            raise RowError(f"{column} {value!r} is after the ingest time ({self.today.isoformat()}): events cannot be in the future")
+        return got
+
+    def _parse(self, v: str) -> date | str:
+        if not v:
+            return "empty"
+        try:
+            if self.fmt == "iso":
+                m = _ISO_PREFIX.match(v)
+                return date.fromisoformat(m.group(1)) if m else "bad"
+            if self.fmt == "iso-or-dmy":
+                if _ISO.match(v):
+                    return date.fromisoformat(v)
+                m = _DMY.match(v)
+                return date(int(m.group(3)), int(m.group(2)), int(m.group(1))) if m else "bad"
+            fast = _ISO_FORMATS.get(self.fmt)
+            if fast is not None:
+                return datetime.fromisoformat(v).date() if fast.match(v) else "bad"
+            return datetime.strptime(v, self.fmt).date()
+        except ValueError:
+            return "bad"
+
+
+def whole(value: str, column: str, *, empty: int | None = None) -> int:
+    """A whole number >= 0; `empty` is the value of an empty cell (None: empty is an error)."""
+    v = value.strip()
+    if v.isascii() and v.isdigit():
+        return int(v)
+    if not v:
+        if empty is not None:
+            return empty
+        raise RowError(f"{column} is empty (expected a whole number >= 0)")
+    try:
+        number = float(v)
+    except ValueError:
+        raise RowError(f"{column} {value!r} is not a number (expected a whole number >= 0)") from None
+    if number < 0:
+        raise RowError(f"{column} {value!r} is negative (expected a whole number >= 0)")
+    if number != int(number):
+        raise RowError(f"{column} {value!r} is not a whole number (expected a whole number >= 0)")
+    return int(number)
+
+
+def coordinate(value: str, column: str, *, limit: float) -> float | None:
+    """Decimal degrees within ±limit, or None for an empty cell."""
+    v = value.strip()
+    if not v:
+        return None
+    try:
+        number = float(v)
+    except ValueError:
+        raise RowError(f"{column} {value!r} is not a number (expected decimal degrees between -{limit:g} and {limit:g})") from None
+    if not -limit <= number <= limit:
+        raise RowError(f"{column} {value!r} is out of range (expected decimal degrees between -{limit:g} and {limit:g})")
+    return number

@@ -1,0 +1,55 @@
+"""Pre-aggregated weekly counts: `week_start,<keys...>,count[,fatalities][,source]`.
+
+Keys are any of the series dimensions; a key the file lacks is stored as "".
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from monitor.sources._csv import Dates, Table, collect, fail, whole
+from monitor.types import DIMENSIONS, CountRow, ParsedFile
+
+ALLOWED = ("week_start", *DIMENSIONS, "count", "fatalities", "source")
+
+
+def is_counts(lower: set[str]) -> bool:
+    return "week_start" in lower and "count" in lower
+
+
+def parse(table: Table, *, now: datetime) -> ParsedFile:
+    extra = [h for h in table.header if h and h.lower() not in ALLOWED]
+    if extra:
+        raise fail(
+            table.path, table.header_line,
+            f"column {extra[0]!r} is not allowed in a counts file (allowed: {', '.join(ALLOWED)})",
+        )
+    col = table.index(ALLOWED, fmt="counts", required=("week_start", "count"))
+    name = {c: table.header[i] for c, i in col.items()}
+    dates = Dates(now=now, fmt="iso")
+    default = f"counts:{table.path.stem}"
+    keys = {k: col.get(k) for k in DIMENSIONS}
+    i_fat, i_src = col.get("fatalities"), col.get("source")
+
+    def convert(row: list[str]) -> CountRow:
+        week = dates.parse(row[col["week_start"]], name["week_start"]).isoformat()
+        labels = {k: (row[i].strip() if i is not None else "") for k, i in keys.items()}
+        return CountRow(
+            source=(row[i_src].strip() if i_src is not None else "") or default,
+            week_start=week,
+            count=whole(row[col["count"]], name["count"]),
+            fatalities=whole(row[i_fat], name["fatalities"], empty=0) if i_fat is not None else 0,
+            **labels,
+        )
+
+    def key(r: CountRow) -> str:
+        return "\x1f".join((r.source, r.week_start, *(getattr(r, k) for k in DIMENSIONS)))
+
+    def label(r: CountRow) -> str:
+        parts = [f"week_start {r.week_start}"] + [f"{k}={getattr(r, k)!r}" for k in DIMENSIONS if keys[k] is not None]
+        return "row for " + ", ".join(parts)
+
+    items, rejects, rows = collect(table, convert, key=key, key_label=label)
+    sources = sorted({r.source for r in items}) or [default]
+    return ParsedFile(table.path, "counts", ",".join(sources), table.encoding, rows, (), tuple(items), tuple(rejects))
+

@@ -1,0 +1,485 @@
+"""The SQLite file: named migrations, every SQL statement, transactions.
+
+This is the only module that speaks SQL. Dates are ISO text. Every multi-table write
+runs in one `BEGIN IMMEDIATE` transaction, so a crash or an error leaves either the old
+or the new state. Schema changes are new entries at the end of MIGRATIONS, never edits.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlite_utils
+
+from monitor.errors import StoreError
+from monitor.types import INCIDENT_FIELDS, CountRow, Detection, IngestResult, ParsedFile
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+COUNT_KEYS: tuple[str, ...] = ("source", "week_start", "country", "admin1", "admin2", "event_type", "sub_event_type", "actor")
+COUNT_FIELDS: tuple[str, ...] = (*COUNT_KEYS, "count", "fatalities")
+_NUMERIC = ("latitude", "longitude", "fatalities")
+#: Rows per `IN (...)` lookup when matching incoming ids against stored ones.
+_CHUNK = 500
+
+#: (name, statements). Append only: the position + 1 is the PRAGMA user_version it leads to.
+MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "0001_initial",
+        (
+            """CREATE TABLE ingests (
+                id INTEGER PRIMARY KEY,
+                file TEXT NOT NULL,
+                sha256 TEXT NOT NULL,
+                format TEXT NOT NULL,
+                source TEXT NOT NULL,
+                encoding TEXT NOT NULL,
+                rows_read INTEGER NOT NULL,
+                inserted INTEGER NOT NULL,
+                updated INTEGER NOT NULL,
+                unchanged INTEGER NOT NULL,
+                rejected INTEGER NOT NULL,
+                ingested_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX idx_ingests_sha256 ON ingests (sha256)",
+            """CREATE TABLE incidents (
+                id INTEGER PRIMARY KEY,
+                source TEXT NOT NULL,
+                source_id TEXT NOT NULL,
+                event_date TEXT NOT NULL,
+                date_end TEXT NOT NULL,
+                country TEXT NOT NULL DEFAULT '',
+                admin1 TEXT NOT NULL DEFAULT '',
+                admin2 TEXT NOT NULL DEFAULT '',
+                location TEXT NOT NULL DEFAULT '',
+                latitude REAL,
+                longitude REAL,
+                event_type TEXT NOT NULL DEFAULT '',
+                sub_event_type TEXT NOT NULL DEFAULT '',
+                actor1 TEXT NOT NULL DEFAULT '',
+                actor2 TEXT NOT NULL DEFAULT '',
+                fatalities INTEGER NOT NULL DEFAULT 0 CHECK (fatalities >= 0),
+                notes TEXT NOT NULL DEFAULT '',
+                revision TEXT NOT NULL DEFAULT '',
+                ingest_id INTEGER REFERENCES ingests (id)
+            )""",
+            "CREATE UNIQUE INDEX idx_incidents_source_id ON incidents (source, source_id)",
+            "CREATE INDEX idx_incidents_event_date ON incidents (event_date)",
+            """CREATE TABLE counts (
+                id INTEGER PRIMARY KEY,
+                source TEXT NOT NULL,
+                week_start TEXT NOT NULL,
+                country TEXT NOT NULL DEFAULT '',
+                admin1 TEXT NOT NULL DEFAULT '',
+                admin2 TEXT NOT NULL DEFAULT '',
+                event_type TEXT NOT NULL DEFAULT '',
+                sub_event_type TEXT NOT NULL DEFAULT '',
+                actor TEXT NOT NULL DEFAULT '',
+                count INTEGER NOT NULL CHECK (count >= 0),
+                fatalities INTEGER NOT NULL DEFAULT 0 CHECK (fatalities >= 0),
+                ingest_id INTEGER REFERENCES ingests (id)
+            )""",
+            "CREATE UNIQUE INDEX idx_counts_key ON counts (source, week_start, country, admin1, admin2, event_type, sub_event_type, actor)",
+            "CREATE INDEX idx_counts_week_start ON counts (week_start)",
+            """CREATE TABLE rejects (
+                id INTEGER PRIMARY KEY,
+                ingest_id INTEGER NOT NULL REFERENCES ingests (id),
+                file TEXT NOT NULL,
+                line INTEGER NOT NULL,
+                reason TEXT NOT NULL,
+                raw TEXT NOT NULL
+            )""",
+            "CREATE INDEX idx_rejects_ingest ON rejects (ingest_id)",
+            """CREATE TABLE detections (
+                week TEXT NOT NULL,
+                series TEXT NOT NULL,
+                week_start TEXT NOT NULL,
+                observed REAL,
+                expected REAL,
+                threshold REAL,
+                score REAL,
+                pvalue REAL,
+                alarm INTEGER,
+                detector TEXT NOT NULL,
+                note TEXT NOT NULL DEFAULT '',
+                fallback_from TEXT NOT NULL DEFAULT '',
+                PRIMARY KEY (week, series)
+            )""",
+            """CREATE TABLE announcements (
+                week TEXT NOT NULL,
+                series TEXT NOT NULL,
+                channel TEXT NOT NULL,
+                message_id TEXT NOT NULL,
+                sent_at TEXT NOT NULL,
+                PRIMARY KEY (week, series, channel)
+            )""",
+            """CREATE TABLE runs (
+                id INTEGER PRIMARY KEY,
+                week TEXT NOT NULL,
+                started_at TEXT NOT NULL,
+                finished_at TEXT NOT NULL,
+                status TEXT NOT NULL,
+                summary TEXT NOT NULL
+            )""",
+        ),
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _iso(value: date | datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _date(value: str | None) -> date | None:
+    return None if not value else date.fromisoformat(value[:10])
+
+
+def _num(value: float) -> float | None:
+    """NaN (a detector's 'could not compute') is stored as NULL."""
+    return None if value is None or value != value else float(value)
+
+
+class Store:
+    """The monitor's SQLite database; opening it applies pending migrations.
+
+    path: the database file (created when missing; its folder must exist).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._check_file()
+        try:
+            conn = sqlite3.connect(str(self.path), timeout=30)
+            self.db = sqlite_utils.Database(conn, execute_plugins=False)
+            self.db.execute("PRAGMA busy_timeout = 30000")
+            self.db.execute("PRAGMA foreign_keys = ON")
+            if self.db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                self.db.execute("PRAGMA journal_mode = WAL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self._close_quietly()
+            raise StoreError(f"{self.path}: cannot open the database: {exc}") from None
+        except StoreError:
+            self._close_quietly()
+            raise
+
+    def _check_file(self) -> None:
+        if self.path.is_dir():
+            raise StoreError(f"{self.path}: is a folder, not a database file (set database.path to a file)")
+        if not self.path.parent.is_dir():
+            raise StoreError(f"{self.path}: folder {self.path.parent} does not exist (create it or fix database.path)")
+        if self.path.is_file() and self.path.stat().st_size > 0:
+            with open(self.path, "rb") as handle:
+                head = handle.read(len(SQLITE_MAGIC))
+            if head != SQLITE_MAGIC:
+                raise StoreError(f"{self.path}: not an SQLite database (point database.path at a monitor database or a new file)")
+
+    def _close_quietly(self) -> None:
+        db = getattr(self, "db", None)
+        if db is not None:
+            try:
+                db.close()
+            except sqlite3.Error:
+                pass
+
+    def _version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        version = self._version()
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path}: database schema version {version} is newer than this program "
+                f"(knows up to {SCHEMA_VERSION}); upgrade incident-monitor"
+            )
+        if version == SCHEMA_VERSION:
+            return
+        with self._transaction():
+            version = self._version()  # another process may have migrated while we waited
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, version INTEGER NOT NULL, applied_at TEXT NOT NULL)"
+            )
+            for number, (name, statements) in enumerate(MIGRATIONS, start=1):
+                if number <= version:
+                    continue
+                for sql in statements:
+                    self.db.execute(sql)
+                self.db.execute(
+                    "INSERT INTO migrations (name, version, applied_at) VALUES (?, ?, strftime('%Y-%m-%dT%H:%M:%S', 'now'))",
+                    [name, number],
+                )
+                self.db.execute(f"PRAGMA user_version = {int(number)}")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction: everything inside commits together or not at all."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            raise StoreError(f"{self.path}: a transaction is already open")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the connection (WAL content is checkpointed into the file)."""
+        self.db.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- ingest -------------------------------------------------------------------
+
+    def ingest(self, parsed: ParsedFile, *, sha256: str, now: datetime) -> IngestResult:
+        """Write one parsed file in one transaction: upsert incidents and counts, log the ingest and its rejects.
+
+        Re-ingesting the same rows inserts and updates nothing; a row whose content changed
+        is updated in place. Any error rolls the whole file back (StoreError for SQLite errors).
+        """
+        try:
+            with self._transaction():
+                cursor = self.db.execute(
+                    "INSERT INTO ingests (file, sha256, format, source, encoding, rows_read, inserted, updated, unchanged,"
+                    " rejected, ingested_at) VALUES (?, ?, ?, ?, ?, ?, 0, 0, 0, ?, ?)",
+                    [str(parsed.path), sha256, parsed.format, parsed.source, parsed.encoding, parsed.rows_read,
+                     len(parsed.rejects), _iso(now)],
+                )
+                ingest_id = cursor.lastrowid
+                ins1, upd1, same1 = self._upsert_incidents(parsed, ingest_id)
+                ins2, upd2, same2 = self._upsert_counts(parsed.counts, ingest_id)
+                self._insert_rejects(parsed, ingest_id)
+                inserted, updated, unchanged = ins1 + ins2, upd1 + upd2, same1 + same2
+                self.db.execute(
+                    "UPDATE ingests SET inserted = ?, updated = ?, unchanged = ? WHERE id = ?",
+                    [inserted, updated, unchanged, ingest_id],
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: ingest of {parsed.path} failed and was rolled back: {exc}") from None
+        return IngestResult(
+            file=str(parsed.path), sha256=sha256, format=parsed.format, source=parsed.source,
+            rows_read=parsed.rows_read, inserted=inserted, updated=updated, unchanged=unchanged,
+            rejected=len(parsed.rejects),
+        )
+
+    def _upsert_incidents(self, parsed: ParsedFile, ingest_id: int) -> tuple[int, int, int]:
+        content = INCIDENT_FIELDS[2:]  # everything but the key (source, source_id)
+        by_source: dict[str, dict[str, tuple]] = {}
+        for inc in parsed.incidents:
+            by_source.setdefault(inc.source, {})[inc.source_id] = tuple(getattr(inc, f) for f in content)
+        inserted = updated = unchanged = 0
+        cols = ", ".join(content)
+        for source, rows in by_source.items():
+            stored: dict[str, tuple] = {}
+            ids = list(rows)
+            for i in range(0, len(ids), _CHUNK):
+                chunk = ids[i : i + _CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                for found in self.db.execute(
+                    f"SELECT source_id, {cols} FROM incidents WHERE source = ? AND source_id IN ({marks})", [source, *chunk]
+                ):
+                    stored[found[0]] = tuple(found[1:])
+            new = [(source, sid, *values, ingest_id) for sid, values in rows.items() if sid not in stored]
+            changed = [(*values, ingest_id, source, sid) for sid, values in rows.items() if sid in stored and stored[sid] != values]
+            if new:
+                self.db.conn.executemany(
+                    f"INSERT INTO incidents (source, source_id, {cols}, ingest_id) VALUES ({', '.join('?' * (len(content) + 3))})",
+                    new,
+                )
+            if changed:
+                assignments = ", ".join(f"{c} = ?" for c in content)
+                self.db.conn.executemany(
+                    f"UPDATE incidents SET {assignments}, ingest_id = ? WHERE source = ? AND source_id = ?", changed
+                )
+            inserted += len(new)
+            updated += len(changed)
+            unchanged += len(rows) - len(new) - len(changed)
+        return inserted, updated, unchanged
+
+    def _upsert_counts(self, rows: Iterable[CountRow], ingest_id: int) -> tuple[int, int, int]:
+        incoming = {tuple(getattr(r, k) for k in COUNT_KEYS): (r.count, r.fatalities) for r in rows}
+        inserted = updated = unchanged = 0
+        where = " AND ".join(f"{k} = ?" for k in COUNT_KEYS)
+        for key, values in incoming.items():
+            found = self.db.execute(f"SELECT count, fatalities FROM counts WHERE {where}", list(key)).fetchone()
+            if found is None:
+                self.db.execute(
+                    f"INSERT INTO counts ({', '.join(COUNT_FIELDS)}, ingest_id) VALUES ({', '.join('?' * (len(COUNT_FIELDS) + 1))})",
+                    [*key, *values, ingest_id],
+                )
+                inserted += 1
+            elif tuple(found) != values:
+                self.db.execute(f"UPDATE counts SET count = ?, fatalities = ?, ingest_id = ? WHERE {where}", [*values, ingest_id, *key])
+                updated += 1
+            else:
+                unchanged += 1
+        return inserted, updated, unchanged
+
+    def _insert_rejects(self, parsed: ParsedFile, ingest_id: int) -> None:
+        if parsed.rejects:
+            self.db.conn.executemany(
+                "INSERT INTO rejects (ingest_id, file, line, reason, raw) VALUES (?, ?, ?, ?, ?)",
+                [(ingest_id, str(parsed.path), r.line, r.reason, r.raw) for r in parsed.rejects],
+            )
+
+    def ingested(self, sha256: str) -> bool:
+        """Whether a file with exactly this content (sha256) was ingested before."""
+        return self.db.execute("SELECT 1 FROM ingests WHERE sha256 = ? LIMIT 1", [sha256]).fetchone() is not None
+
+    # ---- reading --------------------------------------------------------------------
+
+    @staticmethod
+    def _bounds(column: str, start: date | None, end: date | None) -> tuple[str, list[str]]:
+        clauses, params = [], []
+        if start is not None:
+            clauses.append(f"{column} >= ?")
+            params.append(start.isoformat())
+        if end is not None:
+            clauses.append(f"{column} <= ?")
+            params.append(end.isoformat())
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def incidents_frame(self, *, start: date | None = None, end: date | None = None) -> pd.DataFrame:
+        """Incidents with event_date in [start, end] (inclusive; None = open): INCIDENT_FIELDS columns."""
+        where, params = self._bounds("event_date", start, end)
+        rows = self.db.execute(
+            f"SELECT {', '.join(INCIDENT_FIELDS)} FROM incidents{where} ORDER BY event_date, source, source_id", params
+        ).fetchall()
+        frame = pd.DataFrame.from_records(rows, columns=list(INCIDENT_FIELDS))
+        frame = frame.astype({c: "str" for c in INCIDENT_FIELDS if c not in _NUMERIC})
+        frame["event_date"] = pd.to_datetime(frame["event_date"], format="%Y-%m-%d")
+        frame["fatalities"] = frame["fatalities"].astype("int64")
+        for col in ("latitude", "longitude"):
+            frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
+        return frame
+
+    def counts_frame(self, *, start: date | None = None, end: date | None = None) -> pd.DataFrame:
+        """Pre-aggregated count rows with week_start in [start, end]: CountRow columns."""
+        where, params = self._bounds("week_start", start, end)
+        rows = self.db.execute(
+            f"SELECT {', '.join(COUNT_FIELDS)} FROM counts{where} ORDER BY week_start, {', '.join(COUNT_KEYS)}", params
+        ).fetchall()
+        frame = pd.DataFrame.from_records(rows, columns=list(COUNT_FIELDS))
+        frame = frame.astype({c: "str" for c in COUNT_KEYS})
+        frame["week_start"] = pd.to_datetime(frame["week_start"], format="%Y-%m-%d")
+        frame["count"] = frame["count"].astype("int64")
+        frame["fatalities"] = frame["fatalities"].astype("int64")
+        return frame
+
+    def stats(self, *, until: date | None = None) -> dict[str, Any]:
+        """Totals for the report: records_total, latest_event_date (<= until) and per-source freshness.
+
+        Returns {"records_total": int, "counts_total": int, "latest_event_date": date | None,
+        "sources": {source: {"records": int, "latest_event_date": date | None, "last_ingest": datetime | None}}}.
+        """
+        where, params = self._bounds("event_date", None, until)
+        total = self.db.execute("SELECT count(*) FROM incidents").fetchone()[0]
+        counts_total = self.db.execute("SELECT count(*) FROM counts").fetchone()[0]
+        latest = self.db.execute(f"SELECT max(event_date) FROM incidents{where}", params).fetchone()[0]
+        sources: dict[str, dict[str, Any]] = {}
+        for source, n, last in self.db.execute(
+            f"SELECT source, count(*), max(CASE WHEN {'1' if until is None else 'event_date <= ?'} THEN event_date END)"
+            " FROM incidents GROUP BY source",
+            params,
+        ):
+            sources[source] = {"records": n, "latest_event_date": _date(last), "last_ingest": None}
+        week_where, week_params = self._bounds("week_start", None, until)
+        for source, n, last in self.db.execute(
+            f"SELECT source, count(*), max(CASE WHEN {'1' if until is None else 'week_start <= ?'} THEN week_start END)"
+            " FROM counts GROUP BY source",
+            week_params,
+        ):
+            entry = sources.setdefault(source, {"records": 0, "latest_event_date": None, "last_ingest": None})
+            entry["records"] += n
+            if last and (entry["latest_event_date"] is None or _date(last) > entry["latest_event_date"]):
+                entry["latest_event_date"] = _date(last)
+        # ingests name the file's source; an incident source shares it (one source per file)
+        for source, last in self.db.execute("SELECT source, max(ingested_at) FROM ingests GROUP BY source"):
+            for name in source.split(","):
+                if name in sources:
+                    sources[name]["last_ingest"] = datetime.fromisoformat(last)
+        return {
+            "records_total": int(total),
+            "counts_total": int(counts_total),
+            "latest_event_date": _date(latest),
+            "sources": sources,
+        }
+
+    def ingests(self) -> list[dict[str, Any]]:
+        """Every ingest, oldest first."""
+        return list(self.db.query("SELECT * FROM ingests ORDER BY id"))
+
+    def rejects(self, *, ingest_id: int | None = None) -> list[dict[str, Any]]:
+        """Rejected rows (of one ingest, or all), in file order."""
+        if ingest_id is None:
+            return list(self.db.query("SELECT * FROM rejects ORDER BY id"))
+        return list(self.db.query("SELECT * FROM rejects WHERE ingest_id = ? ORDER BY id", [ingest_id]))
+
+    # ---- detections, alerts, runs ----------------------------------------------------
+
+    def save_detections(self, week: str, detections: Iterable[Detection]) -> None:
+        """Store this week's detections, replacing earlier ones of the same (week, series)."""
+        rows = [
+            (week, d.series, _iso(d.week_start), _num(d.observed), _num(d.expected), _num(d.threshold), _num(d.score),
+             _num(d.pvalue), None if d.alarm is None else int(bool(d.alarm)), d.detector, d.note, d.fallback_from)
+            for d in detections
+        ]
+        with self._transaction():
+            self.db.conn.executemany(
+                "INSERT INTO detections (week, series, week_start, observed, expected, threshold, score, pvalue, alarm,"
+                " detector, note, fallback_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (week, series) DO UPDATE SET week_start = excluded.week_start, observed = excluded.observed,"
+                " expected = excluded.expected, threshold = excluded.threshold, score = excluded.score,"
+                " pvalue = excluded.pvalue, alarm = excluded.alarm, detector = excluded.detector, note = excluded.note,"
+                " fallback_from = excluded.fallback_from",
+                rows,
+            )
+
+    def detections(self, week: str) -> list[dict[str, Any]]:
+        """Stored detections of a week, by series key; alarm is True/False/None."""
+        out = []
+        for row in self.db.query("SELECT * FROM detections WHERE week = ? ORDER BY series", [week]):
+            row["alarm"] = None if row["alarm"] is None else bool(row["alarm"])
+            out.append(row)
+        return out
+
+    def announced(self, week: str) -> set[str]:
+        """Series keys whose alert for this week was already delivered."""
+        return {r[0] for r in self.db.execute("SELECT DISTINCT series FROM announcements WHERE week = ?", [week])}
+
+    def record_announcements(self, week: str, series: Iterable[str], *, channel: str, message_id: str, sent_at: datetime) -> None:
+        """Log delivered alerts (call only after the mail server accepted the message); the first record is kept."""
+        with self._transaction():
+            self.db.conn.executemany(
+                "INSERT OR IGNORE INTO announcements (week, series, channel, message_id, sent_at) VALUES (?, ?, ?, ?, ?)",
+                [(week, s, channel, message_id, _iso(sent_at)) for s in series],
+            )
+
+    def record_run(self, *, week: str, started_at: datetime, finished_at: datetime, status: str, summary: dict) -> None:
+        """Log one weekly run and what it did."""
+        with self._transaction():
+            self.db.execute(
+                "INSERT INTO runs (week, started_at, finished_at, status, summary) VALUES (?, ?, ?, ?, ?)",
+                [week, _iso(started_at), _iso(finished_at), status, json.dumps(summary, default=str, sort_keys=True)],
+            )
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every recorded run, oldest first; summary decoded from JSON."""
+        rows = list(self.db.query("SELECT * FROM runs ORDER BY id"))
+        for row in rows:
+            row["summary"] = json.loads(row["summary"])
+        return rows

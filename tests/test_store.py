@@ -1,0 +1,256 @@
+"""The SQLite store: migrations, one-transaction ingest, upserts, rollbacks, alert log."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import sqlite3
+from dataclasses import replace
+from datetime import date, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from monitor.errors import IngestError, StoreError
+from monitor.sources import read_file
+from monitor.store import SCHEMA_VERSION, Store
+from monitor.types import INCIDENT_FIELDS, CountRow, Detection, Incident, ParsedFile, Reject
+
+DATA = Path(__file__).parent / "data"
+NOW = datetime(2024, 1, 1, 12, 0)
+
+
+def incident(source_id: str, day: str = "2023-02-17", **changes) -> Incident:
+    base = Incident(
+        source="acled", source_id=source_id, event_date=day, date_end=day, country="Syria", admin1="Homs",
+        admin2="Palmyra", location="Palmyra", latitude=34.55, longitude=38.27, event_type="Battles",
+        sub_event_type="Armed clash", actor1="Islamic State (Syria)", actor2="Military Forces of Syria (2000-)",
+        fatalities=3, notes="note", revision="1676000000",
+    )
+    return replace(base, **changes)
+
+
+def parsed(*incidents: Incident, counts: tuple[CountRow, ...] = (), rejects: tuple[Reject, ...] = (), name: str = "f.csv") -> ParsedFile:
+    return ParsedFile(
+        path=Path(name), format="counts" if counts else "acled", source="acled", encoding="utf-8",
+        rows_read=len(incidents) + len(counts) + len(rejects), incidents=incidents, counts=counts, rejects=rejects,
+    )
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store(tmp_path / "monitor.db") as s:
+        yield s
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ---- opening and migrations ---------------------------------------------------------------------------
+
+
+def test_new_database_is_migrated_and_in_wal_mode(tmp_path):
+    path = tmp_path / "monitor.db"
+    with Store(path) as s:
+        assert s.path == path
+        assert [r["name"] for r in s.db.query("SELECT name FROM migrations ORDER BY version")] == ["0001_initial"]
+        assert s.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert s.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert s.db.execute("PRAGMA busy_timeout").fetchone()[0] == 30000
+        assert {"incidents", "counts", "ingests", "rejects", "detections", "announcements", "runs", "migrations"} <= set(s.db.table_names())
+        indexes = {i.name: (i.columns, i.unique) for i in s.db["incidents"].indexes}
+        assert indexes["idx_incidents_source_id"] == (["source", "source_id"], 1)
+        assert indexes["idx_incidents_event_date"] == (["event_date"], 0)
+    with Store(path) as s:  # reopening applies nothing twice
+        assert s.db.execute("SELECT count(*) FROM migrations").fetchone()[0] == 1
+
+
+def test_non_sqlite_file_is_refused(tmp_path):
+    path = tmp_path / "notes.db"
+    path.write_text("this is a text file, not a database\n")
+    with pytest.raises(StoreError) as exc:
+        Store(path)
+    message = str(exc.value)
+    assert message == f"{path}: not an SQLite database (point database.path at a monitor database or a new file)"
+    assert path.read_text() == "this is a text file, not a database\n"
+
+
+def test_folder_and_missing_parent_are_refused(tmp_path):
+    with pytest.raises(StoreError, match="is a folder, not a database file"):
+        Store(tmp_path)
+    with pytest.raises(StoreError, match=r"folder .*nope does not exist"):
+        Store(tmp_path / "nope" / "monitor.db")
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "monitor.db"
+    Store(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError) as exc:
+        Store(path)
+    assert str(exc.value) == (
+        f"{path}: database schema version {SCHEMA_VERSION + 1} is newer than this program "
+        f"(knows up to {SCHEMA_VERSION}); upgrade incident-monitor"
+    )
+
+
+# ---- ingest -------------------------------------------------------------------------------------------------
+
+
+def test_ingest_inserts_then_recognises_then_updates_in_place(store):
+    first = parsed(incident("A"), incident("B"), rejects=(Reject(7, "fatalities '-3' is negative", "raw row"),))
+    result = store.ingest(first, sha256="s1", now=NOW)
+    assert (result.inserted, result.updated, result.unchanged, result.rejected, result.rows_read) == (2, 0, 0, 1, 3)
+    assert store.ingested("s1") and not store.ingested("s2")
+
+    again = store.ingest(first, sha256="s1", now=NOW)
+    assert (again.inserted, again.updated, again.unchanged) == (0, 0, 2)
+
+    revised = parsed(incident("A", fatalities=9, revision="1677000000"), incident("B"), incident("C"))
+    result = store.ingest(revised, sha256="s2", now=NOW)
+    assert (result.inserted, result.updated, result.unchanged) == (1, 1, 1)
+    frame = store.incidents_frame()
+    assert len(frame) == 3
+    assert frame.set_index("source_id").loc["A", "fatalities"] == 9
+    assert store.db.execute("SELECT id FROM incidents WHERE source_id = 'A'").fetchone()[0] == 1  # same row, updated
+
+    log = store.ingests()
+    assert [(i["sha256"], i["inserted"], i["updated"], i["unchanged"], i["rejected"]) for i in log] == [
+        ("s1", 2, 0, 0, 1), ("s1", 0, 0, 2, 1), ("s2", 1, 1, 1, 0)]
+    assert set(log[0]) >= {"file", "sha256", "format", "source", "encoding", "rows_read", "ingested_at"}
+    assert log[0]["ingested_at"] == NOW.isoformat()
+    rejects = store.rejects(ingest_id=log[0]["id"])
+    assert [(r["file"], r["line"], r["reason"], r["raw"]) for r in rejects] == [("f.csv", 7, "fatalities '-3' is negative", "raw row")]
+    assert store.rejects(ingest_id=log[2]["id"]) == [] and len(store.rejects()) == 2  # each ingest keeps its own
+
+
+def test_unparseable_file_leaves_database_byte_for_byte_unchanged(tmp_path):
+    path = tmp_path / "monitor.db"
+    with Store(path) as s:
+        s.ingest(read_file(DATA / "acled_malformed.csv", now=NOW), sha256="x", now=NOW)
+    before = path.read_bytes()
+    with Store(path) as s:
+        for bad in ("empty.csv", "binary_junk.csv", "acled_header_only.csv", "acled_missing_fatalities.csv", "acled_cp1252.csv"):
+            with pytest.raises(IngestError):
+                s.ingest(read_file(DATA / bad, now=NOW), sha256=bad, now=NOW)
+    assert path.read_bytes() == before
+
+
+def test_failure_mid_transaction_rolls_everything_back(store):
+    store.ingest(parsed(incident("A")), sha256="ok", now=NOW)
+    # B is written, then C violates CHECK (fatalities >= 0) inside the same INSERT batch
+    bad = parsed(incident("A", fatalities=5), incident("B"), incident("C", fatalities=-1), rejects=(Reject(2, "r", "x"),))
+    with pytest.raises(StoreError) as exc:
+        store.ingest(bad, sha256="bad", now=NOW)
+    assert "failed and was rolled back" in str(exc.value) and "\n" not in str(exc.value)
+    frame = store.incidents_frame()
+    assert list(frame["source_id"]) == ["A"] and frame["fatalities"].tolist() == [3]
+    assert [i["sha256"] for i in store.ingests()] == ["ok"] and store.rejects() == []
+    assert not store.ingested("bad")
+
+
+def test_failure_after_rows_written_rolls_back(store, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(store, "_insert_rejects", boom)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        store.ingest(parsed(incident("A"), incident("B")), sha256="s", now=NOW)
+    assert store.incidents_frame().empty and store.ingests() == []
+    monkeypatch.undo()
+    assert store.ingest(parsed(incident("A")), sha256="s", now=NOW).inserted == 1  # the store still works
+
+
+def test_counts_upsert(store):
+    row = CountRow(source="counts:w", week_start="2023-02-06", country="Syria", admin1="Homs", admin2="", event_type="",
+                   sub_event_type="", actor="Islamic State", count=12, fatalities=30)
+    other = replace(row, admin1="Hama", count=4, fatalities=0)
+    first = store.ingest(parsed(counts=(row, other)), sha256="c1", now=NOW)
+    assert (first.inserted, first.updated, first.unchanged) == (2, 0, 0)
+    second = store.ingest(parsed(counts=(replace(row, count=13), other)), sha256="c2", now=NOW)
+    assert (second.inserted, second.updated, second.unchanged) == (0, 1, 1)
+    frame = store.counts_frame(start=date(2023, 2, 6), end=date(2023, 2, 6))
+    assert list(frame.columns) == ["source", "week_start", "country", "admin1", "admin2", "event_type", "sub_event_type", "actor", "count", "fatalities"]
+    assert str(frame["week_start"].dtype).startswith("datetime64")
+    assert sorted(frame["count"].tolist()) == [4, 13]
+    assert store.counts_frame(start=date(2023, 2, 7)).empty
+
+
+def test_incidents_frame_bounds_are_inclusive(store):
+    store.ingest(parsed(*(incident(f"E{d}", f"2023-02-{d:02d}") for d in range(1, 11))), sha256="s", now=NOW)
+    frame = store.incidents_frame(start=date(2023, 2, 3), end=date(2023, 2, 5))
+    assert list(frame.columns) == list(INCIDENT_FIELDS)
+    assert str(frame["event_date"].dtype).startswith("datetime64")
+    assert frame["event_date"].dt.strftime("%Y-%m-%d").tolist() == ["2023-02-03", "2023-02-04", "2023-02-05"]
+    assert len(store.incidents_frame(end=date(2023, 2, 1))) == 1 and len(store.incidents_frame(start=date(2023, 2, 10))) == 1
+    empty = store.incidents_frame(start=date(2030, 1, 1))
+    assert empty.empty and list(empty.columns) == list(INCIDENT_FIELDS)
+    assert str(empty["event_date"].dtype).startswith("datetime64")
+    lat = store.incidents_frame()["latitude"]
+    assert lat.dtype == "float64" and lat.iloc[0] == pytest.approx(34.55)
+
+
+def test_stats(store):
+    assert store.stats()["records_total"] == 0 and store.stats()["latest_event_date"] is None
+    store.ingest(parsed(incident("A", "2023-02-01"), incident("B", "2023-03-01")), sha256="a", now=NOW)
+    ucdp = ParsedFile(Path("u.csv"), "ucdp", "ucdp", "utf-8", 1, (incident("U1", "2019-11-30", source="ucdp"),))
+    store.ingest(ucdp, sha256="u", now=datetime(2024, 2, 1))
+    stats = store.stats(until=date(2023, 2, 15))
+    assert stats["records_total"] == 3
+    assert stats["latest_event_date"] == date(2023, 2, 1)
+    assert stats["sources"]["acled"] == {"records": 2, "latest_event_date": date(2023, 2, 1), "last_ingest": NOW}
+    assert stats["sources"]["ucdp"]["latest_event_date"] == date(2019, 11, 30)
+    assert stats["sources"]["ucdp"]["last_ingest"] == datetime(2024, 2, 1)
+    assert store.stats()["latest_event_date"] == date(2023, 3, 1)
+
+
+# ---- detections, announcements, runs ---------------------------------------------------------------------------
+
+
+def detection(series: str, observed: float, alarm: bool | None) -> Detection:
+    return Detection(series=series, week_start=date(2023, 2, 13), observed=observed, expected=4.0, threshold=9.5,
+                     score=2.1, pvalue=math.nan, alarm=alarm, detector="farrington", note="" if alarm is not None else "too little history")
+
+
+def test_detections_upsert_on_week_and_series(store):
+    store.save_detections("2023-W07", [detection("is/total", 12, True), detection("is/admin1=Homs", 3, None)])
+    store.save_detections("2023-W07", [detection("is/total", 14, True)])
+    store.save_detections("2023-W08", [detection("is/total", 1, False)])
+    rows = {r["series"]: r for r in store.detections("2023-W07")}
+    assert set(rows) == {"is/total", "is/admin1=Homs"}
+    assert rows["is/total"]["observed"] == 14 and rows["is/total"]["alarm"] is True
+    assert rows["is/total"]["pvalue"] is None  # NaN is stored as NULL
+    assert rows["is/admin1=Homs"]["alarm"] is None and rows["is/admin1=Homs"]["note"] == "too little history"
+    assert rows["is/total"]["week_start"] == "2023-02-13"
+    assert [r["alarm"] for r in store.detections("2023-W08")] == [False]
+    assert store.detections("2023-W09") == []
+
+
+def test_announcements_are_recorded_once(store):
+    assert store.announced("2023-W07") == set()
+    sent = datetime(2023, 2, 20, 6, 0)
+    store.record_announcements("2023-W07", ["is/total", "is/admin1=Homs"], channel="smtp", message_id="<m1@x>", sent_at=sent)
+    store.record_announcements("2023-W07", ["is/total"], channel="smtp", message_id="<m2@x>", sent_at=sent)
+    assert store.announced("2023-W07") == {"is/total", "is/admin1=Homs"}
+    assert store.announced("2023-W08") == set()
+    rows = list(store.db.query("SELECT message_id FROM announcements WHERE series = 'is/total'"))
+    assert rows == [{"message_id": "<m1@x>"}]  # the first delivery is the record
+
+
+def test_record_run(store):
+    store.record_run(week="2023-W07", started_at=datetime(2023, 2, 20, 6), finished_at=datetime(2023, 2, 20, 6, 1),
+                     status="ok", summary={"flagged": ["is/total"], "day": date(2023, 2, 20)})
+    (run,) = store.runs()
+    assert (run["week"], run["status"], run["started_at"]) == ("2023-W07", "ok", "2023-02-20T06:00:00")
+    assert run["summary"] == {"flagged": ["is/total"], "day": "2023-02-20"}
+
+
+def test_frames_feed_pandas(store):
+    store.ingest(parsed(incident("A")), sha256="a", now=NOW)
+    frame = store.incidents_frame()
+    assert isinstance(frame, pd.DataFrame) and frame.loc[0, "event_date"] == pd.Timestamp("2023-02-17")
