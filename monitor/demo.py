@@ -11,9 +11,9 @@ What the generator reproduces (January 2020 – March 2023):
   plus protests and strategic developments, in the 14 governorates with ACLED spellings, a few
   real districts and locations per governorate with approximate coordinates.
 * Plausible theatres: regime shelling and Russian air strikes in Idleb and the Ghab plain,
-  Turkey / Syrian National Army against the SDF in Aleppo, Ar-Raqqa and Al Hasakeh,
-  assassinations by unidentified gunmen in Dar'a and Deir ez Zor, Islamic State cells in the
-  central desert (Homs, Hama, Deir ez Zor, Ar-Raqqa, eastern Aleppo), Israeli strikes around
+  Turkey / Syrian National Army against the SDF in Aleppo, Ar Raqqa and Al Hasakeh,
+  assassinations by unidentified gunmen in Dara and Deir ez Zor, Islamic State cells in the
+  central desert (Homs, Hama, Deir ez Zor, Ar Raqqa, eastern Aleppo), Israeli strikes around
   Damascus, Friday protests.
 * Negative-binomial weekly counts (a gamma factor per stream and week), a mild annual cycle,
   a day-of-week profile, fatalities mostly 0–2 with a heavy tail, ACLED-style notes.
@@ -62,7 +62,7 @@ ACLED_COLUMNS: tuple[str, ...] = (
 
 #: Governorates (admin1) as spelled in the generated data.
 GOVERNORATES: tuple[str, ...] = (
-    "Aleppo", "Al Hasakeh", "Ar-Raqqa", "As-Sweida", "Damascus", "Dar'a", "Deir ez Zor", "Hama",
+    "Aleppo", "Al Hasakeh", "Ar Raqqa", "As Sweida", "Damascus", "Dara", "Deir ez Zor", "Hama",
     "Homs", "Idleb", "Lattakia", "Quneitra", "Rural Damascus", "Tartous",
 )  # fmt: skip
 
@@ -130,17 +130,17 @@ PLACES: dict[str, dict[str, tuple[str, str, str, float, float]]] = {
         "qamishli": ("Quamishli", "Quamishli", "Quamishli", 37.0522, 41.2272),
         "malikiyah": ("Al Malikeyyeh", "Al Malikeyyeh", "Al Malikeyyeh", 37.1764, 42.1394),
     },
-    "Ar-Raqqa": {
-        "raqqa": ("Ar-Raqqa", "Ar-Raqqa", "Ar-Raqqa", 35.9528, 39.0079),
-        "maadan": ("Ar-Raqqa", "Maadan", "Maadan", 35.7435, 39.6568),
-        "resafa": ("Ar-Raqqa", "Al Karama", "Resafa", 35.6289, 38.7563),
+    "Ar Raqqa": {
+        "raqqa": ("Ar Raqqa", "Ar Raqqa", "Ar Raqqa", 35.9528, 39.0079),
+        "maadan": ("Ar Raqqa", "Maadan", "Maadan", 35.7435, 39.6568),
+        "resafa": ("Ar Raqqa", "Al Karama", "Resafa", 35.6289, 38.7563),
         "ein_issa": ("Tell Abiad", "Ein Issa", "Ein Issa", 36.3837, 38.8628),
         "tell_abiad": ("Tell Abiad", "Tell Abiad", "Tell Abiad", 36.6978, 38.9548),
         "thawrah": ("Ath-Thawrah", "Ath-Thawrah", "Ath-Thawrah", 35.8366, 38.5480),
     },
-    "As-Sweida": {
-        "sweida": ("As-Sweida", "As-Sweida", "As-Sweida", 32.7089, 36.5695),
-        "mazraa": ("As-Sweida", "Mazra'a", "Al Mazra'a", 32.7800, 36.4800),
+    "As Sweida": {
+        "sweida": ("As Sweida", "As Sweida", "As Sweida", 32.7089, 36.5695),
+        "mazraa": ("As Sweida", "Mazra'a", "Al Mazra'a", 32.7800, 36.4800),
         "shahba": ("Shahba", "Shahba", "Shahba", 32.8556, 36.6297),
         "salkhad": ("Salkhad", "Salkhad", "Salkhad", 32.4919, 36.7108),
     },
@@ -149,11 +149,11 @@ PLACES: dict[str, dict[str, tuple[str, str, str, float, float]]] = {
         "mazzeh": ("Damascus", "Damascus", "Damascus - Mazzeh", 33.5005, 36.2468),
         "kafr_sousa": ("Damascus", "Damascus", "Damascus - Kafr Sousa", 33.4972, 36.2686),
     },
-    "Dar'a": {
-        "daraa": ("Dar'a", "Dar'a", "Dar'a", 32.6189, 36.1021),
-        "dael": ("Dar'a", "Da'el", "Da'el", 32.7557, 36.1323),
-        "tafas": ("Dar'a", "Tafas", "Tafas", 32.7391, 36.0663),
-        "busra": ("Dar'a", "Busra Esh-Sham", "Busra Esh-Sham", 32.5168, 36.4813),
+    "Dara": {
+        "daraa": ("Dara", "Dara", "Dara", 32.6189, 36.1021),
+        "dael": ("Dara", "Da'el", "Da'el", 32.7557, 36.1323),
+        "tafas": ("Dara", "Tafas", "Tafas", 32.7391, 36.0663),
+        "busra": ("Dara", "Busra Esh-Sham", "Busra Esh-Sham", 32.5168, 36.4813),
         "jasim": ("Izra'", "Jasim", "Jasim", 32.9922, 36.0600),
         "nawa": ("Izra'", "Nawa", "Nawa", 32.8897, 36.0431),
         "izra": ("Izra'", "Izra'", "Izra'", 32.8581, 36.2522),
@@ -323,18 +323,18 @@ STREAMS: tuple[_Stream, ...] = (
      {"tal_tamer": 3, "ras_al_ain": 2, "hasakeh": 3, "qamishli": 2.5, "al_hol": 1.5, "shadadah": 1, "malikiyah": 0.8}),
     ("hasakeh_protest", "Al Hasakeh", 3.0, 6.0, "protest", (),
      {"protest": 1}, {"hasakeh": 2, "qamishli": 3, "malikiyah": 1}),
-    ("raqqa", "Ar-Raqqa", 10.0, 7.0, "pv", ("claw_sword",),
+    ("raqqa", "Ar Raqqa", 10.0, 7.0, "pv", ("claw_sword",),
      {"tur_shell": 4.5, "sna_sdf_clash": 1, "uag_sdf_attack": 1.2, "uag_sdf": 1, "sdf_ied": 0.8, "sdf_arrest": 1.5},
      {"ein_issa": 3, "tell_abiad": 1.5, "raqqa": 3, "thawrah": 1, "maadan": 0.8}),
-    ("raqqa_protest", "Ar-Raqqa", 2.0, 6.0, "protest", (), {"protest": 1}, {"raqqa": 3, "thawrah": 1}),
+    ("raqqa_protest", "Ar Raqqa", 2.0, 6.0, "protest", (), {"protest": 1}, {"raqqa": 3, "thawrah": 1}),
     ("deir_east", "Deir ez Zor", 20.0, 7.0, "pv", (),
      {"uag_sdf": 5, "uag_sdf_attack": 3, "sdf_ied": 2.5, "coal_raid": 1.5, "sdf_arrest": 2, "air_iran": 1, "uag_attack_civ": 2, "reg_arrest": 1},
      {"basira": 3, "thiban": 2, "hajin": 2.5, "mayadin": 1.5, "abu_kamal": 1.5, "deir": 2}),
     ("deir_protest", "Deir ez Zor", 2.5, 6.0, "protest", (), {"protest": 1}, {"basira": 1, "hajin": 1, "thiban": 1}),
-    ("daraa", "Dar'a", 18.0, 7.0, "pv", (),
+    ("daraa", "Dara", 18.0, 7.0, "pv", (),
      {"daraa_assassin": 8, "daraa_attack_reg": 3, "daraa_ied": 2, "daraa_clash": 1.5, "reg_arrest": 1.5},
      {"daraa": 3, "dael": 2, "tafas": 2, "jasim": 2, "nawa": 2, "izra": 1, "sanamayn": 1.5, "busra": 1}),
-    ("daraa_protest", "Dar'a", 1.5, 6.0, "protest", (), {"protest": 1}, {"daraa": 2, "busra": 1, "tafas": 1}),
+    ("daraa_protest", "Dara", 1.5, 6.0, "protest", (), {"protest": 1}, {"daraa": 2, "busra": 1, "tafas": 1}),
     ("hama", "Hama", 7.0, 7.0, "pv", ("nw_offensive",),
      {"reg_shell_idleb": 3.5, "fath_shell": 1.5, "nw_clash": 0.7, "uag_attack_civ": 0.6, "mine_civ": 0.4, "reg_arrest": 0.5},
      {"madiq": 3, "jurin": 3, "muhradah": 1, "hama": 1.5, "masyaf": 0.5, "salamiyeh": 1}),
@@ -347,7 +347,7 @@ STREAMS: tuple[_Stream, ...] = (
     ("damascus", "Damascus", 1.8, 6.0, "pv", (),
      {"uag_attack_civ": 1, "isr_strike": 0.4, "reg_arrest": 1, "north_ied": 0.3},
      {"damascus": 3, "mazzeh": 1, "kafr_sousa": 1}),
-    ("sweida", "As-Sweida", 4.5, 6.0, "mixed", (),
+    ("sweida", "As Sweida", 4.5, 6.0, "mixed", (),
      {"sweida_abduct": 2, "sweida_clash": 0.8, "uag_attack_civ": 1, "protest": 1.5, "riot": 0.2},
      {"sweida": 3, "mazraa": 1, "shahba": 1.5, "salkhad": 1}),
     ("lattakia", "Lattakia", 3.0, 6.0, "pv", ("nw_offensive",),
@@ -369,7 +369,7 @@ STREAMS: tuple[_Stream, ...] = (
     ("is_hama", "Hama", 0.50, 5.0, "pv", ("is_central", "surge_table"),
      {"is_attack_reg": 3, "is_vac": 1.5, "is_ied": 1, "is_mine_civ": 0.8, "rus_air_is": 1},
      {"ithariyah": 2, "uqeirbat": 2, "salamiyeh": 0.7}),
-    ("is_raqqa", "Ar-Raqqa", 0.30, 5.0, "pv", ("is_central",),
+    ("is_raqqa", "Ar Raqqa", 0.30, 5.0, "pv", ("is_central",),
      {"is_attack_reg": 2, "is_sdf": 1.5, "is_assassin": 1, "rus_air_is": 0.8},
      {"resafa": 3, "maadan": 1, "raqqa": 0.5}),
     ("is_aleppo", "Aleppo", 0.18, 5.0, "pv", ("is_central",),
@@ -379,7 +379,7 @@ STREAMS: tuple[_Stream, ...] = (
      {"is_sdf": 3, "is_assassin": 2}, {"al_hol": 2, "shadadah": 2, "hasakeh": 1}),
     ("is_ghwayran", "Al Hasakeh", 1.0, 50.0, "pv", ("ghwayran_only",),
      {"is_prison": 1}, {"ghwayran": 1}),
-    ("is_daraa", "Dar'a", 0.45, 3.0, "pv", (), {"is_south": 2, "is_assassin": 0.5}, {"jasim": 1, "nawa": 1, "tafas": 1}),
+    ("is_daraa", "Dara", 0.45, 3.0, "pv", (), {"is_south": 2, "is_assassin": 0.5}, {"jasim": 1, "nawa": 1, "tafas": 1}),
 )  # fmt: skip
 
 #: Islamic State events in the three surge governorates from January 2023, by week (Monday):
