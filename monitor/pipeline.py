@@ -231,7 +231,7 @@ def detect_week(
         generated_at=now,
         data_start=min(starts) if starts else None,
         records_total=int(stats.get("records_total", 0)),
-        records_ingested=sum(i.inserted + i.updated for i in ingests),
+        last_ingest=store.last_ingest(),
         latest_event_date=_as_date(stats.get("latest_event_date")),
         detectors=used,
         results=tuple(results),

@@ -419,6 +419,18 @@ class Store:
             "sources": sources,
         }
 
+    def last_ingest(self) -> IngestResult | None:
+        """The most recent ingest in the log (what the report shows as data freshness)."""
+        rows = list(self.db.query("SELECT * FROM ingests ORDER BY id DESC LIMIT 1"))
+        if not rows:
+            return None
+        row = rows[0]
+        return IngestResult(
+            file=row["file"], sha256=row["sha256"], format=row["format"], source=row["source"],
+            rows_read=row["rows_read"], inserted=row["inserted"], updated=row["updated"],
+            unchanged=row["unchanged"], rejected=row["rejected"], ingested_at=row["ingested_at"],
+        )
+
     def ingests(self) -> list[dict[str, Any]]:
         """Every ingest, oldest first."""
         return list(self.db.query("SELECT * FROM ingests ORDER BY id"))

@@ -117,6 +117,7 @@ class IngestResult:
     unchanged: int
     rejected: int
     skipped: bool = False  # the exact same file (sha256) had been ingested before
+    ingested_at: str = ""  # ISO time the ingest was recorded (from the ingest log)
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,7 @@ class RunResult:
     generated_at: datetime
     data_start: date | None  # first week used by any series
     records_total: int  # incidents in the database
-    records_ingested: int  # inserted + updated by this run's ingest step
+    last_ingest: IngestResult | None  # the most recent ingest in the log (data freshness)
     latest_event_date: date | None  # latest event on or before week_end
     detectors: dict[str, dict[str, Any]]  # detector name -> parameters in use
     results: tuple[SeriesResult, ...]

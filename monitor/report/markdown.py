@@ -1,0 +1,607 @@
+"""The weekly Markdown report: header, key messages, flagged and at-a-glance tables, charts,
+the incidents behind each alarm, and the method in plain words.
+
+Everything that comes from data (region names, actors, notes, parameters) goes through
+`md_escape`, so no incident note can break a table, open a link or inject HTML.
+Rendering reads no clock: the same RunResult gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from monitor.types import Annotation, ReportFiles, RunResult, SeriesResult
+
+REPORT_NAME = "report.md"
+SUMMARY_NAME = "summary.json"
+INDEX_NAME = "index.md"
+CHARTS_DIR = "charts"
+_WEEK_FOLDER = re.compile(r"^\d{4}-W\d{2}$")
+
+# Markdown/HTML metacharacters: HTML-significant ones become entities, the rest get a
+# backslash (CommonMark: any ASCII punctuation may be backslash-escaped; GFM tables accept `\|`).
+_ESCAPES = {c: "\\" + c for c in "\\`*_[]|~$#!{}"}
+_ESCAPES.update({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+_TRANSLATE = str.maketrans(_ESCAPES)
+_FORMULA_START = ("=", "+", "-", "@")  # spreadsheet formula injection (OWASP CSV injection)
+
+#: What each detector does, in plain words (the Method section).
+DETECTOR_WORDS = {
+    "farrington": (
+        "Farrington flexible (Noufaily et al. 2013, as in R `surveillance`): a quasi-Poisson regression on the same "
+        "weeks of the past `b` years (± `w` weeks) with a trend and down-weighting of past surges; the threshold is the "
+        "upper limit of the prediction interval at level `alpha`."
+    ),
+    "ears": (
+        "EARS C1/C2/C3 (CDC Early Aberration Reporting System): mean and standard deviation of the last few weeks; "
+        "an alarm when the count is above the mean plus a multiple of the standard deviation. Meant for short histories."
+    ),
+    "acled-surge": (
+        "ACLED Subnational Surge Tracker rule: an alarm when this week's events are at least twice the mean of the "
+        "previous 4 weeks, only where that mean is at least 1 event a week."
+    ),
+    "acled-threat": (
+        "ACLED Threat Tracker rule: an alarm when the mean of the last 4 weeks is at least twice the weekly mean of the "
+        "previous 52 weeks."
+    ),
+}
+
+
+# ---------------------------------------------------------------------------- escaping
+
+
+def md_escape(value: Any, *, limit: int | None = None) -> str:
+    """Make a data value safe inside Markdown text and table cells.
+
+    Collapses newlines and other whitespace to one space, drops control characters,
+    trims to `limit` characters (with "…"), turns `& < >` into HTML entities,
+    backslash-escapes Markdown punctuation (`\\ ` * _ [ ] | ~ $ # ! { }`) and prefixes
+    a value starting with `= + - @` with an apostrophe, so a table pasted into a
+    spreadsheet cannot run a formula.
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    try:
+        import pandas as pd
+
+        if value is pd.NA or value is pd.NaT:
+            return ""
+    except ImportError:  # pragma: no cover
+        pass
+    text = str(value)
+    text = "".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") or c.isspace() else c for c in text)
+    text = re.sub(r" {2,}", " ", text).strip()
+    if limit is not None and len(text) > limit:
+        text = text[: max(1, limit - 1)].rstrip() + "…"
+    if text.startswith(_FORMULA_START):
+        text = "'" + text
+    return text.translate(_TRANSLATE)
+
+
+# ---------------------------------------------------------------------------- numbers
+
+
+def _isnan(x: Any) -> bool:
+    try:
+        return x is None or math.isnan(float(x))
+    except (TypeError, ValueError):
+        return True
+
+
+def fmt_num(x: Any, digits: int = 1) -> str:
+    """9 → '9', 1.234 → '1.2', NaN → 'NA'."""
+    if _isnan(x):
+        return "NA"
+    x = float(x)
+    if x.is_integer() and abs(x) < 1e15:
+        return f"{int(x):,}"
+    return f"{x:,.{digits}f}"
+
+
+def fmt_p(p: Any) -> str:
+    """p-value: 'NA', '<0.001' or three decimals."""
+    if _isnan(p):
+        return "NA"
+    p = float(p)
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def fmt_score(s: Any) -> str:
+    return "NA" if _isnan(s) else f"{float(s):.2f}"
+
+
+def _day(d: date | None) -> str:
+    return d.isoformat() if d else "unknown"
+
+
+def _long_day(d: date) -> str:
+    return f"{d.day} {d:%b %Y}"
+
+
+def week_dates(result: RunResult) -> str:
+    """'Mon 27 Feb 2023 – Sun 5 Mar 2023'."""
+    return f"{result.week_start:%a} {_long_day(result.week_start)} – {result.week_end:%a} {_long_day(result.week_end)}"
+
+
+def _plural(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n:,} {word if n == 1 else (plural or word + 's')}"
+
+
+# ---------------------------------------------------------------------------- names
+
+
+def series_name(r: SeriesResult) -> str:
+    """'Islamic State events — Homs' (raw, unescaped)."""
+    s = r.series
+    return f"{s.title or s.definition} — {s.label}"
+
+
+def _where(r: SeriesResult) -> str:
+    """'Islamic State events in Homs' / '... overall' (raw)."""
+    s = r.series
+    title = s.title or s.definition
+    return f"{title} overall" if not s.labels else f"{title} in {s.label}"
+
+
+def _status_words(r: SeriesResult) -> str:
+    if r.status == "new" or (r.detection.alarm and r.weeks_in_alert <= 1):
+        return "new this week"
+    return f"in alert for {_plural(r.weeks_in_alert, 'week')}"
+
+
+def _status_phrase(r: SeriesResult) -> str:
+    """'new (first week in alert)' / 'continuing, in alert for 3 weeks'."""
+    if r.status == "new" or r.weeks_in_alert <= 1:
+        return "new (first week in alert)"
+    return f"{md_escape(r.status or 'continuing')}, in alert for {_plural(r.weeks_in_alert, 'week')}"
+
+
+def _metric_unit(r: SeriesResult) -> str:
+    return "fatalities" if r.series.metric == "fatalities" else "events"
+
+
+def slugify(key: str) -> str:
+    """A file-name-safe slug of a series key: 'is_attacks/admin1=Deir ez Zor' → 'is_attacks-admin1-deir-ez-zor'."""
+    ascii_key = unicodedata.normalize("NFKD", key).encode("ascii", "ignore").decode("ascii")
+    slug = re.sub(r"[^a-z0-9_]+", "-", ascii_key.lower()).strip("-")
+    return slug[:80] or "series"
+
+
+def chart_slugs(keys: Iterable[str]) -> dict[str, str]:
+    """Unique slugs for series keys; a short hash settles collisions (e.g. non-Latin names)."""
+    import hashlib
+
+    out: dict[str, str] = {}
+    used: set[str] = set()
+    for key in keys:
+        slug = slugify(key)
+        if slug in used or slug == "series":
+            slug = f"{slug}-{hashlib.sha1(key.encode('utf-8')).hexdigest()[:8]}"
+        used.add(slug)
+        out[key] = slug
+    return out
+
+
+# ---------------------------------------------------------------------------- tables
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]], align: str = "") -> list[str]:
+    """A GFM table; cells must already be escaped. `align`: one char per column, l/r/c."""
+    align = align or "l" * len(header)
+    marks = {"l": ":---", "r": "---:", "c": ":---:"}
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(marks[a] for a in align) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _level(r: SeriesResult) -> str:
+    d = r.detection
+    if _isnan(d.expected) or _isnan(d.observed):
+        return "NA"
+    if d.expected <= 0:
+        return "above (0 expected)" if d.observed > 0 else "at baseline"
+    ratio = d.observed / d.expected
+    word = "above" if ratio > 1.25 else ("below" if ratio < 0.75 else "near")
+    return f"×{ratio:.1f} ({word})"
+
+
+def _glance_status(r: SeriesResult) -> str:
+    d = r.detection
+    if d.alarm is None:
+        return "undecided" + (f": {md_escape(d.note, limit=120)}" if d.note else "")
+    if d.alarm:
+        return f"**ALARM** ({r.status or 'new'}, {_plural(r.weeks_in_alert, 'week')})"
+    word = "resolved" if r.status == "resolved" else "quiet"
+    return word + (f" ({md_escape(d.note, limit=120)})" if d.note else "")
+
+
+def _detector_cell(r: SeriesResult) -> str:
+    d = r.detection
+    if d.fallback_from:
+        return f"{md_escape(d.detector)} † (fallback from {md_escape(d.fallback_from)})"
+    return md_escape(d.detector)
+
+
+def _params(params: Mapping[str, Any]) -> str:
+    if not params:
+        return "default parameters"
+    return ", ".join(f"{md_escape(k)}={md_escape(v)}" for k, v in sorted(params.items()))
+
+
+# ---------------------------------------------------------------------------- sections
+
+
+def latest_ingest_text(ingest) -> str:
+    """'syria.csv at 2026-11-24 13:55: 32,958 inserted, 0 updated, 0 rejected' (or 'none yet')."""
+    if ingest is None:
+        return "none yet"
+    when = str(ingest.ingested_at)[:16].replace("T", " ")
+    return (
+        f"{md_escape(Path(ingest.file).name)} at {when}: {ingest.inserted:,} inserted, "
+        f"{ingest.updated:,} updated, {ingest.rejected:,} rejected"
+    )
+
+
+def _header(result: RunResult) -> list[str]:
+    out = [f"# Incident monitor — weekly report {md_escape(result.week)}", ""]
+    if result.synthetic:
+        out += [
+            "> **⚠ SYNTHETIC DEMO DATA.** This report is built from generated demonstration data, calibrated to "
+            "public figures; it does not describe real events and must not be used for decisions.",
+            "",
+        ]
+    window = f"{_day(result.data_start)} to {_day(result.week_end)}" if result.data_start else "no data"
+    # the latest ingest in the log, not "this run": a re-run that finds no new file
+    # rewrites the same report byte for byte
+    ingested = latest_ingest_text(result.last_ingest)
+    detectors = "; ".join(f"{md_escape(n)} ({_params(p)})" for n, p in sorted(result.detectors.items())) or "none"
+    out += [
+        f"- **Week:** {md_escape(result.week)} ({week_dates(result)})",
+        f"- **Data window:** weekly counts from {window}",
+        f"- **Detectors:** {detectors}",
+        f"- **Records in the database:** {result.records_total:,}",
+        f"- **Latest ingest:** {ingested}",
+        f"- **Latest event date:** {_day(result.latest_event_date)}",
+        f"- **Generated:** {result.generated_at.isoformat(timespec='minutes')}",
+        "",
+    ]
+    return out
+
+
+def _key_messages(result: RunResult) -> list[str]:
+    flagged = result.flagged
+    out = ["## Key messages", ""]
+    for r in flagged:
+        d = r.detection
+        sentence = (
+            f"{_where(r)} rose to {fmt_num(d.observed)} {_metric_unit(r)} this week against {fmt_num(d.expected)} "
+            f"expected (threshold {fmt_num(d.threshold)}); {_status_words(r)}."
+        )
+        out.append(f"- {md_escape(sentence)}")
+    if not flagged:
+        out.append("- No monitored series rose above its threshold this week.")
+    checked = len(result.results)
+    undecided = [r for r in result.results if r.detection.alarm is None]
+    fallback = [r for r in result.results if r.detection.fallback_from]
+    new = sum(1 for r in flagged if r.status == "new")
+    summary = f"{_plural(checked, 'series', 'series')} checked: {len(flagged)} flagged"
+    if flagged:
+        summary += f" ({new} new, {len(flagged) - new} continuing)"
+    summary += f", {len(undecided)} undecided"
+    if fallback:
+        summary += f", {len(fallback)} checked with EARS because their detector lacked history"
+    out.append(f"- {summary}.")
+    resolved = [r for r in result.results if r.status == "resolved" and not r.detection.alarm]
+    if resolved:
+        out.append("- Back below threshold this week (resolved): " + ", ".join(md_escape(series_name(r)) for r in resolved) + ".")
+    out += [f"- {md_escape(note)}" for note in result.notes]
+    out.append("")
+    return out
+
+
+def _flagged_table(result: RunResult) -> list[str]:
+    out = ["## Flagged series", ""]
+    flagged = result.flagged
+    if not flagged:
+        return out + ["No series flagged this week.", ""]
+    rows = []
+    for rank, r in enumerate(flagged, 1):
+        d = r.detection
+        rows.append(
+            [
+                str(rank),
+                md_escape(series_name(r)),
+                fmt_num(d.observed),
+                fmt_num(d.expected),
+                fmt_num(d.threshold),
+                fmt_score(d.score),
+                fmt_p(d.pvalue),
+                str(r.weeks_in_alert),
+                md_escape(r.status or "new"),
+                md_escape(r.trend),
+            ]
+        )
+    header = ["#", "Series", "Observed", "Expected", "Threshold", "Exceedance score", "p-value", "Weeks in alert", "Status", "Trend"]
+    return out + _table(header, rows, "rlrrrrrrlc") + [""]
+
+
+def _glance_table(result: RunResult) -> list[str]:
+    out = ["## At a glance", ""]
+    if not result.results:
+        return out + ["No series were monitored this week.", ""]
+    rows = [
+        [
+            md_escape(series_name(r)),
+            fmt_num(r.detection.observed),
+            fmt_num(r.detection.expected),
+            _level(r),
+            md_escape(r.trend),
+            _glance_status(r),
+            _detector_cell(r),
+        ]
+        for r in result.results
+    ]
+    out += _table(["Series", "This week", "Expected", "Level vs baseline", "Trend", "Status", "Detector"], rows, "lrrlcll")
+    if any(r.detection.fallback_from for r in result.results):
+        out += ["", "† The configured detector needs more history than this series has, so EARS was used instead."]
+    return out + [""]
+
+
+def _location(row: Mapping[str, Any]) -> str:
+    parts: list[str] = []
+    for column in ("admin1", "admin2", "location"):
+        value = row.get(column)
+        text = "" if value is None or _isnan_safe(value) else str(value).strip()
+        if text and text not in parts:
+            parts.append(text)
+    return " / ".join(parts)
+
+
+def _isnan_safe(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _date_cell(value: Any) -> str:
+    if value is None or _isnan_safe(value):
+        return ""
+    if hasattr(value, "date") and callable(value.date):
+        try:
+            return value.date().isoformat()
+        except (ValueError, TypeError):  # NaT
+            return ""
+    return str(value)[:10]
+
+
+def _join(*values: Any, sep: str) -> str:
+    return sep.join(str(v).strip() for v in values if v is not None and not _isnan_safe(v) and str(v).strip())
+
+
+def _incident_rows(r: SeriesResult, settings: Any) -> list[str]:
+    frame = r.incidents
+    if frame is None:
+        return ["Incident records are not available for this series (it is built from pre-aggregated counts).", ""]
+    if len(frame) == 0:
+        return ["No incident records were found behind this week's count.", ""]
+    limit = int(getattr(settings, "max_incidents", 15))
+    note_chars = int(getattr(settings, "note_chars", 240))
+    records = frame.head(limit).to_dict("records") if limit > 0 else []
+    shown, total = len(records), r.detection.observed
+    out = []
+    if r.series.metric == "events" and not _isnan(total) and total > shown:
+        out.append(f"Showing the {shown} deadliest of {fmt_num(total)} events.")
+    else:
+        out.append(f"{_plural(shown, 'incident')}, deadliest first.")
+    out.append("")
+    rows = []
+    for row in records:
+        day, end = _date_cell(row.get("event_date")), _date_cell(row.get("date_end"))
+        when = f"{day} to {end}" if end and day and end != day else day
+        fatalities = row.get("fatalities")
+        rows.append(
+            [
+                md_escape(when),
+                md_escape(_location(row)),
+                md_escape(_join(row.get("event_type"), row.get("sub_event_type"), sep=": ")),
+                md_escape(_join(row.get("actor1"), row.get("actor2"), sep="; ")),
+                fmt_num(fatalities, 0) if not _isnan(fatalities) else "NA",
+                md_escape(_join(row.get("source"), row.get("source_id"), sep=" ")),
+                md_escape(row.get("notes"), limit=note_chars),
+            ]
+        )
+    out += _table(["Date", "Location", "Type", "Actors", "Fatalities", "Source", "Note"], rows, "llllrll")
+    return out + [""]
+
+
+def _flagged_details(result: RunResult, charts: Mapping[str, str], settings: Any) -> list[str]:
+    flagged = result.flagged
+    if not flagged:
+        return []
+    out = ["## Flagged series in detail", ""]
+    for rank, r in enumerate(flagged, 1):
+        d = r.detection
+        name = md_escape(series_name(r))
+        out += [f"### {rank}. {name}", ""]
+        chart = charts.get(r.series.key)
+        if chart:
+            out += [f"![Weekly {_metric_unit(r)}: {name}]({quote(str(chart).replace(os.sep, '/'))})", ""]
+        detector = md_escape(d.detector) + (f" (fallback from {md_escape(d.fallback_from)})" if d.fallback_from else "")
+        out += [
+            f"{fmt_num(d.observed)} {_metric_unit(r)} in {week_dates(result)} against {fmt_num(d.expected)} expected; "
+            f"threshold {fmt_num(d.threshold)}, exceedance score {fmt_score(d.score)}, p-value {fmt_p(d.pvalue)} "
+            f"({detector}). Status: {_status_phrase(r)}; trend {md_escape(r.trend)}.",
+            "",
+        ]
+        out += ["**Incidents behind the alarm**", ""] + _incident_rows(r, settings)
+    return out
+
+
+def _method(result: RunResult) -> list[str]:
+    out = ["## Method", ""]
+    names = sorted(result.detectors) or sorted({r.detection.detector for r in result.results})
+    for name in names:
+        words = DETECTOR_WORDS.get(name, "A registered detector (see `monitor detectors`).")
+        out.append(f"- **{md_escape(name)}** ({_params(result.detectors.get(name, {}))}): {words}")
+    out += [
+        "- **Alarm**: this week's count is above the detector's threshold, i.e. higher than the series' own history "
+        "makes normal. The exceedance score is (observed − expected) / (threshold − expected): above 1 means above "
+        "the threshold. The p-value is the chance of a count at least this high if the baseline still held.",
+        "- **New / continuing / resolved**: new = first alarmed week; continuing = also alarmed the week before "
+        "(weeks in alert counts the run of alarmed weeks); resolved = alarmed last week, not this week.",
+        "- **Trend**: events in the last 4 weeks against the 4 before: ↑ above +25 %, ↓ below −25 %, → otherwise "
+        "or when both are 5 events or fewer (as ACLED Trendfinder).",
+        "- **NA / undecided**: the detector could not compute a baseline (too little history, a model that did not "
+        "fit); the series is neither flagged nor cleared, and the reason is given in the At a glance table.",
+        "- **Fallback**: a series with too little history for its configured detector is checked with EARS instead "
+        "(marked †); EARS alarms deserve a closer look at the incidents.",
+        "- **Late reports**: the most recent weeks may still grow as incidents are reported late or revised.",
+        "",
+    ]
+    return out
+
+
+def render_markdown(result: RunResult, *, charts: Mapping[str, str], settings: Any) -> str:
+    """The weekly report as Markdown.
+
+    result: the run to render (nothing else is read; no clock).
+    charts: series key -> chart path relative to the report folder (flagged series).
+    settings: report settings; reads `max_incidents` and `note_chars`.
+    """
+    lines = (
+        _header(result)
+        + _key_messages(result)
+        + _flagged_table(result)
+        + _glance_table(result)
+        + _flagged_details(result, charts, settings)
+        + _method(result)
+    )
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+# ---------------------------------------------------------------------------- files
+
+
+def atomic_write(path: Path, data: bytes | str) -> Path:
+    """Write `data` to a temp file beside `path`, then rename it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _annotations(result: RunResult, settings: Any) -> list[Annotation]:
+    seen: dict[tuple[date, str], Annotation] = {}
+    for a in [*getattr(settings, "annotations", ()), *result.annotations]:
+        seen.setdefault((a.date, a.label), a)
+    return sorted(seen.values(), key=lambda a: (a.date, a.label))
+
+
+def _summary(result: RunResult) -> dict[str, Any]:
+    flagged = result.flagged
+    return {
+        "week": result.week,
+        "week_start": result.week_start.isoformat(),
+        "week_end": result.week_end.isoformat(),
+        "generated_at": result.generated_at.isoformat(),
+        "series_checked": len(result.results),
+        "flagged": [r.series.key for r in flagged],
+        "flagged_names": [series_name(r) for r in flagged],
+        "new": [r.series.key for r in flagged if r.status == "new"],
+        "undecided": sum(1 for r in result.results if r.detection.alarm is None),
+        "synthetic": result.synthetic,
+        "records_total": result.records_total,
+    }
+
+
+def write_report(result: RunResult, *, settings: Any) -> ReportFiles:
+    """Write `<folder>/<week>/report.md`, one chart per flagged series, `summary.json` and `<folder>/index.md`.
+
+    Every file is written to a temp name and renamed; charts of series no longer flagged
+    are removed, so a re-run leaves exactly what the report links to.
+    settings: report settings; reads `folder`, `history_weeks`, `max_incidents`, `note_chars`, `annotations`.
+    """
+    from dataclasses import replace
+
+    from monitor.report.plots import plot_series  # matplotlib is loaded only when charts are drawn
+
+    root = Path(settings.folder)
+    folder = root / result.week
+    charts_dir = folder / CHARTS_DIR
+    flagged = result.flagged
+    slugs = chart_slugs(r.series.key for r in flagged)
+    annotations = _annotations(result, settings)
+    history_weeks = int(getattr(settings, "history_weeks", 156))
+    charts: dict[str, Path] = {}
+    for r in flagged:
+        trimmed = replace(r, history=r.history.tail(history_weeks).reset_index(drop=True))
+        path = charts_dir / f"{slugs[r.series.key]}.png"
+        charts[r.series.key] = plot_series(trimmed, week_start=result.week_start, annotations=annotations, path=path)
+    if charts_dir.is_dir():
+        keep = {p.name for p in charts.values()}
+        for stale in charts_dir.glob("*.png"):
+            if stale.name not in keep:
+                stale.unlink(missing_ok=True)
+    relative = {key: f"{CHARTS_DIR}/{path.name}" for key, path in charts.items()}
+    markdown = atomic_write(folder / REPORT_NAME, render_markdown(result, charts=relative, settings=settings))
+    atomic_write(folder / SUMMARY_NAME, json.dumps(_summary(result), ensure_ascii=False, indent=2, sort_keys=True) + "\n")
+    write_index(root)
+    return ReportFiles(folder=folder, markdown=markdown, charts=charts)
+
+
+def write_index(root: Path) -> Path:
+    """(Re)write `<root>/index.md`: every report folder, newest first, with its flagged series."""
+    root = Path(root)
+    rows = []
+    folders = sorted((p for p in root.iterdir() if p.is_dir() and _WEEK_FOLDER.match(p.name) and (p / REPORT_NAME).is_file()),
+                     key=lambda p: p.name, reverse=True) if root.is_dir() else []
+    for path in folders:
+        summary = _read_summary(path / SUMMARY_NAME)
+        flagged = summary.get("flagged") or []
+        names = summary.get("flagged_names") or flagged
+        shown = ", ".join(md_escape(n) for n in names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        dates = f"{summary['week_start']} – {summary['week_end']}" if "week_start" in summary and "week_end" in summary else ""
+        week = md_escape(path.name) + (" (synthetic)" if summary.get("synthetic") else "")
+        rows.append(
+            [
+                f"[{week}]({quote(path.name)}/{REPORT_NAME})",
+                md_escape(dates),
+                str(summary.get("series_checked", "?")),
+                str(len(flagged)) if "flagged" in summary else "?",
+                str(len(summary.get("new") or [])) if "new" in summary else "?",
+                shown,
+            ]
+        )
+    lines = ["# Incident monitor — weekly reports", "", "Newest first. Each report lists the flagged series, charts and the incidents behind them.", ""]
+    if rows:
+        lines += _table(["Week", "Dates", "Series checked", "Flagged", "New", "Flagged series"], rows, "llrrrl")
+    else:
+        lines.append("No reports yet.")
+    return atomic_write(root / INDEX_NAME, "\n".join(lines) + "\n")
+
+
+def _read_summary(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+__all__ = ["md_escape", "render_markdown", "write_report", "write_index", "slugify", "series_name", "atomic_write"]

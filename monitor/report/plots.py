@@ -1,0 +1,196 @@
+"""One PNG per flagged series: weekly bars, expected and threshold steps, alarms, annotations.
+
+The only module that imports matplotlib. It draws on a bare `Figure` with the Agg canvas
+(no pyplot, no global state), so charts can be drawn from any thread or a daemon.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # harmless if already set; the report never needs a display
+
+import matplotlib.dates as mdates  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from monitor.types import Annotation, SeriesResult  # noqa: E402
+
+#: Colours chosen to stay distinct for the common colour-vision deficiencies (Okabe–Ito based).
+BAR = "#9bb4cc"
+ALARM = "#d62728"
+UNDECIDED = "#d9d9d9"
+EXPECTED = "#1f4e79"
+THRESHOLD = "#e69f00"
+CURRENT = "#fff3b0"
+ANNOTATION = "#555555"
+FALLBACK = "#8c8c8c"
+
+WIDTH_IN, HEIGHT_IN, DPI = 12.0, 5.0, 100  # 1200 × 500 px
+MIN_WEEKS = 104  # the x axis spans at least two years
+
+
+def plot_series(result: SeriesResult, *, week_start: date, annotations: Sequence[Annotation], path: Path) -> Path:
+    """Draw the weekly chart of one series and write it as a PNG (atomically).
+
+    result: the series; `result.history` holds week_start, count, expected, upperbound, alarm.
+    week_start: the reported week, highlighted.
+    annotations: dated events drawn as vertical lines when they fall inside the chart.
+    path: the PNG to write; its folder is created.
+    """
+    history = result.history
+    weeks = pd.to_datetime(history["week_start"]).dt.tz_localize(None).to_numpy(dtype="datetime64[D]")
+    counts = pd.to_numeric(history["count"], errors="coerce").to_numpy(dtype=float)
+    expected = _floats(history, "expected")
+    upper = _floats(history, "upperbound")
+    alarm = history["alarm"] if "alarm" in history else pd.Series([pd.NA] * len(history))
+    alarmed = np.array([bool(a) if not pd.isna(a) else False for a in alarm], dtype=bool)
+    undecided = np.array([pd.isna(a) for a in alarm], dtype=bool)
+    # weeks the configured detector lacked history for were checked by the EARS fallback:
+    # drawn in grey, with hollow markers, so they never pass for the main detector's alarms
+    fallback = (
+        history["fallback_from"].fillna("").astype(str).ne("").to_numpy()
+        if "fallback_from" in history else np.zeros(len(history), dtype=bool)
+    )
+    fb_expected, fb_upper = np.where(fallback, expected, np.nan), np.where(fallback, upper, np.nan)
+    expected, upper = np.where(fallback, np.nan, expected), np.where(fallback, np.nan, upper)
+    fb_alarmed, alarmed = alarmed & fallback, alarmed & ~fallback
+
+    fig = Figure(figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+
+    week = np.datetime64(week_start, "D")
+    seven = np.timedelta64(7, "D")
+    ax.axvspan(week, week + seven, color=CURRENT, zorder=0, lw=0)
+
+    colours = np.where(alarmed, ALARM, np.where(undecided, UNDECIDED, BAR))
+    if len(weeks):
+        ax.bar(weeks, counts, width=6, align="edge", color=colours, edgecolor="none", zorder=2)
+        current = weeks == week
+        if current.any():  # a dark outline makes the reported week findable even when it is not alarmed
+            ax.bar(weeks[current], counts[current], width=6, align="edge", fill=False, edgecolor="black", lw=1.5, zorder=3)
+        # steps span each bar's week: repeat the last value one week further so the final step is drawn
+        x_steps = np.append(weeks, weeks[-1] + seven)
+        ax.step(x_steps, np.append(expected, expected[-1:]), where="post", color=EXPECTED, lw=1.8, zorder=4)
+        ax.step(x_steps, np.append(upper, upper[-1:]), where="post", color=THRESHOLD, lw=1.6, ls="--", zorder=4)
+        if fallback.any():
+            ax.step(x_steps, np.append(fb_expected, fb_expected[-1:]), where="post", color=FALLBACK, lw=1.0, zorder=4)
+            ax.step(x_steps, np.append(fb_upper, fb_upper[-1:]), where="post", color=FALLBACK, lw=1.0, ls="--", zorder=4)
+        top = np.nanmax(np.concatenate([counts, upper[np.isfinite(upper)], [1.0]]))
+        marks = alarmed & np.isfinite(counts)
+        ax.plot(weeks[marks] + np.timedelta64(3, "D"), counts[marks] + 0.04 * top, "v", color=ALARM, ms=6, zorder=5)
+        marks = fb_alarmed & np.isfinite(counts)
+        ax.plot(weeks[marks] + np.timedelta64(3, "D"), counts[marks] + 0.04 * top, "v", mfc="none", mec=FALLBACK,
+                ms=6, zorder=5)
+        first, right = weeks[0], max(weeks[-1], week) + max(3, len(weeks) // 40) * seven
+    else:
+        top = 1.0
+        first, right = week, week + 3 * seven
+    # always at least two years wide, so charts of different series read at the same scale
+    left = min(first - seven, week - MIN_WEEKS * seven)
+    if first - left > 2 * seven:
+        ax.axvspan(left, first, facecolor="none", edgecolor="#cccccc", hatch="//", lw=0, zorder=0)
+        ax.text(first - seven, 0.5, f"no data before {str(first)}", transform=ax.get_xaxis_transform(),
+                ha="right", va="center", fontsize=9, color="#777777", zorder=6,
+                bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none"})
+    ax.set_xlim(left, right)
+    ax.set_ylim(0, math.ceil(top * 1.22) or 1)
+
+    shown = [a for a in annotations if left <= np.datetime64(a.date, "D") <= right]
+    span = (right - left).astype(float)
+    for i, note in enumerate(sorted(shown, key=lambda a: a.date)):
+        x = np.datetime64(note.date, "D")
+        ax.axvline(x, color=ANNOTATION, ls=":", lw=1.2, zorder=4)
+        # label on the side with more room, stacked when several are close
+        on_right = (x - left).astype(float) < 0.7 * span
+        ax.annotate(
+            f"{note.date.isoformat()} {note.label}",
+            xy=(x, 1.0), xycoords=("data", "axes fraction"),
+            xytext=(4 if on_right else -4, -4 - 14 * (i % 3)), textcoords="offset points",
+            ha="left" if on_right else "right", va="top", fontsize=9, color=ANNOTATION,
+            bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85}, zorder=6,
+        )
+
+    locator = mdates.AutoDateLocator(minticks=6, maxticks=14)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.grid(axis="y", color="#e6e6e6", lw=0.8, zorder=1)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+
+    series = result.series
+    detection = result.detection
+    title = f"{series.title or series.definition} — {series.label}"
+    ax.set_title(title, loc="left", fontsize=14, fontweight="bold")
+    ax.set_title(_subtitle(result, week_start), loc="right", fontsize=10, color="#444444")
+    ax.set_ylabel("fatalities per week" if series.metric == "fatalities" else "events per week")
+    ax.set_xlabel(f"week starting (reported week {week_start.isoformat()} highlighted)")
+
+    detector = detection.detector + (f", fallback from {detection.fallback_from}" if detection.fallback_from else "")
+    handles = [
+        Patch(color=BAR, label="weekly count"),
+        Patch(color=ALARM, label="alarm week"),
+        matplotlib.lines.Line2D([], [], color=EXPECTED, lw=1.8, label=f"expected ({detector})"),
+        matplotlib.lines.Line2D([], [], color=THRESHOLD, lw=1.6, ls="--", label="threshold"),
+        Patch(facecolor=CURRENT, edgecolor="black", label="reported week"),
+    ]
+    if undecided.any():
+        handles.insert(2, Patch(color=UNDECIDED, label="undecided (too little history)"))
+    if fallback.any():
+        configured = next(f for f in history["fallback_from"].astype(str) if f)
+        handles.append(matplotlib.lines.Line2D(
+            [], [], color=FALLBACK, lw=1.0, ls="--", marker="v", mfc="none",
+            label=f"EARS fallback (too little history for {configured})"))
+    # below the axes: inside it would hide bars or annotation labels
+    rows = 1 if len(handles) <= 5 else 2
+    fig.legend(handles=handles, loc="lower center", fontsize=9, frameon=False, ncol=math.ceil(len(handles) / rows))
+    fig.tight_layout(rect=(0, 0.035 + 0.04 * rows, 1, 1))
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            # a fixed Software tag keeps the PNG identical across matplotlib patch versions
+            fig.savefig(handle, format="png", dpi=DPI, metadata={"Software": "incident-monitor"})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _floats(frame: pd.DataFrame, column: str) -> np.ndarray:
+    if column not in frame:
+        return np.full(len(frame), np.nan)
+    return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _subtitle(result: SeriesResult, week_start: date) -> str:
+    d = result.detection
+    parts = [f"week of {week_start:%d %b %Y}: {_num(d.observed)} observed"]
+    if d.expected == d.expected:
+        parts.append(f"{_num(d.expected)} expected")
+    if d.threshold == d.threshold:
+        parts.append(f"threshold {_num(d.threshold)}")
+    return ", ".join(parts)
+
+
+def _num(x: float) -> str:
+    return f"{x:.0f}" if float(x).is_integer() else f"{x:.1f}"
+
+
+__all__ = ["plot_series"]
