@@ -1,0 +1,694 @@
+"""Farrington flexible: R `surveillance::farringtonFlexible` (surveillance 1.20.3) on statsmodels GLMs.
+
+Each monitored week t0 is compared with the same time of year in the past `b` years
+(Farrington et al. 1996, "A statistical algorithm for the early detection of outbreaks of
+infectious disease", JRSS A 159:547-563; Noufaily et al. 2013, "An improved algorithm for
+outbreak detection in multiple surveillance systems", Stat Med 32:1206-1222):
+
+1. Reference weeks: for j = 1..b the week nearest to t0 − j years *by date* (52 or 53
+   rows back), each with `w` weeks either side; with `no_periods` > 1 the rest of each year
+   is cut into `no_periods` − 1 periods that enter the model as a seasonal factor.
+   The last `past_weeks_not_included` weeks (and t0) are left out.
+2. Model: quasi-Poisson log-linear GLM with an optional linear trend, fitted with
+   statsmodels' IRLS started and stopped as R's `glm()` does.
+3. Reweighting: past weeks with a standardised Anscombe residual above
+   `weights_threshold` get weight ∝ s⁻² and the model is refitted.
+4. The trend is kept only if p < `p_threshold_trend`, b ≥ 3 and the prediction does not
+   exceed every reference count.
+5. Threshold: `delta` = Farrington's power-transformed normal limit; `nbPlugin` = the
+   (1 − alpha) quantile of a negative binomial with the fitted mean and dispersion
+   (Noufaily 2013); `muan` = the same at the (1 − alpha) quantile of the fitted mean.
+6. Alarm when count > upperbound and count > 0, and only if at least limit54[0] cases fell
+   in the last limit54[1] weeks (otherwise expected/upperbound are NaN and alarm False,
+   exactly as R).
+
+Where R's code differs from its papers, R wins (the parity tests compare with its output);
+each such place has a comment citing the R function in R/farringtonFlexible.R or
+R/algo_farrington.R.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import statsmodels.api as sm
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from scipy import special, stats
+
+SUMMARY = (
+    "Flags a week when its count exceeds the upper limit of a quasi-Poisson GLM fitted on the same "
+    "weeks of the past b years, past outbreaks down-weighted (Farrington 1996; Noufaily 2013; "
+    "R surveillance::farringtonFlexible)."
+)
+
+#: Result columns, in order.
+COLUMNS: tuple[str, ...] = (
+    "week_start", "count", "expected", "upperbound", "alarm", "score", "pvalue",
+    "mu0", "phi", "trend_used", "trend_coef", "note",
+)  # fmt: skip
+
+_THRESHOLD_METHODS = {"delta": "delta", "nbplugin": "nbPlugin", "muan": "muan"}
+_POWERTRANS = ("2/3", "1/2", "none")
+
+
+class FarringtonParams(BaseModel):
+    """Control list of `surveillance::farringtonFlexible`; defaults are Noufaily 2013's improved settings.
+
+    R's package defaults differ: b=5, alpha=0.05, p_threshold_trend=0.05, no_periods=1,
+    past_weeks_not_included=w, threshold_method="delta" (Farrington 1996 is additionally
+    weights_threshold=1, past_weeks_not_included=3 with b=3, alpha=0.005).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    b: int = Field(3, ge=1, description="Years of history: reference weeks come from each of the past b years.")
+    w: int = Field(3, ge=0, description="Half-window: weeks taken on each side of each reference week (2w+1 per year).")
+    reweight: bool = Field(True, description="Down-weight past outbreaks (large Anscombe residuals) and refit the model.")
+    weights_threshold: float = Field(
+        2.58, gt=0, allow_inf_nan=False, description="Anscombe residual above which a past week is down-weighted (Farrington 1996 used 1)."
+    )
+    alpha: float = Field(
+        0.005, gt=0, lt=1, allow_inf_nan=False, description="One-sided level: the upper limit is the (1 - alpha) predictive quantile."
+    )
+    trend: bool = Field(True, description="Allow a linear time trend (kept only when significant, b >= 3 and not extrapolating).")
+    p_threshold_trend: float = Field(
+        1.0, ge=0, le=1, allow_inf_nan=False, description="Keep the trend only if its p-value is below this (1 = whenever estimable)."
+    )
+    limit54: tuple[int, int] = Field(
+        (5, 4), description="cases,weeks: no alarm unless at least `cases` events fell in the last `weeks` weeks (this one included)."
+    )
+    powertrans: Literal["2/3", "1/2", "none"] = Field(
+        "2/3", description="delta threshold only: power transformation applied before the normal approximation."
+    )
+    no_periods: int = Field(
+        10, ge=1, description="Seasonal factor levels per year: 1 = reference windows only; 10 = windows + 9 periods (Noufaily 2013)."
+    )
+    past_weeks_not_included: int = Field(
+        26, ge=0, description="Recent weeks left out of the fit so an ongoing outbreak does not raise its own limit."
+    )
+    threshold_method: Literal["delta", "nbPlugin", "muan"] = Field(
+        "nbPlugin", description="delta: Farrington 1996 normal approximation; nbPlugin/muan: negative binomial quantile (Noufaily 2013)."
+    )
+
+    @field_validator("limit54", mode="before")
+    @classmethod
+    def _parse_limit54(cls, value: Any) -> Any:
+        # The command line gives "5,4"; R writes c(5, 4).
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.strip().strip("()").split(",")]
+            try:
+                if len(parts) != 2:
+                    raise ValueError
+                return (int(parts[0]), int(parts[1]))
+            except ValueError:
+                raise ValueError(f"limit54 must be two whole numbers 'cases,weeks', e.g. 5,4 (got '{value}')") from None
+        return value
+
+    @field_validator("limit54")
+    @classmethod
+    def _check_limit54(cls, value: tuple[int, int]) -> tuple[int, int]:
+        cases, weeks = value
+        if cases < 0 or weeks < 1:
+            raise ValueError(f"limit54 needs cases >= 0 and weeks >= 1, e.g. 5,4 (got {cases},{weeks})")
+        return value
+
+    @field_validator("powertrans", mode="before")
+    @classmethod
+    def _parse_powertrans(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text not in _POWERTRANS:
+                raise ValueError(f"powertrans must be one of {', '.join(_POWERTRANS)} (got '{value}')")
+            return text
+        return value
+
+    @field_validator("threshold_method", mode="before")
+    @classmethod
+    def _parse_threshold_method(cls, value: Any) -> Any:
+        # Case-insensitive on input, R's spelling (nbPlugin) on output.
+        if isinstance(value, str):
+            key = value.strip().lower()
+            if key not in _THRESHOLD_METHODS:
+                raise ValueError(f"threshold_method must be one of delta, nbPlugin, muan (got '{value}')")
+            return _THRESHOLD_METHODS[key]
+        return value
+
+    @model_validator(mode="after")
+    def _periods_fit_between_windows(self) -> FarringtonParams:
+        # Consecutive reference windows are 52 or 53 weeks apart, leaving at least 52 - (2w+1)
+        # weeks for the no_periods - 1 periods; fewer and R's blocks() writes empty periods
+        # over its neighbours (or stops with "Number of factors too big!").
+        room = 52 - (2 * self.w + 1)
+        if self.no_periods > 1 and self.no_periods - 1 > room:
+            raise ValueError(
+                f"no_periods={self.no_periods} is too large for w={self.w}: the {room} weeks between reference "
+                f"windows hold at most {max(room, 0) + 1} periods (use no_periods <= {max(room, 0) + 1} or a smaller w)"
+            )
+        return self
+
+
+def min_history(params: FarringtonParams) -> int:
+    """Weeks of history needed before a monitored week so that every reference window exists.
+
+    The oldest reference week is the week nearest to t0 − b years: at most
+    (365·b + leap days + 3) // 7 rows back, and its window reaches w rows further.
+    """
+    leap_days = -(-params.b // 4)  # ceil(b / 4)
+    return (365 * params.b + leap_days + 3) // 7 + params.w
+
+
+def detect(counts: pd.Series, params: FarringtonParams, *, weeks: Sequence[int]) -> pd.DataFrame:
+    """Run Farrington flexible on the weeks at positions `weeks` of `counts`.
+
+    Parameters:
+        counts: weekly counts indexed by consecutive week starts (DatetimeIndex, zero-filled).
+        params: the Farrington settings.
+        weeks: 0-based positions in `counts` to evaluate.
+
+    Returns one row per position with `COLUMNS`: `expected` = fitted mean, `upperbound` =
+    threshold (both NaN when the limit54 rule is not met), `alarm` (pandas "boolean", NA when
+    no model could be fitted), `score` = (count − expected) / (upperbound − expected),
+    `pvalue` = P(Y ≥ count) under the predictive distribution, `mu0` = the mean plugged into
+    the threshold (the (1 − alpha) quantile of the mean for muan), `phi` = dispersion (≥ 1),
+    `trend_used`, `trend_coef` (log-scale change per week) and `note`.
+    """
+    pos = _check_input(counts, weeks)
+    y = counts.to_numpy(dtype=float, na_value=np.nan)  # a copy: the input is never touched
+    days = [ts.date() for ts in pd.DatetimeIndex(counts.index)]
+    position_of = {d: i for i, d in enumerate(days)}
+    rows = [_evaluate_week(y, days, position_of, t, params) for t in pos]
+    out = pd.DataFrame(rows, columns=list(COLUMNS), index=pd.RangeIndex(len(rows)))
+    out["week_start"] = pd.DatetimeIndex(counts.index[np.asarray(pos, dtype=int)])
+    for col in ("count", "expected", "upperbound", "score", "pvalue", "mu0", "phi", "trend_coef"):
+        out[col] = out[col].astype(float)
+    out["alarm"] = out["alarm"].astype("boolean")
+    out["trend_used"] = out["trend_used"].astype("boolean")
+    out["note"] = out["note"].astype(str)
+    return out
+
+
+def _check_input(counts: pd.Series, weeks: Sequence[int]) -> list[int]:
+    """Positions as ints; a bad argument is a programming error, so this raises."""
+    if not isinstance(counts, pd.Series) or not isinstance(counts.index, pd.DatetimeIndex):
+        raise TypeError("counts must be a pandas Series indexed by week start (DatetimeIndex)")
+    steps = np.diff(counts.index.to_numpy()).astype("timedelta64[D]").astype(int)
+    if len(steps) and not (steps == 7).all():
+        raise ValueError("counts must hold consecutive weeks (index 7 days apart, zero-filled)")
+    n = len(counts)
+    pos = [int(t) for t in weeks]
+    bad = [t for t in pos if not 0 <= t < n]
+    if bad:
+        raise IndexError(f"week positions {bad[:5]} are outside the series (0..{n - 1})")
+    return pos
+
+
+class _TooLittleHistory(Exception):
+    """The series does not reach back far enough for this week."""
+
+
+def _evaluate_week(y: np.ndarray, days: list[date], position_of: dict[date, int], t: int, p: FarringtonParams) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(COLUMNS, np.nan)
+    row.update(count=y[t], alarm=pd.NA, trend_used=pd.NA, note="")
+    if np.isnan(y[t]):
+        row["note"] = "count is missing"
+        return row
+    try:
+        refs = _reference_weeks(days, position_of, t, p.b)
+        blocks = _seasonal_blocks(len(y), refs, p.w, p.no_periods, days)
+        data = _glm_data(y, blocks, t, p.past_weeks_not_included, p.no_periods)
+    except _TooLittleHistory as exc:
+        row["note"] = str(exc)
+        return row
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            # R runs glm() under suppressWarnings (glmWarnings = FALSE): a boundary fit is data.
+            warnings.simplefilter("ignore")
+            model = _final_model(data, p)
+            lim = _threshold(model, y[t], p) if model is not None else None
+    except Exception as exc:  # noqa: BLE001 - one week that cannot be fitted is data, not a crash
+        row["note"] = f"model failed: {type(exc).__name__}: {exc}"
+        return row
+    if model is None or lim is None:
+        # farringtonFlexible: no convergence with nor without trend -> everything NA.
+        row["note"] = "model failed: the GLM did not converge with or without trend"
+        return row
+
+    enough = _enough_cases(y, t, p.limit54)
+    upper = lim.upper if enough else math.nan
+    expected = lim.mean if enough and not math.isnan(lim.upper) else math.nan
+    # farringtonFlexible's alarm: !is.na(X) && X > 1 && y != 0, with X = (y - fit) / (U - fit)
+    # and `fit` on the scale R predicted on (link scale for nbPlugin/muan). For U above the
+    # fit this is y > U; R's own formula is kept so odd cases (U below the fit) match too.
+    r_score = _ratio(y[t] - lim.r_fit, lim.upper - lim.r_fit)
+    alarm = bool(enough and not math.isnan(r_score) and r_score > 1 and y[t] != 0)
+    row.update(
+        expected=expected,
+        upperbound=upper,
+        alarm=alarm,
+        score=_ratio(y[t] - lim.mean, lim.upper - lim.mean),
+        pvalue=lim.pvalue,
+        mu0=lim.mu0,
+        phi=model.phi,
+        trend_used=model.do_trend,
+        trend_coef=model.trend_coef,
+    )
+    if not enough:
+        cases, length = p.limit54
+        row["note"] = f"fewer than {cases} cases in the last {length} weeks (limit54)"
+    elif math.isnan(lim.upper):
+        row["note"] = "upper limit undefined (the predicted mean overflows)"
+    return row
+
+
+# -- 1. reference weeks and the data for the GLM ------------------------------------------
+
+
+def _reference_weeks(days: list[date], position_of: dict[date, int], t: int, b: int) -> list[int]:
+    """Positions of t0 and of the week nearest to t0 − j years, j = 1..b (most recent first).
+
+    algo.farrington.referencetimepoints: seq(t0, by = "-1 year") keeps month and day (29 Feb
+    rolls over to 1 Mar, as R's as.Date(POSIXlt) does), then each date moves to the nearest
+    day with t0's weekday; of the two candidates a week apart, ties go to the first.
+    """
+    t0 = days[t]
+    out = []
+    for j in range(b + 1):
+        ref = date(t0.year - j, t0.month, 1) + timedelta(days=t0.day - 1)
+        a = ref - timedelta(days=(ref.isoweekday() - t0.isoweekday()))  # same weekday, same Sun-Sat week
+        other = a + timedelta(days=-7 if a > ref else 7)
+        chosen = other if abs((a - ref).days) > abs((other - ref).days) else a
+        if chosen not in position_of:
+            # R stops: "Some reference time points did not exist; decrease 'b' or postpone 'range'."
+            raise _TooLittleHistory(
+                f"too little history: needs the week of {chosen} ({j} year{'s' if j != 1 else ''} back, b={b}); "
+                f"series starts {days[0]}"
+            )
+        out.append(position_of[chosen])
+    return out
+
+
+def _r_range(first: int, last: int) -> np.ndarray:
+    """R's `first:last`, which counts down when last < first (blocks() relies on it)."""
+    step = 1 if last >= first else -1
+    return np.arange(first, last + step, step)
+
+
+def _seasonal_blocks(n: int, refs: list[int], w: int, no_periods: int, days: list[date]) -> np.ndarray:
+    """Seasonal factor level of every row (NaN = not used): R's blocks().
+
+    Windows t0−w..t0 and ref±w get level `no_periods`; with no_periods > 1 the weeks between
+    consecutive windows are split into no_periods − 1 blocks, the first ones one week longer
+    when the division leaves a remainder.
+    """
+    levels = np.full(n, np.nan)
+    now = refs[0]
+    levels[_r_range(now - w, now)] = no_periods
+    for i in range(1, len(refs)):
+        ref = refs[i]
+        window = _r_range(ref - w, ref + w)
+        if window[0] < -1:
+            raise _TooLittleHistory(
+                f"too little history: the reference week {days[ref]} needs {w} weeks before it; series starts {days[0]}"
+            )
+        # R indexes from 1 and silently drops index 0, so a window one week short still runs.
+        levels[window[window >= 0]] = no_periods
+        if no_periods == 1:
+            continue
+        period = refs[i - 1] - 2 * w - 1 - ref
+        if period < no_periods - (2 * w + 1):
+            raise ValueError("Number of factors too big!")  # R's check, verbatim
+        size, rest = divmod(period, no_periods - 1)
+        lengths = np.full(no_periods - 1, size)
+        lengths[:rest] += 1
+        starts = np.concatenate(([0], np.cumsum(lengths)))
+        for j in range(1, no_periods):
+            first = ref + w + 1 + starts[j - 1]
+            levels[_r_range(first, ref + w + 1 + starts[j] - 1)] = j
+    return levels
+
+
+@dataclass(frozen=True)
+class _GLMData:
+    response: np.ndarray
+    wtime: np.ndarray
+    groups: np.ndarray | None  # seasonal level of each row; None when no_periods == 1
+    wtime_now: float  # wtime of the monitored week
+    level_now: int  # seasonal level of the monitored week (= no_periods)
+
+
+def _glm_data(y: np.ndarray, blocks: np.ndarray, t: int, past_weeks_not_included: int, no_periods: int) -> _GLMData:
+    """Rows the GLM is fitted on: algo.farrington.data.glm.
+
+    The monitored week and the `past_weeks_not_included` weeks before it are dropped so a
+    current outbreak cannot inflate its own baseline. wtime counts weeks from the first row
+    used; missing counts are dropped afterwards (the prediction's wtime then counts from the
+    first non-missing row, as in R).
+    """
+    used = blocks.copy()
+    used[max(t - past_weeks_not_included, 0) : t + 1] = np.nan
+    rows = np.flatnonzero(~np.isnan(used))
+    if len(rows) == 0:
+        raise _TooLittleHistory("too little history: no reference weeks left to fit")
+    wtime = (rows - rows[0]).astype(float)
+    keep = ~np.isnan(y[rows])
+    if not keep.any():
+        raise _TooLittleHistory("too little history: every reference week is missing")
+    rows, wtime = rows[keep], wtime[keep]
+    return _GLMData(
+        response=y[rows],
+        wtime=wtime,
+        groups=blocks[rows].astype(int) if no_periods != 1 else None,
+        wtime_now=float(t - rows[0]),
+        level_now=no_periods,
+    )
+
+
+def _enough_cases(y: np.ndarray, t: int, limit54: tuple[int, int]) -> bool:
+    """limit54: at least `cases` events in the `weeks` weeks ending with this one (surveillance >= 0.9-7)."""
+    cases, length = limit54
+    total = y[max(t - length + 1, 0) : t + 1].sum()
+    return bool(total >= cases)  # NaN (a missing count) -> not enough, like R's NA
+
+
+# -- 2. quasi-Poisson fit (statsmodels, started and stopped like R's glm.fit) -----------------
+
+
+class _RPoisson(sm.families.Poisson):
+    """Poisson family whose IRLS starts where R's does: mustart = y + 0.1 (poisson()$initialize)."""
+
+    def starting_mu(self, y: np.ndarray) -> np.ndarray:
+        return y + 0.1
+
+
+@dataclass(frozen=True)
+class _QuasiPoissonFit:
+    X: np.ndarray
+    params: np.ndarray
+    cov_unscaled: np.ndarray  # (X' W X)^-1, W the IRLS weights of the last iteration
+    irls_weights: np.ndarray
+    mu: np.ndarray
+    dispersion: float  # summary.glm(model)$dispersion: not floored
+    df_resid: float
+    converged: bool
+    has_trend: bool
+
+
+def _design(data: _GLMData, trend: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Model matrix and the monitored week's row: 1 [+ wtime] [+ treatment dummies of the seasonal factor]."""
+    cols = [np.ones_like(data.wtime)]
+    now = [1.0]
+    if trend:
+        cols.append(data.wtime)
+        now.append(data.wtime_now)
+    if data.groups is not None:
+        for level in np.unique(data.groups)[1:]:  # first level is the baseline, as R's contr.treatment
+            cols.append((data.groups == level).astype(float))
+            now.append(float(level == data.level_now))
+    return np.column_stack(cols), np.asarray(now)
+
+
+def _quasi_poisson(data: _GLMData, trend: bool, weights: np.ndarray | None = None) -> _QuasiPoissonFit:
+    """glm(response ~ 1 [+ wtime] [+ seasgroups], family = quasipoisson, weights = weights).
+
+    statsmodels' IRLS is run as R's glm.fit: start at y + 0.1, stop when
+    |dev − dev_old| ≤ 1e-8·|dev| + 1e-9 (R: |dev − dev_old| / (|dev| + 0.1) < 1e-8), at most
+    25 iterations. The criterion uses the unscaled deviance, so the fit runs with scale 1
+    and the quasi-Poisson dispersion is computed afterwards the way summary.glm does: with
+    the IRLS weights of the last iteration, sum(w·((y − mu)/mu)²) / df_resid. Prior weights
+    are `var_weights` (README: GLM(Poisson, var_weights=w) is R's quasipoisson with weights).
+    """
+    X, _ = _design(data, trend)
+    model = sm.GLM(data.response, X, family=_RPoisson(), var_weights=weights)
+    res = model.fit(maxiter=25, atol=1e-9, rtol=1e-8)
+    mu = np.asarray(res.fittedvalues, dtype=float)
+    irls_weights = np.asarray(model.weights, dtype=float)  # var_weights · mu of the last iteration
+    df_resid = float(res.df_resid)
+    dispersion = _pearson_sum(irls_weights, data.response, mu) / df_resid if df_resid > 0 else math.nan
+    return _QuasiPoissonFit(
+        X=X,
+        params=np.asarray(res.params, dtype=float),
+        cov_unscaled=np.asarray(res.normalized_cov_params, dtype=float),
+        irls_weights=irls_weights,
+        mu=mu,
+        dispersion=dispersion,
+        df_resid=df_resid,
+        converged=bool(res.converged),
+        has_trend=trend,
+    )
+
+
+def _pearson_sum(weights: np.ndarray, y: np.ndarray, mu: np.ndarray) -> float:
+    """sum(weights·((y − mu)/mu)²): summary.glm's sum(object$weights·object$residuals²)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.sum(weights * ((y - mu) / mu) ** 2))
+
+
+# -- 3. reweighting (Farrington 1996, section 3.3) ------------------------------------------
+
+
+def _anscombe_residuals(fit: _QuasiPoissonFit, y: np.ndarray, phi: float) -> np.ndarray:
+    """Standardised Anscombe residuals: anscombe.residuals() in R/algo_farrington.R.
+
+    3/2·(y^(2/3)·mu^(−1/6) − mu^(1/2)) / sqrt(phi·(1 − h)), h the hat values of the
+    weighted least-squares problem of the last IRLS iteration (R's hatvalues()).
+    """
+    hat = fit.irls_weights * np.einsum("ij,jk,ik->i", fit.X, fit.cov_unscaled, fit.X)
+    raw = 1.5 * (y ** (2 / 3) * fit.mu ** (-1 / 6) - np.sqrt(fit.mu))
+    return raw / np.sqrt(phi * (1 - hat))
+
+
+def _farrington_weights(s: np.ndarray, threshold: float) -> np.ndarray:
+    """algo.farrington.assign.weights: s⁻² above the threshold, 1 otherwise, scaled to sum to n."""
+    high = s > threshold
+    raw = np.where(high, s ** -2.0, 1.0)
+    return raw * (len(s) / raw.sum())
+
+
+def _fit_glm(data: _GLMData, p: FarringtonParams, trend: bool) -> _FinalFit | None:
+    """algo.farrington.fitGLM.flexible: fit, fall back to no trend if needed, then reweight once."""
+    fit = _quasi_poisson(data, trend)
+    if not fit.converged and trend:
+        fit = _quasi_poisson(data, False)
+    if not fit.converged:
+        return None
+    phi = max(fit.dispersion, 1.0)
+    se_dispersion = fit.dispersion
+    if p.reweight:
+        omega = _farrington_weights(_anscombe_residuals(fit, data.response, phi), p.weights_threshold)
+        # R does not check convergence of the reweighted fit either.
+        fit = _quasi_poisson(data, fit.has_trend, omega)
+        phi = max(fit.dispersion, 1.0)  # the dispersion often drops below 1 after reweighting
+        # fitGLM.flexible then sets `model$weights <- omega`, replacing the IRLS weights that
+        # summary.glm() reads: the trend's t test and predict.glm()'s se.fit therefore use
+        # sum(omega·((y − mu)/mu)²) / df_resid, not the Pearson dispersion behind phi.
+        se_dispersion = _pearson_sum(omega, data.response, fit.mu) / fit.df_resid if fit.df_resid > 0 else math.nan
+    _, x0 = _design(data, fit.has_trend)
+    return _FinalFit(fit=fit, phi=phi, x0=x0, se_dispersion=se_dispersion)
+
+
+@dataclass(frozen=True)
+class _FinalFit:
+    fit: _QuasiPoissonFit
+    phi: float  # max(dispersion, 1): the overdispersion used by the threshold
+    x0: np.ndarray  # model row of the monitored week
+    se_dispersion: float  # dispersion R's summary.glm()/predict.glm() use (un-floored)
+    do_trend: bool = False
+    trend_coef: float = math.nan
+
+    @property
+    def eta0(self) -> float:
+        return float(self.x0 @ self.fit.params)
+
+    @property
+    def se_eta0(self) -> float:
+        """Standard error of the linear predictor (predict.glm, se.fit = TRUE, link scale)."""
+        return math.sqrt(float(self.x0 @ self.fit.cov_unscaled @ self.x0) * self.se_dispersion)
+
+    def trend_pvalue(self) -> float:
+        """Two-sided p-value of wtime as summary.glm gives it: a t test for quasi families."""
+        fit = self.fit
+        if not fit.df_resid > 0:
+            return math.nan
+        t_value = fit.params[1] / math.sqrt(fit.cov_unscaled[1, 1] * self.se_dispersion)
+        return float(2 * stats.t.sf(abs(t_value), fit.df_resid))
+
+
+def _final_model(data: _GLMData, p: FarringtonParams) -> _FinalFit | None:
+    """algo.farrington.glm: keep the trend only if significant, b >= 3 and not extrapolating.
+
+    Otherwise the whole fit (reweighting included) is redone without trend.
+    """
+    model = _fit_glm(data, p, p.trend)
+    if model is None or not model.fit.has_trend:
+        return model
+    significant = model.trend_pvalue() < p.p_threshold_trend
+    no_extrapolation = _exp(model.eta0) <= data.response.max()
+    if significant and p.b >= 3 and no_extrapolation:
+        return replace(model, do_trend=True, trend_coef=float(model.fit.params[1]))
+    return _fit_glm(data, p, False)
+
+
+# -- 4. threshold ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Limit:
+    mean: float  # predicted mean on the count scale
+    upper: float  # NaN when undefined
+    pvalue: float  # P(Y >= y)
+    mu0: float  # mean plugged into the threshold
+    r_fit: float  # the `fit` R's score uses (response scale for delta, link scale otherwise)
+
+
+def _threshold(model: _FinalFit, y: float, p: FarringtonParams) -> _Limit:
+    eta0, se_eta0 = model.eta0, model.se_eta0
+    if p.threshold_method == "delta":
+        return _threshold_delta(_exp(eta0), se_eta0 * _exp(eta0), model.phi, y, p)
+    return _threshold_noufaily(eta0, se_eta0, model.phi, y, p)
+
+
+def _threshold_delta(mu0: float, se_mu0: float, phi: float, y: float, p: FarringtonParams) -> _Limit:
+    """algo.farrington.threshold.farrington (Farrington 1996, eq. 4).
+
+    Var(Y0 − mu0) ≈ mu0·tau with tau = phi + Var(mu0)/mu0; on the h(y) = y^e scale the
+    delta method gives sd = sqrt(e²·mu0^(2e−1)·tau), and U = (mu0^e + z·sd)^(1/e).
+    """
+    tau = phi + se_mu0**2 / mu0
+    exponent, sd = {
+        "none": (1.0, math.sqrt(mu0 * tau)),
+        "1/2": (0.5, math.sqrt(0.25 * tau)),
+        "2/3": (2 / 3, math.sqrt(4 / 9 * mu0 ** (1 / 3) * tau)),
+    }[p.powertrans]
+    z = stats.norm.ppf(1 - p.alpha)
+    # R: lu <- sort((mu0^e + c(-1, 1)·z·sd)^(1/e), na.last = FALSE); upper <- lu[2], i.e. the
+    # larger finite bound (a negative base gives NaN in R, dropped first by sort()).
+    bounds = [_power(mu0**exponent + sign * z * sd, 1 / exponent) for sign in (-1, 1)]
+    finite = [v for v in bounds if not math.isnan(v)]
+    upper = max(finite) if finite else math.nan
+    pvalue = float(stats.norm.sf(y**exponent, loc=mu0**exponent, scale=sd))
+    return _Limit(mean=mu0, upper=upper, pvalue=pvalue, mu0=mu0, r_fit=mu0)
+
+
+def _threshold_noufaily(eta0: float, se_eta0: float, phi: float, y: float, p: FarringtonParams) -> _Limit:
+    """algo.farrington.threshold.noufaily (Noufaily 2013, section 3.3).
+
+    Y0 ~ NegBin(mean mu0, variance phi·mu0) (Poisson when phi = 1); nbPlugin plugs in
+    mu0 = exp(eta0), muan the (1 − alpha) quantile exp(eta0 + z·se(eta0)).
+    """
+    if p.threshold_method == "nbPlugin":
+        mu0 = _exp(eta0)
+    else:
+        mu0 = _exp(stats.norm.ppf(1 - p.alpha, loc=eta0, scale=se_eta0))
+    mean = _exp(eta0)
+    if math.isinf(mu0):
+        return _Limit(mean=mean, upper=math.nan, pvalue=math.nan, mu0=mu0, r_fit=eta0)
+    dist = _NegBin(mu0, phi) if phi > 1 else _Poisson(mu0)
+    upper = _discrete_quantile(dist, 1 - p.alpha)
+    return _Limit(mean=mean, upper=upper, pvalue=dist.p_at_least(y), mu0=mu0, r_fit=eta0)
+
+
+# scipy.stats.nbinom's ppf/cdf abort the whole process (an uncaught C++ exception in Boost)
+# for huge sizes, which sparse series produce (size = mu0 / (phi - 1) with phi just above 1).
+# These use the incomplete beta/gamma functions directly, as R's nmath does, and return NaN
+# rather than crash.
+
+
+@dataclass(frozen=True)
+class _NegBin:
+    """NegBin with mean mu and variance phi·mu: R's (size = mu/(phi − 1), prob = 1/phi)."""
+
+    mu: float
+    phi: float
+
+    @property
+    def size(self) -> float:
+        return self.mu / (self.phi - 1)
+
+    def cdf(self, k: float) -> float:
+        # R pnbinom: pbeta(prob, size, k + 1)
+        return float(special.betainc(self.size, k + 1, 1 / self.phi)) if k >= 0 else 0.0
+
+    def p_at_least(self, y: float) -> float:
+        return float(special.betaincc(self.size, y, 1 / self.phi)) if y > 0 else 1.0
+
+    def moments(self) -> tuple[float, float, float]:
+        prob = 1 / self.phi
+        return self.mu, math.sqrt(self.mu * self.phi), (2 - prob) / math.sqrt(self.size * (1 - prob))
+
+
+@dataclass(frozen=True)
+class _Poisson:
+    mu: float
+
+    def cdf(self, k: float) -> float:
+        return float(special.gammaincc(k + 1, self.mu)) if k >= 0 else 0.0
+
+    def p_at_least(self, y: float) -> float:
+        return float(special.gammainc(y, self.mu)) if y > 0 else 1.0
+
+    def moments(self) -> tuple[float, float, float]:
+        sd = math.sqrt(self.mu)
+        return self.mu, sd, 1 / sd if sd > 0 else math.inf
+
+
+def _discrete_quantile(dist: _NegBin | _Poisson, prob: float) -> float:
+    """Smallest integer q >= 0 with P(Y <= q) >= prob: R's qnbinom / qpois.
+
+    Like R, start from the Cornish-Fisher approximation, then search: doubling steps to
+    bracket the answer and bisection inside the bracket. Where the cdf is not computable
+    (NaN) or integers are no longer exact in floating point (> 2^53), the approximation
+    is returned: its relative error is far below 1e-6 there.
+    """
+    mean, sd, skew = dist.moments()
+    if not math.isfinite(mean) or mean <= 0:
+        return 0.0 if mean == 0 else math.nan
+    z = stats.norm.ppf(prob)
+    guess = max(0.0, math.floor(mean + sd * (z + skew * (z * z - 1) / 6) + 0.5)) if math.isfinite(skew) else 0.0
+    c = dist.cdf(guess)
+    if math.isnan(c) or guess > 2.0**53:
+        return guess
+    # bracket: cdf(lo) < prob <= cdf(hi), with lo = -1 standing for "below 0"
+    step = 1.0
+    if c >= prob:
+        lo, hi = guess - 1, guess
+        while lo >= 0 and dist.cdf(lo) >= prob:
+            hi, lo, step = lo, max(lo - 2 * step, -1.0), 2 * step
+    else:
+        lo, hi = guess, guess + 1
+        while dist.cdf(hi) < prob:
+            if step > 2.0**53:
+                return math.nan
+            lo, hi, step = hi, hi + 2 * step, 2 * step
+    while hi - lo > 1:
+        mid = math.floor((lo + hi) / 2)
+        if dist.cdf(mid) >= prob:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def _power(base: float, exponent: float) -> float:
+    """R's `^`: a negative base with a fractional exponent is NaN, not complex."""
+    if base < 0 and exponent != int(exponent):
+        return math.nan
+    return base**exponent
+
+
+def _exp(x: float) -> float:
+    """exp() that overflows to inf as R's does, instead of raising."""
+    with np.errstate(over="ignore"):
+        return float(np.exp(x))
+
+
+def _ratio(num: float, den: float) -> float:
+    """num / den with IEEE semantics (±inf, NaN) as in R."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.float64(num) / np.float64(den))
