@@ -147,8 +147,9 @@ class WeeklySeries:
 class Detection:
     """One series in one week: what was seen, what was expected, and whether it is a surge.
 
-    Numbers a detector could not compute are NaN; `alarm` is None when undecided
-    (too little history, model failure, limit54 not met), with the reason in `note`.
+    Numbers a detector could not compute are NaN; `alarm` is None when undecided (too
+    little history, model failure), with the reason in `note`. Weeks below Farrington's
+    limit54 rule are decided "no alarm" (as in R surveillance), also with a note.
     """
 
     series: str

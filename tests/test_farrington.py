@@ -249,7 +249,9 @@ def test_degenerate_series_never_raise():
             out = detect(counts, FarringtonParams(threshold_method=method), weeks=[170, 296, 299])
             assert len(out) == 3
             assert out["alarm"].notna().all() or out["note"].str.startswith("model failed").any()
-            assert not (out["alarm"].fillna(False) & (out["count"] == 0)).any()
+            alarmed = out["alarm"].fillna(False).to_numpy(dtype=bool)
+            assert not (alarmed & (out["count"] == 0)).any()
+            assert (out.loc[alarmed, "score"] > 1).all()
 
 
 def test_missing_count_is_a_note():

@@ -7,13 +7,13 @@ import hashlib
 import io
 import shutil
 from collections import Counter
-from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from monitor.config import load_config
 from monitor.errors import IngestError
 from monitor.sources import read_file
 from monitor.store import Store
@@ -21,30 +21,8 @@ from monitor.store import Store
 NOW = datetime(2024, 1, 1)
 
 
-@dataclass(frozen=True)
-class Mapping:
-    """Stand-in for monitor.config.GenericMapping (same attribute names)."""
-
-    name: str
-    source: str
-    match_header: list[str]
-    date_column: str
-    id_column: str = ""
-    date_format: str = "%Y-%m-%d"
-    columns: dict[str, str] = field(default_factory=dict)
-    constants: dict[str, str] = field(default_factory=dict)
-
-
-#: How the Iraq SIGACTS file is read (the example config carries the same mapping).
-IRAQ = Mapping(
-    name="sigacts-iraq",
-    source="sigacts-iraq",
-    match_header=["time", "event_type", "target", "city"],
-    date_column="time",
-    date_format="%Y-%m-%d %H:%M:%S",
-    columns={"event_type": "event_type", "actor2": "target", "location": "city", "admin2": "city"},
-    constants={"country": "Iraq"},
-)
+#: How the Iraq SIGACTS file is read: the mapping shipped in the example config.
+IRAQ = load_config(Path(__file__).resolve().parents[1] / "config" / "monitor.toml").ingest.mappings[0]
 UCDP = "ucdp_ged_syria_2016-01-01_2019-11-30.csv"
 ACLED = "acled_sample_9000_2022-01-01_2022-06-30.csv"
 LEGACY = "acled_legacy_africa_2016-01-01_2016-05-28.csv"

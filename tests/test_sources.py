@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from monitor.config import GenericMapping, load_config
 from monitor.errors import IngestError
 from monitor.sources import FORMATS, detect_format, read_file
 from monitor.types import CountRow, Incident
@@ -18,29 +18,8 @@ DATA = Path(__file__).parent / "data"
 NOW = datetime(2024, 1, 1, 12, 0)
 
 
-@dataclass(frozen=True)
-class Mapping:
-    """Stand-in for monitor.config.GenericMapping (same attribute names)."""
-
-    name: str
-    source: str
-    match_header: list[str]
-    date_column: str
-    id_column: str = ""
-    date_format: str = "%Y-%m-%d"
-    columns: dict[str, str] = field(default_factory=dict)
-    constants: dict[str, str] = field(default_factory=dict)
-
-
-IRAQ = Mapping(
-    name="sigacts-iraq",
-    source="sigacts-iraq",
-    match_header=["time", "event_type", "target", "city"],
-    date_column="time",
-    date_format="%Y-%m-%d %H:%M:%S",
-    columns={"event_type": "event_type", "actor2": "target", "location": "city", "admin2": "city"},
-    constants={"country": "Iraq"},
-)
+#: How the Iraq SIGACTS file is read: the mapping shipped in the example config.
+IRAQ = load_config(Path(__file__).resolve().parents[1] / "config" / "monitor.toml").ingest.mappings[0]
 
 ACLED_HEADER = (
     "event_id_cnty,event_date,year,time_precision,disorder_type,event_type,sub_event_type,actor1,assoc_actor_1,inter1,"
@@ -389,7 +368,7 @@ def test_generic_mapping_hash_ids_are_stable_and_numbered(tmp_path):
 
 
 def test_generic_mapping_with_id_column_and_strptime_format(tmp_path):
-    mapping = Mapping(
+    mapping = GenericMapping(
         name="ngo", source="ngo-reports", match_header=["ref", "day", "province", "killed", "lat", "lon"],
         id_column="ref", date_column="day", date_format="%d.%m.%Y",
         columns={"admin1": "province", "fatalities": "killed", "latitude": "lat", "longitude": "lon"},
@@ -410,19 +389,17 @@ def test_generic_mapping_with_id_column_and_strptime_format(tmp_path):
 
 
 def test_generic_mapping_missing_column_and_explicit_name(tmp_path):
-    mapping = Mapping(name="m", source="s", match_header=["when", "what"], date_column="when", columns={"notes": "why"})
+    mapping = GenericMapping(name="m", source="s", match_header=["when", "what"], date_column="when", columns={"notes": "why"})
     path = write_csv(tmp_path / "m.csv", ["when", "what"], [["2023-01-01", "x"]])
     with pytest.raises(IngestError) as exc:
         read_file(path, mappings=[mapping], now=NOW)
     assert "m.csv: line 1: missing required column 'why' for format generic mapping 'm'" in one_line(exc)
-    ok = Mapping(name="m2", source="s2", match_header=["other"], date_column="when", columns={"notes": "what"})
+    ok = GenericMapping(name="m2", source="s2", match_header=["other"], date_column="when", columns={"notes": "what"})
     parsed = read_file(path, format="m2", mappings=[mapping, ok], now=NOW)
     assert parsed.source == "s2" and parsed.incidents[0].notes == "x"
 
 
-def test_real_generic_mapping_model_is_accepted(tmp_path):
-    config = pytest.importorskip("monitor.config")
-    mapping = config.GenericMapping(**{k: getattr(IRAQ, k) for k in (
-        "name", "source", "match_header", "date_column", "date_format", "columns", "constants")})
+def test_the_example_configs_iraq_mapping_reads_a_sigacts_row(tmp_path):
     path = write_csv(tmp_path / "sig.csv", IRAQ.match_header, [["2004-01-01 00:20:00", "IED", "Coalition Forces", "Baghdad"]])
-    assert read_file(path, mappings=[mapping], now=NOW).incidents[0].country == "Iraq"
+    [incident] = read_file(path, mappings=[IRAQ], now=NOW).incidents
+    assert (incident.country, incident.event_date, incident.actor2, incident.admin2) == ("Iraq", "2004-01-01", "Coalition Forces", "Baghdad")

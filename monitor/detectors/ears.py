@@ -181,6 +181,9 @@ def check_positions(counts: pd.Series, weeks: Sequence[int]) -> list[int]:
     """
     if not isinstance(counts, pd.Series) or not isinstance(counts.index, pd.DatetimeIndex):
         raise TypeError("counts must be a pandas Series indexed by week start (DatetimeIndex)")
+    steps = np.diff(counts.index.to_numpy()).astype("timedelta64[D]").astype(int)
+    if len(steps) and not (steps == 7).all():
+        raise ValueError("counts must hold consecutive weeks (index 7 days apart, zero-filled)")
     n = len(counts)
     pos = [int(t) for t in weeks]
     bad = [t for t in pos if not 0 <= t < n]

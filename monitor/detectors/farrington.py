@@ -42,6 +42,8 @@ import statsmodels.api as sm
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from scipy import special, stats
 
+from monitor.detectors.ears import check_positions
+
 SUMMARY = (
     "Flags a week when its count exceeds the upper limit of a quasi-Poisson GLM fitted on the same "
     "weeks of the past b years, past outbreaks down-weighted (Farrington 1996; Noufaily 2013; "
@@ -174,12 +176,13 @@ def detect(counts: pd.Series, params: FarringtonParams, *, weeks: Sequence[int])
 
     Returns one row per position with `COLUMNS`: `expected` = fitted mean, `upperbound` =
     threshold (both NaN when the limit54 rule is not met), `alarm` (pandas "boolean", NA when
-    no model could be fitted), `score` = (count − expected) / (upperbound − expected),
+    no model could be fitted), `score` = (count − expected) / (upperbound − expected) (> 1
+    exactly when count > upperbound; computed even when limit54 blanks the bounds),
     `pvalue` = P(Y ≥ count) under the predictive distribution, `mu0` = the mean plugged into
     the threshold (the (1 − alpha) quantile of the mean for muan), `phi` = dispersion (≥ 1),
     `trend_used`, `trend_coef` (log-scale change per week) and `note`.
     """
-    pos = _check_input(counts, weeks)
+    pos = check_positions(counts, weeks)
     y = counts.to_numpy(dtype=float, na_value=np.nan)  # a copy: the input is never touched
     days = [ts.date() for ts in pd.DatetimeIndex(counts.index)]
     position_of = {d: i for i, d in enumerate(days)}
@@ -192,21 +195,6 @@ def detect(counts: pd.Series, params: FarringtonParams, *, weeks: Sequence[int])
     out["trend_used"] = out["trend_used"].astype("boolean")
     out["note"] = out["note"].astype(str)
     return out
-
-
-def _check_input(counts: pd.Series, weeks: Sequence[int]) -> list[int]:
-    """Positions as ints; a bad argument is a programming error, so this raises."""
-    if not isinstance(counts, pd.Series) or not isinstance(counts.index, pd.DatetimeIndex):
-        raise TypeError("counts must be a pandas Series indexed by week start (DatetimeIndex)")
-    steps = np.diff(counts.index.to_numpy()).astype("timedelta64[D]").astype(int)
-    if len(steps) and not (steps == 7).all():
-        raise ValueError("counts must hold consecutive weeks (index 7 days apart, zero-filled)")
-    n = len(counts)
-    pos = [int(t) for t in weeks]
-    bad = [t for t in pos if not 0 <= t < n]
-    if bad:
-        raise IndexError(f"week positions {bad[:5]} are outside the series (0..{n - 1})")
-    return pos
 
 
 class _TooLittleHistory(Exception):
@@ -252,7 +240,7 @@ def _evaluate_week(y: np.ndarray, days: list[date], position_of: dict[date, int]
         expected=expected,
         upperbound=upper,
         alarm=alarm,
-        score=_ratio(y[t] - lim.mean, lim.upper - lim.mean),
+        score=_exceedance_score(y[t], lim.mean, lim.upper),
         pvalue=lim.pvalue,
         mu0=lim.mu0,
         phi=model.phi,
@@ -263,7 +251,7 @@ def _evaluate_week(y: np.ndarray, days: list[date], position_of: dict[date, int]
         cases, length = p.limit54
         row["note"] = f"fewer than {cases} cases in the last {length} weeks (limit54)"
     elif math.isnan(lim.upper):
-        row["note"] = "upper limit undefined (the predicted mean overflows)"
+        row["note"] = f"upper limit undefined (mu0 = {lim.mu0:g})"
     return row
 
 
@@ -560,11 +548,12 @@ def _threshold_delta(mu0: float, se_mu0: float, phi: float, y: float, p: Farring
     Var(Y0 − mu0) ≈ mu0·tau with tau = phi + Var(mu0)/mu0; on the h(y) = y^e scale the
     delta method gives sd = sqrt(e²·mu0^(2e−1)·tau), and U = (mu0^e + z·sd)^(1/e).
     """
+    mu0 = np.float64(mu0)  # IEEE arithmetic as in R: mu0 = 0 gives NaN, not ZeroDivisionError
     tau = phi + se_mu0**2 / mu0
     exponent, sd = {
-        "none": (1.0, math.sqrt(mu0 * tau)),
-        "1/2": (0.5, math.sqrt(0.25 * tau)),
-        "2/3": (2 / 3, math.sqrt(4 / 9 * mu0 ** (1 / 3) * tau)),
+        "none": (1.0, np.sqrt(mu0 * tau)),
+        "1/2": (0.5, np.sqrt(0.25 * tau)),
+        "2/3": (2 / 3, np.sqrt(4 / 9 * mu0 ** (1 / 3) * tau)),
     }[p.powertrans]
     z = stats.norm.ppf(1 - p.alpha)
     # R: lu <- sort((mu0^e + c(-1, 1)·z·sd)^(1/e), na.last = FALSE); upper <- lu[2], i.e. the
@@ -573,7 +562,7 @@ def _threshold_delta(mu0: float, se_mu0: float, phi: float, y: float, p: Farring
     finite = [v for v in bounds if not math.isnan(v)]
     upper = max(finite) if finite else math.nan
     pvalue = float(stats.norm.sf(y**exponent, loc=mu0**exponent, scale=sd))
-    return _Limit(mean=mu0, upper=upper, pvalue=pvalue, mu0=mu0, r_fit=mu0)
+    return _Limit(mean=float(mu0), upper=float(upper), pvalue=pvalue, mu0=float(mu0), r_fit=float(mu0))
 
 
 def _threshold_noufaily(eta0: float, se_eta0: float, phi: float, y: float, p: FarringtonParams) -> _Limit:
@@ -585,7 +574,8 @@ def _threshold_noufaily(eta0: float, se_eta0: float, phi: float, y: float, p: Fa
     if p.threshold_method == "nbPlugin":
         mu0 = _exp(eta0)
     else:
-        mu0 = _exp(stats.norm.ppf(1 - p.alpha, loc=eta0, scale=se_eta0))
+        # qnorm(1 - alpha, eta0, se) written out, so that se = 0 (a perfect fit) works as in R
+        mu0 = _exp(eta0 + stats.norm.ppf(1 - p.alpha) * se_eta0)
     mean = _exp(eta0)
     if math.isinf(mu0):
         return _Limit(mean=mean, upper=math.nan, pvalue=math.nan, mu0=mu0, r_fit=eta0)
@@ -680,6 +670,19 @@ def _power(base: float, exponent: float) -> float:
     if base < 0 and exponent != int(exponent):
         return math.nan
     return base**exponent
+
+
+def _exceedance_score(y: float, mean: float, upper: float) -> float:
+    """Farrington's exceedance score (y − mean)/(U − mean): > 1 exactly when y > U.
+
+    A discrete limit can sit at or below a tiny mean (U = 0 after an all-zero history);
+    the ratio then has the wrong sign, so such a week scores +inf if y > U and 0 otherwise.
+    """
+    if upper > mean:
+        return (y - mean) / (upper - mean)
+    if math.isnan(upper) or math.isnan(mean):
+        return math.nan
+    return math.inf if y > upper else 0.0
 
 
 def _exp(x: float) -> float:
