@@ -41,3 +41,42 @@ def shared_reference() -> Path:
 def reference_dir() -> Path:
     """The reference folder for table-driven parametrisation at collection time (may not exist)."""
     return SHARED / "reference"
+
+
+def reference_cases(algorithm_prefix: str) -> list:
+    """pytest params, one per manifest row of `../shared/reference` whose algorithm starts with the prefix.
+
+    Collected without the folder, a single case asks the fixture: it fails under CI and
+    skips locally, so a missing folder never passes silently.
+    """
+    from monitor.reference import manifest
+
+    folder = reference_dir()
+    if not (folder / "manifest.csv").is_file():
+        return [pytest.param(None, id="reference-missing")]
+    return [pytest.param(r, id=r["file"]) for r in manifest(folder) if r["algorithm"].startswith(algorithm_prefix)]
+
+
+def load_reference(row, folder: Path):
+    """The ReferenceCase of a manifest row, checked against the manifest's own counts."""
+    from monitor.reference import load_case
+
+    if row is None:
+        pytest.fail(f"{folder / 'manifest.csv'} is missing")
+    case = load_case(folder, row)
+    assert len(case.counts) == int(row["n_weeks_series"])
+    assert len(case.golden) == len(case.weeks) == int(row["n_weeks_monitored"])
+    return case
+
+
+def assert_close(ours, theirs, what: str, rel: float = 1e-6) -> None:
+    """Same NA weeks, same infinities, finite values within `rel` relative difference."""
+    import numpy as np
+
+    from monitor.reference import relative_difference, same_missing
+
+    assert same_missing(ours, theirs), f"{what}: NA in different weeks"
+    a, b = ours.to_numpy(dtype=float), theirs.to_numpy(dtype=float)
+    assert np.array_equal(a[np.isinf(a)], b[np.isinf(a)]) and np.isinf(b).sum() == np.isinf(a).sum(), f"{what}: infinities differ"
+    worst = relative_difference(ours, theirs)
+    assert worst <= rel, f"{what}: max relative difference {worst:.3g}"

@@ -6,9 +6,6 @@ alpha and range read from the exact R call recorded there.
 
 from __future__ import annotations
 
-import csv
-import re
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,50 +13,14 @@ from pydantic import ValidationError
 from scipy.stats import norm
 
 from monitor.detectors.ears import CORE_COLUMNS, EarsParams, detect, min_history
-from conftest import reference_dir
+from conftest import assert_close, load_reference, reference_cases
 
-REL = 1e-6
-
-
-def _reference_cases() -> list:
-    manifest = reference_dir() / "manifest.csv"
-    if not manifest.is_file():
-        # Collected without the folder: one case that asks the fixture (fails under CI, skips locally).
-        return [pytest.param(None, id="reference-missing")]
-    with manifest.open(newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["algorithm"].startswith("ears_")]
-    return [pytest.param(r, id=r["file"]) for r in rows]
-
-
-CASES = _reference_cases()
-
-
-def _r_control(r_call: str) -> dict:
-    """method, baseline, minSigma and alpha from `earsC(sts, control = list(...))`."""
-    get = lambda key: re.search(rf"\b{key} = \"?([\w.]+)\"?", r_call).group(1)  # noqa: E731
-    return {"method": get("method"), "baseline": int(get("baseline")), "min_sigma": float(get("minSigma")), "alpha": float(get("alpha"))}
+CASES = reference_cases("ears_")
 
 
 def _load(row, shared_reference):
-    if row is None:
-        pytest.fail(f"{shared_reference / 'manifest.csv'} is missing")
-    counts_csv = pd.read_csv(shared_reference / f"{row['dataset']}.counts.csv", parse_dates=["week_start"])
-    counts = pd.Series(counts_csv["count"].to_numpy(), index=pd.DatetimeIndex(counts_csv["week_start"]), name="count")
-    assert len(counts) == int(row["n_weeks_series"])
-    golden = pd.read_csv(shared_reference / row["file"], parse_dates=["week_start"])
-    weeks = list(range(int(row["range_first_index"]) - 1, int(row["range_last_index"])))  # R's range is 1-based
-    assert len(golden) == len(weeks) == int(row["n_weeks_monitored"])
-    return counts, golden, weeks, _r_control(row["r_call"])
-
-
-def _assert_close(ours: pd.Series, theirs: pd.Series, what: str) -> None:
-    a = ours.to_numpy(dtype=float)
-    b = theirs.to_numpy(dtype=float)
-    assert np.array_equal(np.isnan(a), np.isnan(b)), f"{what}: NA in different weeks"
-    finite = np.isfinite(a) & np.isfinite(b)
-    assert np.array_equal(a[~finite & ~np.isnan(a)], b[~finite & ~np.isnan(b)]), f"{what}: infinities differ"
-    rel = np.abs(a[finite] - b[finite]) / np.maximum(np.abs(b[finite]), 1e-12)
-    assert rel.max(initial=0.0) <= REL, f"{what}: max relative difference {rel.max():.3g}"
+    case = load_reference(row, shared_reference)
+    return case.counts, case.golden, case.weeks, case.params  # strings, as from the command line
 
 
 def _assert_alarms(ours: pd.Series, theirs: pd.Series, what: str) -> None:
@@ -77,19 +38,19 @@ def test_matches_r_surveillance(row, shared_reference):
 
     assert (out["week_start"] == golden["week_start"]).all()
     assert (out["count"] == golden["count"]).all()
-    _assert_close(out["expected"], golden["expected"], "expected")
-    _assert_close(out["baseline_sd"], golden["baseline_sd"], "baseline_sd")
-    _assert_close(out["stat"], golden["stat"], "stat")
+    assert_close(out["expected"], golden["expected"], "expected")
+    assert_close(out["baseline_sd"], golden["baseline_sd"], "baseline_sd")
+    assert_close(out["stat"], golden["stat"], "stat")
     if control["method"] == "C3":
         # The project's C3 is the textbook rule; R 1.20.3's alarm ignores this week (README).
         _assert_alarms(out["alarm"], golden["alarm_documented"], "alarm vs alarm_documented")
-        _assert_close(out["score"], golden["c3_stat"], "score vs c3_stat")
+        assert_close(out["score"], golden["c3_stat"], "score vs c3_stat")
         assert out["pvalue"].isna().all()
     else:
-        _assert_close(out["upperbound"], golden["upperbound"], "upperbound")
+        assert_close(out["upperbound"], golden["upperbound"], "upperbound")
         _assert_alarms(out["alarm"], golden["alarm"], "alarm")
-        _assert_close(out["score"], golden["stat"], "score vs stat")
-        _assert_close(out["pvalue"], pd.Series(norm.sf(golden["stat"])), "pvalue")
+        assert_close(out["score"], golden["stat"], "score vs stat")
+        assert_close(out["pvalue"], pd.Series(norm.sf(golden["stat"])), "pvalue")
     assert int(out["alarm"].sum()) == (int(row["n_alarms"]) if control["method"] != "C3" else int(golden["alarm_documented"].sum()))
 
 
@@ -98,7 +59,7 @@ def test_r_c3_reproduces_r_bound_and_alarm(row, shared_reference):
     counts, golden, weeks, control = _load(row, shared_reference)
     out = detect(counts, EarsParams(**control, r_c3=True), weeks=weeks)
 
-    _assert_close(out["upperbound"], golden["upperbound"], "upperbound")
+    assert_close(out["upperbound"], golden["upperbound"], "upperbound")
     _assert_alarms(out["alarm"], golden["alarm"], "alarm")
     assert int(out["alarm"].sum()) == int(row["n_alarms"])
 

@@ -7,82 +7,22 @@ range from range_first_index/range_last_index.
 
 from __future__ import annotations
 
-import csv
-import re
-
 import numpy as np
 import pandas as pd
 import pytest
 from pydantic import ValidationError
 
 from monitor.detectors.farrington import COLUMNS, FarringtonParams, detect, min_history
-from conftest import reference_dir
-
-REL = 1e-6
-
-#: farringtonFlexible's own defaults (surveillance 1.20.3), which are not this project's.
-R_DEFAULTS = {
-    "b": "5", "w": "3", "reweight": "TRUE", "weightsThreshold": "2.58", "alpha": "0.05", "trend": "TRUE",
-    "pThresholdTrend": "0.05", "limit54": "c(5,4)", "powertrans": "2/3", "populationOffset": "FALSE",
-    "noPeriods": "1", "pastWeeksNotIncluded": "NULL", "thresholdMethod": "delta",
-}  # fmt: skip
-
-#: R control name -> FarringtonParams field.
-R_NAMES = {
-    "b": "b", "w": "w", "reweight": "reweight", "weightsThreshold": "weights_threshold", "alpha": "alpha",
-    "trend": "trend", "pThresholdTrend": "p_threshold_trend", "limit54": "limit54", "powertrans": "powertrans",
-    "noPeriods": "no_periods", "pastWeeksNotIncluded": "past_weeks_not_included", "thresholdMethod": "threshold_method",
-}  # fmt: skip
-R_IGNORED = {"range", "glmWarnings", "verbose"}  # no effect on the numbers
+from conftest import assert_close, load_reference, reference_cases
+from monitor.reference import params_from_r_call
 
 
-def _reference_cases() -> list:
-    manifest = reference_dir() / "manifest.csv"
-    if not manifest.is_file():
-        # Collected without the folder: one case that asks the fixture (fails under CI, skips locally).
-        return [pytest.param(None, id="reference-missing")]
-    with manifest.open(newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["algorithm"].startswith("ff_")]
-    return [pytest.param(r, id=r["file"]) for r in rows]
-
-
-CASES = _reference_cases()
-
-
-def _r_control(r_call: str) -> dict[str, str]:
-    """FarringtonParams values (as strings, like the command line) from `farringtonFlexible(sts, control = list(...))`."""
-    call = r_call.replace("structure(list(), names = character(0))", "")  # how R deparses an empty list()
-    body = call.split("control = list(", 1)[1]
-    given = dict(re.findall(r"(\w+) = (c\([^)]*\)|\"[^\"]*\"|[^,\s)]+)", body))
-    unknown = set(given) - set(R_DEFAULTS) - R_IGNORED
-    assert not unknown, f"control keys this test does not know: {unknown}"
-    control = {**R_DEFAULTS, **{k: v for k, v in given.items() if k not in R_IGNORED}}
-    assert control.pop("populationOffset") == "FALSE"
-    if control["pastWeeksNotIncluded"] == "NULL":  # R: NULL means w
-        control["pastWeeksNotIncluded"] = control["w"]
-    return {R_NAMES[k]: v.strip('"').removeprefix("c(").removesuffix(")") for k, v in control.items()}
+CASES = reference_cases("ff_")
 
 
 def _load(row, shared_reference):
-    if row is None:
-        pytest.fail(f"{shared_reference / 'manifest.csv'} is missing")
-    counts_csv = pd.read_csv(shared_reference / f"{row['dataset']}.counts.csv", parse_dates=["week_start"])
-    counts = pd.Series(counts_csv["count"].to_numpy(), index=pd.DatetimeIndex(counts_csv["week_start"]), name="count")
-    assert len(counts) == int(row["n_weeks_series"])
-    golden = pd.read_csv(shared_reference / row["file"], parse_dates=["week_start"])
-    weeks = list(range(int(row["range_first_index"]) - 1, int(row["range_last_index"])))  # R's range is 1-based
-    assert len(golden) == len(weeks) == int(row["n_weeks_monitored"])
-    return counts, golden, weeks, FarringtonParams.model_validate(_r_control(row["r_call"]))
-
-
-def _assert_close(ours: pd.Series, theirs: pd.Series, what: str) -> None:
-    a = ours.to_numpy(dtype=float)
-    b = theirs.to_numpy(dtype=float)
-    assert np.array_equal(np.isnan(a), np.isnan(b)), f"{what}: NA in different weeks"
-    finite = np.isfinite(a) & np.isfinite(b)
-    assert np.array_equal(a[~finite & ~np.isnan(a)], b[~finite & ~np.isnan(b)]), f"{what}: infinities differ"
-    rel = np.abs(a[finite] - b[finite]) / np.maximum(np.abs(b[finite]), 1e-12)
-    assert rel.max(initial=0.0) <= REL, f"{what}: max relative difference {rel.max():.3g}"
+    case = load_reference(row, shared_reference)
+    return case.counts, case.golden, case.weeks, FarringtonParams.model_validate(case.params)
 
 
 @pytest.mark.parametrize("row", CASES)
@@ -95,29 +35,31 @@ def test_matches_r_surveillance(row, shared_reference):
     assert list(out.columns) == list(COLUMNS)
     assert (out["week_start"] == golden["week_start"]).all()
     assert (out["count"] == golden["count"]).all()
-    _assert_close(out["expected"], golden["expected"], "expected")
-    _assert_close(out["upperbound"], golden["upperbound"], "upperbound")
+    assert_close(out["expected"], golden["expected"], "expected")
+    assert_close(out["upperbound"], golden["upperbound"], "upperbound")
     r_alarm = golden["alarm"].astype("boolean")
     assert out["alarm"].isna().tolist() == r_alarm.isna().tolist(), "alarm: NA in different weeks"
     assert (out["alarm"].fillna(False) == r_alarm.fillna(False)).all(), "alarms differ"
     assert int(out["alarm"].sum()) == int(row["n_alarms"])
 
     # The model behind the numbers: dispersion, trend decision and p-value agree too.
-    _assert_close(out["phi"], golden["phi"], "phi")
+    assert_close(out["phi"], golden["phi"], "phi")
     assert (out["trend_used"].astype(int) == golden["trend_used"]).all(), "trend decision differs"
-    _assert_close(out["trend_coef"], golden["trend_coef"], "trend_coef")
-    _assert_close(out["pvalue"], golden["pvalue"], "pvalue")
+    assert_close(out["trend_coef"], golden["trend_coef"], "trend_coef")
+    assert_close(out["pvalue"], golden["pvalue"], "pvalue")
     if params.threshold_method == "delta":
-        _assert_close(out["score"], golden["score"], "score")  # R's score is on the link scale otherwise
+        assert_close(out["score"], golden["score"], "score")  # R's score is on the link scale otherwise
     else:
-        _assert_close(out["mu0"], golden["mu0"], "mu0")  # R's mu0 is not meaningful for delta
+        assert_close(out["mu0"], golden["mu0"], "mu0")  # R's mu0 is not meaningful for delta
     limit54 = out["note"].str.contains("limit54")
     assert (limit54 == golden["expected"].isna()).all()
 
 
 def test_r_control_parsing_reads_the_package_defaults():
     call = "farringtonFlexible(sts, control = list(range = 265:290, structure(list(), names = character(0))))"
-    params = FarringtonParams.model_validate(_r_control(call))
+    detector, values = params_from_r_call(call)
+    params = FarringtonParams.model_validate(values)
+    assert detector == "farrington"
     assert (params.b, params.w, params.alpha, params.weights_threshold) == (5, 3, 0.05, 2.58)
     assert (params.no_periods, params.past_weeks_not_included, params.threshold_method) == (1, 3, "delta")
     assert params.p_threshold_trend == 0.05 and params.limit54 == (5, 4)
