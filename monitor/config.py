@@ -80,7 +80,8 @@ class SeriesFilters(_Settings):
     admin2: list[str] = Field(default_factory=list, description="keep these admin2 districts")
     event_type: list[str] = Field(default_factory=list, description="keep these event types")
     sub_event_type: list[str] = Field(default_factory=list, description="keep these sub-event types")
-    actor_contains: list[str] = Field(default_factory=list, description="keep incidents where actor1 or actor2 contains one of these (case-insensitive)")
+    actor: list[str] = Field(default_factory=list, description="keep incidents where actor1 or actor2 is one of these (exact name, e.g. UCDP's IS)")
+    actor_contains: list[str] = Field(default_factory=list, description="keep incidents where actor1 or actor2 contains one of these (case-insensitive); with `actor`, either may match")
 
 
 class SeriesDefinition(_Settings):

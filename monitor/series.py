@@ -74,13 +74,21 @@ def filter_mask(frame: pd.DataFrame, filters) -> pd.Series:
         wanted = getattr(filters, column)
         if wanted:
             mask &= frame[column].isin(wanted)
-    if filters.actor_contains:
+    if filters.actor or filters.actor_contains:
         hit = pd.Series(False, index=frame.index)
-        for needle in filters.actor_contains:
-            for column in ("actor1", "actor2"):
-                hit |= frame[column].fillna("").str.contains(needle, case=False, regex=False)
+        for column in ("actor1", "actor2"):
+            hit |= _actor_matches(frame[column].fillna(""), filters)
         mask &= hit
     return mask
+
+
+def _actor_matches(names: pd.Series, filters) -> pd.Series:
+    """Actor names named exactly in `actor` or containing one of `actor_contains` (either suffices:
+    ACLED writes 'Islamic State (Syria)' where UCDP writes 'IS')."""
+    hit = names.isin(filters.actor)
+    for needle in filters.actor_contains:
+        hit |= names.str.contains(needle, case=False, regex=False)
+    return hit
 
 
 def _explode_actors(frame: pd.DataFrame, filters) -> pd.DataFrame:
@@ -96,11 +104,8 @@ def _explode_actors(frame: pd.DataFrame, filters) -> pd.DataFrame:
     both = pd.concat(parts, ignore_index=False)
     both = both[both["actor"] != ""]
     both = both.reset_index().drop_duplicates(subset=["index", "actor"]).set_index("index")
-    if filters.actor_contains:
-        keep = pd.Series(False, index=both.index)
-        for needle in filters.actor_contains:
-            keep |= both["actor"].str.contains(needle, case=False, regex=False)
-        both = both[keep.to_numpy()]
+    if filters.actor or filters.actor_contains:
+        both = both[_actor_matches(both["actor"], filters).to_numpy()]
     return both
 
 

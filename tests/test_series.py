@@ -125,3 +125,18 @@ def test_trend_arrow():
     assert trend_arrow(pd.Series([10, 10, 10, 10, 5, 5, 5, 5], dtype=float)) == "↓"
     assert trend_arrow(pd.Series([10, 10, 10, 10, 11, 10, 10, 10], dtype=float)) == "→"
     assert trend_arrow(pd.Series([0, 0, 1, 0, 1, 2, 1, 0], dtype=float)) == "→"  # too few events to call
+
+
+def test_exact_actor_names_and_substrings_either_match():
+    """ACLED's 'Islamic State (Syria)' and UCDP's 'IS' fall in one series; 'ISIS-K' does not match 'IS' exactly."""
+    rows = ROWS + [
+        {"event_date": "2023-01-03", "country": "Syria", "admin1": "Homs", "actor1": "Government of Syria", "actor2": "IS"},
+        {"event_date": "2023-01-03", "country": "Syria", "admin1": "Homs", "actor1": "Islamist militia", "actor2": ""},
+    ]
+    definition = SeriesDefinition(name="is", group_by=["admin1"], min_events=0,
+                                  filters={"actor": ["IS"], "actor_contains": ["Islamic State"]})
+    series = {s.key: s for s in build_series(combined_frame(incidents(rows), None), [definition], week=date(2023, 2, 27))}
+    assert series["is/admin1=Homs"].counts.sum() == 2  # the ACLED row and the UCDP row, not the Islamist militia
+    by_actor = definition.model_copy(update={"group_by": ["actor"]})
+    actors = {s.key for s in build_series(combined_frame(incidents(rows), None), [by_actor], week=date(2023, 2, 27))}
+    assert actors == {"is/actor=IS", "is/actor=Islamic State (Syria)", "is/total"}
