@@ -17,10 +17,10 @@ from pathlib import Path
 import click
 
 from monitor import __version__
+from monitor.config import FORMATS
 from monitor.errors import MonitorError
 
 EXIT_FLAGGED = 3
-FORMATS = ("auto", "acled", "acled-legacy", "ucdp", "generic", "counts")
 
 
 def _now() -> datetime:
@@ -66,9 +66,15 @@ def _config(ctx: click.Context):
     return load_config(ctx.obj["config_path"], db=ctx.obj["db_path"])
 
 
-def _store(config):
+def _store(config, *, create: bool = True):
+    """The database; commands that only read it refuse to create an empty one by mistake."""
     from monitor.store import Store
 
+    if not create and not config.db_path.exists():
+        raise MonitorError(
+            f"database {config.db_path} does not exist: ingest files first (`monitor ingest FILE...`), "
+            "or point --db / database.path at an existing one"
+        )
     return Store(config.db_path)
 
 
@@ -157,7 +163,7 @@ def check(ctx, week, series_filter, detector, params, fmt) -> None:
     if params and not detector:
         raise click.UsageError("--param needs --detector")
     now = _now()
-    with _store(config) as store:
+    with _store(config, create=False) as store:
         result = detect_week(
             config, store, week=select_week(config, week=_week(config, week), now=now), now=now,
             series_filter=series_filter, detector=detector, params=_params(params), with_context=False,
@@ -171,13 +177,22 @@ def check(ctx, week, series_filter, detector, params, fmt) -> None:
         {
             "series": r.series.key, "week": result.week, "observed": r.detection.observed, "expected": r.detection.expected,
             "threshold": r.detection.threshold, "score": r.detection.score, "pvalue": r.detection.pvalue,
-            "alarm": "NA" if r.detection.alarm is None else ("ALARM" if r.detection.alarm else "-") if fmt == "table" else r.detection.alarm,
+            "alarm": _alarm_cell(r.detection.alarm, fmt),
             "detector": r.detection.detector, "note": r.detection.note,
         }
         for r in result.results
     ]
     _emit(rows, ["series", "week", "observed", "expected", "threshold", "score", "pvalue", "alarm", "detector", "note"], fmt)
     ctx.exit(EXIT_FLAGGED if result.flagged else 0)
+
+
+def _alarm_cell(alarm: bool | None, fmt: str):
+    """ALARM / - in tables, 1 / 0 in CSV (as `detect` prints), true / false in JSON; NA when undecided."""
+    if alarm is None:
+        return None
+    if fmt == "table":
+        return "ALARM" if alarm else "-"
+    return int(alarm) if fmt == "csv" else alarm
 
 
 @cli.command()
@@ -217,7 +232,7 @@ def report(ctx, week) -> None:
     from monitor.pipeline import report_week
 
     config = _config(ctx)
-    with _store(config) as store:
+    with _store(config, create=False) as store:
         result, files = report_week(config, store, week=_week(config, week), now=_now())
     click.echo(f"{result.week}: {len(result.flagged)} of {len(result.results)} series flagged; report: {files.markdown}")
 
@@ -236,7 +251,11 @@ def _print_outcome(outcome) -> None:
         where = outcome.delivery.path if outcome.delivery.channel == "file" else "SMTP"
         click.echo(f"alert digest: {len(outcome.announced)} surge(s) announced via {where}")
     elif outcome.delivery_error:
-        click.echo(f"error: alert digest not delivered (will be retried next run): {outcome.delivery_error}", err=True)
+        click.echo(
+            f"error: alert digest not delivered ({len(outcome.pending)} surge(s) still to announce; "
+            f"run week {result.week} again to send it): {outcome.delivery_error}", err=True)
+    elif outcome.pending:
+        click.echo(f"alert digest: not sent (--no-email or alerts.enabled = false); {len(outcome.pending)} surge(s) not announced")
     else:
         click.echo("alert digest: nothing new to announce")
 
@@ -273,6 +292,9 @@ def schedule(ctx) -> None:
 def demo(ctx, out_dir: Path) -> None:
     """Generate synthetic Syria data (2020 – March 2023) and run the weekly job for 2023-W09."""
     from monitor.pipeline import run_demo
+
+    if ctx.obj["config_path"] or ctx.obj["db_path"]:
+        raise click.UsageError("demo writes its own config and database under --out; drop --config/--db (or $MONITOR_CONFIG)")
 
     outcome = run_demo(out_dir, now=_now())
     click.echo("demo data is SYNTHETIC (generated with a fixed seed, calibrated to public figures)")

@@ -19,15 +19,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from monitor.errors import ConfigError
+from monitor.series import WEEKDAYS
 from monitor.types import DIMENSIONS, INCIDENT_FIELDS, Annotation
 
 #: Where `monitor` looks for a config when neither --config nor $MONITOR_CONFIG is given.
 DEFAULT_CONFIG = Path("config/monitor.toml")
 CONFIG_ENV = "MONITOR_CONFIG"
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 FORMATS = ("auto", "acled", "acled-legacy", "ucdp", "generic", "counts")
-#: ACLED's political-violence event types (protests and strategic developments excluded).
-POLITICAL_VIOLENCE = ("Battles", "Explosions/Remote violence", "Violence against civilians")
 
 
 class _Settings(BaseModel):
@@ -168,6 +166,9 @@ class ScheduleSettings(_Settings):
             raise ValueError(
                 "write weekdays as names (mon..sun): APScheduler 3 numbers them from Monday = 0, cron from Sunday = 0"
             )
+        from monitor.schedule import parse_cron
+
+        parse_cron(value)  # ValueError naming the bad field
         return value
 
     @field_validator("timezone")
@@ -223,12 +224,15 @@ class Config(_Settings):
         """The SMTP password, from the environment only."""
         return os.environ.get(self.alerts.smtp.password_env) or None
 
-    def detector_params(self, definition: SeriesDefinition) -> tuple[str, Any]:
-        """The validated parameter model for a series definition: [detectors.<name>] then the series' own params."""
+    def params_for(self, detector: str, *, series_params: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None) -> Any:
+        """A detector's validated parameters: [detectors.<name>], then a series' params, then overrides (--param)."""
         from monitor.detectors import make_params
 
-        merged = {**self.detectors.get(definition.detector, {}), **definition.params}
-        return definition.detector, make_params(definition.detector, merged)
+        return make_params(detector, {**self.detectors.get(detector, {}), **(series_params or {}), **(overrides or {})})
+
+    def detector_params(self, definition: SeriesDefinition) -> tuple[str, Any]:
+        """(detector name, validated parameters) of a series definition."""
+        return definition.detector, self.params_for(definition.detector, series_params=definition.params)
 
 
 def load_config(path: Path | str | None = None, *, db: Path | str | None = None) -> Config:

@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Sequence
 import pandas as pd
 
 from monitor.config import Config
-from monitor.errors import IngestError, MonitorError
+from monitor.errors import IngestError, MonitorError, StoreError
 from monitor.series import (
     build_series,
     combined_frame,
@@ -50,6 +50,7 @@ class WeeklyOutcome:
     announced: tuple[str, ...]  # series keys announced by this run
     delivery: object | None  # monitor.alerts.email.Delivery, or None when nothing was sent
     delivery_error: str = ""
+    pending: tuple[str, ...] = ()  # flagged series not yet announced for this week (not sent, or failed)
 
     @property
     def exit_code(self) -> int:
@@ -86,10 +87,11 @@ def ingest_files(store, paths: Iterable[Path], *, config: Config, now: datetime,
             continue
         try:
             parsed = read_file(path, format=format or config.ingest.format, mappings=config.ingest.mappings, now=now)
-        except IngestError as exc:
+            results.append(store.ingest(parsed, sha256=sha, now=now))
+        except (IngestError, StoreError) as exc:
             refused.append(str(exc))
-            continue
-        results.append(store.ingest(parsed, sha256=sha, now=now))
+        except Exception as exc:  # a defect must cost this file only, not the files after it or the report
+            refused.append(f"{path}: unexpected {type(exc).__name__} while ingesting: {exc} (file left out; please report)")
     return IngestOutcome(tuple(results), tuple(refused))
 
 
@@ -106,8 +108,24 @@ def inbox_files(config: Config) -> list[Path]:
 
 
 def select_week(config: Config, *, week: date | None, now: datetime) -> date:
-    """The week to report on: the given one, else the last week that has ended at `now`."""
-    return week if week is not None else last_complete_week(now, start=config.week.start)
+    """The week to report on: the given one, else the last week that has ended at `now`.
+
+    `now` is read in the schedule's time zone, so a Monday-morning run in Tokyo reports on
+    the week that has just ended there. A week that has not ended yet is refused: its
+    counts would be partial and every series would look quiet.
+    """
+    from zoneinfo import ZoneInfo
+
+    local = now.astimezone(ZoneInfo(config.schedule.timezone)) if now.tzinfo else now
+    last = last_complete_week(local, start=config.week.start)
+    if week is None:
+        return last
+    if week > last:
+        raise MonitorError(
+            f"week {week_label(week)} has not ended yet ({local:%Y-%m-%d %H:%M} {config.schedule.timezone}); "
+            f"the last complete week is {week_label(last)}"
+        )
+    return week
 
 
 def _definition(config: Config, name: str):
@@ -125,16 +143,24 @@ def build_all_series(config: Config, store, *, week: date, series_filter: str | 
     return series
 
 
-def detect_series(series: WeeklySeries, *, lookback: int, detector: str | None = None, params: dict | None = None) -> pd.DataFrame:
-    """Run the series' detector (with EARS fallback) on its last `lookback` + 1 weeks."""
-    from monitor.detectors import make_params, run_detector
-
+def resolve_params(config: Config, series: WeeklySeries, *, detector: str | None = None, overrides: dict | None = None):
+    """(detector name, parameters) for a series: its own detector and parameters, or another
+    detector (`check --detector`) with the config's defaults for it; `--param` overrides on top."""
     name = detector or series.detector
-    values = params if params is not None else (series.params if name == series.detector else {})
-    model = make_params(name, values)
+    if name == series.detector:  # series.params already merges [detectors.<name>] and the series' params
+        from monitor.detectors import make_params
+
+        return name, make_params(name, {**series.params, **(overrides or {})})
+    return name, config.params_for(name, overrides=overrides)
+
+
+def detect_series(series: WeeklySeries, *, lookback: int, detector: str, params, fallback_params) -> pd.DataFrame:
+    """Run a detector (with the EARS fallback) on the last `lookback` + 1 weeks of a series."""
+    from monitor.detectors import run_detector
+
     n = len(series.counts)
     positions = list(range(max(0, n - lookback - 1), n))
-    return run_detector(name, model, series.counts, weeks=positions)
+    return run_detector(detector, params, series.counts, weeks=positions, fallback_params=fallback_params)
 
 
 def _float(value) -> float:
@@ -144,15 +170,27 @@ def _float(value) -> float:
         return math.nan
 
 
+def exceedance(observed: float, expected: float, threshold: float) -> float:
+    """(observed − expected) / (threshold − expected): above 1 means above the threshold.
+
+    The same scale for every detector, so flagged series of different detectors rank
+    fairly (Farrington's own score with the delta threshold, as in R surveillance).
+    """
+    if not (math.isfinite(expected) and math.isfinite(threshold)) or threshold <= expected:
+        return math.nan
+    return (observed - expected) / (threshold - expected)
+
+
 def _detection(series: WeeklySeries, row: pd.Series) -> Detection:
     alarm = row["alarm"]
+    observed, expected, threshold = _float(row["count"]), _float(row["expected"]), _float(row["upperbound"])
     return Detection(
         series=series.key,
         week_start=pd.Timestamp(row["week_start"]).date(),
-        observed=_float(row["count"]),
-        expected=_float(row["expected"]),
-        threshold=_float(row["upperbound"]),
-        score=_float(row.get("score")),
+        observed=observed,
+        expected=expected,
+        threshold=threshold,
+        score=exceedance(observed, expected, threshold),
         pvalue=_float(row.get("pvalue")),
         alarm=None if pd.isna(alarm) else bool(alarm),
         detector=str(row.get("detector", series.detector)),
@@ -196,14 +234,20 @@ def detect_week(
     series = build_all_series(config, store, week=week, series_filter=series_filter)
     lookback = config.report.lookback_weeks if with_context else 0
     incidents = store.incidents_frame(start=week, end=week + timedelta(days=6)) if with_context else None
-    results = []
+    fallback_params = config.params_for("ears")
+    results, used = [], {}
     for s in series:
-        frame = detect_series(s, lookback=lookback, detector=detector, params=params)
+        name, model = resolve_params(config, s, detector=detector, overrides=params)
+        used.setdefault(name, model.model_dump())
+        frame = detect_series(s, lookback=lookback, detector=name, params=model, fallback_params=fallback_params)
         current = _detection(s, frame.iloc[-1])
         weeks_in_alert, status = _status(list(frame["alarm"])) if with_context else (int(bool(current.alarm)), "")
         history, behind = frame, None
         if with_context and current.alarm:
-            history = detect_series(s, lookback=config.report.history_weeks - 1, detector=detector, params=params)
+            history = detect_series(
+                s, lookback=config.report.history_weeks - 1, detector=name, params=model, fallback_params=fallback_params
+            )
+            weeks_in_alert = _status(list(history["alarm"]))[0]  # the whole charted run, not only the lookback
             behind = incidents_behind(incidents, s, _definition(config, s.definition), week=week, limit=config.report.max_incidents)
         results.append(
             SeriesResult(
@@ -217,12 +261,8 @@ def detect_week(
             )
         )
     stats = store.stats(until=week + timedelta(days=6))
-    used = {}
-    for s in series:
-        used.setdefault(detector or s.detector, params if params is not None else s.params)
-    for r in results:
-        if r.detection.fallback_from:
-            used.setdefault(r.detection.detector, {})
+    if any(r.detection.fallback_from for r in results):
+        used.setdefault("ears", fallback_params.model_dump())
     starts = [s.counts.index[0].date() for s in series if len(s.counts)]
     return RunResult(
         week=week_label(week),
@@ -232,7 +272,7 @@ def detect_week(
         data_start=min(starts) if starts else None,
         records_total=int(stats.get("records_total", 0)),
         last_ingest=store.last_ingest(),
-        latest_event_date=_as_date(stats.get("latest_event_date")),
+        latest_event_date=stats.get("latest_event_date"),
         detectors=used,
         results=tuple(results),
         ingests=tuple(ingests),
@@ -240,14 +280,6 @@ def detect_week(
         synthetic=config.report.synthetic_data,
         notes=tuple(_run_notes(results)),
     )
-
-
-def _as_date(value) -> date | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, date):
-        return value if not isinstance(value, datetime) else value.date()
-    return date.fromisoformat(str(value)[:10])
 
 
 def _run_notes(results: Sequence[SeriesResult]) -> list[str]:
@@ -304,6 +336,7 @@ def run_weekly(
         announced=tuple(announce) if delivery is not None else (),
         delivery=delivery,
         delivery_error=error,
+        pending=() if delivery is not None else tuple(announce),
     )
     store.record_run(
         week=result.week,
@@ -355,9 +388,11 @@ def detect_csv(path: Path, *, detector: str, params: dict, last: int | None) -> 
 
 def _read_counts_csv(path: Path) -> pd.DataFrame:
     try:
-        frame = pd.read_csv(path, dtype={"series": str})
+        frame = pd.read_csv(path, dtype={"series": str, "week_start": str, "count": str}, keep_default_na=False)
     except FileNotFoundError:
         raise MonitorError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise MonitorError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise MonitorError(f"{path}: not a readable CSV ({exc}); expected columns week_start,count[,series]") from None
     missing = [c for c in ("week_start", "count") if c not in frame.columns]
@@ -368,8 +403,13 @@ def _read_counts_csv(path: Path) -> pd.DataFrame:
         )
     dates = pd.to_datetime(frame["week_start"], format="%Y-%m-%d", errors="coerce")
     counts = pd.to_numeric(frame["count"], errors="coerce")
-    for column, parsed, expected in (("week_start", dates, "a date YYYY-MM-DD"), ("count", counts, "a number >= 0")):
-        bad = parsed.isna() | ((parsed < 0) if column == "count" else False)
+    checks = [
+        ("week_start", dates.isna(), "a date YYYY-MM-DD"),
+        ("count", counts.isna() | ~counts.abs().lt(float("inf")) | (counts < 0), "a finite number >= 0"),
+    ]
+    if "series" in frame.columns:
+        checks.append(("series", frame["series"].str.strip() == "", "a series name (empty cell)"))
+    for column, bad, expected in checks:
         if bad.any():
             i = int(bad.to_numpy().nonzero()[0][0])
             raise MonitorError(f"{path}: line {i + 2}: {column} '{frame[column].iloc[i]}' is not {expected}")

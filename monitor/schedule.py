@@ -20,9 +20,14 @@ JOB_ID = "weekly-run"
 MISFIRE_GRACE_SECONDS = 12 * 3600
 
 
+def parse_cron(expression: str, timezone: str = "UTC") -> CronTrigger:
+    """A cron trigger; ValueError (APScheduler's message: which field, which value) if invalid."""
+    return CronTrigger.from_crontab(expression, timezone=timezone)
+
+
 def trigger(config: Config) -> CronTrigger:
     """The cron trigger of the weekly job (weekday names, as the config requires)."""
-    return CronTrigger.from_crontab(config.schedule.cron, timezone=config.schedule.timezone)
+    return parse_cron(config.schedule.cron, config.schedule.timezone)
 
 
 def build_scheduler(config: Config, job: Callable[[], object], *, scheduler: BaseScheduler | None = None) -> BaseScheduler:
@@ -41,17 +46,24 @@ def build_scheduler(config: Config, job: Callable[[], object], *, scheduler: Bas
     return scheduler
 
 
-def weekly_job(config: Config, *, echo: Callable[[str], object] = print) -> Callable[[], int]:
-    """The job the scheduler calls: one `run_weekly` for the last complete week, at the clock's time."""
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def weekly_job(
+    config: Config, *, echo: Callable[[str], object] = print, clock: Callable[[], datetime] = utc_now
+) -> Callable[[], int]:
+    """The job the scheduler calls: one `run_weekly` for the last week complete at `clock()`
+    (in the schedule's time zone: a Monday 06:00 Tokyo run reports on the week just ended there)."""
     from monitor.errors import MonitorError
     from monitor.pipeline import run_weekly
     from monitor.store import Store
 
     def job() -> int:
-        now = datetime.now(timezone.utc).replace(microsecond=0)
+        now = clock()
         try:
             with Store(config.db_path) as store:
-                outcome = run_weekly(config, store, week=None, now=now, clock=lambda: datetime.now(timezone.utc))
+                outcome = run_weekly(config, store, week=None, now=now, clock=clock)
         except MonitorError as exc:  # the daemon keeps running; the next tick tries again
             echo(f"{now.isoformat()} weekly run failed: {exc}")
             return 1

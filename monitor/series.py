@@ -29,7 +29,7 @@ def week_start_of(day: date, *, start: str = "monday") -> date:
 def week_label(week_start: date) -> str:
     """ISO label of a week, e.g. 2023-W07 (the ISO week of its middle day)."""
     year, week, _ = (week_start + timedelta(days=3)).isocalendar()
-    return f"{year}-W{week:02d}"
+    return f"{year:04d}-W{week:02d}"
 
 
 def parse_week(label: str, *, start: str = "monday") -> date:
@@ -42,17 +42,12 @@ def parse_week(label: str, *, start: str = "monday") -> date:
             thursday = date.fromisocalendar(year, week, 4)
         except ValueError:
             raise MonitorError(f"week '{label}' does not exist (ISO years have 52 or 53 weeks)") from None
-        return _start_for(thursday, start)
+        # the week whose middle day (start + 3) is in that ISO week starts in [Thursday - 6, Thursday]
+        return week_start_of(thursday, start=start)
     try:
         return week_start_of(date.fromisoformat(text), start=start)
     except ValueError:
         raise MonitorError(f"week '{label}' is not a week: write YYYY-Www (e.g. 2023-W08) or a date YYYY-MM-DD") from None
-
-
-def _start_for(thursday: date, start: str) -> date:
-    """The week start whose middle day (start + 3) falls in the ISO week of `thursday`."""
-    # start + 3 must lie in Monday..Sunday of that ISO week, so start lies in [Thursday - 6, Thursday]
-    return week_start_of(thursday, start=start)
 
 
 def last_complete_week(now: datetime | date, *, start: str = "monday") -> date:
@@ -231,13 +226,12 @@ def incidents_behind(incidents: pd.DataFrame, series: WeeklySeries, definition, 
         return incidents
     start = pd.Timestamp(week)
     frame = incidents[(incidents["event_date"] >= start) & (incidents["event_date"] < start + pd.Timedelta(days=7))]
-    probe = frame.rename(columns={})
-    mask = filter_mask(probe, definition.filters)
+    mask = filter_mask(frame, definition.filters)
     for dim, value in series.labels:
         if dim == "actor":
-            mask &= (probe["actor1"] == value) | (probe["actor2"] == value)
+            mask &= (frame["actor1"] == value) | (frame["actor2"] == value)
         else:
-            column = probe[dim].fillna("")
+            column = frame[dim].fillna("")
             mask &= column == ("" if value == "(unknown)" else value)
     hits = frame[mask]
     return hits.sort_values(["fatalities", "event_date"], ascending=[False, True]).head(limit).reset_index(drop=True)

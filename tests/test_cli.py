@@ -80,8 +80,31 @@ def test_detect_bad_csv_names_the_line(tmp_path):
     path.write_text("week_start,count\n2020-01-06,1\n2020-01-13,many\n")
     result = CliRunner().invoke(cli, ["detect", str(path), "--detector", "ears"])
     assert result.exit_code == 1
-    assert "line 3: count 'many' is not a number" in result.output
+    assert "line 3: count 'many' is not a finite number >= 0" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("week_start,count\n2020-01-06,1\n2020-01-13,1e400\n", "line 3: count '1e400' is not a finite number >= 0"),
+        ("week_start,count\n2020-01-06,1\n2020-01-13,\n", "line 3: count '' is not a finite number >= 0"),
+        ("week_start,count\n2020-01-06,1\n2020-01-20,1\n", "line 3: week_start 2020-01-20 does not follow 2020-01-06 by 7 days"),
+        ("series,week_start,count\nHoms,2020-01-06,1\n,2020-01-13,1\n", "line 3: series '' is not a series name"),
+        ("when,n\n2020-01-06,1\n", "missing column(s) week_start, count"),
+    ],
+)
+def test_detect_bad_cells_name_line_and_value(tmp_path, text, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    result = CliRunner().invoke(cli, ["detect", str(path), "--detector", "ears"])
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert "Traceback" not in result.output and "unexpected" not in result.output
+
+
+def test_detect_on_a_folder_is_a_clear_error(tmp_path):
+    result = CliRunner().invoke(cli, ["detect", str(tmp_path), "--detector", "ears"])
+    assert result.exit_code == 1 and "cannot read" in result.output and "unexpected" not in result.output
 
 
 def test_detect_bad_param_names_key_and_suggests(tmp_path):
@@ -132,6 +155,24 @@ def test_ingest_refused_file_exits_1_and_names_it(tmp_path):
     junk.write_bytes(b"\x00\x01\x02binary\xff\xfe")
     result = CliRunner().invoke(cli, ["--db", str(tmp_path / "m.db"), "ingest", str(junk)])
     assert result.exit_code == 1 and "junk.csv" in result.output and "Traceback" not in result.output
+
+
+def test_read_only_commands_do_not_create_a_database(tmp_path):
+    db = tmp_path / "missing.db"
+    result = CliRunner().invoke(cli, ["--db", str(db), "check", "--week", "2023-W09"])
+    assert result.exit_code == 1 and "does not exist" in result.output and not db.exists()
+
+
+def test_unfinished_weeks_are_refused(tmp_path):
+    db = tmp_path / "m.db"
+    invoke("--db", str(db), "ingest", str(counts_csv(tmp_path, [1, 2, 3])))  # creates the database
+    result = CliRunner().invoke(cli, ["--db", str(db), "check", "--week", "2999-W01"])
+    assert result.exit_code == 1 and "has not ended yet" in result.output and "last complete week is" in result.output
+
+
+def test_demo_refuses_config_and_db(tmp_path):
+    result = CliRunner().invoke(cli, ["--db", str(tmp_path / "x.db"), "demo", "--out", str(tmp_path / "d")])
+    assert result.exit_code == 2 and "demo writes its own config" in result.output
 
 
 def test_bad_config_exits_1_with_the_key(tmp_path):

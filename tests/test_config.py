@@ -69,6 +69,20 @@ def test_numeric_weekday_in_cron_is_refused(tmp_path):
         load_config(write(tmp_path, '[schedule]\ncron = "0 6 * * 1"\n'))
 
 
+@pytest.mark.parametrize("cron", ["0 6 * * foo", "99 6 * * mon", "0 25 * * mon"])
+def test_invalid_cron_field_is_refused_when_the_config_loads(tmp_path, cron):
+    with pytest.raises(ConfigError, match=r"schedule\.cron = '.*'"):
+        load_config(write(tmp_path, f'[schedule]\ncron = "{cron}"\n'))
+
+
+def test_params_for_merges_config_series_and_overrides(tmp_path):
+    config = load_config(write(tmp_path, '[detectors.farrington]\nalpha = 0.01\n\n[detectors.ears]\nmethod = "C2"\n'))
+    assert config.params_for("farrington").alpha == 0.01
+    merged = config.params_for("farrington", series_params={"b": 2}, overrides={"w": "1"})
+    assert (merged.alpha, merged.b, merged.w) == (0.01, 2, 1)
+    assert config.params_for("ears").method == "C2"
+
+
 def test_bad_annotation(tmp_path):
     with pytest.raises(ConfigError, match="does not start with a date"):
         load_config(write(tmp_path, '[report]\nannotations = ["Feb 6 earthquake"]\n'))

@@ -111,3 +111,42 @@ def test_digest_through_a_real_smtp_server_survives_an_outage_and_is_sent_once(d
     cids = re.findall(r'src="cid:([^"]+)"', html)
     assert cids and all(any(cid in (p.get("Content-ID") or "") for p in message.walk()) for cid in cids)
     assert again.delivery is None
+
+
+def test_check_with_another_detector_uses_the_configs_defaults_for_it(demo_run, tmp_path):
+    """`check --detector ears` runs [detectors.ears] from the config; --param goes on top."""
+    from monitor.config import config_from_dict
+    from monitor.pipeline import detect_week
+
+    demo_dir, _ = demo_run
+    config = config_from_dict(
+        {"series": [{"name": "is", "group_by": ["admin1"], "filters": {"actor_contains": ["Islamic State"]}}],
+         "detectors": {"ears": {"method": "C2", "alpha": 0.2}}, "database": {"path": str(demo_dir / "monitor.db")}},
+        base_dir=tmp_path)
+    with Store(config.db_path) as store:
+        c2 = detect_week(config, store, week=WEEK, now=NOW, detector="ears", with_context=False)
+        c3 = detect_week(config, store, week=WEEK, now=NOW, detector="ears", params={"method": "C3"}, with_context=False)
+    assert c2.detectors == {"ears": {"method": "C2", "baseline": 7, "alpha": 0.2, "min_sigma": 0.0, "r_c3": False}}
+    assert c3.detectors["ears"]["method"] == "C3" and c3.detectors["ears"]["alpha"] == 0.2
+
+
+def test_flagged_series_rank_on_one_exceedance_scale(demo_run):
+    _, outcome = demo_run
+    for r in outcome.result.flagged:
+        d = r.detection
+        assert d.score == pytest.approx((d.observed - d.expected) / (d.threshold - d.expected))
+        assert d.score > 1  # flagged: above the threshold
+    scores = [r.detection.score for r in outcome.result.flagged]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_no_email_run_says_what_is_pending(demo_run, tmp_path):
+    from click.testing import CliRunner
+
+    from monitor.cli import cli
+
+    demo_dir, _ = demo_run
+    _smtp_config(tmp_path, demo_dir, port=1)  # writes tmp_path/monitor.toml; the server is never contacted
+    result = CliRunner().invoke(cli, ["--config", str(tmp_path / "monitor.toml"), "run", "--week", "2023-W09", "--no-email"])
+    assert result.exit_code == 0, result.output
+    assert "not sent (--no-email" in result.output and "4 surge(s) not announced" in result.output

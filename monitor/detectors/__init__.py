@@ -111,6 +111,7 @@ def run_detector(
     *,
     weeks: Sequence[int],
     fallback: str = "ears",
+    fallback_params: BaseModel | None = None,
 ) -> pd.DataFrame:
     """Run detector `name` on the positions `weeks` of `counts`, with a short-history fallback.
 
@@ -125,6 +126,8 @@ def run_detector(
             `name` itself (alarm NA and its note, plus the fallback's requirement): the
             baseline is not shortened below the fallback's default, because a 3-6 week sd
             is too unstable for the z = 3.09 threshold to mean anything.
+        fallback_params: the fallback's parameters (e.g. from the config's [detectors.ears]);
+            None: its defaults.
 
     Returns the detector column contract, with the fallback's extra columns added where
     they differ, and the columns `detector` (the detector actually used) and
@@ -136,7 +139,7 @@ def run_detector(
     pos = ears.check_positions(counts, weeks)
     need = spec.min_history(params)
     fb_spec = get_detector(fallback) if fallback and fallback != name else None
-    fb_params = fb_spec.params() if fb_spec else None
+    fb_params = (fallback_params or fb_spec.params()) if fb_spec else None
     fb_need = fb_spec.min_history(fb_params) if fb_spec else 0
 
     main = [k for k, t in enumerate(pos) if t >= need]
