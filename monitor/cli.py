@@ -208,7 +208,7 @@ def detect(ctx, file, detector, params, last, fmt) -> None:
 
     import pandas as pd
 
-    frame = detect_csv(file, detector=detector, params=_params(params) or {}, last=last)
+    frame = detect_csv(file, config=_config(ctx), detector=detector, params=_params(params) or {}, last=last)
     frame = frame.assign(
         week_start=frame["week_start"].dt.strftime("%Y-%m-%d"),
         alarm=frame["alarm"].map(lambda a: None if pd.isna(a) else int(bool(a))),

@@ -364,22 +364,25 @@ def report_week(config: Config, store, *, week: date | None, now: datetime) -> t
     return result, write_report(result, settings=config.report_settings)
 
 
-def detect_csv(path: Path, *, detector: str, params: dict, last: int | None) -> pd.DataFrame:
+def detect_csv(path: Path, *, config: Config, detector: str, params: dict, last: int | None) -> pd.DataFrame:
     """The file-based check: run a detector on a CSV of `week_start,count` (optionally with `series`).
 
-    Each series is checked on its own; with a `series` column every output row starts with it.
+    Parameters are the config's [detectors.<name>] with `params` (--param) on top; short
+    series fall back to the config's EARS. Each series is checked on its own; with a
+    `series` column every output row starts with it.
     """
-    from monitor.detectors import make_params, run_detector
+    from monitor.detectors import run_detector
 
     frame = _read_counts_csv(path)
-    model = make_params(detector, params)
+    model = config.params_for(detector, overrides=params)
+    fallback_params = config.params_for("ears")
     outputs = []
     grouped = frame.groupby("series", sort=False) if "series" in frame.columns else [(None, frame)]
     for name, sub in grouped:
         counts = pd.Series(sub["count"].to_numpy(dtype=float), index=pd.DatetimeIndex(sub["week_start"]), name="count")
         n = len(counts)
         first = 0 if last is None else max(0, n - last)
-        out = run_detector(detector, model, counts, weeks=list(range(first, n)))
+        out = run_detector(detector, model, counts, weeks=list(range(first, n)), fallback_params=fallback_params)
         if name is not None:
             out.insert(0, "series", name)
         outputs.append(out)

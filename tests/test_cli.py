@@ -107,6 +107,15 @@ def test_detect_on_a_folder_is_a_clear_error(tmp_path):
     assert result.exit_code == 1 and "cannot read" in result.output and "unexpected" not in result.output
 
 
+def test_detect_starts_from_the_configs_detector_defaults(tmp_path):
+    config = tmp_path / "monitor.toml"
+    config.write_text('[detectors.acled-surge]\nratio = 5.0\n')
+    path = counts_csv(tmp_path, [1, 1, 1, 1, 3])
+    base = ["--config", str(config), "detect", str(path), "--detector", "acled-surge", "--last", "1", "--format", "json"]
+    assert json.loads(invoke(*base).output)[0]["upperbound"] == 5.0  # ratio 5 from the config
+    assert json.loads(invoke(*base, "--param", "ratio=2").output)[0]["upperbound"] == 2.0  # --param on top
+
+
 def test_detect_bad_param_names_key_and_suggests(tmp_path):
     path = counts_csv(tmp_path, [1] * 10)
     result = CliRunner().invoke(cli, ["detect", str(path), "--detector", "farrington", "--param", "alpah=0.01"])
