@@ -268,7 +268,7 @@ class Store:
                     "UPDATE ingests SET inserted = ?, updated = ?, unchanged = ? WHERE id = ?",
                     [inserted, updated, unchanged, ingest_id],
                 )
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OverflowError) as exc:  # OverflowError: an int beyond SQLite's 64-bit INTEGER
             raise StoreError(f"{self.path}: ingest of {parsed.path} failed and was rolled back: {exc}") from None
         return IngestResult(
             file=str(parsed.path), sha256=sha256, format=parsed.format, source=parsed.source,
@@ -312,22 +312,32 @@ class Store:
 
     def _upsert_counts(self, rows: Iterable[CountRow], ingest_id: int) -> tuple[int, int, int]:
         incoming = {tuple(getattr(r, k) for k in COUNT_KEYS): (r.count, r.fatalities) for r in rows}
-        inserted = updated = unchanged = 0
-        where = " AND ".join(f"{k} = ?" for k in COUNT_KEYS)
-        for key, values in incoming.items():
-            found = self.db.execute(f"SELECT count, fatalities FROM counts WHERE {where}", list(key)).fetchone()
-            if found is None:
-                self.db.execute(
-                    f"INSERT INTO counts ({', '.join(COUNT_FIELDS)}, ingest_id) VALUES ({', '.join('?' * (len(COUNT_FIELDS) + 1))})",
-                    [*key, *values, ingest_id],
-                )
-                inserted += 1
-            elif tuple(found) != values:
-                self.db.execute(f"UPDATE counts SET count = ?, fatalities = ?, ingest_id = ? WHERE {where}", [*values, ingest_id, *key])
-                updated += 1
-            else:
-                unchanged += 1
-        return inserted, updated, unchanged
+        by_source: dict[str, set[str]] = {}
+        for key in incoming:
+            by_source.setdefault(key[0], set()).add(key[1])
+        # as for incidents: one IN lookup per chunk of weeks (the key index leads with source,
+        # week_start), then match the full key here
+        stored: dict[tuple, tuple] = {}
+        for source, weeks in by_source.items():
+            ordered = sorted(weeks)
+            for i in range(0, len(ordered), _CHUNK):
+                chunk = ordered[i : i + _CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                for found in self.db.execute(
+                    f"SELECT {', '.join(COUNT_FIELDS)} FROM counts WHERE source = ? AND week_start IN ({marks})", [source, *chunk]
+                ):
+                    stored[tuple(found[: len(COUNT_KEYS)])] = tuple(found[len(COUNT_KEYS) :])
+        new = [(*key, *values, ingest_id) for key, values in incoming.items() if key not in stored]
+        changed = [(*values, ingest_id, *key) for key, values in incoming.items() if key in stored and stored[key] != values]
+        if new:
+            self.db.conn.executemany(
+                f"INSERT INTO counts ({', '.join(COUNT_FIELDS)}, ingest_id) VALUES ({', '.join('?' * (len(COUNT_FIELDS) + 1))})",
+                new,
+            )
+        if changed:
+            where = " AND ".join(f"{k} = ?" for k in COUNT_KEYS)
+            self.db.conn.executemany(f"UPDATE counts SET count = ?, fatalities = ?, ingest_id = ? WHERE {where}", changed)
+        return len(new), len(changed), len(incoming) - len(new) - len(changed)
 
     def _insert_rejects(self, parsed: ParsedFile, ingest_id: int) -> None:
         if parsed.rejects:

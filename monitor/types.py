@@ -60,6 +60,12 @@ class Incident:
     notes: str
     revision: str = ""
 
+    def __post_init__(self) -> None:
+        # a point is both coordinates or none: half a coordinate (the other one unusable) places nothing
+        if (self.latitude is None) != (self.longitude is None):
+            object.__setattr__(self, "latitude", None)
+            object.__setattr__(self, "longitude", None)
+
 
 @dataclass(frozen=True, slots=True)
 class CountRow:

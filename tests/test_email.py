@@ -7,6 +7,7 @@ import re
 import shutil
 import ssl
 import subprocess
+from dataclasses import replace
 from email.policy import default
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from monitor.alerts.email import Delivery, build_digest, deliver
 from monitor.errors import DeliveryError
 from monitor.report import write_report
+from monitor.report.markdown import fmt_num, fmt_p, fmt_score
 from tests.helpers_result import INJECTION_LABEL, alert_settings, make_result, report_settings
 from tests.smtp_server import Inbox, SmtpServer, free_port
 
@@ -86,10 +88,36 @@ def test_text_part_marks_new_and_continuing_and_gives_the_report_path(message, w
     assert "Still in alert (announced before): Islamic State events — All (total)." in text
 
 
+def test_numbers_read_as_in_the_report(written):
+    """The digest formats numbers with the report's formatters: same strings, and None/NaN read NA."""
+    result, files = written
+    homs = next(r for r in result.flagged if r.series.key == CENTRAL[0])
+    odd = replace(homs, detection=replace(homs.detection, observed=1234.0, expected=2.25, threshold=float("nan"),
+                                          score=float("nan"), pvalue=None))
+    changed = replace(result, results=tuple(odd if r is homs else r for r in result.results))
+    message = build_digest(changed, files, settings=alert_settings(), announce=[CENTRAL[0]])
+    line = ("1,234 events this week against 2.2 expected (threshold NA); exceedance score NA, p-value NA")
+    assert line == (f"{fmt_num(1234.0)} events this week against {fmt_num(2.25)} expected (threshold {fmt_num(float('nan'))}); "
+                    f"exceedance score {fmt_score(float('nan'))}, p-value {fmt_p(None)}")
+    assert line in _text(message) and line in _html(message)
+    cells = re.findall(r"<td [^>]*>([^<]*)</td>", _html(message))
+    assert cells[2:7] == ["1,234", "2.2", "NA", "NA", "NA"]
+
+
+def test_only_flagged_series_are_announced(written):
+    result, files = written
+    quiet = next(r.series.key for r in result.results if not r.detection.alarm)
+    assert build_digest(result, files, settings=alert_settings(), announce=[quiet]) is None
+    both = build_digest(result, files, settings=alert_settings(), announce=[quiet, CENTRAL[0]])
+    assert both["Message-ID"] == build_digest(result, files, settings=alert_settings(), announce=[CENTRAL[0]])["Message-ID"]
+
+
 def test_html_escapes_data(written):
     result, files = written
-    key = next(r.series.key for r in result.results if r.series.label == INJECTION_LABEL)
-    message = build_digest(result, files, settings=alert_settings(), announce=[key])
+    hasakah = next(r for r in result.results if r.series.label == INJECTION_LABEL)
+    flagged = replace(hasakah, detection=replace(hasakah.detection, alarm=True), status="new", weeks_in_alert=1)
+    result = replace(result, results=tuple(flagged if r is hasakah else r for r in result.results))
+    message = build_digest(result, files, settings=alert_settings(), announce=[hasakah.series.key])
     html = _html(message)
     assert INJECTION_LABEL not in html and "<b>" not in html.split("<table")[1] and "&lt;b&gt;" in html
     assert "\n" not in message["Subject"] and "Al-Hasakah" in message["Subject"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import replace
-from datetime import date
+from datetime import date, datetime, timezone
 
 import pytest
 
@@ -55,7 +55,7 @@ def test_header_states_week_window_detectors_and_freshness(text):
     assert "**Records in the database:** 4,213" in text
     assert "**Latest ingest:** acled\\_syria\\_2023-03-06.csv at 2023-03-06 05:58: 187 inserted" in text
     assert "**Latest event date:** 2023-03-04" in text
-    assert "**Generated:** 2023-03-06T06:00+00:00" in text
+    assert "Generated" not in text and "2023-03-06T06:00" not in text  # no wall-clock time: a re-run is identical
     assert "SYNTHETIC" not in text
 
 
@@ -136,6 +136,18 @@ def test_incidents_and_chart_behind_each_flagged_series(text):
     assert "Showing the 15 deadliest of 24 events." in total
 
 
+@pytest.mark.parametrize("incidents", ["empty", None])
+def test_flagged_series_without_incident_records_says_why(result, tmp_path, incidents):
+    homs = next(r for r in result.flagged if r.series.key == "is_attacks/admin1=Homs")
+    bare = replace(homs, incidents=homs.incidents.iloc[0:0] if incidents == "empty" else None)
+    changed = replace(result, results=tuple(bare if r is homs else r for r in result.results))
+    text = render_markdown(changed, charts={}, settings=report_settings(tmp_path))
+    section = text.split("### 2. Islamic State events — Homs")[1].split("### 3.")[0]
+    assert ("No incident records were found behind this week's count (a count from a pre-aggregated counts file has none)."
+            in section)
+    assert "| Date | Location |" not in section
+
+
 def test_method_in_plain_words(text):
     method = text.split("## Method")[1]
     for words in ("Farrington flexible", "EARS", "**Alarm**", "**NA / undecided**", "**Fallback**", "**Trend**"):
@@ -206,6 +218,18 @@ def test_write_report_files_index_and_identical_rerun(tmp_path):
     assert again == files
     assert before.keys() == after.keys() and before[files.markdown] == after[files.markdown]
     assert not [p for p in after if p.name.endswith(".tmp")]
+
+
+def test_rerunning_the_same_week_later_rewrites_the_same_files(tmp_path):
+    settings = report_settings(tmp_path / "reports")
+    files = write_report(make_result(), settings=settings)
+    before = {p: p.read_bytes() for p in files.folder.rglob("*") if p.is_file()}
+    later = make_result(generated_at=datetime(2023, 3, 9, 17, 45, tzinfo=timezone.utc))
+    write_report(later, settings=settings)
+    after = {p: p.read_bytes() for p in files.folder.rglob("*") if p.is_file()}
+    assert after == before  # report.md, summary.json and the charts, byte for byte
+    summary = json.loads((files.folder / "summary.json").read_text(encoding="utf-8"))
+    assert "generated_at" not in summary
 
 
 def test_freshness_line_shows_the_latest_ingest_from_the_log(tmp_path):

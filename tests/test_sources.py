@@ -318,9 +318,9 @@ def test_counts_file(tmp_path):
          ["2023-02-13", "Homs", "Islamic State", "9", "1"], ["2023-02-20", "Hama", "", "-2", "0"]],
     )
     parsed = read_file(path, now=NOW)
-    assert (parsed.format, parsed.source, parsed.rows_read) == ("counts", "counts:is_weekly", 4)
+    assert (parsed.format, parsed.source, parsed.rows_read) == ("counts", "counts", 4)
     assert parsed.counts[0] == CountRow(
-        source="counts:is_weekly", week_start="2023-02-06", country="", admin1="Homs", admin2="", event_type="",
+        source="counts", week_start="2023-02-06", country="", admin1="Homs", admin2="", event_type="",
         sub_event_type="", actor="Islamic State", count=12, fatalities=30,
     )
     assert parsed.counts[1].fatalities == 0
@@ -403,3 +403,80 @@ def test_the_example_configs_iraq_mapping_reads_a_sigacts_row(tmp_path):
     path = write_csv(tmp_path / "sig.csv", IRAQ.match_header, [["2004-01-01 00:20:00", "IED", "Coalition Forces", "Baghdad"]])
     [incident] = read_file(path, mappings=[IRAQ], now=NOW).incidents
     assert (incident.country, incident.event_date, incident.actor2, incident.admin2) == ("Iraq", "2004-01-01", "Coalition Forces", "Baghdad")
+
+
+# ---- numbers that SQLite cannot hold, coordinates that are no place -------------------------------
+
+WHOLE_MAX = "(expected 0..9223372036854775807)"
+
+
+def _acled_row(event_id: str, **changes) -> dict:
+    row = {h: "" for h in ACLED_HEADER}
+    row.update(event_id_cnty=event_id, event_date="2023-02-17", event_type="Battles", actor1="IS", country="Syria",
+               admin1="Homs", latitude="34.55", longitude="38.27", fatalities="1", timestamp="1676000000")
+    row.update(changes)
+    return row
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "Infinity", "1e400", "99999999999999999999", "9223372036854775808", "1e19"])
+def test_fatalities_beyond_a_64_bit_whole_number_reject_the_row(tmp_path, value):
+    path = write_csv(tmp_path / "acled.csv", ACLED_HEADER, [_acled_row("SYR1", fatalities=value), _acled_row("SYR2")])
+    parsed = read_file(path, now=NOW)
+    assert [i.source_id for i in parsed.incidents] == ["SYR2"]
+    assert [(r.line, r.reason) for r in parsed.rejects] == [(2, f"fatalities {value!r} is not a whole number >= 0 {WHOLE_MAX}")]
+
+
+def test_largest_64_bit_whole_number_is_kept(tmp_path):
+    path = write_csv(tmp_path / "acled.csv", ACLED_HEADER, [_acled_row("SYR1", fatalities="9223372036854775807"),
+                                                            _acled_row("SYR2", fatalities="1e18")])
+    parsed = read_file(path, now=NOW)
+    assert [i.fatalities for i in parsed.incidents] == [9223372036854775807, 10**18] and not parsed.rejects
+
+
+@pytest.mark.parametrize("column", ["count", "fatalities"])
+@pytest.mark.parametrize("value", ["nan", "inf", "1e400", "99999999999999999999"])
+def test_counts_numbers_beyond_64_bits_reject_the_row(tmp_path, column, value):
+    cells = {"count": "3", "fatalities": "0", column: value}
+    path = write_csv(tmp_path / "weekly.csv", ["week_start", "admin1", "count", "fatalities"],
+                     [["2023-02-06", "Homs", cells["count"], cells["fatalities"]], ["2023-02-13", "Homs", "4", "1"]])
+    parsed = read_file(path, now=NOW)
+    assert [c.week_start for c in parsed.counts] == ["2023-02-13"]
+    assert [(r.line, r.reason) for r in parsed.rejects] == [(2, f"{column} {value!r} is not a whole number >= 0 {WHOLE_MAX}")]
+
+
+@pytest.mark.parametrize(
+    ("latitude", "longitude"),
+    [("nan", "38.27"), ("inf", "38.27"), ("90.5", "38.27"), ("-91", "38.27"), ("34.55", "180.01"), ("34.55", "-inf"),
+     ("1e400", "nan")],
+)
+def test_unusable_coordinates_keep_the_event_without_them(tmp_path, latitude, longitude):
+    path = write_csv(tmp_path / "acled.csv", ACLED_HEADER, [_acled_row("SYR1", latitude=latitude, longitude=longitude)])
+    parsed = read_file(path, now=NOW)
+    assert not parsed.rejects
+    (event,) = parsed.incidents
+    assert (event.latitude, event.longitude) == (None, None)  # one unusable value places nothing
+    assert event.fatalities == 1
+
+
+def test_ucdp_coordinates_out_of_range_are_dropped_not_rejected(tmp_path):
+    events = _ucdp_events()
+    events[0]["latitude"] = "340.55"
+    parsed = read_file(write_csv(tmp_path / "ged.csv", UCDP_19, events), now=NOW)
+    assert not parsed.rejects and (parsed.incidents[0].latitude, parsed.incidents[0].longitude) == (None, None)
+    assert parsed.incidents[1].latitude is not None  # the other events keep theirs
+
+
+def test_counts_without_source_column_keep_one_source_across_file_names(tmp_path):
+    rows = [["2023-02-06", "Homs", "12"], ["2023-02-13", "Homs", "7"]]
+    first = read_file(write_csv(tmp_path / "is_weekly_2023-02.csv", ["week_start", "admin1", "count"], rows), now=NOW)
+    again = read_file(write_csv(tmp_path / "is_weekly (1).csv", ["week_start", "admin1", "count"], rows), now=NOW)
+    assert first.source == again.source == "counts"
+    assert first.counts == again.counts and {c.source for c in first.counts} == {"counts"}
+
+
+def test_half_a_coordinate_is_no_coordinate(tmp_path):
+    """An out-of-range latitude drops the longitude too; the event is kept for its admin areas."""
+    header = ["event_id_cnty", "event_date", "event_type", "actor1", "country", "admin1", "latitude", "longitude", "fatalities"]
+    path = write_csv(tmp_path / "acled.csv", header, [["SYR1", "2023-02-17", "Battles", "Islamic State (Syria)", "Syria", "Homs", "91.5", "38.4", "3"]])
+    [incident] = read_file(path, format="acled", now=NOW).incidents
+    assert (incident.latitude, incident.longitude, incident.admin1) == (None, None, "Homs")

@@ -181,6 +181,41 @@ def test_counts_upsert(store):
     assert store.counts_frame(start=date(2023, 2, 7)).empty
 
 
+def test_counts_upsert_looks_rows_up_in_chunks_not_one_select_per_row(store):
+    rows = tuple(
+        CountRow(source="counts", week_start=date.fromordinal(date(2000, 1, 3).toordinal() + 7 * w).isoformat(), country="Syria",
+                 admin1=admin1, admin2="", event_type="", sub_event_type="", actor="", count=w, fatalities=0)
+        for w in range(300) for admin1 in ("Homs", "Hama", "Idleb", "Aleppo")
+    )
+    selects: list[str] = []
+    store.db.conn.set_trace_callback(lambda sql: selects.append(sql) if sql.lstrip().upper().startswith("SELECT") else None)
+    first = store.ingest(parsed(counts=rows), sha256="c1", now=NOW)
+    changed = rows[:1] + tuple(replace(r, count=r.count + 1) for r in rows[1:3]) + rows[3:]
+    second = store.ingest(parsed(counts=changed), sha256="c2", now=NOW)
+    store.db.conn.set_trace_callback(None)
+    assert (first.inserted, first.updated, first.unchanged) == (1200, 0, 0)
+    assert (second.inserted, second.updated, second.unchanged) == (0, 2, 1198)
+    lookups = [sql for sql in selects if "FROM counts" in sql]
+    assert 0 < len(lookups) <= 2 * 2  # 300 weeks in chunks of 500, per ingest; not 1,200 per ingest
+    assert store.counts_frame()["count"].sum() == sum(range(300)) * 4 + 2
+
+
+def test_same_counts_delivered_under_another_name_are_not_added_twice(store, tmp_path):
+    header = "week_start,admin1,count\n2023-02-06,Homs,12\n2023-02-13,Homs,7\n"
+    (tmp_path / "is_weekly.csv").write_text(header)
+    (tmp_path / "is_weekly (copy).csv").write_text(header)
+    first = store.ingest(read_file(tmp_path / "is_weekly.csv", now=NOW), sha256="a", now=NOW)
+    again = store.ingest(read_file(tmp_path / "is_weekly (copy).csv", now=NOW), sha256="b", now=NOW)
+    assert (first.inserted, again.inserted, again.unchanged) == (2, 0, 2)
+    assert store.counts_frame()["count"].sum() == 19
+
+
+def test_integer_too_big_for_sqlite_is_a_store_error_and_rolls_back(store):
+    with pytest.raises(StoreError, match="failed and was rolled back"):
+        store.ingest(parsed(incident("A"), incident("B", fatalities=2**63)), sha256="big", now=NOW)
+    assert store.incidents_frame().empty and store.ingests() == []
+
+
 def test_incidents_frame_bounds_are_inclusive(store):
     store.ingest(parsed(*(incident(f"E{d}", f"2023-02-{d:02d}") for d in range(1, 11))), sha256="s", now=NOW)
     frame = store.incidents_frame(start=date(2023, 2, 3), end=date(2023, 2, 5))

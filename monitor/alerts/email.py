@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.errors import DeliveryError
+from monitor.report.markdown import fmt_num, fmt_p, fmt_score
 from monitor.types import ReportFiles, RunResult, SeriesResult
 
 WEEK_HEADER = "X-Incident-Monitor-Week"
@@ -46,20 +47,6 @@ class Delivery:
 def _clean(text: Any) -> str:
     """One line of plain text (no CR/LF/control characters) for headers and the text part."""
     return re.sub(r"\s+", " ", "".join(c if c.isprintable() or c.isspace() else " " for c in str(text))).strip()
-
-
-def _num(x: float, digits: int = 1) -> str:
-    if x != x:
-        return "NA"
-    return f"{int(x):,}" if float(x).is_integer() else f"{x:,.{digits}f}"
-
-
-def _p(p: float) -> str:
-    return "NA" if p != p else ("<0.001" if p < 0.001 else f"{p:.3f}")
-
-
-def _score(s: float) -> str:
-    return "NA" if s != s else f"{s:.2f}"
 
 
 def _name(r: SeriesResult) -> str:
@@ -105,8 +92,9 @@ def _line(r: SeriesResult) -> str:
     d = r.detection
     detector = d.detector + (f", fallback from {d.fallback_from}" if d.fallback_from else "")
     return (
-        f"{_num(d.observed)} {_unit(r)} this week against {_num(d.expected)} expected (threshold {_num(d.threshold)}); "
-        f"score {_score(d.score)}, p-value {_p(d.pvalue)}, {detector}; in alert for {_weeks(r.weeks_in_alert)}; trend {r.trend}"
+        f"{fmt_num(d.observed)} {_unit(r)} this week against {fmt_num(d.expected)} expected (threshold {fmt_num(d.threshold)}); "
+        f"exceedance score {fmt_score(d.score)}, p-value {fmt_p(d.pvalue)}, {detector}; in alert for {_weeks(r.weeks_in_alert)}; "
+        f"trend {r.trend}"
     )
 
 
@@ -154,7 +142,7 @@ def _html_body(
         out.append('<p style="background:#fff3b0;padding:8px;font-weight:bold">'
                    "SYNTHETIC DEMO DATA: these are generated events, not real ones.</p>")
     out.append(f"<p><b>{len(chosen)} surge{'s' if len(chosen) != 1 else ''}</b> to announce:</p>")
-    headers = ["#", "Series", "Status", "Observed", "Expected", "Threshold", "Score", "p-value", "Weeks in alert", "Trend"]
+    headers = ["#", "Series", "Status", "Observed", "Expected", "Threshold", "Exceedance score", "p-value", "Weeks in alert", "Trend"]
     aligns = ["right", "left", "left", "right", "right", "right", "right", "right", "right", "center"]
     out.append('<table style="border-collapse:collapse">')
     out.append("<tr>" + "".join(f"<th {cell.format(a)}>{e(h)}</th>" for h, a in zip(headers, aligns)) + "</tr>")
@@ -166,7 +154,7 @@ def _html_body(
             str(i),
             e(_name(r)),
             f'<span style="color:#fff;background:{badge};padding:1px 6px;border-radius:3px">{e(status.upper())}</span>',
-            e(_num(d.observed)), e(_num(d.expected)), e(_num(d.threshold)), e(_score(d.score)), e(_p(d.pvalue)),
+            e(fmt_num(d.observed)), e(fmt_num(d.expected)), e(fmt_num(d.threshold)), e(fmt_score(d.score)), e(fmt_p(d.pvalue)),
             str(int(r.weeks_in_alert)), e(r.trend),
         ]
         out.append("<tr>" + "".join(f"<td {cell.format(a)}>{v}</td>" for v, a in zip(values, aligns)) + "</tr>")
@@ -188,25 +176,22 @@ def _html_body(
 
 
 def build_digest(result: RunResult, files: ReportFiles, *, settings: Any, announce: Collection[str]) -> EmailMessage | None:
-    """One digest for the series keys in `announce`; None when there is nothing to announce.
+    """One digest for the flagged series whose keys are in `announce`; None when there is nothing to announce.
 
     The message is multipart: plain text and HTML alternatives (the HTML with the charts
     inline by Content-ID) and the report Markdown attached. Headers are deterministic for
-    a given run (Date from result.generated_at, Message-ID from the week and the keys).
+    a given run (Date from result.generated_at, Message-ID from the week, generated_at and the keys).
+    Numbers are formatted as in the report (monitor.report.markdown.fmt_num, fmt_p, fmt_score).
     settings: alert settings; reads `sender`, `recipients`, `subject_prefix`.
     """
     wanted = set(announce)
-    if not wanted:
-        return None
-    by_key = {r.series.key: r for r in result.results}
-    chosen = [r for r in result.flagged if r.series.key in wanted]
-    chosen += [by_key[k] for k in sorted(wanted) if k in by_key and by_key[k] not in chosen]
+    chosen = [r for r in result.flagged if r.series.key in wanted]  # keys of series not flagged are ignored
     if not chosen:
         return None
     others = [r for r in result.flagged if r.series.key not in wanted]
 
     domain = _domain(settings.sender)
-    keys = "\n".join(sorted(wanted))
+    keys = "\n".join(sorted(r.series.key for r in chosen))
     digest = hashlib.sha256(f"{result.week}\n{result.generated_at.isoformat()}\n{keys}".encode("utf-8")).hexdigest()
     generated = result.generated_at if result.generated_at.tzinfo else result.generated_at.replace(tzinfo=timezone.utc)
 

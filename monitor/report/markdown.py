@@ -3,7 +3,8 @@ the incidents behind each alarm, and the method in plain words.
 
 Everything that comes from data (region names, actors, notes, parameters) goes through
 `md_escape`, so no incident note can break a table, open a link or inject HTML.
-Rendering reads no clock: the same RunResult gives the same bytes.
+Rendering reads no clock and writes no run time (not even result.generated_at): re-running
+the same week on the same data rewrites report.md and summary.json byte for byte.
 """
 
 from __future__ import annotations
@@ -272,7 +273,6 @@ def _header(result: RunResult) -> list[str]:
         f"- **Records in the database:** {result.records_total:,}",
         f"- **Latest ingest:** {ingested}",
         f"- **Latest event date:** {_day(result.latest_event_date)}",
-        f"- **Generated:** {result.generated_at.isoformat(timespec='minutes')}",
         "",
     ]
     return out
@@ -388,10 +388,11 @@ def _join(*values: Any, sep: str) -> str:
 
 def _incident_rows(r: SeriesResult, settings: Any) -> list[str]:
     frame = r.incidents
-    if frame is None:
-        return ["Incident records are not available for this series (it is built from pre-aggregated counts).", ""]
-    if len(frame) == 0:
-        return ["No incident records were found behind this week's count.", ""]
+    # the pipeline gives every flagged series a frame (empty when its count comes from a
+    # counts file); None only from a hand-built SeriesResult, and reads the same
+    if frame is None or len(frame) == 0:
+        return ["No incident records were found behind this week's count (a count from a pre-aggregated counts file "
+                "has none).", ""]
     limit = int(getattr(settings, "max_incidents", 15))
     note_chars = int(getattr(settings, "note_chars", 240))
     records = frame.head(limit).to_dict("records") if limit > 0 else []
@@ -472,7 +473,7 @@ def _method(result: RunResult) -> list[str]:
 def render_markdown(result: RunResult, *, charts: Mapping[str, str], settings: Any) -> str:
     """The weekly report as Markdown.
 
-    result: the run to render (nothing else is read; no clock).
+    result: the run to render (nothing else is read; no clock; generated_at is not shown).
     charts: series key -> chart path relative to the report folder (flagged series).
     settings: report settings; reads `max_incidents` and `note_chars`.
     """
@@ -519,7 +520,6 @@ def _summary(result: RunResult) -> dict[str, Any]:
         "week": result.week,
         "week_start": result.week_start.isoformat(),
         "week_end": result.week_end.isoformat(),
-        "generated_at": result.generated_at.isoformat(),
         "series_checked": len(result.results),
         "flagged": [r.series.key for r in flagged],
         "flagged_names": [series_name(r) for r in flagged],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -255,28 +256,45 @@ class Dates:
             return "bad"
 
 
+#: Largest whole number SQLite stores as an INTEGER (a signed 64-bit value); larger ones overflow.
+WHOLE_MAX = 2**63 - 1
+
+
 def whole(value: str, column: str, *, empty: int | None = None) -> int:
-    """A whole number >= 0; `empty` is the value of an empty cell (None: empty is an error)."""
+    """A whole number in 0..WHOLE_MAX (SQLite's 64-bit INTEGER); anything else is a RowError.
+
+    `empty` is the value of an empty cell (None: empty is an error). "3", "3.0" and "3e2"
+    are whole numbers; "nan", "inf", "1e400" and numbers above WHOLE_MAX are not.
+    """
     v = value.strip()
     if v.isascii() and v.isdigit():
-        return int(v)
-    if not v:
+        number: int | float = int(v)
+    elif not v:
         if empty is not None:
             return empty
         raise RowError(f"{column} is empty (expected a whole number >= 0)")
-    try:
-        number = float(v)
-    except ValueError:
-        raise RowError(f"{column} {value!r} is not a number (expected a whole number >= 0)") from None
-    if number < 0:
-        raise RowError(f"{column} {value!r} is negative (expected a whole number >= 0)")
-    if number != int(number):
-        raise RowError(f"{column} {value!r} is not a whole number (expected a whole number >= 0)")
+    else:
+        try:
+            number = float(v)
+        except ValueError:
+            raise RowError(f"{column} {value!r} is not a number (expected a whole number >= 0)") from None
+        if math.isfinite(number) and number < 0:
+            raise RowError(f"{column} {value!r} is negative (expected a whole number >= 0)")
+        if math.isfinite(number) and not number.is_integer():
+            raise RowError(f"{column} {value!r} is not a whole number (expected a whole number >= 0)")
+    # NaN and ±inf fail the comparison; a float of 2**63 or more does not fit either
+    if not 0 <= number <= WHOLE_MAX:
+        raise RowError(f"{column} {value!r} is not a whole number >= 0 (expected 0..{WHOLE_MAX})")
     return int(number)
 
 
 def coordinate(value: str, column: str, *, limit: float) -> float | None:
-    """Decimal degrees within ±limit, or None for an empty cell."""
+    """Decimal degrees within ±limit; None for an empty cell or a number that is no place.
+
+    A non-finite or out-of-range number (nan, inf, 91, a swapped or sentinel value) keeps
+    the event with no coordinate, because the event still counts in its admin areas;
+    text that is not a number at all rejects the row (the columns are likely shifted).
+    """
     v = value.strip()
     if not v:
         return None
@@ -284,6 +302,6 @@ def coordinate(value: str, column: str, *, limit: float) -> float | None:
         number = float(v)
     except ValueError:
         raise RowError(f"{column} {value!r} is not a number (expected decimal degrees between -{limit:g} and {limit:g})") from None
-    if not -limit <= number <= limit:
-        raise RowError(f"{column} {value!r} is out of range (expected decimal degrees between -{limit:g} and {limit:g})")
+    if not -limit <= number <= limit:  # also false for NaN
+        return None
     return number

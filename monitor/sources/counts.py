@@ -1,6 +1,11 @@
 """Pre-aggregated weekly counts: `week_start,<keys...>,count[,fatalities][,source]`.
 
 Keys are any of the series dimensions; a key the file lacks is stored as "".
+A file without a `source` column gets the source "counts" (SOURCE), whatever its name:
+rows are keyed by (source, week_start, keys), so the same export delivered again under
+another file name updates the rows it wrote before instead of adding them a second time.
+Files that must not overwrite each other name their own `source` in that column.
+`count` and `fatalities` are whole numbers in 0..2**63-1; any other value rejects the row.
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ from datetime import datetime
 from monitor.sources._csv import Dates, Table, collect, fail, whole
 from monitor.types import DIMENSIONS, CountRow, ParsedFile
 
+#: The source of rows from a file without a `source` column (or with an empty cell there).
+SOURCE = "counts"
 ALLOWED = ("week_start", *DIMENSIONS, "count", "fatalities", "source")
 
 
@@ -27,7 +34,6 @@ def parse(table: Table, *, now: datetime) -> ParsedFile:
     col = table.index(ALLOWED, fmt="counts", required=("week_start", "count"))
     name = {c: table.header[i] for c, i in col.items()}
     dates = Dates(now=now, fmt="iso")
-    default = f"counts:{table.path.stem}"
     keys = {k: col.get(k) for k in DIMENSIONS}
     i_fat, i_src = col.get("fatalities"), col.get("source")
 
@@ -35,7 +41,7 @@ def parse(table: Table, *, now: datetime) -> ParsedFile:
         week = dates.parse(row[col["week_start"]], name["week_start"]).isoformat()
         labels = {k: (row[i].strip() if i is not None else "") for k, i in keys.items()}
         return CountRow(
-            source=(row[i_src].strip() if i_src is not None else "") or default,
+            source=(row[i_src].strip() if i_src is not None else "") or SOURCE,
             week_start=week,
             count=whole(row[col["count"]], name["count"]),
             fatalities=whole(row[i_fat], name["fatalities"], empty=0) if i_fat is not None else 0,
@@ -50,6 +56,6 @@ def parse(table: Table, *, now: datetime) -> ParsedFile:
         return "row for " + ", ".join(parts)
 
     items, rejects, rows = collect(table, convert, key=key, key_label=label)
-    sources = sorted({r.source for r in items}) or [default]
+    sources = sorted({r.source for r in items}) or [SOURCE]
     return ParsedFile(table.path, "counts", ",".join(sources), table.encoding, rows, (), tuple(items), tuple(rejects))
 
