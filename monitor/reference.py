@@ -24,15 +24,29 @@ R_FARRINGTON_DEFAULTS = {
 }  # fmt: skip
 #: earsC's defaults (alpha: 0.001 for C1/C2; R uses 0.025 for C3 when alpha is not given).
 R_EARS_DEFAULTS = {"method": "C1", "baseline": "7", "minSigma": "0", "alpha": "NULL"}
+#: glrnb's defaults; S, trend and refit are the entries of its `mu0 = list(...)` (alpha NULL: estimated).
+R_GLRNB_DEFAULTS = {
+    "c.ARL": "5", "S": "1", "trend": "FALSE", "refit": "FALSE", "alpha": "NULL", "Mtilde": "1", "M": "-1",
+    "change": "intercept", "theta": "NULL", "dir": "inc", "ret": "value",
+}  # fmt: skip
+#: cusum's defaults (m = NULL: the mean of the weeks before the range; alpha only for NegBin transforms).
+R_CUSUM_DEFAULTS = {"k": "1.04", "h": "2.26", "m": "NULL", "trans": "standard", "alpha": "NULL"}
 #: R control name -> this project's parameter name.
 R_NAMES = {
     "b": "b", "w": "w", "reweight": "reweight", "weightsThreshold": "weights_threshold", "alpha": "alpha",
     "trend": "trend", "pThresholdTrend": "p_threshold_trend", "limit54": "limit54", "powertrans": "powertrans",
     "noPeriods": "no_periods", "pastWeeksNotIncluded": "past_weeks_not_included", "thresholdMethod": "threshold_method",
     "method": "method", "baseline": "baseline", "minSigma": "min_sigma",
+    "c.ARL": "c_arl", "S": "s", "Mtilde": "m_tilde", "M": "m", "change": "change", "dir": "dir",
+    "k": "k", "h": "h", "m": "m", "trans": "trans", "reset": "reset",
 }  # fmt: skip
 R_IGNORED = {"range", "glmWarnings", "verbose"}  # no effect on the numbers
-SUPPORTED = {"farringtonFlexible": ("farrington", R_FARRINGTON_DEFAULTS), "earsC": ("ears", R_EARS_DEFAULTS)}
+SUPPORTED = {
+    "farringtonFlexible": ("farrington", R_FARRINGTON_DEFAULTS),
+    "earsC": ("ears", R_EARS_DEFAULTS),
+    "glrnb": ("glrnb", R_GLRNB_DEFAULTS),
+    "cusum": ("cusum", R_CUSUM_DEFAULTS),
+}
 
 
 @dataclass(frozen=True)
@@ -63,7 +77,8 @@ def params_from_r_call(r_call: str) -> tuple[str, dict[str, str]]:
     detector, defaults = SUPPORTED[function]
     call = r_call.replace("structure(list(), names = character(0))", "")  # how R deparses an empty list()
     body = call.split("control = list(", 1)[1]
-    given = dict(re.findall(r"(\w+) = (c\([^)]*\)|\"[^\"]*\"|[^,\s)]+)", body))
+    body = re.sub(r"mu0 = list\(([^)]*)\)", r"\1", body)  # glrnb: mu0 = list(S = 1, trend = FALSE, refit = FALSE)
+    given = dict(re.findall(r"([\w.]+) = (c\([^)]*\)|\"[^\"]*\"|[^,\s)]+)", body))
     unknown = set(given) - set(defaults) - R_IGNORED
     if unknown:
         raise ValueError(f"R control keys with no counterpart here: {sorted(unknown)}")
@@ -73,6 +88,16 @@ def params_from_r_call(r_call: str) -> tuple[str, dict[str, str]]:
             raise ValueError("populationOffset = TRUE is not supported")
         if control["pastWeeksNotIncluded"] == "NULL":  # R: NULL means w
             control["pastWeeksNotIncluded"] = control["w"]
+    if detector == "glrnb":
+        for key, only in (("refit", "FALSE"), ("theta", "NULL")):
+            if control.pop(key) != only:
+                raise ValueError(f"glrnb with {key} other than {only} is not supported")
+        control.pop("ret")  # only changes what R stores as upperbound; the project's is the alarming count
+    if detector == "cusum":
+        control.pop("alpha")  # only used by R's NegBin transforms, which trans does not offer
+        if control["m"] == "NULL":
+            control["m"] = "mean"
+        control["reset"] = "false"  # surveillance's cusum never resets after an alarm
     if detector == "ears" and control["alpha"] == "NULL":
         control["alpha"] = "0.025" if control["method"].strip('"') == "C3" else "0.001"
     return detector, {R_NAMES[k]: v.strip('"').removeprefix("c(").removesuffix(")") for k, v in control.items()}

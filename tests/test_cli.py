@@ -194,5 +194,5 @@ def test_bad_config_exits_1_with_the_key(tmp_path):
 def test_detectors_lists_rules_and_parameters():
     result = invoke("detectors")
     assert result.exit_code == 0
-    for name in ("farrington", "ears", "acled-surge", "acled-threat", "threshold_method", "min_sigma"):
+    for name in ("farrington", "ears", "glrnb", "cusum", "acled-surge", "acled-threat", "threshold_method", "min_sigma", "c_arl"):
         assert name in result.output

@@ -24,7 +24,7 @@ def _series(values) -> pd.Series:
 
 
 def test_registered_names():
-    assert set(DETECTORS) == {"farrington", "ears", "acled-surge", "acled-threat"}
+    assert set(DETECTORS) == {"farrington", "ears", "glrnb", "cusum", "acled-surge", "acled-threat"}
     for name, spec in DETECTORS.items():
         assert spec.name == name and spec.summary
         assert spec.params.model_config.get("frozen") and spec.params.model_config.get("extra") == "forbid"
@@ -32,20 +32,21 @@ def test_registered_names():
 
 @pytest.mark.parametrize(
     ("name", "suggestion"),
-    [("farington", "farrington"), ("Ears", "ears"), ("acled_surge", "acled-surge"), ("acled-threats", "acled-threat")],
+    [("farington", "farrington"), ("Ears", "ears"), ("acled_surge", "acled-surge"), ("acled-threats", "acled-threat"),
+     ("glr-nb", "glrnb"), ("cusums", "cusum")],
 )
 def test_unknown_detector_suggests_the_nearest(name, suggestion):
     with pytest.raises(DetectorError) as err:
         get_detector(name)
     assert str(err.value) == (
         f"unknown detector '{name}' (did you mean '{suggestion}'?); "
-        "valid detectors: acled-surge, acled-threat, ears, farrington"
+        "valid detectors: acled-surge, acled-threat, cusum, ears, farrington, glrnb"
     )
 
 
 def test_unknown_detector_without_a_near_name():
-    with pytest.raises(DetectorError, match=r"^unknown detector 'glrnb'; valid detectors: acled-surge, "):
-        get_detector("glrnb")
+    with pytest.raises(DetectorError, match=r"^unknown detector 'shewhart'; valid detectors: acled-surge, "):
+        get_detector("shewhart")
 
 
 def test_unknown_parameter_messages():

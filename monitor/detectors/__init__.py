@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ValidationError
 
-from monitor.detectors import ears, farrington, rules
+from monitor.detectors import cusum, ears, farrington, glrnb, rules
 from monitor.errors import DetectorError
 
 
@@ -41,6 +41,8 @@ DETECTORS: dict[str, DetectorSpec] = {
         DetectorSpec("ears", ears.EarsParams, ears.detect, ears.min_history, ears.SUMMARY),
         DetectorSpec("acled-surge", rules.AcledSurgeParams, rules.detect_surge, rules.surge_min_history, rules.SURGE_SUMMARY),
         DetectorSpec("acled-threat", rules.AcledThreatParams, rules.detect_threat, rules.threat_min_history, rules.THREAT_SUMMARY),
+        DetectorSpec("glrnb", glrnb.GlrnbParams, glrnb.detect, glrnb.min_history, glrnb.SUMMARY),
+        DetectorSpec("cusum", cusum.CusumParams, cusum.detect, cusum.min_history, cusum.SUMMARY),
     )
 }
 
