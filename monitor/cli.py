@@ -303,6 +303,41 @@ def demo(ctx, out_dir: Path) -> None:
 
 
 @cli.command()
+@click.option("--detector", default="farrington", show_default=True, help="detector to score")
+@click.option("--param", "params", multiple=True, help="detector parameter key=value, repeatable")
+@click.option("--n-series", type=click.IntRange(min=1), default=100, show_default=True, help="series per scenario and k")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--scenarios", default="", help="comma-separated scenario ids 1..42 (default: all)")
+@click.option("--ks", default="2,3,5,10", show_default=True, help="outbreak sizes k, comma-separated")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="processes")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("simulation"), show_default=True)
+@click.pass_context
+def simulate(ctx, detector, params, n_series, seed, scenarios, ks, workers, out_dir) -> None:
+    """Score a detector on the Noufaily et al. (2013) simulation: FPR, POD, weeks to first alarm."""
+    import time
+
+    from monitor.evaluate import SCENARIOS, evaluate, to_markdown, write_simulation
+
+    try:
+        ids = {int(s) for s in scenarios.split(",") if s.strip()}
+        sizes = [float(k) for k in ks.split(",") if k.strip()]
+    except ValueError:
+        raise click.UsageError("--scenarios and --ks take comma-separated numbers, e.g. --scenarios 1,14 --ks 5,10") from None
+    chosen = [s for s in SCENARIOS if not ids or s.id in ids]
+    if ids - {s.id for s in SCENARIOS} or not sizes:
+        raise click.UsageError(f"--scenarios must be ids 1..{len(SCENARIOS)} and --ks non-empty")
+    model = _config(ctx).params_for(detector, overrides=_params(params))
+    started = time.perf_counter()
+    table = evaluate(detector, model, scenarios=chosen, n_series=n_series, seed=seed, ks=sizes, workers=workers)
+    seconds = time.perf_counter() - started
+    summary, markdown = write_simulation(
+        table, out_dir=out_dir, detector=detector, params=model, n_series=n_series, seed=seed, seconds=seconds, workers=workers
+    )
+    click.echo(to_markdown(summary), nl=False)
+    click.echo(f"{len(table)} cells x {n_series} series in {seconds:.1f} s; wrote {markdown}")
+
+
+@cli.command()
 def detectors() -> None:
     """List the detectors, their rule, parameters, defaults and meaning."""
     from monitor.detectors import describe

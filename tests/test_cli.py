@@ -196,3 +196,16 @@ def test_detectors_lists_rules_and_parameters():
     assert result.exit_code == 0
     for name in ("farrington", "ears", "glrnb", "cusum", "acled-surge", "acled-threat", "threshold_method", "min_sigma", "c_arl"):
         assert name in result.output
+
+
+def test_simulate_writes_tables_and_prints_the_summary(tmp_path):
+    out = tmp_path / "sim"
+    result = invoke("simulate", "--detector", "ears", "--param", "method=C2", "--n-series", "2", "--scenarios", "14",
+                    "--ks", "10", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "| overall |" in result.output and "1 cells x 2 series" in result.output
+    summary = pd.read_csv(out / "simulate_ears_summary.csv")
+    assert summary.loc[0, "group"] == "overall" and summary.loc[0, "outbreaks"] == 2
+    assert 0 <= summary.loc[0, "fpr"] <= 1 and "method=C2" in (out / "simulate_ears.md").read_text()
+    bad = CliRunner().invoke(cli, ["simulate", "--scenarios", "99"])
+    assert bad.exit_code == 2 and "--scenarios" in bad.output
