@@ -199,7 +199,7 @@ def _detection(series: WeeklySeries, row: pd.Series) -> Detection:
     )
 
 
-def _status(alarms: Sequence[object]) -> tuple[int, str]:
+def alert_status(alarms: Sequence[object]) -> tuple[int, str]:
     """Weeks in alert (consecutive alarms ending this week) and new/continuing/resolved."""
     flags = [bool(a) if not pd.isna(a) else False for a in alarms]
     run = 0
@@ -241,13 +241,13 @@ def detect_week(
         used.setdefault(name, model.model_dump())
         frame = detect_series(s, lookback=lookback, detector=name, params=model, fallback_params=fallback_params)
         current = _detection(s, frame.iloc[-1])
-        weeks_in_alert, status = _status(list(frame["alarm"])) if with_context else (int(bool(current.alarm)), "")
+        weeks_in_alert, status = alert_status(list(frame["alarm"])) if with_context else (int(bool(current.alarm)), "")
         history, behind = frame, None
         if with_context and current.alarm:
             history = detect_series(
                 s, lookback=config.report.history_weeks - 1, detector=name, params=model, fallback_params=fallback_params
             )
-            weeks_in_alert = _status(list(history["alarm"]))[0]  # the whole charted run, not only the lookback
+            weeks_in_alert = alert_status(list(history["alarm"]))[0]  # the whole charted run, not only the lookback
             behind = incidents_behind(incidents, s, _definition(config, s.definition), week=week, limit=config.report.max_incidents)
         results.append(
             SeriesResult(

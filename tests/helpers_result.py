@@ -17,6 +17,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
+from monitor.pipeline import alert_status
 from monitor.types import INCIDENT_FIELDS, Annotation, Detection, IngestResult, RunResult, SeriesResult, WeeklySeries
 
 W09 = date(2023, 2, 27)  # ISO 2023-W09, the week after the 2023-02-27 landmine killings in Hama
@@ -66,19 +67,6 @@ def _history(counts: pd.Series, *, window: int = 26, min_periods: int = 20) -> p
             "pvalue": pvalue,
         }
     )
-
-
-def _status(alarms: list) -> tuple[int, str]:
-    flags = [bool(a) if a is not pd.NA else False for a in alarms]
-    run = 0
-    for flag in reversed(flags):
-        if not flag:
-            break
-        run += 1
-    previous = flags[-2] if len(flags) > 1 else False
-    if flags[-1]:
-        return run, "continuing" if previous else "new"
-    return 0, "resolved" if previous else ""
 
 
 def _incidents(admin1: str, week: date, n: int, rng: np.random.Generator) -> pd.DataFrame:
@@ -184,7 +172,7 @@ def _series_result(name, title, labels, counts, week_start, rng, *, detector="fa
         threshold=float(last["upperbound"]), score=float(last["score"]), pvalue=float(last["pvalue"]), alarm=alarm,
         detector=detector, note=undecided, fallback_from=fallback_from,
     )
-    weeks, status = _status(list(history["alarm"].tail(9)))
+    weeks, status = alert_status(list(history["alarm"].tail(9)))
     admin1 = dict(labels).get("admin1", "")
     incidents = _incidents(admin1 or "Homs", week_start, min(int(last["count"]), 15), rng) if alarm else None
     return SeriesResult(series=series, detection=detection, history=history, weeks_in_alert=weeks, status=status,
