@@ -623,7 +623,6 @@ def generate_incidents(
 
     day_arr = np.concatenate(ev_day)
     tpl_arr = np.concatenate(ev_tpl)
-    adm_arr = np.concatenate(ev_adm1)
     place_arr = np.concatenate(ev_place)
     n = len(day_arr)
     fparams = np.array([T[tpl_keys[i]][7] for i in range(len(tpl_keys))])[tpl_arr]

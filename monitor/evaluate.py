@@ -16,6 +16,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -359,13 +360,11 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 def write_simulation(
     table: pd.DataFrame, *, out_dir, detector: str, params: BaseModel, n_series: int, seed: int, seconds: float, workers: int
-) -> tuple[pd.DataFrame, "Path"]:
+) -> tuple[pd.DataFrame, Path]:
     """Write `simulate_<detector>.csv` (per scenario and k), `_summary.csv` and `.md` under `out_dir`.
 
     Returns the summary table and the Markdown path.
     """
-    from pathlib import Path
-
     summary = summarise(table)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
