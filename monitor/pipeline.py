@@ -154,13 +154,25 @@ def resolve_params(config: Config, series: WeeklySeries, *, detector: str | None
     return name, config.params_for(name, overrides=overrides)
 
 
+#: Weeks a stateful detector's chart (CUSUM, GLR) runs over before the reported week, so
+#: `check`, `run` and the chart all see the same chart whatever they display.
+STATEFUL_RUN_WEEKS = 156
+
+
 def detect_series(series: WeeklySeries, *, lookback: int, detector: str, params, fallback_params) -> pd.DataFrame:
-    """Run a detector (with the EARS fallback) on the last `lookback` + 1 weeks of a series."""
-    from monitor.detectors import run_detector
+    """Run a detector (with the EARS fallback) and return its last `lookback` + 1 weeks.
+
+    A stateful detector runs from a fixed start (`STATEFUL_RUN_WEEKS` back, or as soon as
+    its in-control model can be fitted), not from the first displayed week.
+    """
+    from monitor.detectors import get_detector, run_detector
 
     n = len(series.counts)
-    positions = list(range(max(0, n - lookback - 1), n))
-    return run_detector(detector, params, series.counts, weeks=positions, fallback_params=fallback_params)
+    first = max(0, n - lookback - 1)
+    spec = get_detector(detector)
+    start = min(first, max(spec.min_history(params), n - STATEFUL_RUN_WEEKS)) if spec.stateful else first
+    out = run_detector(detector, params, series.counts, weeks=list(range(start, n)), fallback_params=fallback_params)
+    return out.iloc[first - start :].reset_index(drop=True)
 
 
 def _float(value) -> float:

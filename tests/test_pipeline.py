@@ -150,3 +150,22 @@ def test_no_email_run_says_what_is_pending(demo_run, tmp_path):
     result = CliRunner().invoke(cli, ["--config", str(tmp_path / "monitor.toml"), "run", "--week", "2023-W09", "--no-email"])
     assert result.exit_code == 0, result.output
     assert "not sent (--no-email" in result.output and "4 surge(s) not announced" in result.output
+
+
+def test_stateful_detectors_answer_the_same_whatever_the_lookback(demo_run, tmp_path):
+    """A CUSUM's verdict for 2023-W09 must not depend on how many weeks `check` or `run` display."""
+    from monitor.config import config_from_dict
+    from monitor.pipeline import detect_week
+
+    demo_dir, _ = demo_run
+    config = config_from_dict(
+        {"series": [{"name": "is", "group_by": ["admin1"], "filters": {"actor_contains": ["Islamic State"]}, "detector": "cusum"}],
+         "database": {"path": str(demo_dir / "monitor.db")}}, base_dir=tmp_path)
+    with Store(config.db_path) as store:
+        quick = detect_week(config, store, week=WEEK, now=NOW, with_context=False)
+        full = detect_week(config, store, week=WEEK, now=NOW)
+    pairs = {r.series.key: r.detection for r in quick.results}
+    for r in full.results:
+        d = pairs[r.series.key]
+        assert (d.alarm, d.threshold, d.expected) == (r.detection.alarm, r.detection.threshold, r.detection.expected)
+    assert {r.series.key for r in full.flagged} >= {"is/admin1=Homs", "is/admin1=Hama", "is/admin1=Deir ez Zor"}

@@ -25,13 +25,18 @@ from monitor.errors import DetectorError
 
 @dataclass(frozen=True)
 class DetectorSpec:
-    """A registered detector: its parameter model, `detect`, `min_history` and one-line summary."""
+    """A registered detector: its parameter model, `detect`, `min_history` and one-line summary.
+
+    stateful: the detector carries a chart from week to week (CUSUM, GLR): its answer for a
+    week depends on where the monitored run starts, so callers must start it at a fixed place.
+    """
 
     name: str
     params: type[BaseModel]
     detect: Callable[..., pd.DataFrame]
     min_history: Callable[[BaseModel], int]
     summary: str
+    stateful: bool = False
 
 
 DETECTORS: dict[str, DetectorSpec] = {
@@ -41,8 +46,8 @@ DETECTORS: dict[str, DetectorSpec] = {
         DetectorSpec("ears", ears.EarsParams, ears.detect, ears.min_history, ears.SUMMARY),
         DetectorSpec("acled-surge", rules.AcledSurgeParams, rules.detect_surge, rules.surge_min_history, rules.SURGE_SUMMARY),
         DetectorSpec("acled-threat", rules.AcledThreatParams, rules.detect_threat, rules.threat_min_history, rules.THREAT_SUMMARY),
-        DetectorSpec("glrnb", glrnb.GlrnbParams, glrnb.detect, glrnb.min_history, glrnb.SUMMARY),
-        DetectorSpec("cusum", cusum.CusumParams, cusum.detect, cusum.min_history, cusum.SUMMARY),
+        DetectorSpec("glrnb", glrnb.GlrnbParams, glrnb.detect, glrnb.min_history, glrnb.SUMMARY, stateful=True),
+        DetectorSpec("cusum", cusum.CusumParams, cusum.detect, cusum.min_history, cusum.SUMMARY, stateful=True),
     )
 }
 
