@@ -118,6 +118,8 @@ def _fmt(value, digits: int = 2) -> str:
     if _missing(value):
         return "NA"
     if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)  # inf: e.g. a rise from an all-zero baseline
         return f"{value:.{digits}f}" if value != int(value) or digits > 2 else f"{value:.0f}"
     return str(value)
 
@@ -177,12 +179,15 @@ def check(ctx, week, series_filter, detector, params, fmt) -> None:
         {
             "series": r.series.key, "week": result.week, "observed": r.detection.observed, "expected": r.detection.expected,
             "threshold": r.detection.threshold, "score": r.detection.score, "pvalue": r.detection.pvalue,
-            "alarm": _alarm_cell(r.detection.alarm, fmt),
+            "qvalue": r.detection.qvalue, "alarm": _alarm_cell(r.detection.alarm, fmt), "level": r.detection.level,
             "detector": r.detection.detector, "note": r.detection.note,
         }
         for r in result.results
     ]
-    _emit(rows, ["series", "week", "observed", "expected", "threshold", "score", "pvalue", "alarm", "detector", "note"], fmt)
+    columns = ["series", "week", "observed", "expected", "threshold", "score", "pvalue", "alarm", "level", "detector", "note"]
+    if config.detection.multiple_testing == "fdr":
+        columns.insert(columns.index("alarm"), "qvalue")
+    _emit(rows, columns, fmt)
     ctx.exit(EXIT_FLAGGED if result.flagged else 0)
 
 
@@ -300,6 +305,50 @@ def demo(ctx, out_dir: Path) -> None:
     click.echo("demo data is SYNTHETIC (generated with a fixed seed, calibrated to public figures)")
     _print_outcome(outcome)
     ctx.exit(outcome.exit_code)
+
+
+@cli.command()
+@click.option("--from", "first", help="first week to replay, e.g. 2022-W01 (default: --weeks before --to)")
+@click.option("--to", "last", help="last week to replay (default: the last complete week; with --counts: the file's last)")
+@click.option("--weeks", type=click.IntRange(min=1), default=None, help="weeks to replay when --from is not given  [default: 52; with --counts: all]")
+@click.option("--series", "series_filter", help="only series whose key or name contains this text")
+@click.option("--detector", help="use this detector instead of each series' own (required with --counts)")
+@click.option("--param", "params", multiple=True, help="detector parameter key=value (with --detector), repeatable")
+@click.option("--counts", "counts_file", type=click.Path(path_type=Path), help="replay a CSV of week_start,count[,series] instead of the database")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("backtest"), show_default=True)
+@click.pass_context
+def backtest(ctx, first, last, weeks, series_filter, detector, params, counts_file, out_dir) -> None:
+    """Replay the detectors over past weeks, each as if it were the current one; alarms per series and per week."""
+    from monitor.backtest import summary_lines, write_backtest
+    from monitor.pipeline import backtest_csv, backtest_store
+
+    config = _config(ctx)
+    if params and not detector:
+        raise click.UsageError("--param needs --detector")
+    if counts_file is not None:
+        if not detector:
+            raise click.UsageError("--counts needs --detector (e.g. --detector farrington)")
+        if first or last or series_filter:
+            raise click.UsageError("--from, --to and --series apply to the database; with --counts use --weeks")
+        result = backtest_csv(counts_file, config=config, detector=detector, params=_params(params), weeks=weeks)
+        title = f"{detector} on {counts_file.name}"
+    else:
+        with _store(config, create=False) as store:
+            result = backtest_store(
+                config, store, first_week=_week(config, first), last_week=_week(config, last), weeks=weeks or 52,
+                now=_now(), series_filter=series_filter, detector=detector, params=_params(params),
+            )
+        title = f"{detector or 'configured detectors'} on {config.db_path.name}"
+    markdown = write_backtest(result, out_dir, title=title)
+    for line in summary_lines(result):
+        click.echo(line)
+    columns = ["series", "weeks", "alerts", "episodes", "warnings", "first_alert", "last_alert"]
+    top = result.per_series.head(15)
+    if len(top):
+        click.echo(_table(top[columns].to_dict("records"), columns))
+        if len(result.per_series) > len(top):
+            click.echo(f"... {len(result.per_series) - len(top)} more series in the tables")
+    click.echo(f"wrote {markdown} and the CSV tables beside it")
 
 
 @cli.command()

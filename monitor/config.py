@@ -152,6 +152,32 @@ class ReportSettings(_Settings):
         return parsed
 
 
+class DetectionSettings(_Settings):
+    multiple_testing: Literal["per-series", "fdr"] = Field(
+        "per-series", description="per-series: each series at its detector's alpha; fdr: Benjamini-Hochberg across the series of a run"
+    )
+    warning_alpha: float = Field(
+        0.05, gt=0, lt=1, allow_inf_nan=False, description="per-series: a warning when the p-value is at or below this (alerts use each detector's alpha)"
+    )
+    fdr: float = Field(0.05, gt=0, lt=1, allow_inf_nan=False, description="fdr: false discovery rate of alerts")
+    warning_fdr: float = Field(0.2, gt=0, lt=1, allow_inf_nan=False, description="fdr: false discovery rate of warnings (at least fdr)")
+
+    @model_validator(mode="after")
+    def _warning_looser(self) -> "DetectionSettings":
+        if self.warning_fdr < self.fdr:
+            raise ValueError(f"warning_fdr ({self.warning_fdr:g}) must be at least fdr ({self.fdr:g}): warnings are the looser level")
+        return self
+
+    @property
+    def severity(self):
+        """The same settings as the pure `monitor.severity.SeveritySettings`."""
+        from monitor.severity import SeveritySettings
+
+        return SeveritySettings(
+            multiple_testing=self.multiple_testing, warning_alpha=self.warning_alpha, fdr=self.fdr, warning_fdr=self.warning_fdr
+        )
+
+
 class ScheduleSettings(_Settings):
     cron: str = Field("0 6 * * mon", description="when `monitor schedule` runs the weekly job (minute hour day month weekday)")
     timezone: str = Field("UTC", description="time zone of the cron expression (IANA name)")
@@ -189,6 +215,7 @@ class Config(_Settings):
     week: WeekSettings = Field(default_factory=WeekSettings, description="reporting weeks")
     series: list[SeriesDefinition] = Field(default_factory=list, description="the series to monitor")
     detectors: dict[str, dict[str, Any]] = Field(default_factory=dict, description="detector name -> default parameters")
+    detection: DetectionSettings = Field(default_factory=DetectionSettings, description="alert and warning levels, false-alarm control")
     report: ReportSettings = Field(default_factory=ReportSettings, description="weekly report")
     alerts: AlertSettings = Field(default_factory=AlertSettings, description="email digest")
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings, description="`monitor schedule`")

@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from monitor.config import Config
@@ -24,6 +25,7 @@ from monitor.series import (
     trend_arrow,
     week_label,
 )
+from monitor.severity import assign_levels, false_alarm_budget
 from monitor.types import Detection, IngestResult, ReportFiles, RunResult, SeriesResult, WeeklySeries
 
 #: Exit codes of `monitor run` (documented in the README).
@@ -160,18 +162,23 @@ STATEFUL_RUN_WEEKS = 156
 
 
 def detect_series(series: WeeklySeries, *, lookback: int, detector: str, params, fallback_params) -> pd.DataFrame:
-    """Run a detector (with the EARS fallback) and return its last `lookback` + 1 weeks.
+    """Run a detector (with the EARS fallback) on a series and return its last `lookback` + 1 weeks."""
+    return detect_counts(series.counts, lookback=lookback, detector=detector, params=params, fallback_params=fallback_params)
+
+
+def detect_counts(counts: pd.Series, *, lookback: int, detector: str, params, fallback_params) -> pd.DataFrame:
+    """Run a detector (with the EARS fallback) on weekly counts and return the last `lookback` + 1 weeks.
 
     A stateful detector runs from a fixed start (`STATEFUL_RUN_WEEKS` back, or as soon as
     its in-control model can be fitted), not from the first displayed week.
     """
     from monitor.detectors import get_detector, run_detector
 
-    n = len(series.counts)
+    n = len(counts)
     first = max(0, n - lookback - 1)
     spec = get_detector(detector)
     start = min(first, max(spec.min_history(params), n - STATEFUL_RUN_WEEKS)) if spec.stateful else first
-    out = run_detector(detector, params, series.counts, weeks=list(range(start, n)), fallback_params=fallback_params)
+    out = run_detector(detector, params, counts, weeks=list(range(start, n)), fallback_params=fallback_params)
     return out.iloc[first - start :].reset_index(drop=True)
 
 
@@ -193,6 +200,17 @@ def exceedance(observed: float, expected: float, threshold: float) -> float:
     return (observed - expected) / (threshold - expected)
 
 
+#: Detectors whose own `score` is on the exceedance scale (at least 1 exactly when alarming).
+_THRESHOLD_SCORES = ("highest-in", "trendfinder")
+
+
+def _score(observed: float, expected: float, threshold: float, detector: str, own: object) -> float:
+    """`exceedance`, or, for detectors whose score is on the same scale, their own score where the
+    threshold is not above the expected count (highest-in a few weeks into a surge)."""
+    value = exceedance(observed, expected, threshold)
+    return _float(own) if not math.isfinite(value) and detector in _THRESHOLD_SCORES else value
+
+
 def _detection(series: WeeklySeries, row: pd.Series) -> Detection:
     alarm = row["alarm"]
     observed, expected, threshold = _float(row["count"]), _float(row["expected"]), _float(row["upperbound"])
@@ -202,12 +220,14 @@ def _detection(series: WeeklySeries, row: pd.Series) -> Detection:
         observed=observed,
         expected=expected,
         threshold=threshold,
-        score=exceedance(observed, expected, threshold),
+        score=_score(observed, expected, threshold, str(row.get("detector", series.detector)), row.get("score")),
         pvalue=_float(row.get("pvalue")),
         alarm=None if pd.isna(alarm) else bool(alarm),
         detector=str(row.get("detector", series.detector)),
         note=str(row.get("note", "") or ""),
         fallback_from=str(row.get("fallback_from", "") or ""),
+        level=str(row.get("level", "") or ""),
+        qvalue=_float(row.get("qvalue")),
     )
 
 
@@ -247,11 +267,17 @@ def detect_week(
     lookback = config.report.lookback_weeks if with_context else 0
     incidents = store.incidents_frame(start=week, end=week + timedelta(days=6)) if with_context else None
     fallback_params = config.params_for("ears")
-    results, used = [], {}
+    severity = config.detection.severity
+    models, frames, used = [], [], {}
     for s in series:
         name, model = resolve_params(config, s, detector=detector, overrides=params)
         used.setdefault(name, model.model_dump())
-        frame = detect_series(s, lookback=lookback, detector=name, params=model, fallback_params=fallback_params)
+        models.append((name, model))
+        frames.append(detect_series(s, lookback=lookback, detector=name, params=model, fallback_params=fallback_params))
+    # Levels are decided across series, week by week (Benjamini-Hochberg needs every series of a week).
+    frames = _levels_across_series(frames, severity)
+    results = []
+    for s, (name, model), frame in zip(series, models, frames):
         current = _detection(s, frame.iloc[-1])
         weeks_in_alert, status = alert_status(list(frame["alarm"])) if with_context else (int(bool(current.alarm)), "")
         history, behind = frame, None
@@ -259,6 +285,7 @@ def detect_week(
             history = detect_series(
                 s, lookback=config.report.history_weeks - 1, detector=name, params=model, fallback_params=fallback_params
             )
+            history = _with_recent_levels(assign_levels(history, severity), frame)
             weeks_in_alert = alert_status(list(history["alarm"]))[0]  # the whole charted run, not only the lookback
             behind = incidents_behind(incidents, s, _definition(config, s.definition), week=week, limit=config.report.max_incidents)
         results.append(
@@ -272,9 +299,11 @@ def detect_week(
                 incidents=behind,
             )
         )
-    stats = store.stats(until=week + timedelta(days=6))
     if any(r.detection.fallback_from for r in results):
         used.setdefault("ears", fallback_params.model_dump())
+    week_rows = pd.DataFrame([f.iloc[-1] for f in frames]) if frames else pd.DataFrame(columns=["alarm", "detector"])
+    budget = false_alarm_budget(week_rows, severity, params_of=used)
+    stats = store.stats(until=week + timedelta(days=6))
     starts = [s.counts.index[0].date() for s in series if len(s.counts)]
     return RunResult(
         week=week_label(week),
@@ -291,7 +320,36 @@ def detect_week(
         annotations=tuple(config.report.annotations),
         synthetic=config.report.synthetic_data,
         notes=tuple(_run_notes(results)),
+        false_alarms=budget,
     )
+
+
+def _levels_across_series(frames: list[pd.DataFrame], severity) -> list[pd.DataFrame]:
+    """Alert/warning levels of every series' re-checked weeks, each week decided across all series."""
+    if not frames:
+        return frames
+    stacked = pd.concat([f.assign(_series=i, _row=np.arange(len(f))) for i, f in enumerate(frames)], ignore_index=True)
+    levelled = assign_levels(stacked, severity, by="week_start")
+    return [
+        part.sort_values("_row").drop(columns=["_series", "_row"]).reset_index(drop=True)
+        for _, part in levelled.groupby("_series", sort=True)
+    ]
+
+
+def _with_recent_levels(history: pd.DataFrame, recent: pd.DataFrame) -> pd.DataFrame:
+    """The charted history with the re-checked weeks' levels decided across series (FDR) put back.
+
+    Under per-series control both agree already; under FDR control only the re-checked
+    weeks were decided across series, earlier chart weeks keep the per-series decision.
+    """
+    out = history.copy()
+    cols = [c for c in ("alarm", "level", "qvalue", "tested") if c in recent]
+    where = out.index[out["week_start"].isin(recent["week_start"])]
+    by_week = recent.set_index("week_start")
+    for col in cols:
+        out.loc[where, col] = by_week.loc[out.loc[where, "week_start"], col].to_numpy()
+    out["alarm"] = out["alarm"].astype("boolean")
+    return out
 
 
 def _run_notes(results: Sequence[SeriesResult]) -> list[str]:
@@ -374,6 +432,67 @@ def report_week(config: Config, store, *, week: date | None, now: datetime) -> t
     week = select_week(config, week=week, now=now)
     result = detect_week(config, store, week=week, now=now)
     return result, write_report(result, settings=config.report_settings)
+
+
+def backtest_store(
+    config: Config,
+    store,
+    *,
+    first_week: date | None,
+    last_week: date | None,
+    weeks: int,
+    now: datetime,
+    series_filter: str | None = None,
+    detector: str | None = None,
+    params: dict | None = None,
+):
+    """`monitor backtest` on the database: replay the configured series (or one detector) week by week.
+
+    last_week defaults to the last complete week; first_week to `weeks` - 1 weeks before it.
+    """
+    from monitor.backtest import ReplaySeries, backtest
+
+    last = select_week(config, week=last_week, now=now)
+    first = first_week if first_week is not None else last - timedelta(weeks=weeks - 1)
+    series = build_all_series(config, store, week=last, series_filter=series_filter)
+    if not series:
+        raise MonitorError(
+            "no series to backtest" + (f" matching '{series_filter}'" if series_filter else "")
+            + " (ingest data first, or check the [[series]] definitions)"
+        )
+    replay = []
+    for s in series:
+        name, model = resolve_params(config, s, detector=detector, overrides=params)
+        replay.append(ReplaySeries(key=s.key, counts=s.counts, detector=name, params=model))
+    return backtest(
+        replay, first_week=first, last_week=last, settings=config.detection.severity, fallback_params=config.params_for("ears")
+    )
+
+
+def backtest_csv(path: Path, *, config: Config, detector: str, params: dict | None, weeks: int | None):
+    """`monitor backtest --counts FILE`: replay a detector over a CSV of week_start,count[,series].
+
+    Replays the last `weeks` weeks of the file (None: every week).
+    """
+    from monitor.backtest import ReplaySeries, backtest
+
+    frame = _read_counts_csv(path)
+    model = config.params_for(detector, overrides=params)
+    grouped = frame.groupby("series", sort=False) if "series" in frame.columns else [(path.stem, frame)]
+    replay = [
+        ReplaySeries(
+            key=str(name),
+            counts=pd.Series(sub["count"].to_numpy(dtype=float), index=pd.DatetimeIndex(sub["week_start"]), name="count"),
+            detector=detector,
+            params=model,
+        )
+        for name, sub in grouped
+    ]
+    last = max(s.counts.index[-1] for s in replay).date()
+    first = min(s.counts.index[0] for s in replay).date()
+    if weeks is not None:
+        first = max(first, last - timedelta(weeks=weeks - 1))
+    return backtest(replay, first_week=first, last_week=last, settings=config.detection.severity, fallback_params=config.params_for("ears"))
 
 
 def detect_csv(path: Path, *, config: Config, detector: str, params: dict, last: int | None) -> pd.DataFrame:

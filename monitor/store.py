@@ -129,6 +129,13 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             )""",
         ),
     ),
+    (
+        "0002_detection_levels",  # alert/warning level and Benjamini-Hochberg q-value of each detection
+        (
+            "ALTER TABLE detections ADD COLUMN level TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE detections ADD COLUMN qvalue REAL",
+        ),
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -457,17 +464,18 @@ class Store:
         """Store this week's detections, replacing earlier ones of the same (week, series)."""
         rows = [
             (week, d.series, _iso(d.week_start), _num(d.observed), _num(d.expected), _num(d.threshold), _num(d.score),
-             _num(d.pvalue), None if d.alarm is None else int(bool(d.alarm)), d.detector, d.note, d.fallback_from)
+             _num(d.pvalue), None if d.alarm is None else int(bool(d.alarm)), d.detector, d.note, d.fallback_from,
+             d.level, _num(d.qvalue))
             for d in detections
         ]
         with self._transaction():
             self.db.conn.executemany(
                 "INSERT INTO detections (week, series, week_start, observed, expected, threshold, score, pvalue, alarm,"
-                " detector, note, fallback_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " detector, note, fallback_from, level, qvalue) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (week, series) DO UPDATE SET week_start = excluded.week_start, observed = excluded.observed,"
                 " expected = excluded.expected, threshold = excluded.threshold, score = excluded.score,"
                 " pvalue = excluded.pvalue, alarm = excluded.alarm, detector = excluded.detector, note = excluded.note,"
-                " fallback_from = excluded.fallback_from",
+                " fallback_from = excluded.fallback_from, level = excluded.level, qvalue = excluded.qvalue",
                 rows,
             )
 

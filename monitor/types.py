@@ -169,6 +169,8 @@ class Detection:
     detector: str
     note: str = ""
     fallback_from: str = ""  # set when the configured detector lacked history and EARS ran instead
+    level: str = ""  # "alert" (alarm is True), "warning" (the looser level) or "" (see monitor.severity)
+    qvalue: float = float("nan")  # Benjamini-Hochberg adjusted p-value under FDR control, else NaN
 
 
 @dataclass(frozen=True)
@@ -212,6 +214,14 @@ class RunResult:
     annotations: tuple[Annotation, ...] = ()
     synthetic: bool = False  # demo data: the report must say the data is synthetic
     notes: tuple[str, ...] = ()  # run-level remarks for the report
+    #: what the severity setting means in false alarms a week (monitor.severity.FalseAlarmBudget)
+    false_alarms: Any = None
+
+    @property
+    def warnings(self) -> tuple[SeriesResult, ...]:
+        """Series at the warning level this week (not alerts), most exceptional first."""
+        hits = [r for r in self.results if r.detection.level == "warning"]
+        return tuple(sorted(hits, key=lambda r: (_nan_low(r.detection.score), r.detection.observed), reverse=True))
 
     @property
     def flagged(self) -> tuple[SeriesResult, ...]:

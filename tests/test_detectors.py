@@ -24,7 +24,7 @@ def _series(values) -> pd.Series:
 
 
 def test_registered_names():
-    assert set(DETECTORS) == {"farrington", "ears", "glrnb", "cusum", "acled-surge", "acled-threat"}
+    assert set(DETECTORS) == {"farrington", "ears", "glrnb", "cusum", "acled-surge", "acled-threat", "highest-in", "trendfinder"}
     for name, spec in DETECTORS.items():
         assert spec.name == name and spec.summary
         assert spec.params.model_config.get("frozen") and spec.params.model_config.get("extra") == "forbid"
@@ -33,14 +33,14 @@ def test_registered_names():
 @pytest.mark.parametrize(
     ("name", "suggestion"),
     [("farington", "farrington"), ("Ears", "ears"), ("acled_surge", "acled-surge"), ("acled-threats", "acled-threat"),
-     ("glr-nb", "glrnb"), ("cusums", "cusum")],
+     ("glr-nb", "glrnb"), ("cusums", "cusum"), ("highest_in", "highest-in"), ("trend-finder", "trendfinder")],
 )
 def test_unknown_detector_suggests_the_nearest(name, suggestion):
     with pytest.raises(DetectorError) as err:
         get_detector(name)
     assert str(err.value) == (
         f"unknown detector '{name}' (did you mean '{suggestion}'?); "
-        "valid detectors: acled-surge, acled-threat, cusum, ears, farrington, glrnb"
+        "valid detectors: acled-surge, acled-threat, cusum, ears, farrington, glrnb, highest-in, trendfinder"
     )
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from monitor.errors import IngestError, StoreError
 from monitor.sources import read_file
-from monitor.store import SCHEMA_VERSION, Store
+from monitor.store import MIGRATIONS, SCHEMA_VERSION, Store
 from monitor.types import INCIDENT_FIELDS, CountRow, Detection, Incident, ParsedFile, Reject
 
 DATA = Path(__file__).parent / "data"
@@ -55,7 +55,7 @@ def test_new_database_is_migrated_and_in_wal_mode(tmp_path):
     path = tmp_path / "monitor.db"
     with Store(path) as s:
         assert s.path == path
-        assert [r["name"] for r in s.db.query("SELECT name FROM migrations ORDER BY version")] == ["0001_initial"]
+        assert [r["name"] for r in s.db.query("SELECT name FROM migrations ORDER BY version")] == ["0001_initial", "0002_detection_levels"]
         assert s.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert s.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert s.db.execute("PRAGMA busy_timeout").fetchone()[0] == 30000
@@ -64,7 +64,29 @@ def test_new_database_is_migrated_and_in_wal_mode(tmp_path):
         assert indexes["idx_incidents_source_id"] == (["source", "source_id"], 1)
         assert indexes["idx_incidents_event_date"] == (["event_date"], 0)
     with Store(path) as s:  # reopening applies nothing twice
-        assert s.db.execute("SELECT count(*) FROM migrations").fetchone()[0] == 1
+        assert s.db.execute("SELECT count(*) FROM migrations").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_a_version_1_database_is_upgraded_and_keeps_its_detections(tmp_path):
+    # A database written before detections had levels: only the first migration applied.
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE migrations (name TEXT PRIMARY KEY, version INTEGER NOT NULL, applied_at TEXT NOT NULL)")
+    for sql in MIGRATIONS[0][1]:
+        conn.execute(sql)
+    conn.execute("INSERT INTO migrations VALUES ('0001_initial', 1, '2026-01-05T06:00:00')")
+    conn.execute(
+        "INSERT INTO detections (week, series, week_start, observed, alarm, detector) "
+        "VALUES ('2023-W09', 'is_attacks/admin1=Homs', '2023-02-27', 8, 1, 'farrington')"
+    )
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    with Store(path) as s:
+        assert s.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        (row,) = s.detections("2023-W09")
+        assert row["series"] == "is_attacks/admin1=Homs" and row["alarm"] is True and row["observed"] == 8
+        assert row["level"] == "" and row["qvalue"] is None
 
 
 def test_non_sqlite_file_is_refused(tmp_path):

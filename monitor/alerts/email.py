@@ -117,8 +117,9 @@ def _text_body(result: RunResult, files: ReportFiles, chosen: Sequence[SeriesRes
         out += ["Still in alert (announced before): " + ", ".join(_name(r) for r in others) + ".", ""]
     out += [
         f"Full report: {files.markdown} (attached as report-{result.week}.md; charts in {files.folder / 'charts'})",
-        f"Checked {len(result.results)} series; {len(result.flagged)} flagged in total. "
-        f"Data up to {result.latest_event_date or 'unknown'}; {result.records_total:,} records in the database.",
+        f"Checked {len(result.results)} series; {len(result.flagged)} flagged in total"
+        + (f", {len(result.warnings)} more at the warning level (in the report, not announced). " if result.warnings else ". ")
+        + f"Data up to {result.latest_event_date or 'unknown'}; {result.records_total:,} records in the database.",
         "",
         "An alarm means this week's count is above what the series' own history makes normal (see Method in the report).",
     ]

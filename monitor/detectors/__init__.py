@@ -5,7 +5,10 @@ Every detector is a frozen parameter model plus ``detect(counts, params, *, week
 positions to evaluate. The result has one row per position with the columns
 ``week_start, count, expected, upperbound, alarm, score, pvalue``, then the detector's
 own columns, ending with ``note`` (why a week is undecided). `alarm` is pandas "boolean",
-NA when undecided. A problem in one week is data (NaN + note), never an exception.
+NA when undecided. A detector MAY add a pandas "boolean" column ``warning``: the week passes
+the detector's looser, warning-level rule (ESSENCE's yellow, where `alarm` is red); it is
+True wherever `alarm` is True and NA wherever `alarm` is NA. A problem in one week is data
+(NaN + note), never an exception.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ValidationError
 
-from monitor.detectors import cusum, ears, farrington, glrnb, rules
+from monitor.detectors import cusum, ears, farrington, glrnb, rules, signals
 from monitor.errors import DetectorError
 
 
@@ -46,6 +49,12 @@ DETECTORS: dict[str, DetectorSpec] = {
         DetectorSpec("ears", ears.EarsParams, ears.detect, ears.min_history, ears.SUMMARY),
         DetectorSpec("acled-surge", rules.AcledSurgeParams, rules.detect_surge, rules.surge_min_history, rules.SURGE_SUMMARY),
         DetectorSpec("acled-threat", rules.AcledThreatParams, rules.detect_threat, rules.threat_min_history, rules.THREAT_SUMMARY),
+        DetectorSpec(
+            "highest-in", signals.HighestInParams, signals.detect_highest_in, signals.highest_in_min_history, signals.HIGHEST_IN_SUMMARY
+        ),
+        DetectorSpec(
+            "trendfinder", signals.TrendfinderParams, signals.detect_trendfinder, signals.trendfinder_min_history, signals.TRENDFINDER_SUMMARY
+        ),
         DetectorSpec("glrnb", glrnb.GlrnbParams, glrnb.detect, glrnb.min_history, glrnb.SUMMARY, stateful=True),
         DetectorSpec("cusum", cusum.CusumParams, cusum.detect, cusum.min_history, cusum.SUMMARY, stateful=True),
     )

@@ -85,7 +85,10 @@ def _summary(result: RunResult) -> dict[str, Any]:
         "flagged": [r.series.key for r in flagged],
         "flagged_names": [series_name(r) for r in flagged],
         "new": [r.series.key for r in flagged if r.status == "new"],
+        "warnings": [r.series.key for r in result.warnings],
         "undecided": sum(1 for r in result.results if r.detection.alarm is None),
+        "multiple_testing": result.false_alarms.multiple_testing if result.false_alarms is not None else "",
+        "expected_false_alerts": round(result.false_alarms.expected_alerts, 4) if result.false_alarms is not None else None,
         "synthetic": result.synthetic,
         "records_total": result.records_total,
     }

@@ -48,6 +48,22 @@ DETECTOR_WORDS = {
         "ACLED Threat Tracker rule: an alarm when the mean of the last 4 weeks is at least twice the weekly mean of the "
         "previous 52 weeks."
     ),
+    "glrnb": (
+        "Negative-binomial GLR-CUSUM (Höhle & Paul 2008, as R `surveillance::glrnb`): accumulates evidence of a "
+        "sustained rise since some past week against a seasonal model of the weeks before; suited to slow surges."
+    ),
+    "cusum": (
+        "CUSUM of standardised counts (as R `surveillance::cusum`, restarting after each alarm): accumulates "
+        "excesses over the expected count, so several moderately high weeks in a row raise an alarm."
+    ),
+    "highest-in": (
+        "OCHA HDX Signals rule: an alarm when the last weeks' total is the highest in 3 years (a warning at 1 year), "
+        "above a floor."
+    ),
+    "trendfinder": (
+        "ACLED Trendfinder bands: this week against the mean of the previous weeks; a large increase (> +25 %) is an "
+        "alarm, a moderate one (+10 to +25 %) a warning; a low baseline (≤ 2 a week, ≤ 5 this week) is never a rise."
+    ),
 }
 
 
@@ -190,7 +206,7 @@ def _glance_status(r: SeriesResult) -> str:
         return "undecided" + (f": {md_escape(d.note, limit=120)}" if d.note else "")
     if d.alarm:
         return f"**ALARM** ({r.status or 'new'}, {_plural(r.weeks_in_alert, 'week')})"
-    word = "resolved" if r.status == "resolved" else "quiet"
+    word = "warning" if d.level == "warning" else ("resolved" if r.status == "resolved" else "quiet")
     return word + (f" ({md_escape(d.note, limit=120)})" if d.note else "")
 
 
@@ -265,6 +281,9 @@ def _key_messages(result: RunResult) -> list[str]:
     summary = f"{_plural(checked, 'series', 'series')} checked: {len(flagged)} flagged"
     if flagged:
         summary += f" ({new} new, {len(flagged) - new} continuing)"
+    warnings = result.warnings
+    if warnings:
+        summary += f", {len(warnings)} at the warning level"
     summary += f", {len(undecided)} undecided"
     if fallback:
         summary += f", {len(fallback)} checked with EARS because their detector lacked history"
@@ -273,6 +292,12 @@ def _key_messages(result: RunResult) -> list[str]:
     if resolved:
         out.append("- Back below threshold this week (resolved): " + ", ".join(md_escape(series_name(r)) for r in resolved) + ".")
     out += [f"- {md_escape(note)}" for note in result.notes]
+    budget = result.false_alarms
+    if budget is not None and budget.calibrated:
+        out.append(
+            f"- Expected false alerts a week under the current setting ({md_escape(budget.multiple_testing)}): "
+            f"{budget.expected_alerts:.2f} (see Method)."
+        )
     out.append("")
     return out
 
@@ -282,6 +307,7 @@ def _flagged_table(result: RunResult) -> list[str]:
     flagged = result.flagged
     if not flagged:
         return out + ["No series flagged this week.", ""]
+    fdr = _fdr(result)
     rows = []
     for rank, r in enumerate(flagged, 1):
         d = r.detection
@@ -294,13 +320,47 @@ def _flagged_table(result: RunResult) -> list[str]:
                 fmt_num(d.threshold),
                 fmt_score(d.score),
                 fmt_p(d.pvalue),
+                *([fmt_p(d.qvalue)] if fdr else []),
                 str(r.weeks_in_alert),
                 md_escape(r.status or "new"),
                 md_escape(r.trend),
             ]
         )
-    header = ["#", "Series", "Observed", "Expected", "Threshold", "Exceedance score", "p-value", "Weeks in alert", "Status", "Trend"]
-    return out + md_table(header, rows, "rlrrrrrrlc") + [""]
+    header = ["#", "Series", "Observed", "Expected", "Threshold", "Exceedance score", "p-value", *(["q-value"] if fdr else []),
+              "Weeks in alert", "Status", "Trend"]  # fmt: skip
+    return out + md_table(header, rows, "rlrrrrr" + ("r" if fdr else "") + "rlc") + [""]
+
+
+def _fdr(result: RunResult) -> bool:
+    return result.false_alarms is not None and result.false_alarms.multiple_testing == "fdr"
+
+
+def _warnings_table(result: RunResult) -> list[str]:
+    warnings = result.warnings
+    if not warnings:
+        return []
+    fdr = _fdr(result)
+    out = [
+        "## Warnings",
+        "",
+        "Above the looser warning level but not alerted (not emailed): worth a look, not yet a surge.",
+        "",
+    ]
+    rows = [
+        [
+            md_escape(series_name(r)),
+            fmt_num(r.detection.observed),
+            fmt_num(r.detection.expected),
+            fmt_num(r.detection.threshold),
+            fmt_p(r.detection.pvalue),
+            *([fmt_p(r.detection.qvalue)] if fdr else []),
+            md_escape(r.trend),
+            _detector_cell(r),
+        ]
+        for r in warnings
+    ]
+    header = ["Series", "Observed", "Expected", "Alert threshold", "p-value", *(["q-value"] if fdr else []), "Trend", "Detector"]
+    return out + md_table(header, rows, "lrrrr" + ("r" if fdr else "") + "cl") + [""]
 
 
 def _glance_table(result: RunResult) -> list[str]:
@@ -424,6 +484,9 @@ def _method(result: RunResult) -> list[str]:
         "- **Alarm**: this week's count is above the detector's threshold, i.e. higher than the series' own history "
         "makes normal. The exceedance score is (observed − expected) / (threshold − expected): above 1 means above "
         "the threshold. The p-value is the chance of a count at least this high if the baseline still held.",
+        "- **Alert and warning**: an alert is an alarm at the detector's configured level (emailed to the watch "
+        "team); a warning passes a looser rule (p-value at or below the warning level, or the detector's own "
+        "looser band) and is only listed in this report.",
         "- **New / continuing / resolved**: new = first alarmed week; continuing = also alarmed the week before "
         "(weeks in alert counts the run of alarmed weeks); resolved = alarmed last week, not this week.",
         "- **Trend**: events in the last 4 weeks against the 4 before: ↑ above +25 %, ↓ below −25 %, → otherwise "
@@ -433,8 +496,11 @@ def _method(result: RunResult) -> list[str]:
         "- **Fallback**: a series with too little history for its configured detector is checked with EARS instead "
         "(marked †); EARS alarms deserve a closer look at the incidents.",
         "- **Late reports**: the most recent weeks may still grow as incidents are reported late or revised.",
-        "",
     ]
+    if result.false_alarms is not None:
+        # our own words; the only names in it are registered detector names
+        out.append(f"- **False alarms**: {result.false_alarms.sentence()}")
+    out.append("")
     return out
 
 
@@ -449,6 +515,7 @@ def render_markdown(result: RunResult, *, charts: Mapping[str, str], settings: A
         _header(result)
         + _key_messages(result)
         + _flagged_table(result)
+        + _warnings_table(result)
         + _glance_table(result)
         + _flagged_details(result, charts, settings)
         + _method(result)

@@ -29,6 +29,7 @@ from monitor.types import Annotation, SeriesResult  # noqa: E402
 #: Colours chosen to stay distinct for the common colour-vision deficiencies (Okabe–Ito based).
 BAR = "#9bb4cc"
 ALARM = "#d62728"
+WARNING = "#cc79a7"  # Okabe–Ito reddish purple: the looser warning level
 UNDECIDED = "#d9d9d9"
 EXPECTED = "#1f4e79"
 THRESHOLD = "#e69f00"
@@ -56,6 +57,7 @@ def plot_series(result: SeriesResult, *, week_start: date, annotations: Sequence
     alarm = history["alarm"] if "alarm" in history else pd.Series([pd.NA] * len(history))
     alarmed = np.array([bool(a) if not pd.isna(a) else False for a in alarm], dtype=bool)
     undecided = np.array([pd.isna(a) for a in alarm], dtype=bool)
+    warned = history["level"].astype(str).eq("warning").to_numpy() if "level" in history else np.zeros(len(history), dtype=bool)
     # weeks the configured detector lacked history for were checked by the EARS fallback:
     # drawn in grey, with hollow markers, so they never pass for the main detector's alarms
     fallback = (
@@ -65,6 +67,7 @@ def plot_series(result: SeriesResult, *, week_start: date, annotations: Sequence
     fb_expected, fb_upper = np.where(fallback, expected, np.nan), np.where(fallback, upper, np.nan)
     expected, upper = np.where(fallback, np.nan, expected), np.where(fallback, np.nan, upper)
     fb_alarmed, alarmed = alarmed & fallback, alarmed & ~fallback
+    warned = warned & ~fallback
 
     fig = Figure(figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI)
     FigureCanvasAgg(fig)
@@ -74,7 +77,7 @@ def plot_series(result: SeriesResult, *, week_start: date, annotations: Sequence
     seven = np.timedelta64(7, "D")
     ax.axvspan(week, week + seven, color=CURRENT, zorder=0, lw=0)
 
-    colours = np.where(alarmed, ALARM, np.where(undecided, UNDECIDED, BAR))
+    colours = np.where(alarmed, ALARM, np.where(warned, WARNING, np.where(undecided, UNDECIDED, BAR)))
     if len(weeks):
         ax.bar(weeks, counts, width=6, align="edge", color=colours, edgecolor="none", zorder=2)
         current = weeks == week
@@ -147,6 +150,8 @@ def plot_series(result: SeriesResult, *, week_start: date, annotations: Sequence
         matplotlib.lines.Line2D([], [], color=THRESHOLD, lw=1.6, ls="--", label="threshold"),
         Patch(facecolor=CURRENT, edgecolor="black", label="reported week"),
     ]
+    if warned.any():
+        handles.insert(2, Patch(color=WARNING, label="warning week"))
     if undecided.any():
         handles.insert(2, Patch(color=UNDECIDED, label="undecided (too little history)"))
     if fallback.any():
