@@ -80,3 +80,26 @@ def assert_close(ours, theirs, what: str, rel: float = 1e-6) -> None:
     assert np.array_equal(a[np.isinf(a)], b[np.isinf(a)]) and np.isinf(b).sum() == np.isinf(a).sum(), f"{what}: infinities differ"
     worst = relative_difference(ours, theirs)
     assert worst <= rel, f"{what}: max relative difference {worst:.3g}"
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory) -> Path:
+    """A folder where `monitor demo` ran once (2023-W09): config, database, report and digest.
+
+    Shared by the session: tests may read it and run detection on it, not change it.
+    """
+    from datetime import datetime, timezone
+
+    from monitor.pipeline import run_demo
+
+    out = tmp_path_factory.mktemp("demo_shared")
+    run_demo(out, now=datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc))
+    return out
+
+
+def demo_config(demo_dir: Path, **detection):
+    """The demo's config with `[detection]` settings changed (e.g. multiple_testing="fdr")."""
+    from monitor.config import load_config
+
+    config = load_config(demo_dir / "monitor.toml")
+    return config.model_copy(update={"detection": config.detection.model_copy(update=detection)})

@@ -4,33 +4,20 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 
 from monitor.cli import cli
-from monitor.config import config_from_dict, load_config
-from monitor.pipeline import backtest_csv, backtest_store, detect_week, run_demo
+from monitor.config import config_from_dict
+from monitor.pipeline import backtest_csv, backtest_store, detect_week
 from monitor.series import parse_week, week_label
 from monitor.store import Store
-from tests.conftest import load_reference, reference_cases
+from tests.conftest import demo_config, load_reference, reference_cases
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc)
 WEEK = parse_week("2023-W09")
-
-
-@pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("demo_backtest")
-    run_demo(out, now=NOW)
-    return out
-
-
-def _config(demo_dir: Path, **detection):
-    config = load_config(demo_dir / "monitor.toml")
-    return config.model_copy(update={"detection": config.detection.model_copy(update=detection)})
 
 
 def _same(a: float, b: float) -> bool:
@@ -40,7 +27,7 @@ def _same(a: float, b: float) -> bool:
 @pytest.mark.parametrize("detector", [None, "cusum"], ids=["configured", "cusum-stateful"])
 @pytest.mark.parametrize("control", ["per-series", "fdr"])
 def test_each_replayed_week_equals_the_weekly_check_of_that_week(demo_dir, detector, control):
-    config = _config(demo_dir, multiple_testing=control)
+    config = demo_config(demo_dir, multiple_testing=control)
     first = WEEK - timedelta(weeks=5)
     with Store(config.db_path) as store:
         replay = backtest_store(config, store, first_week=first, last_week=WEEK, weeks=52, now=NOW, detector=detector)
@@ -59,7 +46,7 @@ def test_each_replayed_week_equals_the_weekly_check_of_that_week(demo_dir, detec
 
 
 def test_backtest_counts_alerts_per_series_and_week(demo_dir):
-    config = _config(demo_dir)
+    config = demo_config(demo_dir)
     with Store(config.db_path) as store:
         replay = backtest_store(config, store, first_week=None, last_week=WEEK, weeks=26, now=NOW)
     assert replay.first_week == WEEK - timedelta(weeks=25) and replay.weeks == 26

@@ -12,11 +12,12 @@ import pytest
 
 from monitor.config import config_from_dict, load_config
 from monitor.errors import ConfigError
-from monitor.pipeline import detect_week, run_demo
+from monitor.pipeline import detect_week
 from monitor.report.markdown import render_markdown
 from monitor.series import parse_week
 from monitor.severity import SeveritySettings, _bh_null, assign_levels, bh_adjusted, false_alarm_budget
 from monitor.store import Store
+from tests.conftest import demo_config
 
 PER_SERIES = SeveritySettings()
 FDR = SeveritySettings(multiple_testing="fdr", fdr=0.05, warning_fdr=0.2)
@@ -160,16 +161,8 @@ NOW = datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc)
 WEEK = parse_week("2023-W09")
 
 
-@pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("demo_levels")
-    run_demo(out, now=NOW)
-    return out
-
-
 def _run(demo_dir: Path, **detection):
-    config = load_config(demo_dir / "monitor.toml")
-    config = config.model_copy(update={"detection": config.detection.model_copy(update=detection)})
+    config = demo_config(demo_dir, **detection)
     with Store(config.db_path) as store:
         return detect_week(config, store, week=WEEK, now=NOW)
 
