@@ -3,9 +3,20 @@
 Noufaily A, Enki DG, Farrington P, Garthwaite P, Andrews N, Charlett A (2013), "An improved
 algorithm for outbreak detection in multiple surveillance systems", Stat Med 32:1206-1222,
 section 3: 42 scenarios of 624 weekly negative-binomial counts, four past outbreaks in
-weeks 313-575 and one current outbreak in the 49 evaluation weeks 576-624. A detector is
-scored on those 49 weeks: false-positive rate where no outbreak is going on, probability of
-detecting the current outbreak, and weeks from its start to the first alarm.
+weeks 313-575 (sizes k = 2, 3, 5 and 10) and one current outbreak in the 49 evaluation weeks
+576-624 (size k = 1..10). A detector is scored on those 49 weeks: false-positive rate where no
+outbreak is going on, probability of detecting the current outbreak, and weeks from its start
+to the first alarm.
+
+Weeks 313-575 are the reference weeks of a Farrington detector with b = 5 years and w = 3
+(576 - 5*52 - 3 = 313): the design is meant for b = 5. The project's reference figures, measured
+with R surveillance::farringtonFlexible (improved settings, alpha = 0.005: FPR 0.0048, POD 0.427
+overall, 0.37 at k = 5, 0.86 at k = 10; Farrington's original settings: FPR 0.023), are
+matched with b = 5 when the past outbreaks have k = 2, 3, 5, 10 (one each) and "overall" is
+the mean over current k = 1..10: 50 series per cell give FPR 0.0049, POD 0.418 overall, 0.33
+at k = 5, 0.85 at k = 10, and FPR 0.023 with the original settings. Giving the past outbreaks
+the current k and scoring only k in {2, 3, 5, 10} does not (POD 0.33 overall, 0.78 at k = 10);
+neither does b = 3 (FPR 0.0063).
 
 Everything is pure: randomness comes from seeded numpy Generators, nothing reads the clock.
 """
@@ -32,8 +43,14 @@ WEEKS = 624
 PAST_FIRST, PAST_LAST = 313, 575
 #: First and last evaluation week (1-based); the current outbreak starts in one of them.
 EVAL_FIRST, EVAL_LAST = 576, 624
+#: Size parameters k of the past outbreaks of every series: one outbreak of each, in random order,
+#: whatever the current outbreak's k.
+PAST_KS: tuple[float, ...] = (2.0, 3.0, 5.0, 10.0)
 #: Number of past outbreaks per series.
-N_PAST = 4
+N_PAST = len(PAST_KS)
+#: Size parameters k of the current outbreak scored by default (one row per k); "overall" in
+#: `summarise` is then the mean over k = 1..10, the pooling the reference figures use.
+CURRENT_KS: tuple[float, ...] = tuple(float(k) for k in range(1, 11))
 #: Week start of week 1. Any Monday does; the Farrington detector finds its reference weeks
 #: by date, so a fixed start keeps runs comparable.
 START = pd.Timestamp("2001-01-01")
@@ -85,7 +102,9 @@ class SimulatedSeries:
 
     `counts` holds everything (baseline + past + current outbreak cases); the arrays are per
     week (position 0 = week 1). `past` / `current` are True in the weeks that received at
-    least one case of a past / the current outbreak. Starts are 1-based weeks.
+    least one case of a past / the current outbreak. Starts are 1-based weeks; `past_ks[i]` is
+    the size parameter of the past outbreak starting in `past_starts[i]`, `current_k` that of
+    the current outbreak.
     """
 
     counts: pd.Series
@@ -97,6 +116,8 @@ class SimulatedSeries:
     past_sizes: tuple[int, ...]
     current_start: int | None
     current_size: int
+    past_ks: tuple[float, ...]
+    current_k: float
 
     @property
     def past(self) -> np.ndarray:
@@ -138,49 +159,75 @@ def _outbreak(start: int, size: int, weeks: int, rng: np.random.Generator) -> np
 
 
 def simulate_series(
-    scenario: Scenario, *, k: float, rng: np.random.Generator, weeks: int = WEEKS, current: bool = True
+    scenario: Scenario,
+    *,
+    k: float,
+    rng: np.random.Generator,
+    weeks: int = WEEKS,
+    current: bool = True,
+    past_ks: Sequence[float] = PAST_KS,
 ) -> SimulatedSeries:
-    """Simulate one series of `scenario` with outbreaks of size parameter `k` (Noufaily 2013).
+    """Simulate one series of `scenario` whose current outbreak has size parameter `k` (Noufaily 2013).
 
     Parameters:
         scenario: one of `SCENARIOS` (or any `Scenario`).
-        k: outbreak size parameter: an outbreak starting in week s has Poisson(k * sd_s)
-            cases, sd_s = sqrt(phi * mu_s) the baseline standard deviation in week s.
+        k: size parameter of the current outbreak: an outbreak starting in week s has
+            Poisson(k * sd_s) cases, sd_s = sqrt(phi * mu_s) the baseline standard deviation in
+            week s.
         rng: the source of randomness (e.g. ``np.random.default_rng(seed)``).
         weeks: series length (>= 576); the current outbreak starts in weeks 576..weeks.
-        current: add the current outbreak (False: the series carries none).
+        current: add the current outbreak (False: the series carries none; its draws come
+            last, so the baseline and past outbreaks are the same either way).
+        past_ks: size parameters of the past outbreaks, one outbreak each (default 2, 3, 5, 10).
 
-    Choices the paper leaves open, made here:
+    The design follows the project issue's specification and, where it is silent, Noufaily 2013
+    and R surveillance::sts_creation (1.20.3, "baseline and outbreaks created as in Noufaily
+    et al."). Every choice:
 
     * t runs 1..weeks (week 1 = position 0); the trend is beta*t, the harmonics use the same t,
-      and for m = 2 both harmonics share gamma1 and gamma2 (as surveillance::sts_creation).
+      and for m = 2 both harmonics share gamma1 and gamma2 (sts_creation: ``gamma1*cos(2*pi*t/52)
+      + gamma2*sin(2*pi*t/52) + gamma1*cos(4*pi*t/52) + gamma2*sin(4*pi*t/52)``).
     * Counts are NB with mean mu_t and variance phi*mu_t (size mu_t/(phi-1)); phi = 1 is Poisson.
-    * The 4 past outbreak starts are drawn independently and uniformly from weeks 313..575
-      (they may coincide or overlap); the current start uniformly from 576..weeks.
-    * All outbreaks of one series share the same k (the past ones shape the baseline the
-      detector learns from; FPR and POD are then reported per k).
-    * The size uses the baseline sd at the start week only, sqrt(phi*mu_s) from the model, not
-      from the simulated counts; a Poisson draw of 0 gives an outbreak with no cases.
-    * Each case is placed at start + floor(LogNormal(meanlog 0, sdlog 0.5)) weeks (so about
-      half the cases fall in the start week); cases after the last week are dropped. A past
+      Not sts_creation, whose ``rnbinom(mu = mu, size = overdispersion)`` has variance
+      mu + mu^2/overdispersion: the spec and the paper say phi*mu.
+    * Past outbreaks: one with each k of `past_ks` (2, 3, 5, 10, in random order), whatever the
+      current k: the spec's "4 past outbreaks ... with k in {2, 3, 5, 10}". Their starts are
+      drawn independently and uniformly from weeks 313..575 (they may coincide or overlap).
+      The current start is uniform in 576..weeks. (Giving the past outbreaks the current k
+      instead, as this module did before, makes the FPR depend on k, 0.0062 at k = 2 and
+      0.0034 at k = 10, and lowers the POD at k = 10 from 0.85 to 0.78: Farrington, b = 5.)
+    * Size: Poisson(k * sd_s), sd_s = sqrt(phi*mu_s) from the model at the start week s, not
+      from the simulated counts; a draw of 0 gives an outbreak with no cases. Not
+      sts_creation, whose ``rpois(lambda = sizesOutbreak[i] * (mu * (1 + mu/overdispersion)))``
+      is k times the variance, and of the last week's mean (``mu`` left over from its loop).
+    * Each case is placed at start + floor(LogNormal(meanlog 0, sdlog 0.5)) weeks: about half
+      the cases fall in the start week, 42 % one week later, 7 % two weeks later. sts_creation
+      draws the same lags from ``lognormDiscrete(Dmax = 20, logmu = 0, sigma = 0.5)`` (cut at
+      20 weeks, a 1e-9 difference) but then drops the empty weeks (``cases[cases > 0]``),
+      packing the cases into consecutive weeks; here a case keeps its lag.
+    * Cases after the last week are dropped (as sts_creation's ``observed[1:lengthT]``). A past
       outbreak starting in weeks 572-575 can spill a few cases into the evaluation weeks;
       `past` marks those weeks.
-    * Draw order (fixed, for reproducibility): baseline counts, the 4 past starts, then per
-      past outbreak its size and case lags, then the current start, size and lags.
-    * Dates: weekly, starting Monday `START` (2001-01-01).
+    * Draw order (fixed, for reproducibility): baseline counts, the past starts, the order of
+      `past_ks`, then per past outbreak its size and case lags, then the current start, size
+      and lags.
+    * Dates: weekly, starting Monday `START` (2001-01-01); the series is date-based as for
+      sts_creation (``epochAsDate = TRUE``), which matters to Farrington's reference weeks.
     """
     if weeks < EVAL_FIRST:
         raise ValueError(f"weeks={weeks} is too short: the design needs at least {EVAL_FIRST} weeks")
-    if not k > 0 or not math.isfinite(k):
-        raise ValueError(f"k={k} must be a positive number (the paper uses 2, 3, 5, 10)")
+    for value in (k, *past_ks):
+        if not value > 0 or not math.isfinite(value):
+            raise ValueError(f"k={value} must be a positive number (the paper uses 1..10, past outbreaks 2, 3, 5, 10)")
     mu = baseline_mean(scenario, weeks=weeks)
     sd = np.sqrt(scenario.phi * mu)
     baseline = _draw_counts(mu, scenario.phi, rng)
-    starts = rng.integers(PAST_FIRST, PAST_LAST + 1, size=N_PAST)
+    starts = rng.integers(PAST_FIRST, PAST_LAST + 1, size=len(past_ks))
+    ks_past = tuple(float(x) for x in rng.permutation(np.asarray(past_ks, dtype=float)))
     past_cases = np.zeros(weeks, dtype=int)
     sizes = []
-    for s in starts:
-        size = int(rng.poisson(k * sd[s - 1]))
+    for s, kp in zip(starts, ks_past):
+        size = int(rng.poisson(kp * sd[s - 1]))
         sizes.append(size)
         past_cases += _outbreak(int(s), size, weeks, rng)
     current_cases = np.zeros(weeks, dtype=int)
@@ -202,6 +249,8 @@ def simulate_series(
         past_sizes=tuple(sizes),
         current_start=current_start,
         current_size=current_size,
+        past_ks=ks_past,
+        current_k=float(k) if current else math.nan,
     )
 
 
@@ -225,7 +274,7 @@ def evaluate(
     scenarios: Iterable[Scenario] = SCENARIOS,
     n_series: int,
     seed: int,
-    ks: Sequence[float] = (2, 3, 5, 10),
+    ks: Sequence[float] = CURRENT_KS,
     workers: int = 1,
 ) -> pd.DataFrame:
     """Score `detector` on the Noufaily design: one row per scenario and k with FPR, POD and timeliness.
@@ -237,18 +286,24 @@ def evaluate(
         n_series: series simulated per scenario and k.
         seed: the run's seed; series i of (scenario, k) uses `series_rng(seed, scenario, k, i)`,
             so a subset of scenarios reproduces the same numbers as the full run.
-        ks: outbreak size parameters.
+        ks: size parameters of the current outbreak, one row each (default 1..10, Noufaily
+            2013); the past outbreaks always have k = 2, 3, 5, 10 (`PAST_KS`).
         workers: processes to spread the (scenario, k) cells over (results do not depend on it).
 
     Each simulated series is scored twice, paired: without its current outbreak for the FPR,
     with it for the POD. The detector is run through `run_detector(..., fallback="")`:
 
     * FPR: alarms / weeks over positions 575..623 (weeks 576-624) of the series without the
-      current outbreak, leaving out the weeks into which a past outbreak spilled cases.
+      current outbreak, leaving out the weeks into which a past outbreak spilled cases (about
+      0.1 % of the weeks). The series without a current outbreak does not depend on k except
+      through the seed, so the FPR of every k estimates the same rate.
     * POD: share of current outbreaks with an alarm in a week that holds at least one of its
-      cases. The detector runs on positions 575..(last outbreak week), so detectors that carry
-      state from week to week see the same weeks as in the FPR run. Outbreaks with no cases
-      inside the series (a Poisson size of 0) count as missed (`empty_outbreaks`).
+      cases (the weeks sts_creation marks in its ``state``). An alarm after the outbreak's last
+      case does not count: counting any alarm from the start to week 624 would add false alarms
+      (about +0.1 at k = 2, +0.07 overall for Farrington at alpha = 0.005). The detector runs
+      on positions 575..(last outbreak week), so detectors that carry state from week to week
+      see the same weeks as in the FPR run. Outbreaks with no cases inside the series (a
+      Poisson size of 0) count as missed (`empty_outbreaks`).
     * mean_weeks_to_alarm: over detected outbreaks, first alarm week − start week (0 = the
       start week).
     * Undecided weeks (alarm NA) count as no alarm; `undecided_weeks` says how many there were.

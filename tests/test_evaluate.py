@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -11,9 +12,11 @@ from scipy import stats
 
 from monitor.evaluate import (
     COLUMNS,
+    CURRENT_KS,
     EVAL_FIRST,
     EVAL_LAST,
     PAST_FIRST,
+    PAST_KS,
     PAST_LAST,
     SCENARIOS,
     WEEKS,
@@ -86,9 +89,12 @@ def test_outbreak_starts_sizes_and_masks_follow_the_rule() -> None:
         # the current outbreak starts at its start week; cases beyond week 624 are dropped
         assert sim.current_cases[: sim.current_start - 1].sum() == 0
         assert sim.current_cases.sum() <= sim.current_size
+        # the past outbreaks have k = 2, 3, 5, 10, one each; the current one the k asked for
+        assert sorted(sim.past_ks) == [2, 3, 5, 10] and sim.current_k == 3
         # size ~ Poisson(k * sd at the start week)
-        for start, size in zip((*sim.past_starts, sim.current_start), (*sim.past_sizes, sim.current_size)):
-            lam = 3 * sd[start - 1]
+        starts = (*sim.past_starts, sim.current_start)
+        for start, size, kk in zip(starts, (*sim.past_sizes, sim.current_size), (*sim.past_ks, sim.current_k)):
+            lam = kk * sd[start - 1]
             z_sizes.append((size - lam) / math.sqrt(lam))
         if sim.current_start <= EVAL_LAST - 10:  # no truncation: the whole outbreak is inside
             assert sim.current_cases.sum() == sim.current_size
@@ -105,9 +111,37 @@ def test_outbreak_starts_sizes_and_masks_follow_the_rule() -> None:
     assert abs(observed[0] / observed.sum() - 0.5) < 0.03  # half the cases in the start week
 
 
+def test_past_outbreaks_do_not_depend_on_the_current_k() -> None:
+    # Noufaily 2013: the four past outbreaks have k = 2, 3, 5 and 10 in every series, whatever
+    # the current outbreak's k; only the current outbreak changes with k.
+    s = BY_ID[31]
+    orders = set()
+    for seed in range(40):
+        a = simulate_series(s, k=1, rng=np.random.default_rng(seed))
+        b = simulate_series(s, k=10, rng=np.random.default_rng(seed))
+        c = simulate_series(s, k=10, rng=np.random.default_rng(seed), current=False)
+        for other in (b, c):
+            np.testing.assert_array_equal(a.baseline, other.baseline)
+            np.testing.assert_array_equal(a.past_cases, other.past_cases)
+            assert (a.past_starts, a.past_ks, a.past_sizes) == (other.past_starts, other.past_ks, other.past_sizes)
+        assert a.current_start == b.current_start
+        orders.add(a.past_ks)
+    assert len(orders) > 5  # which start gets which k is random
+    custom = simulate_series(s, k=5, rng=np.random.default_rng(0), past_ks=(4, 4))
+    assert custom.past_ks == (4, 4) and len(custom.past_starts) == 2
+
+
+def test_the_design_is_built_for_b_5_and_scores_k_1_to_10() -> None:
+    # past outbreaks start within the reference weeks of Farrington b = 5 years, w = 3 weeks
+    assert PAST_FIRST == EVAL_FIRST - 5 * 52 - 3 and PAST_LAST == EVAL_FIRST - 1
+    assert PAST_KS == (2, 3, 5, 10) and CURRENT_KS == tuple(range(1, 11))
+    assert inspect.signature(evaluate).parameters["ks"].default == CURRENT_KS
+
+
 def test_a_series_without_current_outbreak_has_none() -> None:
     sim = simulate_series(BY_ID[5], k=5, rng=np.random.default_rng(1), current=False)
     assert sim.current_start is None and sim.current_size == 0 and not sim.current.any()
+    assert math.isnan(sim.current_k) and sorted(sim.past_ks) == [2, 3, 5, 10]
     assert isinstance(sim.counts.index, pd.DatetimeIndex) and len(sim.counts) == WEEKS
     assert (sim.counts.index[1:] - sim.counts.index[:-1] == pd.Timedelta(days=7)).all()
 
@@ -121,7 +155,7 @@ def test_same_seed_same_series_other_seed_other_series() -> None:
     assert not a.counts.equals(c.counts)
 
 
-@pytest.mark.parametrize("bad", [{"k": 0}, {"k": -1}, {"k": 2, "weeks": 500}])
+@pytest.mark.parametrize("bad", [{"k": 0}, {"k": -1}, {"k": 2, "weeks": 500}, {"k": 2, "past_ks": (2, 0)}])
 def test_simulate_rejects_a_bad_k_or_length(bad: dict) -> None:
     with pytest.raises(ValueError):
         simulate_series(BY_ID[1], rng=np.random.default_rng(0), **bad)
