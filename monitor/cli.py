@@ -357,7 +357,7 @@ def backtest(ctx, first, last, weeks, series_filter, detector, params, counts_fi
 @click.option("--n-series", type=click.IntRange(min=1), default=100, show_default=True, help="series per scenario and k")
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--scenarios", default="", help="comma-separated scenario ids 1..42 (default: all)")
-@click.option("--ks", default="2,3,5,10", show_default=True, help="outbreak sizes k, comma-separated")
+@click.option("--ks", default="1,2,3,4,5,6,7,8,9,10", show_default=True, help="current outbreak sizes k, comma-separated (past outbreaks: 2, 3, 5, 10)")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="processes")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("simulation"), show_default=True)
 @click.pass_context

@@ -73,6 +73,13 @@ def testable(frame: pd.DataFrame) -> np.ndarray:
     return (~alarm.isna().to_numpy()) & np.isfinite(p) & np.isfinite(upper) & (count > 0)
 
 
+def _chart_alarm(frame: pd.DataFrame) -> np.ndarray:
+    # alarms a chart raised without a single-week p-value (farrington-cusum's CUSUM): BH cannot judge them
+    if "chart_alarm" not in frame:
+        return np.zeros(len(frame), dtype=bool)
+    return frame["chart_alarm"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+
+
 def _own_warning(frame: pd.DataFrame) -> np.ndarray:
     if "warning" not in frame:
         return np.zeros(len(frame), dtype=bool)
@@ -91,7 +98,8 @@ def assign_levels(frame: pd.DataFrame, settings: SeveritySettings, *, by: str | 
 
     Per-series control keeps every detector's own `alarm`; FDR control replaces it, on
     tested rows, by the BH rejection at `settings.fdr` among the tested rows of the same
-    week (untested rows keep their own alarm). `alarm` stays NA where it was NA.
+    week (untested rows keep their own alarm, and so do rows whose `chart_alarm` is True:
+    a chart's alarm has no single-week p-value for BH to judge). `alarm` stays NA where it was NA.
     Returns a copy; the input is not modified.
     """
     out = frame.copy()
@@ -108,7 +116,7 @@ def assign_levels(frame: pd.DataFrame, settings: SeveritySettings, *, by: str | 
             sub = idx[is_tested[idx]]
             if sub.size:
                 qvalue[sub] = bh_adjusted(p[sub])
-        alert = np.where(is_tested, qvalue <= settings.fdr, own_alarm)
+        alert = np.where(is_tested, (qvalue <= settings.fdr) | _chart_alarm(out), own_alarm)
         warn_rule = np.where(is_tested, qvalue <= settings.warning_fdr, _own_warning(out))
     else:
         alert = own_alarm
@@ -174,6 +182,13 @@ _ALPHA_DETECTORS = ("farrington", "ears")
 
 
 def _alpha_of(detector: str, params: Mapping[str, Any] | None) -> float:
+    if detector == "farrington-cusum" and params:
+        from monitor.detectors.farrington_cusum import FarringtonCusumParams, nominal_rate
+
+        try:
+            return nominal_rate(FarringtonCusumParams.model_validate(dict(params)))
+        except ValueError:
+            return math.nan
     if detector not in _ALPHA_DETECTORS or not params:
         return math.nan
     if detector == "ears" and str(params.get("method", "C1")).upper() == "C3":

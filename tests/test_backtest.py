@@ -24,17 +24,23 @@ def _same(a: float, b: float) -> bool:
     return (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-12, abs=1e-12)
 
 
-@pytest.mark.parametrize("detector", [None, "cusum"], ids=["configured", "cusum-stateful"])
+@pytest.mark.parametrize(
+    ("detector", "params"),
+    [(None, None), ("cusum", None), ("farrington-cusum", {"b": 3})],
+    ids=["configured", "cusum-stateful", "farrington-cusum-stateful"],
+)
 @pytest.mark.parametrize("control", ["per-series", "fdr"])
-def test_each_replayed_week_equals_the_weekly_check_of_that_week(demo_dir, detector, control):
+def test_each_replayed_week_equals_the_weekly_check_of_that_week(demo_dir, detector, params, control):
     config = demo_config(demo_dir, multiple_testing=control)
     first = WEEK - timedelta(weeks=5)
     with Store(config.db_path) as store:
-        replay = backtest_store(config, store, first_week=first, last_week=WEEK, weeks=52, now=NOW, detector=detector)
+        replay = backtest_store(
+            config, store, first_week=first, last_week=WEEK, weeks=52, now=NOW, detector=detector, params=params
+        )
         assert replay.weeks == 6 and len(replay.per_series) == 23
         for k in range(6):
             week = first + timedelta(weeks=k)
-            checked = detect_week(config, store, week=week, now=NOW, detector=detector, with_context=False)
+            checked = detect_week(config, store, week=week, now=NOW, detector=detector, params=params, with_context=False)
             rows = replay.detail[replay.detail["week"] == week_label(week)].set_index("series")
             assert len(rows) == len(checked.results)
             for r in checked.results:

@@ -24,7 +24,9 @@ def _series(values) -> pd.Series:
 
 
 def test_registered_names():
-    assert set(DETECTORS) == {"farrington", "ears", "glrnb", "cusum", "acled-surge", "acled-threat", "highest-in", "trendfinder"}
+    assert set(DETECTORS) == {
+        "farrington", "ears", "glrnb", "cusum", "acled-surge", "acled-threat", "highest-in", "trendfinder", "farrington-cusum"
+    }
     for name, spec in DETECTORS.items():
         assert spec.name == name and spec.summary
         assert spec.params.model_config.get("frozen") and spec.params.model_config.get("extra") == "forbid"
@@ -40,7 +42,7 @@ def test_unknown_detector_suggests_the_nearest(name, suggestion):
         get_detector(name)
     assert str(err.value) == (
         f"unknown detector '{name}' (did you mean '{suggestion}'?); "
-        "valid detectors: acled-surge, acled-threat, cusum, ears, farrington, glrnb, highest-in, trendfinder"
+        "valid detectors: acled-surge, acled-threat, cusum, ears, farrington, farrington-cusum, glrnb, highest-in, trendfinder"
     )
 
 

@@ -7,7 +7,9 @@ positions to evaluate. The result has one row per position with the columns
 own columns, ending with ``note`` (why a week is undecided). `alarm` is pandas "boolean",
 NA when undecided. A detector MAY add a pandas "boolean" column ``warning``: the week passes
 the detector's looser, warning-level rule (ESSENCE's yellow, where `alarm` is red); it is
-True wherever `alarm` is True and NA wherever `alarm` is NA. A problem in one week is data
+True wherever `alarm` is True and NA wherever `alarm` is NA. A detector whose `pvalue` is
+a single-week test but which also alarms by a chart MAY add a "boolean" column
+``chart_alarm``: alarms raised by the chart alone, which false-discovery-rate control keeps. A problem in one week is data
 (NaN + note), never an exception.
 """
 
@@ -22,7 +24,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ValidationError
 
-from monitor.detectors import cusum, ears, farrington, glrnb, rules, signals
+from monitor.detectors import cusum, ears, farrington, farrington_cusum, glrnb, rules, signals
 from monitor.errors import DetectorError
 
 
@@ -57,6 +59,14 @@ DETECTORS: dict[str, DetectorSpec] = {
         ),
         DetectorSpec("glrnb", glrnb.GlrnbParams, glrnb.detect, glrnb.min_history, glrnb.SUMMARY, stateful=True),
         DetectorSpec("cusum", cusum.CusumParams, cusum.detect, cusum.min_history, cusum.SUMMARY, stateful=True),
+        DetectorSpec(
+            "farrington-cusum",
+            farrington_cusum.FarringtonCusumParams,
+            farrington_cusum.detect,
+            farrington_cusum.min_history,
+            farrington_cusum.SUMMARY,
+            stateful=True,
+        ),
     )
 }
 

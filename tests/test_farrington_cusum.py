@@ -1,0 +1,178 @@
+"""farrington-cusum: Farrington's single-week test plus a resetting CUSUM of its normal scores."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from monitor.detectors import make_params, run_detector
+from monitor.detectors import farrington as farr
+from monitor.detectors.farrington_cusum import (
+    FarringtonCusumParams,
+    arl0,
+    detect,
+    farrington_part,
+    nominal_rate,
+    normal_scores,
+    upper_tail_mid,
+)
+from monitor.evaluate import SCENARIOS, simulate_series, series_rng
+from monitor.severity import SeveritySettings, assign_levels, false_alarm_budget
+
+#: Scenario 26: theta 2.5, phi 3, trend and one harmonic: about 12 events a week, overdispersed.
+SCENARIO = next(s for s in SCENARIOS if s.theta == 2.5 and s.trend and s.m == 1)
+WEEKS = list(range(520, 624))
+
+
+@pytest.fixture(scope="module")
+def series() -> pd.Series:
+    return simulate_series(SCENARIO, k=8, rng=series_rng(1, SCENARIO, 8, 0)).counts
+
+
+@pytest.fixture(scope="module")
+def result(series) -> pd.DataFrame:
+    return detect(series, FarringtonCusumParams(), weeks=WEEKS)
+
+
+def _scipy_midp_z(y: float, mu: float, phi: float) -> float:
+    # written independently of the module: scipy's distributions instead of incomplete beta/gamma
+    dist = stats.nbinom(mu / (phi - 1), 1 / phi) if phi > 1 else stats.poisson(mu)
+    return float(np.clip(stats.norm.isf(dist.sf(y) + 0.5 * dist.pmf(y)), -5, 8))
+
+
+def test_rule_matches_its_definition_week_by_week(series, result):
+    """Alarm = Farrington alarm, or CUSUM of mid-p normal scores >= h (limit54 holds); reset after alarms."""
+    p = FarringtonCusumParams()
+    f = farr.detect(series, farrington_part(p), weeks=WEEKS)
+    y = series.to_numpy(dtype=float)
+    c, expected_alarm, expected_score = 0.0, [], []
+    for i, t in enumerate(WEEKS):
+        z = _scipy_midp_z(y[t], f["mu0"][i], f["phi"][i])
+        assert result["z"][i] == pytest.approx(z, rel=1e-9, abs=1e-9)
+        c = max(0.0, c + z - p.cusum_k)
+        enough = y[max(t - 3, 0) : t + 1].sum() >= 5
+        alarm = bool(f["alarm"][i]) or (enough and c >= p.cusum_h)
+        expected_alarm.append(alarm)
+        expected_score.append(c)
+        if alarm:
+            c = 0.0
+    assert result["alarm"].tolist() == expected_alarm
+    np.testing.assert_allclose(result["score"], expected_score, rtol=1e-9, atol=1e-12)
+    assert result["farrington_alarm"].tolist() == f["alarm"].tolist()
+    assert (result["chart_alarm"] == (result["alarm"] & ~result["farrington_alarm"])).all()
+    # Farrington's own columns pass through unchanged
+    for col in ("expected", "pvalue", "mu0", "phi", "trend_coef"):
+        np.testing.assert_array_equal(result[col].to_numpy(), f[col].to_numpy())
+    assert result["alarm"].sum() >= 1 and result["chart_alarm"].sum() >= 1  # the series exercises both arms
+
+
+def test_upperbound_is_the_count_above_which_the_week_alarms(series, result):
+    """Setting week t's count to upperbound + 1 alarms; to upperbound it does not (history unchanged)."""
+    p = FarringtonCusumParams()
+    checked = 0
+    for i, t in enumerate(WEEKS[:60]):
+        u = result["upperbound"][i]
+        if not math.isfinite(u) or u < 5:
+            continue
+        for value, alarms in ((u, False), (u + 1, True)):
+            edited = series.copy()
+            edited.iloc[t] = value
+            # the chart before t is the same (only week t changed); run from the same start
+            out = detect(edited, p, weeks=list(range(WEEKS[0], t + 1)))
+            assert bool(out["alarm"].iloc[-1]) is alarms, (t, value)
+        checked += 1
+    assert checked >= 20
+
+
+def test_two_moderate_weeks_alarm_where_farrington_alone_does_not():
+    """A rise spread over two weeks, each below Farrington's limit, is caught by the chart."""
+    base = simulate_series(SCENARIO, k=1, rng=series_rng(3, SCENARIO, 1, 0), current=False).counts
+    p = FarringtonCusumParams()
+    t = 600
+    f = farr.detect(base, farrington_part(p), weeks=[t, t + 1])
+    counts = base.copy()
+    for i in range(2):  # a count with normal score between 2.2 and Farrington's limit (z = 2.88)
+        mu, phi = f["mu0"][i], f["phi"][i]
+        y = next(v for v in range(200) if _scipy_midp_z(v, mu, phi) >= 2.2)
+        assert _scipy_midp_z(y, mu, phi) < stats.norm.isf(p.alpha)
+        counts.iloc[t + i] = y
+    out = detect(counts, p, weeks=list(range(t - 20, t + 2)))
+    last = out.iloc[-2:]
+    assert not last["farrington_alarm"].any()
+    assert bool(last["chart_alarm"].iloc[-1]) and bool(last["alarm"].iloc[-1])
+    assert not bool(out["alarm"].iloc[-2])
+
+
+def test_undecided_weeks_leave_the_chart_alone(series):
+    p = FarringtonCusumParams()
+    gap = series.copy().astype(float)
+    gap.iloc[560] = np.nan
+    out = detect(gap, p, weeks=WEEKS)
+    i = WEEKS.index(560)
+    assert pd.isna(out["alarm"][i]) and out["score"][i] == out["score"][i - 1] * (not out["alarm"][i - 1])
+    short = detect(series, p, weeks=[10, 11])  # five years are needed before the first week
+    assert short["alarm"].isna().all() and short["note"].str.contains("too little history").all()
+
+
+def test_normal_scores_are_close_to_standard_normal_under_the_model():
+    """Mid-p tails average 1/2 and the scores' upper tail is at most ~N(0, 1)'s, sparse or busy.
+
+    Discreteness shrinks the spread of sparse series (sd 0.81 at mean 0.8), which makes the
+    chart conservative there; it never makes the tail beyond z = 2 much heavier than normal.
+    """
+    rng = np.random.default_rng(1)
+    for mu, phi in ((0.8, 2.0), (3.0, 1.5), (12.0, 3.0), (40.0, 1.0)):
+        draws = rng.negative_binomial(mu / (phi - 1), 1 / phi, 400_000) if phi > 1 else rng.poisson(mu, 400_000)
+        y, m, f = draws.astype(float), np.full(draws.size, mu), np.full(draws.size, phi)
+        assert upper_tail_mid(y, m, f).mean() == pytest.approx(0.5, abs=0.002)
+        z = normal_scores(y, m, f)
+        assert abs(z.mean()) < 0.08 and 0.78 < z.std() < 1.02, (mu, phi, z.mean(), z.std())
+        for c in (2.0, 2.5, 3.0):
+            assert (z >= c).mean() <= 1.15 * stats.norm.sf(c), (mu, phi, c)
+    assert np.isnan(normal_scores(np.array([np.nan]), np.array([1.0]), np.array([1.0]))[0])
+
+
+def test_arl0_agrees_with_a_simulated_chart():
+    """Siegmund's ARL0 for k = 1, h = 2.25 within 10 % of a Monte Carlo CUSUM of N(0, 1) scores."""
+    k, h = 1.0, 2.25
+    rng = np.random.default_rng(5)
+    z = rng.standard_normal(2_000_000)
+    c, alarms = 0.0, 0
+    for v in z:
+        c = max(0.0, c + v - k)
+        if c >= h:
+            alarms += 1
+            c = 0.0
+    simulated = len(z) / alarms
+    assert arl0(k, h) == pytest.approx(simulated, rel=0.10)
+    assert nominal_rate(FarringtonCusumParams()) == pytest.approx(0.002 + 1 / arl0(k, h))
+
+
+def test_fdr_keeps_chart_alarms_and_the_budget_counts_the_nominal_rate(result):
+    rows = result.assign(detector="farrington-cusum").copy()
+    rows["week_start"] = pd.Timestamp("2023-01-02")  # one BH group
+    levels = assign_levels(rows, SeveritySettings(multiple_testing="fdr", fdr=0.05))
+    chart = rows["chart_alarm"].fillna(False).to_numpy(dtype=bool)
+    assert chart.any()
+    assert levels["alarm"].fillna(False).to_numpy(dtype=bool)[chart].all()
+    params = FarringtonCusumParams().model_dump()
+    one_week = levels.iloc[[0, 1, 2]]
+    budget = false_alarm_budget(one_week, SeveritySettings(), params_of={"farrington-cusum": params})
+    assert budget.expected_alerts == pytest.approx(3 * nominal_rate(FarringtonCusumParams()))
+    assert budget.uncalibrated == ()
+
+
+def test_params_and_registry():
+    p = make_params("farrington-cusum", {"cusum_h": "3", "b": "3", "alpha": "0.001"})
+    assert (p.cusum_h, p.b, p.alpha, p.cusum_k) == (3.0, 3, 0.001, 1.0)
+    assert farrington_part(p) == farr.FarringtonParams(b=3, alpha=0.001)
+    with pytest.raises(Exception, match="cusum_h"):
+        make_params("farrington-cusum", {"cusum_h": "0"})
+    # short histories fall back to EARS like Farrington
+    counts = pd.Series([3.0] * 100, index=pd.date_range("2021-01-04", periods=100, freq="7D"))
+    out = run_detector("farrington-cusum", FarringtonCusumParams(), counts, weeks=[99])
+    assert out["fallback_from"][0] == "farrington-cusum" and out["detector"][0] == "ears"
