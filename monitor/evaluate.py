@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from monitor.detectors import make_params, run_detector
+from monitor.detectors import get_detector, make_params, run_detector
 from monitor.errors import DetectorError
 
 #: Length of a simulated series, in weeks (12 years of 52 weeks).
@@ -321,10 +321,19 @@ def evaluate(
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def _alarms(detector: str, params: BaseModel, counts: pd.Series, first: int, last: int) -> tuple[np.ndarray, int]:
-    out = run_detector(detector, params, counts, weeks=range(first, last + 1), fallback="")
-    alarm = out["alarm"]
-    return alarm.fillna(False).to_numpy(dtype=bool), int(alarm.isna().sum())
+def _alarms_many(detector: str, params: BaseModel, jobs: Sequence[tuple[pd.Series, int, int]]) -> list[tuple[np.ndarray, int]]:
+    """Alarms (NA as False) and the number of NA weeks of each (counts, first, last) job.
+
+    Detectors with a batch engine (`DetectorSpec.detect_many`) run all jobs in one call;
+    the others run one `run_detector(..., fallback="")` each. Both give the same frames:
+    without a fallback, `run_detector` is the detector itself.
+    """
+    spec = get_detector(detector)
+    if spec.detect_many is not None:
+        frames = spec.detect_many([c for c, _, _ in jobs], params, [range(a, b + 1) for _, a, b in jobs])
+    else:
+        frames = [run_detector(detector, params, c, weeks=range(a, b + 1), fallback="") for c, a, b in jobs]
+    return [(f["alarm"].fillna(False).to_numpy(dtype=bool), int(f["alarm"].isna().sum())) for f in frames]
 
 
 def _score_cell(cell: tuple[str, BaseModel, Scenario, float, int, int]) -> dict[str, Any]:
@@ -332,21 +341,25 @@ def _score_cell(cell: tuple[str, BaseModel, Scenario, float, int, int]) -> dict[
     first = EVAL_FIRST - 1
     fpr_weeks = false_alarms = outbreaks = empty = detected = undecided = 0
     delays: list[int] = []
-    for i in range(n_series):
-        sim = simulate_series(scenario, k=k, rng=series_rng(seed, scenario, k, i))
-        last = len(sim.counts) - 1
-        alarm, na = _alarms(detector, params, sim.without_current(), first, last)
+    sims = [simulate_series(scenario, k=k, rng=series_rng(seed, scenario, k, i)) for i in range(n_series)]
+    # FPR on every series without its current outbreak; POD on those whose outbreak has cases,
+    # up to its last case (a stateful detector sees the same weeks as in the FPR run).
+    hit_weeks = [np.flatnonzero(sim.current) for sim in sims]
+    jobs = [(sim.without_current(), first, len(sim.counts) - 1) for sim in sims]
+    jobs += [(sim.counts, first, int(hits[-1])) for sim, hits in zip(sims, hit_weeks) if hits.size]
+    results = iter(_alarms_many(detector, params, jobs))
+    for sim in sims:
+        alarm, na = next(results)
         undecided += na
         clean = ~sim.past[first:]
         fpr_weeks += int(clean.sum())
         false_alarms += int((alarm & clean).sum())
-
+    for sim, weeks_hit in zip(sims, hit_weeks):
         outbreaks += 1
-        weeks_hit = np.flatnonzero(sim.current)
         if weeks_hit.size == 0:
             empty += 1
             continue
-        alarm, na = _alarms(detector, params, sim.counts, first, int(weeks_hit[-1]))
+        alarm, na = next(results)
         undecided += na
         hits = weeks_hit[alarm[weeks_hit - first]]
         if hits.size:

@@ -42,12 +42,22 @@ class DetectorSpec:
     min_history: Callable[[BaseModel], int]
     summary: str
     stateful: bool = False
+    #: optional ``detect_many(series, params, weeks)``: `detect` on many series at once, the
+    #: same frames faster (the batch engine); callers without a fallback may use it.
+    detect_many: Callable[..., list[pd.DataFrame]] | None = None
 
 
 DETECTORS: dict[str, DetectorSpec] = {
     spec.name: spec
     for spec in (
-        DetectorSpec("farrington", farrington.FarringtonParams, farrington.detect, farrington.min_history, farrington.SUMMARY),
+        DetectorSpec(
+            "farrington",
+            farrington.FarringtonParams,
+            farrington.detect,
+            farrington.min_history,
+            farrington.SUMMARY,
+            detect_many=farrington.detect_many,
+        ),
         DetectorSpec("ears", ears.EarsParams, ears.detect, ears.min_history, ears.SUMMARY),
         DetectorSpec("acled-surge", rules.AcledSurgeParams, rules.detect_surge, rules.surge_min_history, rules.SURGE_SUMMARY),
         DetectorSpec("acled-threat", rules.AcledThreatParams, rules.detect_threat, rules.threat_min_history, rules.THREAT_SUMMARY),
@@ -66,6 +76,7 @@ DETECTORS: dict[str, DetectorSpec] = {
             farrington_cusum.min_history,
             farrington_cusum.SUMMARY,
             stateful=True,
+            detect_many=farrington_cusum.detect_many,
         ),
     )
 }

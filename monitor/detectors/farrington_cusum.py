@@ -150,9 +150,21 @@ def detect(counts: pd.Series, params: FarringtonCusumParams, *, weeks: Sequence[
     then `z` (the week's normal score), `farrington_alarm`, `chart_alarm` (the CUSUM alone
     alarmed) and `note`.
     """
-    pos = check_positions(counts, weeks)
-    run = list(range(min(pos), max(pos) + 1)) if pos else []
-    f = farrington.detect(counts, farrington_part(params), weeks=run)
+    return detect_many([counts], params, [weeks])[0]
+
+
+def detect_many(series: Sequence[pd.Series], params: FarringtonCusumParams, weeks: Sequence[Sequence[int]]) -> list[pd.DataFrame]:
+    """`detect` on several series at once (`weeks[i]` are the positions of `series[i]`): Farrington's fits are batched."""
+    if len(series) != len(weeks):
+        raise ValueError(f"detect_many needs one list of weeks per series (got {len(series)} series and {len(weeks)} lists of weeks)")
+    positions = [check_positions(counts, w) for counts, w in zip(series, weeks)]
+    runs = [list(range(min(pos), max(pos) + 1)) if pos else [] for pos in positions]
+    frames = farrington.detect_many(series, farrington_part(params), runs)
+    return [_chart(counts, f, params, run, pos) for counts, f, run, pos in zip(series, frames, runs, positions)]
+
+
+def _chart(counts: pd.Series, f: pd.DataFrame, params: FarringtonCusumParams, run: list[int], pos: list[int]) -> pd.DataFrame:
+    """Add the CUSUM to Farrington's result `f` for the consecutive positions `run`; keep the rows of `pos`."""
     y = f["count"].to_numpy(dtype=float)
     mu0 = f["mu0"].to_numpy(dtype=float)
     phi = f["phi"].to_numpy(dtype=float)
