@@ -88,7 +88,7 @@ class SeriesDefinition(_Settings):
     group_by: list[Literal[DIMENSIONS]] = Field(default_factory=list, description="dimensions cutting the series: country, admin1, admin2, event_type, sub_event_type, actor")
     filters: SeriesFilters = Field(default_factory=SeriesFilters, description="which incidents are counted")
     metric: Literal["events", "fatalities"] = Field("events", description="count events or sum fatalities")
-    detector: str = Field("farrington", description="detector for these series (see `monitor detectors`)")
+    detector: str = Field("farrington-cusum", description="detector for these series (see `monitor detectors`)")
     params: dict[str, Any] = Field(default_factory=dict, description="detector parameters overriding [detectors.<name>] for these series")
     rollup: bool = Field(True, description="also monitor the total over all groups")
     min_events: int = Field(10, ge=0, description="skip groups with fewer events than this in their whole history")

@@ -163,7 +163,8 @@ class FalseAlarmBudget:
             )
         else:
             parts.append(
-                f"Each series is tested at its detector's own alpha (warnings at p ≤ {s.warning_alpha:g}). With "
+                f"Each series is tested at its detector's own false-alarm rate (alpha; for farrington-cusum alpha plus "
+                f"its CUSUM's 1/ARL0) and warned at p ≤ {s.warning_alpha:g}. With "
                 f"{self.calibrated} series tested this way, if none had a real surge about {self.expected_alerts:.2f} "
                 f"false alerts and {self.expected_warnings:.2f} false warnings would be expected a week "
                 f"(chance of any false alert in a week: {self.any_alert:.0%}). Set `multiple_testing = \"fdr\"` in "

@@ -176,3 +176,22 @@ def test_params_and_registry():
     counts = pd.Series([3.0] * 100, index=pd.date_range("2021-01-04", periods=100, freq="7D"))
     out = run_detector("farrington-cusum", FarringtonCusumParams(), counts, weeks=[99])
     assert out["fallback_from"][0] == "farrington-cusum" and out["detector"][0] == "ears"
+
+
+def test_short_histories_use_as_many_years_as_they_have(series):
+    """A 4.5-year series: weeks with 3 or 4 years of history are fitted on 3 or 4 years, as Farrington would."""
+    p = FarringtonCusumParams()
+    short = series.iloc[-240:]  # 240 weeks: the last weeks have 4 years of history, not 5
+    weeks = list(range(farr.min_history(farr.FarringtonParams(b=3)), 240))
+    out = detect(short, p, weeks=weeks)
+    used = out["b_used"].to_numpy()
+    assert set(used) == {3, 4} and (np.diff(used) >= 0).all()
+    for b in (3, 4):
+        rows = np.flatnonzero(used == b)
+        f = farr.detect(short, farrington_part(p, b=b), weeks=[weeks[i] for i in rows])
+        np.testing.assert_array_equal(out["pvalue"].to_numpy()[rows], f["pvalue"].to_numpy())
+        assert out["farrington_alarm"].to_numpy()[rows].tolist() == f["alarm"].tolist()
+    assert not out["alarm"].isna().any()
+    # with b_min = 5 the same weeks are too short: undecided, as plain Farrington with b = 5
+    strict = detect(short, FarringtonCusumParams(b_min=5), weeks=weeks)
+    assert strict["alarm"].isna().all()

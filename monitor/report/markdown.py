@@ -36,6 +36,12 @@ DETECTOR_WORDS = {
         "weeks of the past `b` years (± `w` weeks) with a trend and down-weighting of past surges; the threshold is the "
         "upper limit of the prediction interval at level `alpha`."
     ),
+    "farrington-cusum": (
+        "Farrington flexible (Noufaily et al. 2013, as in R `surveillance`) at level `alpha`, combined with a CUSUM: "
+        "each week's count becomes a normal score under Farrington's negative-binomial model, the scores above `cusum_k` "
+        "accumulate, and an alarm is raised when a single week passes Farrington's threshold or the accumulated excess "
+        "reaches `cusum_h` (then it restarts), so a rise spread over two or three weeks is caught too."
+    ),
     "ears": (
         "EARS C1/C2/C3 (CDC Early Aberration Reporting System): mean and standard deviation of the last few weeks; "
         "an alarm when the count is above the mean plus a multiple of the standard deviation. Meant for short histories."
