@@ -135,23 +135,45 @@ def normal_scores(y: np.ndarray, mu: np.ndarray, phi: np.ndarray) -> np.ndarray:
     return np.where(bad, np.nan, np.clip(z, Z_MIN, Z_MAX))
 
 
-def _count_to_signal(target_z: float, mu: float, phi: float) -> float:
-    """Smallest integer count whose normal score is >= target_z (so the chart reaches h); inf if none."""
-    if target_z <= Z_MIN:
-        return 0.0
-    if target_z > Z_MAX:
-        return math.inf
-    tail = float(stats.norm.sf(target_z))
-    dist = farrington._NegBin(mu, phi) if phi > 1 else farrington._Poisson(mu)
-    y = farrington._discrete_quantile(dist, 1 - tail)  # P(Y > y) <= tail, so mid-p(y) is close
-    if not math.isfinite(y):
-        return math.inf
-    y = max(float(y), 0.0)
-    while y > 0 and upper_tail_mid(np.array([y - 1]), np.array([mu]), np.array([phi]))[0] <= tail:
-        y -= 1
-    while upper_tail_mid(np.array([y]), np.array([mu]), np.array([phi]))[0] > tail:
-        y += 1
-    return y
+def counts_to_signal(target_z: np.ndarray, mu: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    """Smallest integer count whose normal score is >= target_z (so the chart reaches h), element-wise.
+
+    0 where any count will do (target at or below Z_MIN), inf where none can (above Z_MAX
+    or beyond 2^60), NaN where mu or phi is not finite. The mid-p tail falls as the count
+    rises, so a doubling search brackets the answer and bisection finds it.
+    """
+    target_z, mu, phi = (np.asarray(v, dtype=float) for v in np.broadcast_arrays(target_z, mu, phi))
+    out = np.full(target_z.shape, np.nan)
+    ok = np.isfinite(mu) & np.isfinite(phi) & ~np.isnan(target_z)
+    out[ok & (target_z <= Z_MIN)] = 0.0
+    out[ok & (target_z > Z_MAX)] = np.inf
+    todo = np.flatnonzero(ok & (target_z > Z_MIN) & (target_z <= Z_MAX))
+    if todo.size == 0:
+        return out
+    tail, m, f = stats.norm.sf(target_z[todo]), mu[todo], phi[todo]
+
+    def signals(y: np.ndarray, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        return upper_tail_mid(y, m[rows], f[rows]) <= tail[rows]
+
+    hi = np.ceil(m + 8 * np.sqrt(np.maximum(f, 1) * m) + 8)
+    for _ in range(60):  # double until the count signals
+        short = np.flatnonzero(~signals(hi))
+        if short.size == 0:
+            break
+        hi[short] *= 2
+    else:
+        hi[~signals(hi)] = np.inf
+    lo = np.full(hi.shape, -1.0)  # invariant: lo does not signal (or is -1), hi does
+    while True:
+        gap = np.flatnonzero(np.isfinite(hi) & (hi - lo > 1))
+        if gap.size == 0:
+            break
+        mid = np.floor((lo[gap] + hi[gap]) / 2)
+        hit = signals(mid, gap)
+        hi[gap[hit]] = mid[hit]
+        lo[gap[~hit]] = mid[~hit]
+    out[todo] = hi
+    return out
 
 
 def detect(counts: pd.Series, params: FarringtonCusumParams, *, weeks: Sequence[int]) -> pd.DataFrame:
@@ -211,15 +233,15 @@ def _chart(counts: pd.Series, f: pd.DataFrame, params: FarringtonCusumParams, ru
     alarm: list[bool | None] = [None] * n
     chart = np.zeros(n, dtype=bool)
     notes = f["note"].astype(str).tolist()
+    before = np.full(n, np.nan)  # the chart before each decided week with enough cases (for upperbound)
     previous = 0.0
     for i, t in enumerate(run):
         if not decided[i]:
             stat[i] = previous
             continue
         enough = farrington._enough_cases(values, t, params.limit54)
-        if enough and np.isfinite(mu0[i]) and np.isfinite(phi[i]):
-            needed = _count_to_signal(h + k - previous, mu0[i], phi[i]) - 1  # alarm <=> count > needed
-            upper[i] = needed if math.isnan(upper[i]) else min(upper[i], needed)
+        if enough:
+            before[i] = previous
         zi = z[i] if np.isfinite(z[i]) else 0.0
         stat[i] = max(0.0, previous + zi - k)
         chart[i] = bool(enough and stat[i] >= h and not farr_alarm[i])
@@ -228,6 +250,9 @@ def _chart(counts: pd.Series, f: pd.DataFrame, params: FarringtonCusumParams, ru
         if not np.isfinite(z[i]):
             notes[i] = (notes[i] + "; " if notes[i] else "") + "no normal score (mu0 or phi undefined): the CUSUM is unchanged"
 
+    # the smallest count that alarms: Farrington's (count > U) or the CUSUM's (score >= h + k - C(t-1))
+    needed = counts_to_signal(h + k - before, mu0, phi) - 1
+    upper = np.where(np.isnan(upper), needed, np.fmin(upper, needed))
     out = f.copy()
     out["upperbound"] = upper
     out["alarm"] = pd.array(alarm, dtype="boolean")
