@@ -3,7 +3,8 @@
 Exit codes: 0 ok (for `check`: nothing flagged), 1 failure (a message names the file,
 line, key or value and the fix), 2 usage error, 3 `check`/`detect` flagged something,
 4 `run`: the report was written but the email could not be delivered (it is retried
-next run). Only this module (and schedule.py) reads the clock.
+next run), 5 `run`/`ingest`: another run holds the database's run lock. Only this module
+(and schedule.py) reads the clock.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import click
 
 from monitor import __version__
 from monitor.config import FORMATS
-from monitor.errors import MonitorError
+from monitor.errors import LockError, MonitorError
 
 EXIT_FLAGGED = 3
+EXIT_LOCKED = LockError.exit_code
 
 
 def _now() -> datetime:
@@ -28,7 +30,7 @@ def _now() -> datetime:
 
 
 class _Group(click.Group):
-    """Turns MonitorError into one line on stderr and exit code 1 (a traceback only with --debug)."""
+    """Turns MonitorError into one line on stderr and exit code 1, or its own (LockError: 5); a traceback only with --debug."""
 
     def invoke(self, ctx: click.Context):
         try:
@@ -37,7 +39,7 @@ class _Group(click.Group):
             if ctx.meta.get("monitor.debug"):
                 raise
             click.echo(f"error: {exc}", err=True)
-            ctx.exit(1)
+            ctx.exit(getattr(exc, "exit_code", 1))
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
         except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug
@@ -90,16 +92,24 @@ def _params(pairs: tuple[str, ...]) -> dict | None:
     return parse_param_pairs(list(pairs)) if pairs else None
 
 
+_WAIT_OPTION = click.option(
+    "--wait", type=click.FloatRange(min=0), default=0, show_default=True,
+    help="seconds to wait for another run holding the database's lock (then exit 5)",
+)
+
+
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None, help="input format (default: ingest.format, usually auto)")
+@_WAIT_OPTION
 @click.pass_context
-def ingest(ctx: click.Context, files: tuple[Path, ...], fmt: str | None) -> None:
+def ingest(ctx: click.Context, files: tuple[Path, ...], fmt: str | None, wait: float) -> None:
     """Read incident files into the database (upsert on source and event id)."""
+    from monitor.lock import run_lock
     from monitor.pipeline import ingest_files
 
     config = _config(ctx)
-    with _store(config) as store:
+    with run_lock(config.db_path, clock=_now, wait=wait, command="monitor ingest"), _store(config) as store:
         outcome = ingest_files(store, files, config=config, now=_now(), format=fmt)
     for r in outcome.results:
         if r.skipped:
@@ -252,30 +262,33 @@ def _print_outcome(outcome) -> None:
     flagged = ", ".join(f"{r.series.title} {r.series.label}" for r in result.flagged) or "none"
     click.echo(f"{result.week}: {len(result.flagged)} of {len(result.results)} series flagged: {flagged}")
     click.echo(f"report: {outcome.files.markdown}")
-    if outcome.delivery is not None:
-        where = outcome.delivery.path if outcome.delivery.channel == "file" else "SMTP"
-        click.echo(f"alert digest: {len(outcome.announced)} surge(s) announced via {where}")
-    elif outcome.delivery_error:
+    if not outcome.emailed:
+        click.echo("alerts: not processed (--no-email or alerts.enabled = false); the alert states were not advanced")
+        return
+    for d in outcome.delivered:
+        where = d["path"] if d["channel"] == "file" else "SMTP"
+        click.echo(f"alert digest ({d['route']}, {d['week']}) delivered via {where}: {d['subject']}")
+    if outcome.delivery_error:
         click.echo(
-            f"error: alert digest not delivered ({len(outcome.pending)} surge(s) still to announce; "
-            f"run week {result.week} again to send it): {outcome.delivery_error}", err=True)
-    elif outcome.pending:
-        click.echo(f"alert digest: not sent (--no-email or alerts.enabled = false); {len(outcome.pending)} surge(s) not announced")
-    else:
+            f"error: {outcome.outbox_pending} message(s) left in the outbox, to be sent by the next run or "
+            f"`monitor alerts flush`: {outcome.delivery_error}", err=True)
+    elif not outcome.delivered:
         click.echo("alert digest: nothing new to announce")
 
 
 @cli.command()
 @click.option("--week", help="week to run, e.g. 2023-W09 (default: the last complete week)")
 @click.option("--no-email", is_flag=True, help="write the report but send no digest")
+@_WAIT_OPTION
 @click.pass_context
-def run(ctx, week, no_email) -> None:
-    """The weekly job: ingest new inbox files, detect, report, email (exit 4: email not delivered)."""
-    from monitor.pipeline import run_weekly
+def run(ctx, week, no_email, wait) -> None:
+    """The weekly job: ingest new inbox files, detect, report, email (exit 4: email not delivered; 5: another run is on)."""
+    from monitor.lock import run_lock
+    from monitor.schedule import run_week
 
     config = _config(ctx)
-    with _store(config) as store:
-        outcome = run_weekly(config, store, week=_week(config, week), now=_now(), send=not no_email, clock=_now)
+    with run_lock(config.db_path, clock=_now, wait=wait, command="monitor run"), _store(config) as store:
+        outcome = run_week(config, store, week=_week(config, week), now=_now(), send=not no_email, clock=_now)
     _print_outcome(outcome)
     ctx.exit(outcome.exit_code)
 
@@ -283,11 +296,54 @@ def run(ctx, week, no_email) -> None:
 @cli.command()
 @click.pass_context
 def schedule(ctx) -> None:
-    """Run the weekly job on the configured cron schedule (APScheduler), until stopped."""
+    """Catch up missed weeks, then run the weekly job on the configured cron schedule (APScheduler), until SIGTERM."""
     from monitor.schedule import serve
 
     config = _config(ctx)
     serve(config, echo=click.echo)
+
+
+def _section(title: str, rows: list[dict] | None, columns: list[str], *, empty: str) -> None:
+    click.echo(f"\n{title}")
+    if rows is None:
+        click.echo("  not available")
+    elif not rows:
+        click.echo(f"  {empty}")
+    else:
+        click.echo(_table([{c: _cell(r.get(c)) for c in columns} for r in rows], columns))
+
+
+def _cell(value):
+    return ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else ("" if value is None else value)
+
+
+@cli.command("status")
+@click.option("--runs", "limit", type=click.IntRange(min=1), default=10, show_default=True, help="how many recent runs to list")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.pass_context
+def status_command(ctx, limit, fmt) -> None:
+    """The last runs, the next scheduled run, weeks owed, outbox, silences and data freshness per source."""
+    from monitor.status import status
+
+    config = _config(ctx)
+    with _store(config, create=False) as store:
+        info = status(config, store, now=_now(), runs=limit)
+    if fmt == "json":
+        click.echo(json.dumps(info, indent=2, default=str))
+        return
+    plan = info["schedule"]
+    click.echo(f"database: {info['database']}")
+    click.echo(f"next scheduled run: {plan['next_run']} (cron '{plan['cron']}', {plan['timezone']}), "
+               f"reporting on {plan['next_week']}")  # fmt: skip
+    click.echo(f"weeks owed (run by the next `monitor schedule` job, at most {plan['catch_up_weeks']}): "
+               f"{', '.join(plan['owed']) or 'none'}")  # fmt: skip
+    _section("last runs (newest first)", info["runs"],
+             ["week", "started", "finished", "status", "flagged", "announced", "error"], empty="no runs recorded")  # fmt: skip
+    _section("pending outbox messages", info["outbox"],
+             ["id", "week", "recipients", "subject", "attempts", "last_error", "created_at"], empty="none")  # fmt: skip
+    _section("active silences", info["silences"], ["id", "filter", "until", "comment", "author"], empty="none")
+    _section("data freshness per source", info["sources"], ["source", "records", "latest_event_date", "last_ingest",
+             "weeks_since_ingest"], empty="no data ingested")  # fmt: skip
 
 
 @cli.command()
@@ -384,6 +440,113 @@ def simulate(ctx, detector, params, n_series, seed, scenarios, ks, workers, out_
     )
     click.echo(to_markdown(summary), nl=False)
     click.echo(f"{len(table)} cells x {n_series} series in {seconds:.1f} s; wrote {markdown}")
+
+
+@cli.group()
+def silence() -> None:
+    """Silence alerts: not emailed until a date, still shown (marked) in the report."""
+
+
+@silence.command("add")
+@click.option("--series", "series_filter", required=True, help="series whose key or name contains this text (case-insensitive)")
+@click.option("--until", "until", required=True, help="last day of the silence, YYYY-MM-DD (inclusive)")
+@click.option("--comment", required=True, help="why (shown in every report while the silence lasts)")
+@click.option("--author", default=None, help="who (default: $USER)")
+@click.pass_context
+def silence_add(ctx, series_filter, until, comment, author) -> None:
+    """Add a silence."""
+    import getpass
+
+    try:
+        day = date.fromisoformat(until)
+    except ValueError:
+        raise click.BadParameter(f"{until!r} is not a date; use YYYY-MM-DD, e.g. 2023-03-31", param_hint="--until") from None
+    now = _now()
+    if day < now.date():
+        raise click.BadParameter(f"{until} is in the past (today is {now.date()})", param_hint="--until")
+    if not series_filter.strip() or not comment.strip():
+        raise click.UsageError("--series and --comment must not be empty")
+    try:
+        who = author or getpass.getuser()
+    except (KeyError, OSError):
+        who = "unknown"
+    config = _config(ctx)
+    with _store(config, create=False) as store:
+        silence_id = store.add_silence(filter=series_filter.strip(), until=day, comment=comment.strip(), author=who, now=now)
+    click.echo(f"silence #{silence_id}: series matching '{series_filter.strip()}' not emailed until {day} (by {who}: {comment.strip()})")
+
+
+@silence.command("list")
+@click.option("--all", "show_all", is_flag=True, help="include expired silences")
+@click.pass_context
+def silence_list(ctx, show_all) -> None:
+    """List active silences (--all: every silence)."""
+    config = _config(ctx)
+    now = _now()
+    with _store(config, create=False) as store:
+        rows = store.silences() if show_all else store.active_silences(now)
+    if not rows:
+        click.echo("no active silences" if not show_all else "no silences")
+        return
+    active = {r["id"] for r in rows if r["expired_at"] is None and r["until"] >= now.date().isoformat()}
+    table = [{**r, "status": "active" if r["id"] in active else "ended"} for r in rows]
+    click.echo(_table(table, ["id", "filter", "until", "status", "author", "comment", "created_at"]))
+
+
+@silence.command("expire")
+@click.argument("silence_id", type=int)
+@click.pass_context
+def silence_expire(ctx, silence_id) -> None:
+    """End a silence now."""
+    config = _config(ctx)
+    with _store(config, create=False) as store:
+        if not store.expire_silence(silence_id, now=_now()):
+            raise click.ClickException(f"no active silence #{silence_id} (see `monitor silence list --all`)")
+    click.echo(f"silence #{silence_id} expired")
+
+
+@cli.group()
+def alerts() -> None:
+    """The alert outbox and lifecycle."""
+
+
+@alerts.command("flush")
+@click.pass_context
+def alerts_flush(ctx) -> None:
+    """Send the messages waiting in the outbox (exit 4 if some are still undelivered)."""
+    from monitor.alerts.outbox import flush
+    from monitor.lock import run_lock
+    from monitor.pipeline import EXIT_DELIVERY_FAILED
+
+    config = _config(ctx)
+    # the run lock: a flush during a weekly run could otherwise send the run's messages a second time
+    with run_lock(config.db_path, clock=_now, command="monitor alerts flush"), _store(config, create=False) as store:
+        result = flush(store, settings=config.alerts, password=config.smtp_password(), now=_now(),
+                       eml_dir_for=lambda w: config.report_settings.folder / w)  # fmt: skip
+    for d in result.delivered:
+        click.echo(f"delivered #{d['id']} ({d['route']}, {d['week']}) via {d['path'] or 'SMTP'}: {d['subject']}")
+    if result.failed:
+        click.echo(f"error: {result.pending} message(s) still in the outbox: {result.error}", err=True)
+        ctx.exit(EXIT_DELIVERY_FAILED)
+    if not result.delivered:
+        click.echo("outbox empty: nothing to send")
+
+
+@alerts.command("list")
+@click.pass_context
+def alerts_list(ctx) -> None:
+    """Every series with an alert state (pending, firing, recovering, resolved) and the outbox."""
+    config = _config(ctx)
+    with _store(config, create=False) as store:
+        states = [s for s in store.alert_states().values() if s.state]
+        outbox = store.outbox()
+    rows = [{"series": s.series, "state": s.state, "severity": s.severity, "since": s.since_week,
+             "announced": s.announced_week or "-", "last_week": s.last_week} for s in sorted(states, key=lambda s: s.series)]  # fmt: skip
+    click.echo(_table(rows, ["series", "state", "severity", "since", "announced", "last_week"]) if rows else "no alerts")
+    pending = [o for o in outbox if o["sent_at"] is None]
+    click.echo(f"outbox: {len(outbox)} message(s), {len(pending)} pending")
+    for o in pending:
+        click.echo(f"  #{o['id']} {o['week']} {o['route']}: {o['subject']} ({o['attempts']} attempt(s); {o['last_error'] or 'not tried'})")
 
 
 @cli.command()

@@ -110,17 +110,47 @@ class SmtpSettings(_Settings):
     timeout: float = Field(30.0, gt=0, description="seconds before giving up on the server")
 
 
+class RouteSettings(_Settings):
+    """One recipient group: the series it follows and the lowest severity it is told about."""
+
+    name: str = Field(..., description="route name, used in file names and logs (letters, digits, - and _)")
+    recipients: list[str] = Field(..., min_length=1, description="addresses of this group")
+    series: str = Field("", description="only series whose key or name contains this text (case-insensitive); empty: all")
+    min_level: Literal["alert", "warning"] = Field("alert", description="lowest severity emailed to this group")
+
+    @field_validator("name")
+    @classmethod
+    def _route_name(cls, value: str) -> str:
+        import re
+
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", value or ""):
+            raise ValueError("must be letters, digits, '-' or '_' (it names the .eml file)")
+        return value
+
+
 class AlertSettings(_Settings):
-    enabled: bool = Field(True, description="send (or write) a digest when new surges are flagged")
-    recipients: list[str] = Field(default_factory=list, description="watch-team addresses")
+    enabled: bool = Field(True, description="send (or write) a digest when alerts start, escalate, are reminded or resolve")
+    recipients: list[str] = Field(default_factory=list, description="watch-team addresses: the default route (every series)")
+    min_level: Literal["alert", "warning"] = Field("alert", description="lowest severity emailed to `recipients`")
+    routes: list[RouteSettings] = Field(
+        default_factory=list, description="more recipient groups, each with a series filter and minimum severity"
+    )
     sender: str = Field("incident-monitor@localhost", description="From: address")
     subject_prefix: str = Field("[incident-monitor]", description="start of every subject line")
+    for_weeks: int = Field(1, ge=1, description="weeks a series must be flagged in a row before its alert fires (pending until then)")
+    resolve_after_weeks: int = Field(2, ge=1, description="quiet weeks in a row before a firing alert is resolved (recovering until then)")
+    repeat_weeks: int = Field(4, ge=1, description="a firing alert is reminded after this many weeks without a notice")
+    send_resolved: bool = Field(True, description="email a notice when an announced alert resolves")
+    group_by: str = Field("admin1", description="label the digest groups alerts by (a group_by dimension, or 'series')")
     smtp: SmtpSettings = Field(default_factory=SmtpSettings, description="mail server")
 
     @model_validator(mode="after")
     def _recipients_when_sending(self) -> "AlertSettings":
-        if self.enabled and self.smtp.host and not self.recipients:
-            raise ValueError("recipients is empty but smtp.host is set: list at least one address")
+        if self.enabled and self.smtp.host and not self.recipients and not self.routes:
+            raise ValueError("recipients is empty but smtp.host is set: list at least one address (or add [[alerts.routes]])")
+        names = [r.name for r in self.routes]
+        if len(set(names)) != len(names) or "default" in names:
+            raise ValueError(f"route names must be unique and not 'default' (got {', '.join(names)})")
         return self
 
 
@@ -181,6 +211,10 @@ class DetectionSettings(_Settings):
 class ScheduleSettings(_Settings):
     cron: str = Field("0 6 * * mon", description="when `monitor schedule` runs the weekly job (minute hour day month weekday)")
     timezone: str = Field("UTC", description="time zone of the cron expression (IANA name)")
+    catch_up_weeks: int = Field(
+        8, ge=1, le=520,
+        description="after downtime, run at most this many missed weeks (the latest), oldest first; 1: only the last week",
+    )
 
     @field_validator("cron")
     @classmethod

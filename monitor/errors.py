@@ -23,3 +23,9 @@ class DetectorError(MonitorError):
 
 class DeliveryError(MonitorError):
     """The mail server could not be reached or refused the message."""
+
+
+class LockError(MonitorError):
+    """Another run holds the database's run lock (exit code 5)."""
+
+    exit_code = 5

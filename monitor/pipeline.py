@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -44,19 +44,23 @@ class IngestOutcome:
 
 @dataclass(frozen=True)
 class WeeklyOutcome:
-    """What `run_weekly` did: the run result, the report files and the alert delivery."""
+    """What `run_weekly` did: the run result, the report files and the alert notifications."""
 
     result: RunResult
     files: ReportFiles
     ingest: IngestOutcome
-    announced: tuple[str, ...]  # series keys announced by this run
-    delivery: object | None  # monitor.alerts.email.Delivery, or None when nothing was sent
+    announced: tuple[str, ...]  # series keys in messages delivered by this run (any week's)
+    delivery: object | None  # monitor.alerts.email.Delivery of the last message delivered, or None
     delivery_error: str = ""
-    pending: tuple[str, ...] = ()  # flagged series not yet announced for this week (not sent, or failed)
+    pending: tuple[str, ...] = ()  # series keys in messages still in the outbox (not sent, or failed)
+    queued: int = 0  # messages this run put in the outbox
+    delivered: tuple[dict, ...] = ()  # every message delivered by this run (outbox id, route, channel, path, series)
+    outbox_pending: int = 0  # messages left in the outbox
+    emailed: bool = True  # False with --no-email or alerts.enabled = false: the alert lifecycle was not advanced
 
     @property
     def exit_code(self) -> int:
-        if self.delivery_error:
+        if self.delivery_error or self.outbox_pending:
             return EXIT_DELIVERY_FAILED
         return EXIT_ERROR if self.ingest.refused else EXIT_OK
 
@@ -231,6 +235,13 @@ def _detection(series: WeeklySeries, row: pd.Series) -> Detection:
     )
 
 
+def _latest_data(stats: dict) -> date | None:
+    """The latest event date, or week start of pre-aggregated counts, of any source (up to the week's end)."""
+    days = [stats.get("latest_event_date")] + [s.get("latest_event_date") for s in stats.get("sources", {}).values()]
+    days = [d for d in days if d is not None]
+    return max(days) if days else None
+
+
 def alert_status(alarms: Sequence[object]) -> tuple[int, str]:
     """Weeks in alert (consecutive alarms ending this week) and new/continuing/resolved."""
     flags = [bool(a) if not pd.isna(a) else False for a in alarms]
@@ -311,15 +322,15 @@ def detect_week(
         week_end=week + timedelta(days=6),
         generated_at=now,
         data_start=min(starts) if starts else None,
-        records_total=int(stats.get("records_total", 0)),
+        records_total=int(stats.get("records_total", 0)) + int(stats.get("counts_total", 0)),  # incidents + weekly count rows
         last_ingest=store.last_ingest(),
-        latest_event_date=stats.get("latest_event_date"),
+        latest_event_date=_latest_data(stats),
         detectors=used,
         results=tuple(results),
         ingests=tuple(ingests),
         annotations=tuple(config.report.annotations),
         synthetic=config.report.synthetic_data,
-        notes=tuple(_run_notes(results)),
+        notes=tuple(_run_notes(results, week=week, latest=_latest_data(stats))),
         false_alarms=budget,
     )
 
@@ -352,8 +363,13 @@ def _with_recent_levels(history: pd.DataFrame, recent: pd.DataFrame) -> pd.DataF
     return out
 
 
-def _run_notes(results: Sequence[SeriesResult]) -> list[str]:
+def _run_notes(results: Sequence[SeriesResult], *, week: date, latest: date | None) -> list[str]:
     notes = []
+    if latest is None or latest < week:
+        notes.append(
+            f"No data this week: the latest data in the database is from {latest or 'nowhere'}, before this week began. "
+            "The counts shown as 0 are missing, not zero; alerts are held as they were until data arrives."
+        )
     fallbacks = [r for r in results if r.detection.fallback_from]
     if fallbacks:
         notes.append(
@@ -368,61 +384,108 @@ def _run_notes(results: Sequence[SeriesResult]) -> list[str]:
 def run_weekly(
     config: Config, store, *, week: date | None, now: datetime, send: bool = True, clock: Callable[[], datetime] | None = None
 ) -> WeeklyOutcome:
-    """The weekly job: ingest new inbox files → detect → report → email → record.
+    """The weekly job: ingest new inbox files → detect → alert lifecycle → report → outbox → send → record.
 
-    Re-running the same week re-ingests nothing (files are known by sha256), rewrites the
-    same report and sends nothing new: a surge is announced once per week, and the
-    announcement is recorded only after the mail server accepted the message.
+    Each series takes one step of its alert lifecycle (monitor.alerts.lifecycle); the
+    notices are routed, silenced and grouped (monitor.alerts.notify) into one digest per
+    recipient group, committed to the outbox together with the new states, then sent
+    (monitor.alerts.outbox): a message leaves the outbox only once a server accepted it,
+    so a failed send is delivered by the next run or `monitor alerts flush`, exactly once.
+    Re-running a week changes no state and queues nothing; it still flushes the outbox.
+    send=False (--no-email) or alerts.enabled = false: report only, the lifecycle is not advanced.
     clock: gives the finishing time recorded for the run (default: `now`).
     """
-    from monitor.alerts.email import build_digest, deliver
-    from monitor.errors import DeliveryError
+    from monitor.alerts.notify import advance, plan
     from monitor.report import write_report
 
     started = now
     week = select_week(config, week=week, now=now)
     ingest = ingest_files(store, inbox_files(config), config=config, now=now)
     result = detect_week(config, store, week=week, now=now, ingests=ingest.results)
+    emailing = send and config.alerts.enabled
+    silences = store.active_silences(now)
+    changes = advance(result, store.alert_states(), config.alerts)
+    decided = plan(result, changes, config.alerts, silences)
+    result = replace(result, alert_notes=alert_notes(changes, decided), silences=tuple(silences))
     files = write_report(result, settings=config.report_settings)
     store.save_detections(result.week, [r.detection for r in result.results])
 
-    announce = [r.series.key for r in result.flagged if r.series.key not in store.announced(result.week)]
-    delivery, error = None, ""
-    if send and config.alerts.enabled and announce:
-        message = build_digest(result, files, settings=config.alerts, announce=announce)
-        if message is not None:
-            try:
-                delivery = deliver(message, settings=config.alerts, password=config.smtp_password(), eml_dir=files.folder)
-            except DeliveryError as exc:
-                error = str(exc)
-            else:
-                store.record_announcements(
-                    result.week, announce, channel=delivery.channel, message_id=delivery.message_id, sent_at=now
-                )
+    queued, flushed = 0, None
+    if emailing:
+        from monitor.alerts.outbox import flush, queue
+
+        queued = len(queue(store, result, files, decided, settings=config.alerts, now=now))
+        flushed = flush(store, settings=config.alerts, password=config.smtp_password(), now=now,
+                        eml_dir_for=lambda w: config.report_settings.folder / w)  # fmt: skip
+    pending_rows = store.pending_outbox()
+    delivered = tuple(flushed.delivered) if flushed else ()
     outcome = WeeklyOutcome(
         result=result,
         files=files,
         ingest=ingest,
-        announced=tuple(announce) if delivery is not None else (),
-        delivery=delivery,
-        delivery_error=error,
-        pending=() if delivery is not None else tuple(announce),
+        announced=tuple(dict.fromkeys(k for d in delivered for k in d["series"])),
+        delivery=_last_delivery(delivered),
+        delivery_error=flushed.error if flushed else "",
+        pending=tuple(dict.fromkeys(k for row in pending_rows for k in row["series"])),
+        queued=queued,
+        delivered=delivered,
+        outbox_pending=len(pending_rows) if emailing else 0,
+        emailed=emailing,
     )
     store.record_run(
         week=result.week,
         started_at=started,
         finished_at=clock() if clock else now,
-        status="delivery-failed" if error else ("ingest-refused" if ingest.refused else "ok"),
+        status="delivery-failed" if outcome.outbox_pending else ("ingest-refused" if ingest.refused else "ok"),
         summary={
             "series": len(result.results),
             "flagged": [r.series.key for r in result.flagged],
+            "warnings": [r.series.key for r in result.warnings],
+            "queued": queued,
             "announced": list(outcome.announced),
+            "outbox_pending": outcome.outbox_pending,
             "ingested_files": [i.file for i in ingest.results if not i.skipped],
             "refused": list(ingest.refused),
-            "error": error,
+            "error": outcome.delivery_error,
+            "emailed": emailing,  # False: a report-only run; the scheduler's catch-up still owes this week
         },
     )
     return outcome
+
+
+def _last_delivery(delivered: Sequence[dict]):
+    from monitor.alerts.email import Delivery
+
+    if not delivered:
+        return None
+    d = delivered[-1]
+    return Delivery(d["channel"], "", Path(d["path"]) if d["path"] else None)
+
+
+def alert_notes(changes, decided) -> dict[str, str]:
+    """Series key -> how its alert stands this week, for the report (firing, pending, silenced, resolved...)."""
+    states = {c.key: decided.states.get(c.key, c.after) for c in changes}
+    out = {}
+    for c in changes:
+        st = states[c.key]
+        if st.state == "pending":
+            text = f"pending since {st.since_week} ({st.flagged_weeks} week(s) flagged)"
+        elif st.state == "firing":
+            text = f"firing ({st.severity}) since {st.since_week}"
+        elif st.state == "recovering":
+            text = f"recovering (quiet {st.quiet_weeks} week(s)); firing since {st.since_week}"
+        elif c.event == "resolved":
+            text = f"resolved (flagged {st.since_week} to {c.before.last_week})"
+        else:
+            text = ""
+        if c.event == "held" and st.state:
+            text += "; held this week (no data or undecided)"
+        silence = decided.silenced.get(c.key)
+        if silence:
+            text = (text + "; " if text else "") + f"silenced (#{silence['id']} until {silence['until']}: {silence['comment']})"
+        if text:
+            out[c.key] = text
+    return out
 
 
 def report_week(config: Config, store, *, week: date | None, now: datetime) -> tuple[RunResult, ReportFiles]:
@@ -431,6 +494,7 @@ def report_week(config: Config, store, *, week: date | None, now: datetime) -> t
 
     week = select_week(config, week=week, now=now)
     result = detect_week(config, store, week=week, now=now)
+    result = replace(result, silences=tuple(store.active_silences(now)))
     return result, write_report(result, settings=config.report_settings)
 
 

@@ -13,13 +13,16 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import sqlite_utils
 
 from monitor.errors import StoreError
 from monitor.types import INCIDENT_FIELDS, CountRow, Detection, IngestResult, ParsedFile
+
+if TYPE_CHECKING:
+    from monitor.alerts.lifecycle import AlertState
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 COUNT_KEYS: tuple[str, ...] = ("source", "week_start", "country", "admin1", "admin2", "event_type", "sub_event_type", "actor")
@@ -134,6 +137,61 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "ALTER TABLE detections ADD COLUMN level TEXT NOT NULL DEFAULT ''",
             "ALTER TABLE detections ADD COLUMN qvalue REAL",
+        ),
+    ),
+    (
+        "0003_alert_lifecycle",  # alert states per series, their history, the outbox and silences
+        (
+            """CREATE TABLE alert_states (
+                series TEXT PRIMARY KEY,
+                state TEXT NOT NULL,
+                severity TEXT NOT NULL,
+                band INTEGER NOT NULL,
+                since_week TEXT NOT NULL,
+                flagged_weeks INTEGER NOT NULL,
+                quiet_weeks INTEGER NOT NULL,
+                announced_week TEXT NOT NULL,
+                announced_index INTEGER NOT NULL,
+                announced_severity TEXT NOT NULL,
+                announced_band INTEGER NOT NULL,
+                last_week TEXT NOT NULL,
+                last_index INTEGER NOT NULL
+            )""",
+            """CREATE TABLE alert_events (
+                week TEXT NOT NULL,
+                series TEXT NOT NULL,
+                event TEXT NOT NULL,
+                state TEXT NOT NULL,
+                severity TEXT NOT NULL,
+                detail TEXT NOT NULL DEFAULT '',
+                PRIMARY KEY (week, series)
+            )""",
+            """CREATE TABLE outbox (
+                id INTEGER PRIMARY KEY,
+                week TEXT NOT NULL,
+                route TEXT NOT NULL,
+                recipients TEXT NOT NULL,
+                subject TEXT NOT NULL,
+                message_id TEXT NOT NULL,
+                message BLOB NOT NULL,
+                series TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                last_error TEXT NOT NULL DEFAULT '',
+                last_attempt_at TEXT,
+                sent_at TEXT,
+                channel TEXT NOT NULL DEFAULT ''
+            )""",
+            "CREATE INDEX idx_outbox_pending ON outbox (sent_at, id)",
+            """CREATE TABLE silences (
+                id INTEGER PRIMARY KEY,
+                filter TEXT NOT NULL,
+                until TEXT NOT NULL,
+                comment TEXT NOT NULL,
+                author TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                expired_at TEXT
+            )""",
         ),
     ),
 )
@@ -487,18 +545,6 @@ class Store:
             out.append(row)
         return out
 
-    def announced(self, week: str) -> set[str]:
-        """Series keys whose alert for this week was already delivered."""
-        return {r[0] for r in self.db.execute("SELECT DISTINCT series FROM announcements WHERE week = ?", [week])}
-
-    def record_announcements(self, week: str, series: Iterable[str], *, channel: str, message_id: str, sent_at: datetime) -> None:
-        """Log delivered alerts (call only after the mail server accepted the message); the first record is kept."""
-        with self._transaction():
-            self.db.conn.executemany(
-                "INSERT OR IGNORE INTO announcements (week, series, channel, message_id, sent_at) VALUES (?, ?, ?, ?, ?)",
-                [(week, s, channel, message_id, _iso(sent_at)) for s in series],
-            )
-
     def record_run(self, *, week: str, started_at: datetime, finished_at: datetime, status: str, summary: dict) -> None:
         """Log one weekly run and what it did."""
         with self._transaction():
@@ -513,3 +559,118 @@ class Store:
         for row in rows:
             row["summary"] = json.loads(row["summary"])
         return rows
+
+    # ---- alert lifecycle, outbox, silences ---------------------------------------------
+
+    def alert_states(self) -> dict[str, AlertState]:
+        """The lifecycle state of every series that has one, by series key."""
+        from monitor.alerts.lifecycle import AlertState
+
+        return {row["series"]: AlertState(**row) for row in self.db.query("SELECT * FROM alert_states")}
+
+    def alert_events(self, week: str | None = None) -> list[dict[str, Any]]:
+        """Lifecycle events (one per series and week), oldest first; only `week` if given."""
+        sql, args = "SELECT * FROM alert_events", []
+        if week:
+            sql, args = sql + " WHERE week = ?", [week]
+        return list(self.db.query(sql + " ORDER BY week, series", args))
+
+    def commit_alerts(
+        self, week: str, states: Iterable[AlertState], events: Iterable[tuple[str, str, str, str, str]],
+        messages: Iterable[dict[str, Any]], *, now: datetime,
+    ) -> list[int]:  # fmt: skip
+        """In one transaction: save the new states, this week's events and the messages to send (the outbox).
+
+        events: (series, event, state, severity, detail). messages: dicts with route,
+        recipients (list), subject, message_id, message (bytes) and series (list).
+        Returns the outbox ids of the messages. Deciding to notify and queueing the
+        notification commit together, so a crash never loses or repeats a decision.
+        """
+        ids: list[int] = []
+        with self._transaction():
+            for st in states:
+                row = {f: getattr(st, f) for f in st.__dataclass_fields__}
+                cols = ", ".join(row)
+                self.db.conn.execute(
+                    f"INSERT OR REPLACE INTO alert_states ({cols}) VALUES ({', '.join('?' for _ in row)})", list(row.values())
+                )
+            self.db.conn.executemany(
+                "INSERT OR REPLACE INTO alert_events (week, series, event, state, severity, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                [(week, *e) for e in events],
+            )
+            for m in messages:
+                cur = self.db.conn.execute(
+                    "INSERT INTO outbox (week, route, recipients, subject, message_id, message, series, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [week, m["route"], json.dumps(list(m["recipients"])), m["subject"], m["message_id"], m["message"],
+                     json.dumps(list(m["series"])), _iso(now)],
+                )  # fmt: skip
+                ids.append(int(cur.lastrowid))
+        return ids
+
+    def pending_outbox(self) -> list[dict[str, Any]]:
+        """Messages not yet accepted by a mail server, oldest first (recipients and series decoded)."""
+        return self.outbox(pending=True)
+
+    def outbox(self, *, pending: bool = False) -> list[dict[str, Any]]:
+        """Outbox messages, oldest first, without the message bytes; only those not yet sent if `pending`."""
+        where = " WHERE sent_at IS NULL" if pending else ""
+        rows = list(self.db.query(
+            "SELECT id, week, route, recipients, subject, message_id, series, created_at, attempts, last_error,"
+            f" last_attempt_at, sent_at, channel FROM outbox{where} ORDER BY id"
+        ))  # fmt: skip
+        for row in rows:
+            row["recipients"] = json.loads(row["recipients"])
+            row["series"] = json.loads(row["series"])
+        return rows
+
+    def outbox_message(self, outbox_id: int) -> bytes:
+        """The stored RFC 5322 bytes of an outbox message."""
+        row = self.db.execute("SELECT message FROM outbox WHERE id = ?", [outbox_id]).fetchone()
+        if row is None:
+            raise StoreError(f"{self.path}: no outbox message {outbox_id}")
+        return bytes(row[0])
+
+    def mark_sent(self, outbox_id: int, *, channel: str, now: datetime) -> None:
+        """Record that the mail server accepted message `outbox_id` (call right after it did)."""
+        with self._transaction():
+            self.db.execute(
+                "UPDATE outbox SET sent_at = ?, channel = ?, attempts = attempts + 1, last_attempt_at = ?, last_error = ''"
+                " WHERE id = ? AND sent_at IS NULL",
+                [_iso(now), channel, _iso(now), outbox_id],
+            )
+
+    def mark_failed(self, outbox_id: int, *, error: str, now: datetime) -> None:
+        """Record a failed delivery attempt; the message stays pending."""
+        with self._transaction():
+            self.db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, last_attempt_at = ? WHERE id = ? AND sent_at IS NULL",
+                [error, _iso(now), outbox_id],
+            )
+
+    def add_silence(self, *, filter: str, until: date, comment: str, author: str, now: datetime) -> int:
+        """Store a silence: alerts of series matching `filter` are not emailed until `until` (inclusive)."""
+        with self._transaction():
+            cur = self.db.conn.execute(
+                "INSERT INTO silences (filter, until, comment, author, created_at) VALUES (?, ?, ?, ?, ?)",
+                [filter, _iso(until), comment, author, _iso(now)],
+            )
+            return int(cur.lastrowid)
+
+    def silences(self) -> list[dict[str, Any]]:
+        """Every silence, newest first."""
+        return list(self.db.query("SELECT * FROM silences ORDER BY id DESC"))
+
+    def active_silences(self, now: datetime | date) -> list[dict[str, Any]]:
+        """Silences in force on `now`'s date: not expired by hand and `until` not passed."""
+        day = (now.date() if isinstance(now, datetime) else now).isoformat()
+        return list(self.db.query("SELECT * FROM silences WHERE expired_at IS NULL AND until >= ? ORDER BY id", [day]))
+
+    def expire_silence(self, silence_id: int, *, now: datetime) -> bool:
+        """End a silence now; False if there is no such silence or it had already ended."""
+        with self._transaction():
+            cur = self.db.conn.execute(
+                "UPDATE silences SET expired_at = ? WHERE id = ? AND expired_at IS NULL", [_iso(now), silence_id]
+            )
+            return cur.rowcount > 0
+

@@ -205,7 +205,7 @@ class RunResult:
     week_end: date  # last day of the week (inclusive)
     generated_at: datetime
     data_start: date | None  # first week used by any series
-    records_total: int  # incidents in the database
+    records_total: int  # incidents and pre-aggregated count rows in the database
     last_ingest: IngestResult | None  # the most recent ingest in the log (data freshness)
     latest_event_date: date | None  # latest event on or before week_end
     detectors: dict[str, dict[str, Any]]  # detector name -> parameters in use
@@ -216,6 +216,10 @@ class RunResult:
     notes: tuple[str, ...] = ()  # run-level remarks for the report
     #: what the severity setting means in false alarms a week (monitor.severity.FalseAlarmBudget)
     false_alarms: Any = None
+    #: series key -> its alert lifecycle this week, e.g. "firing since 2023-W07", "silenced (#3 until 2023-03-20)"
+    alert_notes: dict[str, str] = field(default_factory=dict)
+    #: silences in force when the run was made (dicts: id, filter, until, comment, author)
+    silences: tuple[dict[str, Any], ...] = ()
 
     @property
     def warnings(self) -> tuple[SeriesResult, ...]:

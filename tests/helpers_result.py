@@ -196,13 +196,13 @@ def report_settings(folder, **overrides) -> SimpleNamespace:
     return SimpleNamespace(**values)
 
 
-def alert_settings(*, host="", port=587, security="starttls", username="", recipients=("desk@example.org",), timeout=5.0):
-    """Stand-in for monitor.config.AlertSettings."""
-    return SimpleNamespace(
-        enabled=True,
-        recipients=list(recipients),
-        sender="incident-monitor@example.org",
-        subject_prefix="[incident-monitor]",
-        smtp=SimpleNamespace(host=host, port=port, security=security, username=username,
-                             password_env="MONITOR_SMTP_PASSWORD", timeout=timeout),
-    )
+def alert_settings(*, host="", port=587, security="starttls", username="", recipients=("desk@example.org",), timeout=5.0, **alerts):
+    """monitor.config.AlertSettings with a test sender; `alerts` sets any other [alerts] key (routes, for_weeks...)."""
+    from monitor.config import AlertSettings
+
+    return AlertSettings.model_validate({
+        "enabled": True, "recipients": list(recipients), "sender": "incident-monitor@example.org",
+        "subject_prefix": "[incident-monitor]", **alerts,
+        "smtp": {"host": host, "port": port, "security": security, "username": username,
+                 "password_env": "MONITOR_SMTP_PASSWORD", "timeout": timeout},
+    })  # fmt: skip

@@ -22,6 +22,7 @@ EXAMPLE_DIFFERS = {
     "series": "the example monitors political violence and Islamic State events by admin1 (default: none)",
     "detectors": "the example lists every detector's defaults (checked by the next test)",
     "ingest.mappings": "the example carries the mapping of the Iraq SIGACTS file (default: none)",
+    "alerts.routes": "the example shows two recipient groups, a Syria desk and a duty officer (default: none)",
 }
 PATHS = {"database.path", "ingest.inbox", "report.folder"}
 
@@ -77,7 +78,7 @@ def test_readme_quick_start_is_exactly_two_commands():
 def test_readme_documents_every_exit_code_the_cli_uses():
     from monitor import cli as cli_module, pipeline
 
-    for code in {0, 1, 2, cli_module.EXIT_FLAGGED, pipeline.EXIT_DELIVERY_FAILED}:
+    for code in {0, 1, 2, cli_module.EXIT_FLAGGED, pipeline.EXIT_DELIVERY_FAILED, cli_module.EXIT_LOCKED}:
         assert re.search(rf"^\| {code} \|", README, flags=re.M), f"exit code {code} is not in the README"
 
 

@@ -16,6 +16,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from monitor.alerts.email import Delivery, build_digest, deliver
+from monitor.alerts.lifecycle import AlertState
+from monitor.alerts.notify import advance, plan, week_index
 from monitor.errors import DeliveryError
 from monitor.report import write_report
 from monitor.report.markdown import fmt_num, fmt_p, fmt_score
@@ -34,10 +36,35 @@ def written(tmp_path_factory):
     return result, files
 
 
+REPORT = "reports/2023-W09/report.md"
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def _plan(result, *, settings=None, states=None, silences=()):
+    settings = settings or alert_settings(recipients=TO)
+    return plan(result, advance(result, states or {}, settings), settings, silences)
+
+
+def _announced_before(result, keys):
+    """States of series that fired and were announced last week (so this week they continue)."""
+    index = week_index(result.week_start) - 1
+    return {k: AlertState(series=k, state="firing", severity="alert", band=10, since_week="2023-W08", flagged_weeks=1,
+                          announced_week="2023-W08", announced_index=index, announced_severity="alert", announced_band=10,
+                          last_week="2023-W08", last_index=index) for k in keys}  # fmt: skip
+
+
 @pytest.fixture(scope="module")
-def message(written):
+def digest(written):
+    result, _ = written
+    before = _announced_before(result, [CENTRAL[0], "is_attacks/total"])
+    (only,) = _plan(result, states=before).digests
+    return only
+
+
+@pytest.fixture(scope="module")
+def message(written, digest):
     result, files = written
-    return build_digest(result, files, settings=alert_settings(recipients=["a@example.org", "b@example.org"]), announce=CENTRAL)
+    return build_digest(result, files, settings=alert_settings(recipients=TO), digest=digest, report=REPORT)
 
 
 def _html(message) -> str:
@@ -48,20 +75,21 @@ def _text(message) -> str:
     return next(p for p in message.walk() if p.get_content_type() == "text/plain").get_content()
 
 
-def test_nothing_to_announce_gives_no_message(written):
-    result, files = written
-    assert build_digest(result, files, settings=alert_settings(), announce=[]) is None
-    assert build_digest(result, files, settings=alert_settings(), announce=["no/such=series"]) is None
-
-
-def test_headers(message, written):
+def test_nothing_to_announce_gives_no_digest(written):
     result, _ = written
-    assert message["Subject"] == "[incident-monitor] 2023-W09: 3 surges, 1 new (Homs, Deir ez Zor, Hama)"
+    every = [r.series.key for r in result.flagged]
+    assert _plan(result, states=_announced_before(result, every)).digests == []
+
+
+def test_headers(message, written, digest):
+    result, files = written
+    assert message["Subject"] == "[incident-monitor] 2023-W09: 2 new surges (Deir ez Zor, Hama)"
     assert message["From"] == "incident-monitor@example.org"
     assert message["To"] == "a@example.org, b@example.org"
     assert message["Date"] == "Mon, 06 Mar 2023 06:00:00 +0000"  # result.generated_at, not the clock
-    assert re.fullmatch(r"<2023-W09\.[0-9a-f]{20}@example\.org>", message["Message-ID"])
-    again = build_digest(result, written[1], settings=alert_settings(), announce=list(reversed(CENTRAL)))
+    assert re.fullmatch(r"<2023-W09\.default\.[0-9a-f]{20}@example\.org>", message["Message-ID"])
+    assert message["X-Incident-Monitor-Route"] == "default"
+    again = build_digest(result, files, settings=alert_settings(recipients=TO), digest=digest, report=REPORT)
     assert again["Message-ID"] == message["Message-ID"]
 
 
@@ -71,53 +99,63 @@ def test_structure_text_html_inline_charts_and_attachment(message, written):
     types = [p.get_content_type() for p in message.walk()]
     assert types[:5] == ["multipart/mixed", "multipart/alternative", "text/plain", "multipart/related", "text/html"]
     images = [p for p in message.walk() if p.get_content_type() == "image/png"]
-    assert len(images) == 3 and all(p.get_content()[:8] == b"\x89PNG\r\n\x1a\n" for p in images)
+    assert len(images) == 2 and all(p.get_content()[:8] == b"\x89PNG\r\n\x1a\n" for p in images)  # the two new ones
     cids = re.findall(r'src="cid:([^"]+)"', _html(message))
     assert sorted(f"<{c}>" for c in cids) == sorted(p["Content-ID"] for p in images)
     attachment = next(p for p in message.iter_attachments() if p.get_filename() == "report-2023-W09.md")
     assert attachment.get_content() == files.markdown.read_text(encoding="utf-8")
 
 
-def test_text_part_marks_new_and_continuing_and_gives_the_report_path(message, written):
-    _, files = written
+@pytest.mark.parametrize("part", ["text", "html"])
+def test_bodies_match_the_golden_files(message, part):
+    """The rendered bodies, byte for byte (regenerate with UPDATE_GOLDEN=1 after an intended change, and read the diff)."""
+    import os
+
+    body = _text(message) if part == "text" else _html(message)
+    path = GOLDEN / f"digest-2023-W09.{'txt' if part == 'text' else 'html'}"
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(body, encoding="utf-8")
+    assert body == path.read_text(encoding="utf-8")
+
+
+def test_text_part_says_what_is_new_and_continuing_and_how_to_silence(message):
     text = _text(message)
-    assert "[CONTINUING] Islamic State events — Homs" in text and "[NEW] Islamic State events — Hama" in text
-    assert "9 events this week against 1.8 expected (threshold 6.8)" in text
-    assert str(files.markdown) in text
-    assert "SYNTHETIC DEMO DATA" in text
-    assert "Still in alert (announced before): Islamic State events — All (total)." in text
+    new = text.split("NEW (2)")[1].split("CONTINUING")[0]
+    assert "Islamic State events — Hama" in new and "Islamic State events — Deir ez Zor" in new
+    assert "Homs" not in new
+    continuing = text.split("CONTINUING (ANNOUNCED BEFORE) (2)")[1]
+    assert "Islamic State events — Homs" in continuing and "Islamic State events — All (total)" in continuing
+    assert "monitor silence add --series 'is_attacks/admin1=Hama' --until 2023-04-02 --comment 'reason'" in text
+    assert f"Report: {REPORT}" in text and "SYNTHETIC DEMO DATA" in text
 
 
 def test_numbers_read_as_in_the_report(written):
     """The digest formats numbers with the report's formatters: same strings, and None/NaN read NA."""
     result, files = written
-    homs = next(r for r in result.flagged if r.series.key == CENTRAL[0])
-    odd = replace(homs, detection=replace(homs.detection, observed=1234.0, expected=2.25, threshold=float("nan"),
-                                          score=float("nan"), pvalue=None))
-    changed = replace(result, results=tuple(odd if r is homs else r for r in result.results))
-    message = build_digest(changed, files, settings=alert_settings(), announce=[CENTRAL[0]])
-    line = ("1,234 events this week against 2.2 expected (threshold NA); exceedance score NA, p-value NA")
+    hama = next(r for r in result.flagged if r.series.key == CENTRAL[1])
+    odd = replace(hama, detection=replace(hama.detection, observed=1234.0, expected=2.25, threshold=float("nan"),
+                                          score=float("nan"), pvalue=None))  # fmt: skip
+    changed = replace(result, results=tuple(odd if r is hama else r for r in result.results))
+    before = _announced_before(changed, [k for k in [r.series.key for r in result.flagged] if k != CENTRAL[1]])
+    (digest,) = _plan(changed, states=before).digests
+    message = build_digest(changed, files, settings=alert_settings(), digest=digest)
+    line = "1,234 events this week against 2.2 expected (threshold NA); alert, exceedance score NA, p-value NA"
     assert line == (f"{fmt_num(1234.0)} events this week against {fmt_num(2.25)} expected (threshold {fmt_num(float('nan'))}); "
-                    f"exceedance score {fmt_score(float('nan'))}, p-value {fmt_p(None)}")
+                    f"alert, exceedance score {fmt_score(float('nan'))}, p-value {fmt_p(None)}")
     assert line in _text(message) and line in _html(message)
     cells = re.findall(r"<td [^>]*>([^<]*)</td>", _html(message))
-    assert cells[2:7] == ["1,234", "2.2", "NA", "NA", "NA"]
-
-
-def test_only_flagged_series_are_announced(written):
-    result, files = written
-    quiet = next(r.series.key for r in result.results if not r.detection.alarm)
-    assert build_digest(result, files, settings=alert_settings(), announce=[quiet]) is None
-    both = build_digest(result, files, settings=alert_settings(), announce=[quiet, CENTRAL[0]])
-    assert both["Message-ID"] == build_digest(result, files, settings=alert_settings(), announce=[CENTRAL[0]])["Message-ID"]
+    assert cells[2:7] == ["1,234", "2.2", "NA", "alert", "NA"]  # after the group and the series name
 
 
 def test_html_escapes_data(written):
     result, files = written
     hasakah = next(r for r in result.results if r.series.label == INJECTION_LABEL)
-    flagged = replace(hasakah, detection=replace(hasakah.detection, alarm=True), status="new", weeks_in_alert=1)
+    flagged = replace(hasakah, detection=replace(hasakah.detection, alarm=True, level="alert"), status="new", weeks_in_alert=1)
     result = replace(result, results=tuple(flagged if r is hasakah else r for r in result.results))
-    message = build_digest(result, files, settings=alert_settings(), announce=[hasakah.series.key])
+    before = _announced_before(result, [r.series.key for r in result.flagged if r.series.key != hasakah.series.key])
+    (digest,) = _plan(result, states=before).digests
+    message = build_digest(result, files, settings=alert_settings(), digest=digest)
     html = _html(message)
     assert INJECTION_LABEL not in html and "<b>" not in html.split("<table")[1] and "&lt;b&gt;" in html
     assert "\n" not in message["Subject"] and "Al-Hasakah" in message["Subject"]
@@ -147,7 +185,7 @@ def test_real_smtp_server_receives_the_digest(message):
     assert crlf(_text(received)) == _text(message) and crlf(_html(received)) == _html(message)
     images = [p for p in received.walk() if p.get_content_type() == "image/png"]
     cids = re.findall(r'src="cid:([^"]+)"', _html(received))
-    assert len(images) == 3 and sorted(f"<{c}>" for c in cids) == sorted(p["Content-ID"] for p in images)
+    assert len(images) == 2 and sorted(f"<{c}>" for c in cids) == sorted(p["Content-ID"] for p in images)
     assert any(p.get_filename() == "report-2023-W09.md" for p in received.iter_attachments())
 
 

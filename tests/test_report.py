@@ -44,7 +44,9 @@ def text(result, tmp_path_factory):
 
 def test_sections_in_order(text):
     heads = [line for line in text.splitlines() if line.startswith("## ")]
-    assert heads == ["## Key messages", "## Flagged series", "## At a glance", "## Flagged series in detail", "## Method"]
+    assert heads == [
+        "## Key messages", "## Flagged series", "## Alerts and silences", "## At a glance", "## Flagged series in detail", "## Method"
+    ]
     assert text.startswith("# Incident monitor — weekly report 2023-W09\n")
 
 

@@ -209,7 +209,7 @@ def test_demo_digest_announces_alerts_only_and_counts_the_warnings(demo_dir):
     eml = next((demo_dir / "reports" / "2023-W09").glob("digest-*.eml"))
     message = email.message_from_bytes(eml.read_bytes(), policy=policy.default)
     text = next(p for p in message.walk() if p.get_content_type() == "text/plain").get_content()
-    assert f"{len(warned)} more at the warning level" in text
+    assert f"{len(warned)} at the warning level" in text
     from monitor.report.markdown import series_name
 
     assert all(series_name(r) in text for r in result.flagged)

@@ -55,7 +55,7 @@ def test_new_database_is_migrated_and_in_wal_mode(tmp_path):
     path = tmp_path / "monitor.db"
     with Store(path) as s:
         assert s.path == path
-        assert [r["name"] for r in s.db.query("SELECT name FROM migrations ORDER BY version")] == ["0001_initial", "0002_detection_levels"]
+        assert [r["name"] for r in s.db.query("SELECT name FROM migrations ORDER BY version")] == ["0001_initial", "0002_detection_levels", "0003_alert_lifecycle"]
         assert s.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert s.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert s.db.execute("PRAGMA busy_timeout").fetchone()[0] == 30000
@@ -288,15 +288,43 @@ def test_detections_upsert_on_week_and_series(store):
     assert store.detections("2023-W09") == []
 
 
-def test_announcements_are_recorded_once(store):
-    assert store.announced("2023-W07") == set()
-    sent = datetime(2023, 2, 20, 6, 0)
-    store.record_announcements("2023-W07", ["is/total", "is/admin1=Homs"], channel="smtp", message_id="<m1@x>", sent_at=sent)
-    store.record_announcements("2023-W07", ["is/total"], channel="smtp", message_id="<m2@x>", sent_at=sent)
-    assert store.announced("2023-W07") == {"is/total", "is/admin1=Homs"}
-    assert store.announced("2023-W08") == set()
-    rows = list(store.db.query("SELECT message_id FROM announcements WHERE series = 'is/total'"))
-    assert rows == [{"message_id": "<m1@x>"}]  # the first delivery is the record
+def test_alert_states_and_outbox_commit_together_and_leave_only_once_sent(store):
+    from monitor.alerts.lifecycle import AlertState
+
+    now = datetime(2023, 2, 20, 6, 0)
+    firing = AlertState(series="is/admin1=Homs", state="firing", severity="alert", band=1, since_week="2023-W07",
+                        flagged_weeks=1, announced_week="2023-W07", announced_index=2723, announced_severity="alert",
+                        announced_band=1, last_week="2023-W07", last_index=2723)  # fmt: skip
+    message = {"route": "default", "recipients": ["a@example.org"], "subject": "s", "message_id": "<m@x>",
+               "message": b"Subject: s\r\n\r\nbody\r\n", "series": ["is/admin1=Homs"]}  # fmt: skip
+    ids = store.commit_alerts("2023-W07", [firing], [("is/admin1=Homs", "new", "firing", "alert", "")], [message], now=now)
+    assert store.alert_states() == {"is/admin1=Homs": firing}
+    assert [e["event"] for e in store.alert_events("2023-W07")] == ["new"]
+    assert [p["id"] for p in store.pending_outbox()] == ids
+    assert store.outbox_message(ids[0]) == message["message"]
+    store.mark_failed(ids[0], error="127.0.0.1:25: connection refused", now=now)
+    (row,) = store.pending_outbox()
+    assert row["attempts"] == 1 and "refused" in row["last_error"] and row["recipients"] == ["a@example.org"]
+    store.mark_sent(ids[0], channel="smtp", now=now)
+    store.mark_sent(ids[0], channel="smtp", now=datetime(2023, 2, 21))  # a second mark changes nothing
+    assert store.pending_outbox() == []
+    (sent,) = store.outbox()
+    assert sent["sent_at"] == now.isoformat() and sent["attempts"] == 2
+    # a failure inside the transaction keeps neither the states nor the messages
+    with pytest.raises(Exception):
+        store.commit_alerts("2023-W08", [firing], [("x", "new", "firing", "alert", "")], [{**message, "series": None}], now=now)
+    assert store.alert_events("2023-W08") == [] and len(store.outbox()) == 1
+
+
+def test_silences_are_active_until_their_day_or_expiry(store):
+    now = datetime(2023, 2, 20, 6, 0)
+    first = store.add_silence(filter="Homs", until=date(2023, 3, 5), comment="known offensive", author="ana", now=now)
+    second = store.add_silence(filter="Hama", until=date(2023, 2, 20), comment="x", author="bo", now=now)
+    assert [s["id"] for s in store.active_silences(now)] == [first, second]
+    assert [s["id"] for s in store.active_silences(date(2023, 2, 21))] == [first]  # until is inclusive
+    assert store.expire_silence(first, now=now) and not store.expire_silence(first, now=now)
+    assert store.active_silences(now) == [store.silences()[0]] and store.silences()[0]["id"] == second
+    assert not store.expire_silence(999, now=now)
 
 
 def test_record_run(store):

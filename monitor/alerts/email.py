@@ -16,7 +16,7 @@ import smtplib
 import socket
 import ssl
 import tempfile
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timezone
 from email.message import EmailMessage
@@ -24,11 +24,13 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
+from monitor.alerts.notify import KINDS, Digest, Notice, group_label, series_name
 from monitor.errors import DeliveryError
 from monitor.report.markdown import fmt_num, fmt_p, fmt_score
 from monitor.types import ReportFiles, RunResult, SeriesResult
 
 WEEK_HEADER = "X-Incident-Monitor-Week"
+ROUTE_HEADER = "X-Incident-Monitor-Route"
 MAX_SUBJECT_NAMES = 4
 
 
@@ -50,11 +52,7 @@ def _clean(text: Any) -> str:
 
 
 def _name(r: SeriesResult) -> str:
-    return _clean(f"{r.series.title or r.series.definition} — {r.series.label}")
-
-
-def _status(r: SeriesResult) -> str:
-    return (r.status or ("new" if r.detection.alarm else "")).lower() or "quiet"
+    return _clean(series_name(r))
 
 
 def _unit(r: SeriesResult) -> str:
@@ -75,142 +73,187 @@ def _cid_token(key: str) -> str:
     return hashlib.sha1(key.encode("utf-8")).hexdigest()[:12]
 
 
-def _subject(prefix: str, week: str, chosen: Sequence[SeriesResult]) -> str:
-    labels: list[str] = []
-    for r in chosen:
-        label = _clean(r.series.label)
-        if label not in labels:
-            labels.append(label)
-    shown = ", ".join(labels[:MAX_SUBJECT_NAMES]) + (f" +{len(labels) - MAX_SUBJECT_NAMES} more" if len(labels) > MAX_SUBJECT_NAMES else "")
-    n = len(chosen)
-    new = sum(1 for r in chosen if _status(r) == "new")
-    count = f"{n} surge{'s' if n != 1 else ''}" + (f", {new} new" if 0 < new < n else "")
-    return _clean(f"{prefix} {week}: {count} ({shown})")
+#: Section titles of the digest, by notice kind.
+TITLES = {
+    "new": "New",
+    "escalated": "Escalated",
+    "reminder": "Still firing (reminder)",
+    "resolved": "Resolved",
+    "continuing": "Continuing (announced before)",
+}
 
 
-def _line(r: SeriesResult) -> str:
-    d = r.detection
+def _short(n: Notice, group_by: str) -> str:
+    """The place of a series for the subject line: its `group_by` label (e.g. Homs), its label, or its name for totals."""
+    r = n.result
+    labels = dict(r.series.labels)
+    return _clean(labels.get(group_by) or (r.series.label if labels else _name(r)))
+
+
+def _subject(prefix: str, week: str, digest: Digest, group_by: str = "admin1") -> str:
+    """`[incident-monitor] 2023-W07: 3 new surges (Homs, Hama, Deir ez Zor), 1 resolved`."""
+    parts = []
+    for kind, one, many in (("new", "new surge", "new surges"), ("escalated", "escalated", "escalated"),
+                            ("reminder", "reminder", "reminders"), ("resolved", "resolved", "resolved")):  # fmt: skip
+        chosen = [n for n in digest.notices if n.kind == kind]
+        if not chosen:
+            continue
+        text = f"{len(chosen)} {one if len(chosen) == 1 else many}"
+        if kind in ("new", "escalated"):
+            names = list(dict.fromkeys(_short(n, group_by) for n in chosen))
+            shown = ", ".join(names[:MAX_SUBJECT_NAMES]) + (f" +{len(names) - MAX_SUBJECT_NAMES} more" if len(names) > MAX_SUBJECT_NAMES else "")
+            text += f" ({shown})"
+        parts.append(text)
+    return _clean(f"{prefix} {week}: " + ", ".join(parts))
+
+
+def _level(n: Notice) -> str:
+    """This week's severity of the series (its level; the lifecycle's when the level was not assigned)."""
+    d = n.result.detection
+    return d.level or ("alert" if d.alarm else "") or n.change.after.severity or "-"
+
+
+def _facts(n: Notice) -> str:
+    """One line of numbers for a notice, as in the report."""
+    r, d = n.result, n.result.detection
+    if n.kind == "resolved":
+        st = n.change.before
+        return (f"quiet for {_weeks(n.change.after.quiet_weeks)} ({fmt_num(d.observed)} {_unit(r)} this week, "
+                f"{fmt_num(d.expected)} expected); flagged since {st.since_week}, last announced {st.announced_week}")  # fmt: skip
     detector = d.detector + (f", fallback from {d.fallback_from}" if d.fallback_from else "")
+    level = _level(n)
     return (
         f"{fmt_num(d.observed)} {_unit(r)} this week against {fmt_num(d.expected)} expected (threshold {fmt_num(d.threshold)}); "
-        f"exceedance score {fmt_score(d.score)}, p-value {fmt_p(d.pvalue)}, {detector}; in alert for {_weeks(r.weeks_in_alert)}; "
-        f"trend {r.trend}"
+        f"{level}, exceedance score {fmt_score(d.score)}, p-value {fmt_p(d.pvalue)}, {detector}; "
+        f"in alert for {_weeks(max(r.weeks_in_alert, 1))}; trend {r.trend}"
     )
 
 
-def _text_body(result: RunResult, files: ReportFiles, chosen: Sequence[SeriesResult], others: Sequence[SeriesResult]) -> str:
+def _groups(notices: Sequence[Notice], group_by: str) -> list[tuple[str, list[Notice]]]:
+    out: dict[str, list[Notice]] = {}
+    for n in notices:
+        out.setdefault(group_label(n.result, group_by), []).append(n)
+    return list(out.items())
+
+
+def _text_body(result: RunResult, digest: Digest, *, report: str, group_by: str) -> str:
     dates = f"{result.week_start:%a %d %b %Y} – {result.week_end:%a %d %b %Y}"
-    out = [f"incident-monitor — weekly digest {result.week} ({dates})", ""]
+    out = [f"incident-monitor — {result.week} ({dates})"]
+    if digest.route.name != "default":
+        out.append(f"Route: {digest.route.name} (series: {digest.route.series or 'all'}; {digest.route.min_level} and above)")
+    out.append("")
     if result.synthetic:
         out += ["*** SYNTHETIC DEMO DATA: these are generated events, not real ones. ***", ""]
-    out += [f"{len(chosen)} surge{'s' if len(chosen) != 1 else ''} to announce:", ""]
-    for i, r in enumerate(chosen, 1):
-        out.append(f"{i:>2}. [{_status(r).upper()}] {_name(r)}")
-        out.append(f"    {_clean(_line(r))}")
-        incidents = r.incidents
-        if incidents is not None and len(incidents):
-            top = incidents.iloc[0]
-            place = _clean(" / ".join(dict.fromkeys(str(top.get(c) or "") for c in ("admin1", "admin2", "location") if top.get(c))))
-            out.append(f"    deadliest: {_clean(str(top.get('event_date'))[:10])}, {place}, {_clean(top.get('fatalities'))} killed")
-    out.append("")
-    if others:
-        out += ["Still in alert (announced before): " + ", ".join(_name(r) for r in others) + ".", ""]
+    for kind in (*KINDS, "continuing"):
+        chosen = digest.continuing if kind == "continuing" else [n for n in digest.notices if n.kind == kind]
+        if not chosen:
+            continue
+        out.append(f"{TITLES[kind].upper()} ({len(chosen)})")
+        for group, notices in _groups(chosen, group_by):
+            out.append(f"  {_clean(group)}")
+            for n in notices:
+                out.append(f"  - {_name(n.result)}")
+                if kind != "continuing":
+                    out.append(f"    {_clean(_facts(n))}")
+                for c in n.children:
+                    out.append(f"    also ({c.kind}): {_name(c.result)}: {_clean(_facts(c))}")
+                if kind in ("new", "escalated", "reminder"):
+                    out.append(f"    silence: {n.silence_command}")
+        out.append("")
     out += [
-        f"Full report: {files.markdown} (attached as report-{result.week}.md; charts in {files.folder / 'charts'})",
-        f"Checked {len(result.results)} series; {len(result.flagged)} flagged in total"
-        + (f", {len(result.warnings)} more at the warning level (in the report, not announced). " if result.warnings else ". ")
-        + f"Data up to {result.latest_event_date or 'unknown'}; {result.records_total:,} records in the database.",
-        "",
-        "An alarm means this week's count is above what the series' own history makes normal (see Method in the report).",
+        f"Report: {report}",
+        f"Checked {len(result.results)} series; {len(result.flagged)} at the alert level, {len(result.warnings)} at the "
+        f"warning level. Data up to {result.latest_event_date or 'unknown'}; {result.records_total:,} records.",
+        "An alert means this week's count is above what the series' own history makes normal (see Method in the report).",
     ]
     return "\n".join(out) + "\n"
 
 
-def _html_body(
-    result: RunResult, files: ReportFiles, chosen: Sequence[SeriesResult], others: Sequence[SeriesResult], cids: dict[str, str]
-) -> str:
+def _html_body(result: RunResult, digest: Digest, *, report: str, group_by: str, cids: dict[str, str]) -> str:
     e = html.escape
     dates = f"{result.week_start:%a %d %b %Y} – {result.week_end:%a %d %b %Y}"
     cell = 'style="padding:4px 8px;border-bottom:1px solid #ddd;text-align:{}"'
+    colours = {"new": "#d62728", "escalated": "#9467bd", "reminder": "#e69f00", "resolved": "#2ca02c", "continuing": "#7f7f7f"}
     out = [
         "<!DOCTYPE html>",
         '<html><head><meta charset="utf-8"><title>' + e(f"incident-monitor {result.week}") + "</title></head>",
         '<body style="font-family:Arial,Helvetica,sans-serif;font-size:14px;color:#222">',
-        f"<h2>incident-monitor — weekly digest {e(result.week)}</h2>",
+        f"<h2>incident-monitor — {e(result.week)}</h2>",
         f"<p>{e(dates)}</p>",
     ]
+    if digest.route.name != "default":
+        out.append(f"<p>Route: <b>{e(digest.route.name)}</b> (series: {e(digest.route.series or 'all')}; "
+                   f"{e(digest.route.min_level)} and above)</p>")
     if result.synthetic:
         out.append('<p style="background:#fff3b0;padding:8px;font-weight:bold">'
                    "SYNTHETIC DEMO DATA: these are generated events, not real ones.</p>")
-    out.append(f"<p><b>{len(chosen)} surge{'s' if len(chosen) != 1 else ''}</b> to announce:</p>")
-    headers = ["#", "Series", "Status", "Observed", "Expected", "Threshold", "Exceedance score", "p-value", "Weeks in alert", "Trend"]
-    aligns = ["right", "left", "left", "right", "right", "right", "right", "right", "right", "center"]
+    headers = ["Status", "Group", "Series", "Observed", "Expected", "Threshold", "Level", "Exceedance score", "Weeks in alert"]
+    aligns = ["left", "left", "left", "right", "right", "right", "left", "right", "left"]
     out.append('<table style="border-collapse:collapse">')
     out.append("<tr>" + "".join(f"<th {cell.format(a)}>{e(h)}</th>" for h, a in zip(headers, aligns)) + "</tr>")
-    for i, r in enumerate(chosen, 1):
-        d = r.detection
-        status = _status(r)
-        badge = "#d62728" if status == "new" else "#e69f00"
-        values = [
-            str(i),
-            e(_name(r)),
-            f'<span style="color:#fff;background:{badge};padding:1px 6px;border-radius:3px">{e(status.upper())}</span>',
-            e(fmt_num(d.observed)), e(fmt_num(d.expected)), e(fmt_num(d.threshold)), e(fmt_score(d.score)), e(fmt_p(d.pvalue)),
-            str(int(r.weeks_in_alert)), e(r.trend),
-        ]
-        out.append("<tr>" + "".join(f"<td {cell.format(a)}>{v}</td>" for v, a in zip(values, aligns)) + "</tr>")
+    rows = [(n, False) for n in digest.notices] + [(n, False) for n in digest.continuing]
+    for n, _ in rows:
+        for item, child in [(n, False)] + [(c, True) for c in n.children]:
+            d = item.result.detection
+            badge = f'<span style="color:#fff;background:{colours[item.kind]};padding:1px 6px;border-radius:3px">{e(item.kind.upper())}</span>'
+            name = ("&#8627; " if child else "") + e(_name(item.result))
+            values = [badge, e(group_label(item.result, group_by)), name, e(fmt_num(d.observed)), e(fmt_num(d.expected)),
+                      e(fmt_num(d.threshold)), e(_level(item)), e(fmt_score(d.score)), str(max(int(item.result.weeks_in_alert), 0))]  # fmt: skip
+            out.append("<tr>" + "".join(f"<td {cell.format(a)}>{v}</td>" for v, a in zip(values, aligns)) + "</tr>")
     out.append("</table>")
-    if others:
-        out.append("<p>Still in alert (announced before): " + e(", ".join(_name(r) for r in others)) + ".</p>")
-    for r in chosen:
-        cid = cids.get(r.series.key)
-        out.append(f"<h3>{e(_name(r))}</h3>")
-        out.append(f"<p>{e(_clean(_line(r)))}</p>")
+    for n in digest.notices:
+        out.append(f"<h3>{e(TITLES[n.kind])}: {e(_name(n.result))}</h3>")
+        out.append(f"<p>{e(_clean(_facts(n)))}</p>")
+        for c in n.children:
+            out.append(f"<p>Also ({e(c.kind)}): {e(_name(c.result))}: {e(_clean(_facts(c)))}</p>")
+        cid = cids.get(n.change.key)
         if cid:
-            out.append(f'<p><img src="cid:{e(cid)}" alt="{e("Weekly chart: " + _name(r))}" width="900" '
+            out.append(f'<p><img src="cid:{e(cid)}" alt="{e("Weekly chart: " + _name(n.result))}" width="900" '
                        'style="max-width:100%;height:auto"></p>')
-    out.append(f"<p>Full report: <code>{e(str(files.markdown))}</code> (attached).</p>")
-    out.append("<p style=\"color:#666\">An alarm means this week's count is above what the series' own history makes "
+        if n.silence_command:
+            out.append(f"<p>Silence: <code>{e(n.silence_command)}</code></p>")
+    out.append(f"<p>Report: <code>{e(report)}</code> (attached).</p>")
+    out.append("<p style=\"color:#666\">An alert means this week's count is above what the series' own history makes "
                "normal; see Method in the report.</p>")
     out.append("</body></html>")
     return "\n".join(out) + "\n"
 
 
-def build_digest(result: RunResult, files: ReportFiles, *, settings: Any, announce: Collection[str]) -> EmailMessage | None:
-    """One digest for the flagged series whose keys are in `announce`; None when there is nothing to announce.
+def build_digest(
+    result: RunResult, files: ReportFiles, *, settings: Any, digest: Digest, report: str | None = None
+) -> EmailMessage:
+    """One route's digest: plain text and HTML (charts inline by Content-ID), the report attached.
 
-    The message is multipart: plain text and HTML alternatives (the HTML with the charts
-    inline by Content-ID) and the report Markdown attached. Headers are deterministic for
-    a given run (Date from result.generated_at, Message-ID from the week, generated_at and the keys).
-    Numbers are formatted as in the report (monitor.report.markdown.fmt_num, fmt_p, fmt_score).
-    settings: alert settings; reads `sender`, `recipients`, `subject_prefix`.
+    report: how the message names the report (default: the report's path). Headers are
+    deterministic for a given run and digest (Date from result.generated_at, Message-ID
+    from the week, route, generated_at and the series). settings: alert settings; reads
+    `sender`, `subject_prefix`, `group_by`.
     """
-    wanted = set(announce)
-    chosen = [r for r in result.flagged if r.series.key in wanted]  # keys of series not flagged are ignored
-    if not chosen:
-        return None
-    others = [r for r in result.flagged if r.series.key not in wanted]
-
+    group_by = getattr(settings, "group_by", "admin1")
+    report = report or str(files.markdown)
     domain = _domain(settings.sender)
-    keys = "\n".join(sorted(r.series.key for r in chosen))
-    digest = hashlib.sha256(f"{result.week}\n{result.generated_at.isoformat()}\n{keys}".encode("utf-8")).hexdigest()
+    keys = "\n".join(sorted(f"{n.kind}:{k}" for n in digest.notices for k in [n.change.key]))
+    seed = f"{result.week}\n{digest.route.name}\n{result.generated_at.isoformat()}\n{keys}"
+    token = hashlib.sha256(seed.encode("utf-8")).hexdigest()
     generated = result.generated_at if result.generated_at.tzinfo else result.generated_at.replace(tzinfo=timezone.utc)
 
     message = EmailMessage()
-    message["Subject"] = _subject(getattr(settings, "subject_prefix", "[incident-monitor]"), result.week, chosen)
+    message["Subject"] = _subject(getattr(settings, "subject_prefix", "[incident-monitor]"), result.week, digest, group_by)
     message["From"] = settings.sender
-    message["To"] = ", ".join(settings.recipients) if settings.recipients else "undisclosed-recipients:;"
+    message["To"] = ", ".join(digest.route.recipients) if digest.route.recipients else "undisclosed-recipients:;"
     message["Date"] = format_datetime(generated)
-    message["Message-ID"] = f"<{result.week}.{digest[:20]}@{domain}>"
+    message["Message-ID"] = f"<{result.week}.{digest.route.name}.{token[:20]}@{domain}>"
     message[WEEK_HEADER] = result.week
+    message[ROUTE_HEADER] = digest.route.name
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to this
 
-    charts = {r.series.key: files.charts[r.series.key] for r in chosen if r.series.key in files.charts}
-    charts = {k: Path(p) for k, p in charts.items() if Path(p).is_file()}
+    shown = [n for n in digest.notices if n.kind != "resolved"]
+    charts = {n.change.key: Path(files.charts[n.change.key]) for n in shown if n.change.key in files.charts}
+    charts = {k: p for k, p in charts.items() if p.is_file()}
     cids = {k: f"chart-{_cid_token(k)}.{result.week}@{domain}" for k in charts}
 
-    message.set_content(_text_body(result, files, chosen, others))
-    message.add_alternative(_html_body(result, files, chosen, others, cids), subtype="html")
+    message.set_content(_text_body(result, digest, report=report, group_by=group_by))
+    message.add_alternative(_html_body(result, digest, report=report, group_by=group_by, cids=cids), subtype="html")
     html_part = message.get_payload()[1]
     for key, path in charts.items():
         html_part.add_related(
@@ -230,7 +273,8 @@ def _write_eml(message: EmailMessage, eml_dir: Path) -> Path:
     week = re.sub(r"[^A-Za-z0-9_-]+", "-", str(message.get(WEEK_HEADER) or "")).strip("-") or "digest"
     eml_dir = Path(eml_dir)
     eml_dir.mkdir(parents=True, exist_ok=True)
-    path = eml_dir / f"digest-{week}.eml"
+    route = re.sub(r"[^A-Za-z0-9_-]+", "-", str(message.get(ROUTE_HEADER) or "default")).strip("-")
+    path = eml_dir / (f"digest-{week}.eml" if route in ("", "default") else f"digest-{week}-{route}.eml")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=eml_dir)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -285,7 +329,9 @@ def _describe(exc: BaseException, *, stage: str, smtp: Any, sender: str) -> str:
     return f"{stage}: {exc}"
 
 
-def deliver(message: EmailMessage, *, settings: Any, password: str | None, eml_dir: Path) -> Delivery:
+def deliver(
+    message: EmailMessage, *, settings: Any, password: str | None, eml_dir: Path, recipients: Sequence[str] | None = None
+) -> Delivery:
     """Send the digest by SMTP, or write `<eml_dir>/digest-<week>.eml` when no server is configured.
 
     settings: alert settings; reads `recipients`, `sender` and `smtp` (host, port,
@@ -302,9 +348,9 @@ def deliver(message: EmailMessage, *, settings: Any, password: str | None, eml_d
         except OSError as exc:
             raise DeliveryError(f"cannot write the digest to {eml_dir}: {exc.strerror or exc}") from exc
     where = f"{smtp.host}:{smtp.port}"
-    recipients = list(settings.recipients)
+    recipients = list(settings.recipients if recipients is None else recipients)
     if not recipients:
-        raise DeliveryError(f"{where}: no recipients; list at least one address in alerts.recipients")
+        raise DeliveryError(f"{where}: no recipients; list at least one address in alerts.recipients or a route")
     if smtp.username and not password:
         env = getattr(smtp, "password_env", "MONITOR_SMTP_PASSWORD")
         raise DeliveryError(f"{where}: alerts.smtp.username is set but no password was given; set ${env}")

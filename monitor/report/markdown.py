@@ -510,6 +510,29 @@ def _method(result: RunResult) -> list[str]:
     return out
 
 
+def _alerts_section(result: RunResult) -> list[str]:
+    """Where each alert stands (pending, firing, recovering, resolved, silenced) and the silences in force."""
+    out = ["## Alerts and silences", ""]
+    names = {r.series.key: series_name(r) for r in result.results}
+    if result.alert_notes:
+        out += ["| Series | Alert |", "|:---|:---|"]
+        for key, text in sorted(result.alert_notes.items(), key=lambda kv: names.get(kv[0], kv[0])):
+            out.append(f"| {md_escape(names.get(key, key))} | {md_escape(text)} |")
+        out.append("")
+    else:
+        out += ["No series has an alert in progress.", ""]
+    if result.silences:
+        out += ["Active silences (their series are not emailed, but stay in this report):", "",
+                "| # | Series filter | Until | Comment | Author |", "|---:|:---|:---|:---|:---|"]  # fmt: skip
+        for s in result.silences:
+            out.append(f"| {int(s['id'])} | {md_escape(s['filter'])} | {md_escape(s['until'])} | {md_escape(s['comment'])} | "
+                       f"{md_escape(s['author'])} |")  # fmt: skip
+    else:
+        out.append("No active silences.")
+    out.append("")
+    return out
+
+
 def render_markdown(result: RunResult, *, charts: Mapping[str, str], settings: Any) -> str:
     """The weekly report as Markdown.
 
@@ -522,6 +545,7 @@ def render_markdown(result: RunResult, *, charts: Mapping[str, str], settings: A
         + _key_messages(result)
         + _flagged_table(result)
         + _warnings_table(result)
+        + _alerts_section(result)
         + _glance_table(result)
         + _flagged_details(result, charts, settings)
         + _method(result)

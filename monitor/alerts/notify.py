@@ -1,0 +1,285 @@
+"""From one week's detections to the digests to send: lifecycle, routing, silences, inhibition.
+
+Order of decisions, as in Prometheus Alertmanager (scaled to a weekly cadence):
+
+1. `advance`: every series takes one lifecycle step (`monitor.alerts.lifecycle`).
+2. `plan`: each route (the default `recipients`, then `[[alerts.routes]]`) gets the
+   announced events (new, escalated, reminder, resolved) of the series it follows at or
+   above its minimum severity, minus silenced series; a region-level alert inhibits its
+   own children (series with the same labels plus more, e.g. admin1 + actor), which are
+   listed under it instead of as separate alerts. A route with something to announce gets
+   one digest; the firing alerts it already knows about are listed as continuing.
+3. An event that reached no route (silenced, or below every route's severity) is not
+   recorded as announced, so it is announced when a silence expires or it escalates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date
+from typing import Any
+
+from monitor.alerts.lifecycle import (
+    SEVERITIES,
+    AlertState,
+    LifecycleSettings,
+    Observation,
+    step,
+    unannounce,
+)
+from monitor.types import RunResult, SeriesResult
+
+#: Monday 5 January 1970: week indexes count weeks from it.
+_EPOCH = date(1970, 1, 5)
+#: Kinds of notice, in the order a digest lists them.
+KINDS: tuple[str, ...] = ("new", "escalated", "reminder", "resolved")
+
+
+def week_index(week_start: date) -> int:
+    """Consecutive weeks have consecutive indexes (whatever weekday weeks start on)."""
+    return (week_start - _EPOCH).days // 7
+
+
+def series_name(r: SeriesResult) -> str:
+    """'Islamic State events — Homs': the definition's title and the series label."""
+    return f"{r.series.title or r.series.definition} — {r.series.label}"
+
+
+def matches(text: str, r: SeriesResult) -> bool:
+    """A series filter: `text` (case-insensitive) in the series key or name; empty matches everything."""
+    needle = text.strip().lower()
+    return not needle or needle in r.series.key.lower() or needle in series_name(r).lower()
+
+
+def _rank(severity: str) -> int:
+    return SEVERITIES.index(severity) + 1 if severity in SEVERITIES else 0
+
+
+@dataclass(frozen=True)
+class Change:
+    """One series' lifecycle step this week."""
+
+    result: SeriesResult
+    event: str
+    before: AlertState
+    after: AlertState
+
+    @property
+    def key(self) -> str:
+        return self.result.series.key
+
+
+@dataclass(frozen=True)
+class Route:
+    """A recipient group: name, addresses, series filter and minimum severity."""
+
+    name: str
+    recipients: tuple[str, ...]
+    series: str = ""
+    min_level: str = "alert"
+
+
+@dataclass
+class Notice:
+    """One alert in a digest: what happened (kind), the series, and inhibited children listed under it."""
+
+    kind: str  # new | escalated | reminder | resolved | continuing
+    change: Change
+    silence_command: str = ""
+    children: list["Notice"] = field(default_factory=list)
+
+    @property
+    def result(self) -> SeriesResult:
+        return self.change.result
+
+
+@dataclass
+class Digest:
+    """What one route is told this week."""
+
+    route: Route
+    notices: list[Notice]  # announced: new, escalated, reminder, resolved
+    continuing: list[Notice]  # still firing, announced before (context, not news)
+
+    def count(self, kind: str) -> int:
+        return sum(1 for n in self.notices if n.kind == kind)
+
+    @property
+    def series(self) -> list[str]:
+        keys = [n.change.key for n in self.notices]
+        keys += [c.change.key for n in self.notices for c in n.children]
+        return keys
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The digests to queue, the states to store, the events to log, and what silences held back."""
+
+    digests: list[Digest]
+    states: dict[str, AlertState]
+    events: list[tuple[str, str, str, str, str]]  # (series, event, state, severity, detail)
+    silenced: dict[str, dict[str, Any]]  # series key -> the silence holding its notice back
+
+
+def routes_of(settings: Any) -> list[Route]:
+    """The default route (`recipients`, every series, `min_level`) and `[[alerts.routes]]`."""
+    out = []
+    if settings.recipients:
+        out.append(Route("default", tuple(settings.recipients), "", settings.min_level))
+    out += [Route(r.name, tuple(r.recipients), r.series, r.min_level) for r in settings.routes]
+    if not out:  # no addresses at all: one digest written as an .eml file
+        out.append(Route("default", (), "", settings.min_level))
+    return out
+
+
+def observations(result: RunResult) -> dict[str, Observation]:
+    """This week's observation of every series: its level and score, or held (undecided / no data this week).
+
+    No data this week: the latest event in the database (of any source) is before the week
+    started, so nothing has been ingested for it yet: a zero count would be a guess.
+    """
+    index = week_index(result.week_start)
+    no_data = result.latest_event_date is None or result.latest_event_date < result.week_start
+    out = {}
+    for r in result.results:
+        d = r.detection
+        if no_data:
+            obs = Observation(result.week, index, "", d.score, held=True, reason="no data this week")
+        elif d.alarm is None:
+            obs = Observation(result.week, index, "", d.score, held=True, reason=f"undecided: {d.note}".strip())
+        else:
+            level = d.level if d.level in SEVERITIES else ("alert" if d.alarm else "")  # levels not assigned: the alarm is the alert
+            obs = Observation(result.week, index, level, d.score)
+        out[r.series.key] = obs
+    return out
+
+
+def advance(result: RunResult, states: Mapping[str, AlertState], settings: Any) -> list[Change]:
+    """One lifecycle step for every series of the run (states of series not in the run are left alone)."""
+    lifecycle = LifecycleSettings(
+        for_weeks=settings.for_weeks, resolve_after_weeks=settings.resolve_after_weeks, repeat_weeks=settings.repeat_weeks
+    )
+    obs = observations(result)
+    changes = []
+    for r in result.results:
+        before = states.get(r.series.key) or AlertState(series=r.series.key)
+        after, event = step(before, obs[r.series.key], lifecycle)
+        changes.append(Change(r, event, before, after))
+    return changes
+
+
+def silence_for(r: SeriesResult, silences: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The first active silence whose filter matches the series, if any."""
+    return next((s for s in silences if matches(str(s["filter"]), r)), None)
+
+
+def silence_command(r: SeriesResult, week_end: date) -> str:
+    """The command that silences this series for four weeks from the end of the reported week."""
+    until = date.fromordinal(week_end.toordinal() + 28)
+    key = r.series.key.replace("'", "'\\''")
+    return f"monitor silence add --series '{key}' --until {until.isoformat()} --comment 'reason'"
+
+
+def _parent_of(child: SeriesResult, candidates: Sequence[Notice]) -> Notice | None:
+    labels = set(child.series.labels)
+    best = None
+    for n in candidates:
+        parent = set(n.result.series.labels)
+        if parent and parent < labels and (best is None or len(parent) > len(best.result.series.labels)):
+            best = n
+    return best
+
+
+def _inhibit(notices: list[Notice]) -> list[Notice]:
+    """Move children (same labels plus more) under their closest announced parent in the same digest."""
+    top: list[Notice] = []
+    for n in sorted(notices, key=lambda n: len(n.result.series.labels)):
+        parent = _parent_of(n.result, top)
+        if parent is not None:
+            parent.children.append(n)
+        else:
+            top.append(n)
+    return top
+
+
+def plan(result: RunResult, changes: Sequence[Change], settings: Any, silences: Sequence[Mapping[str, Any]]) -> Plan:
+    """Route this week's changes into digests and settle the states to store (see the module docstring)."""
+    routes = routes_of(settings)
+    per_route: dict[str, list[Notice]] = {r.name: [] for r in routes}
+    continuing: dict[str, list[Notice]] = {r.name: [] for r in routes}
+    reached: set[str] = set()
+    silenced: dict[str, dict[str, Any]] = {}
+    for c in changes:
+        silence = silence_for(c.result, silences)
+        for route in routes:
+            if not matches(route.series, c.result):
+                continue
+            kind = _kind_for(c, route, settings)
+            if kind is None:
+                continue
+            if silence is not None:
+                silenced[c.key] = dict(silence)
+                continue
+            notice = Notice(kind, c, silence_command(c.result, result.week_end))
+            (continuing if kind == "continuing" else per_route)[route.name].append(notice)
+            if kind != "continuing":
+                reached.add(c.key)
+
+    states: dict[str, AlertState] = {}
+    events = []
+    for c in changes:
+        after, detail = c.after, ""
+        if c.event in ("new", "escalated", "reminder") and c.key not in reached:
+            after = unannounce(c.after, c.before)
+            detail = f"not sent: silenced by #{silenced[c.key]['id']}" if c.key in silenced else "not sent: no route at this severity"
+        elif c.event == "resolved" and c.key not in reached and c.before.announced_index >= 0:
+            detail = f"not sent: silenced by #{silenced[c.key]['id']}" if c.key in silenced else "not sent"
+        if after != c.before:
+            states[c.key] = after
+        if c.event:
+            events.append((c.key, c.event, after.state, after.severity, detail))
+
+    digests = []
+    for route in routes:
+        notices = per_route[route.name]
+        if not notices:
+            continue
+        ordered = sorted(_inhibit(notices), key=lambda n: (KINDS.index(n.kind), _group(n.result, settings), n.result.series.key))
+        digests.append(Digest(route, ordered, sorted(continuing[route.name], key=lambda n: n.result.series.key)))
+    return Plan(digests, states, events, silenced)
+
+
+def _kind_for(c: Change, route: Route, settings: Any) -> str | None:
+    """How this change reads to `route`: a notice kind, "continuing" (context), or None (not for this route)."""
+    need = _rank(route.min_level)
+    if c.event in ("new", "escalated", "reminder"):
+        if _rank(c.result.detection.level) < need and _rank(c.after.severity) < need:
+            return None
+        if c.event == "escalated" and _rank(c.before.announced_severity) < need:
+            return "new"  # the first this route hears of it
+        if c.event == "reminder" and _rank(c.after.announced_severity) < need:
+            return None
+        return c.event
+    if c.event == "resolved":
+        ok = settings.send_resolved and c.before.announced_index >= 0 and _rank(c.before.announced_severity) >= need
+        return "resolved" if ok else None
+    if c.after.state in ("firing", "recovering") and c.after.announced_index >= 0 and _rank(c.after.announced_severity) >= need:
+        return "continuing"
+    return None
+
+
+def _group(r: SeriesResult, settings: Any) -> str:
+    return group_label(r, getattr(settings, "group_by", "admin1"))
+
+
+def group_label(r: SeriesResult, group_by: str) -> str:
+    """The digest group of a series: its `group_by` label value, the series key for "series", else "All"."""
+    if group_by == "series":
+        return r.series.key
+    return dict(r.series.labels).get(group_by, "All")
+
+
+def with_state(changes: Sequence[Change], states: Mapping[str, AlertState]) -> list[Change]:
+    """The changes with their `after` replaced by the settled states (for display)."""
+    return [replace(c, after=states.get(c.key, c.after)) for c in changes]

@@ -1,0 +1,87 @@
+"""The outbox: every digest is stored before it is sent and leaves only once a server accepted it.
+
+`queue` turns a week's plan into messages and commits them together with the alert states
+(one transaction: the decision to notify and the notification are never separated).
+`flush` sends what is pending, oldest first, and marks each message sent right after the
+server accepted it. When the server is down, refuses or times out, the messages stay in
+the outbox with the error and attempt count, and the next run (or `monitor alerts flush`)
+delivers them exactly once.
+
+The one duplicate this allows: if the process dies after the server accepted a message
+and before its "sent" mark is written (a few milliseconds), the next flush sends it again.
+Mail cannot be un-sent, so at-least-once is the honest guarantee there; the Message-ID is
+the same both times, so clients that thread or deduplicate by Message-ID show it once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+from typing import Any, Callable
+
+from monitor.alerts.notify import Plan
+from monitor.errors import DeliveryError
+from monitor.types import ReportFiles, RunResult
+
+
+@dataclass
+class FlushResult:
+    """What a flush did: messages delivered (outbox id, channel, where, series) and attempts that failed."""
+
+    delivered: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    pending: int = 0  # messages still in the outbox afterwards
+
+    @property
+    def error(self) -> str:
+        return "; ".join(f"#{f['id']} ({f['route']}): {f['error']}" for f in self.failed)
+
+
+def queue(store, result: RunResult, files: ReportFiles, plan: Plan, *, settings: Any, now: datetime, report: str | None = None) -> list[int]:
+    """Build one message per digest of `plan` and commit them with the plan's states and events."""
+    from monitor.alerts.email import build_digest
+
+    messages = []
+    for digest in plan.digests:
+        message = build_digest(result, files, settings=settings, digest=digest, report=report)
+        messages.append({
+            "route": digest.route.name,
+            "recipients": list(digest.route.recipients),
+            "subject": str(message["Subject"]),
+            "message_id": str(message["Message-ID"]),
+            "message": message.as_bytes(),
+            "series": digest.series,
+        })  # fmt: skip
+    return store.commit_alerts(result.week, plan.states.values(), plan.events, messages, now=now)
+
+
+def flush(store, *, settings: Any, password: str | None, eml_dir_for: Callable[[str], Path], now: datetime) -> FlushResult:
+    """Send every pending outbox message, oldest first; stop at the first failure of the SMTP server.
+
+    eml_dir_for(week): where a message is written when no SMTP server is configured.
+    A failure is recorded on the message (attempts, last error) and the rest stay pending
+    (the server is likely down for them too); nothing is lost.
+    """
+    from monitor.alerts.email import deliver
+
+    out = FlushResult()
+    pending = store.pending_outbox()
+    for i, row in enumerate(pending):
+        message = BytesParser(policy=policy.default).parsebytes(store.outbox_message(row["id"]))
+        try:
+            delivery = deliver(message, settings=settings, password=password, eml_dir=eml_dir_for(row["week"]),
+                               recipients=row["recipients"] or None)  # fmt: skip
+        except DeliveryError as exc:
+            store.mark_failed(row["id"], error=str(exc), now=now)
+            out.failed.append({"id": row["id"], "route": row["route"], "week": row["week"], "error": str(exc)})
+            out.pending = len(pending) - i
+            return out
+        store.mark_sent(row["id"], channel=delivery.channel, now=now)
+        out.delivered.append({
+            "id": row["id"], "route": row["route"], "week": row["week"], "channel": delivery.channel,
+            "path": str(delivery.path) if delivery.path else "", "series": row["series"], "subject": row["subject"],
+        })  # fmt: skip
+    return out

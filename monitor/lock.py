@@ -1,0 +1,110 @@
+"""One run at a time: an exclusive lock on a file beside the database (`<db>.lock`).
+
+`monitor run`, `monitor ingest` and each job of `monitor schedule` hold it while they
+write the database, so cron and the scheduler never run the weekly job twice at once.
+The lock is `flock(2)`: the kernel drops it when the holder's file is closed, so an
+exception, an exit or even SIGKILL releases it and a stale file never blocks. While
+held, the file says who holds it (pid, host, start time, command) for the message a
+second run prints; it is emptied on release. POSIX only (fcntl).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from monitor.errors import LockError, StoreError
+
+#: Seconds between two attempts while waiting for the lock.
+POLL_SECONDS = 0.1
+#: What a command-line user can do about a held lock (without and with --wait).
+CLI_HINT = "try again later or pass --wait 600"
+CLI_HINT_WAITED = "try again later or pass a longer --wait"
+
+
+def lock_path(db_path: Path) -> Path:
+    """The lock file of a database: `monitor.db` → `monitor.db.lock`."""
+    db_path = Path(db_path)
+    return db_path.with_name(db_path.name + ".lock")
+
+
+def holder(path: Path) -> dict:
+    """What the lock file says about its holder ({} when empty or unreadable: released, or being written)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8") or "{}")
+    except (OSError, ValueError):
+        return {}
+
+
+def _describe(info: dict) -> str:
+    if not info:
+        return "holder unknown"
+    return f"pid {info.get('pid', '?')} on {info.get('host', '?')}, since {info.get('since', '?')}"
+
+
+@contextmanager
+def run_lock(
+    db_path: Path,
+    *,
+    clock: Callable[[], datetime],
+    wait: float = 0.0,
+    command: str = "monitor",
+    hint: str | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> Iterator[Path]:
+    """Hold the database's run lock for the `with` block; released on any exit.
+
+    clock: the time written as the holder's start (UTC).
+    wait: seconds to wait for another holder to finish (0: give up at once).
+    command: what holds the lock, written into the file for people reading it.
+    hint: the end of the message when the lock stays held (what to do about it; default: the CLI's --wait advice).
+    stop: polled while waiting; when it returns True, give up at once.
+    Raises LockError (exit code 5) naming the path and the holder when the lock stays held,
+    StoreError when the lock file cannot be created (the database's folder is missing).
+    """
+    path = lock_path(db_path)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except FileNotFoundError:
+        raise StoreError(
+            f"{path}: cannot create the lock file: folder {path.parent} does not exist (create it or fix database.path)"
+        ) from None
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot open the lock file: {exc.strerror or exc}") from None
+    try:
+        _acquire(fd, path, wait=wait, hint=hint, stop=stop)
+        since = clock().astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "since": since, "command": command}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(info) + "\n").encode("utf-8"), 0)
+        try:
+            yield path
+        finally:
+            os.ftruncate(fd, 0)  # released: nothing for a later reader to mistake for a holder
+    finally:
+        os.close(fd)  # closing the descriptor drops the flock
+
+
+def _acquire(fd: int, path: Path, *, wait: float, hint: str | None, stop: Callable[[], bool] | None) -> None:
+    if hint is None:
+        hint = CLI_HINT_WAITED if wait > 0 else CLI_HINT
+    deadline = time.monotonic() + max(wait, 0.0)
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        if stop is not None and stop():
+            raise LockError(f"stopped while waiting for {path} ({_describe(holder(path))})")
+        if time.monotonic() >= deadline:
+            waited = f"still held after waiting {wait:g} s; " if wait > 0 else ""
+            raise LockError(f"another incident-monitor run holds {path} ({_describe(holder(path))}); {waited}{hint}")
+        time.sleep(min(POLL_SECONDS, max(deadline - time.monotonic(), 0.0)))

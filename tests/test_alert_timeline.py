@@ -1,0 +1,156 @@
+"""The alert path over a scripted run of weeks, against a real SMTP server on 127.0.0.1, with a fake clock.
+
+Weekly counts files arrive in the inbox, `run_weekly` runs each Monday at 06:00 (the fake
+clock), and the test asserts which mails arrive in which run:
+
+* Homs: a warning in W02 (new for the Syria desk, which takes warnings), an alert in W03
+  (escalated for the desk, new for the duty officer, who takes alerts only), a higher
+  exceedance band in W05 (escalated for both), quiet in W06 (recovering: nothing sent) and
+  W07 (resolved: both told);
+* the server is down for the W02 run: the run exits 4 and the W02 message waits in the
+  outbox; the W03 run delivers it first, exactly once;
+* Hama: alerts from W04, silenced until 2023-02-06 (the W05 run's day), so nothing goes out
+  until the silence has expired: the W06 run announces it as new;
+* Aleppo never moves; W09 has no data (no file arrived): every series is held, not zero;
+* re-running a week sends nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from monitor.config import config_from_dict
+from monitor.pipeline import EXIT_DELIVERY_FAILED, run_weekly
+from monitor.store import Store
+from tests.smtp_server import SmtpServer
+
+DESK, DUTY = "syria-desk@example.org", "duty@example.org"
+HISTORY_START = date(2022, 1, 3)  # 52 quiet weeks before 2023-W01
+WEEKS = [date(2023, 1, 2) + timedelta(weeks=i) for i in range(8)]  # 2023-W01 .. W08
+#: counts per week of 2023 (W01..W08); every earlier week is 20 everywhere
+COUNTS = {
+    "Homs": [20, 23, 32, 34, 60, 30, 30, 30],
+    "Hama": [20, 20, 20, 30, 40, 50, 50, 50],
+    "Aleppo": [20, 20, 20, 20, 20, 20, 20, 20],
+}
+
+
+def _write_counts(path: Path, rows: list[tuple[date, str, int]]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        out = csv.writer(handle)
+        out.writerow(["week_start", "country", "admin1", "count"])
+        for week, admin1, n in rows:
+            out.writerow([week.isoformat(), "Syria", admin1, n])
+
+
+def _config(tmp_path: Path, port: int):
+    raw = {
+        "database": {"path": str(tmp_path / "monitor.db")},
+        "ingest": {"inbox": [str(tmp_path / "inbox")]},
+        "report": {"folder": str(tmp_path / "reports")},
+        "series": [{"name": "is", "title": "IS attacks", "group_by": ["country", "admin1"], "rollup": False,
+                    "min_events": 0, "detector": "trendfinder"}],
+        "alerts": {
+            "sender": "incident-monitor@example.org",
+            "routes": [
+                {"name": "syria-desk", "recipients": [DESK], "series": "Syria", "min_level": "warning"},
+                {"name": "duty-officer", "recipients": [DUTY], "min_level": "alert"},
+            ],
+            "smtp": {"host": "127.0.0.1", "port": port, "security": "none", "timeout": 5},
+        },
+    }  # fmt: skip
+    return config_from_dict(raw, base_dir=tmp_path)
+
+
+def _monday_after(week: date) -> datetime:
+    return datetime.combine(week + timedelta(days=7), datetime.min.time(), tzinfo=timezone.utc).replace(hour=6)
+
+
+def _received(server, since: int) -> list[tuple[str, str]]:
+    """(recipient, subject) of the mails accepted since message number `since`."""
+    return [(rcpt[0], str(msg["Subject"]).strip()) for rcpt, msg in server.inbox.messages[since:]]
+
+
+@pytest.fixture
+def timeline(tmp_path):
+    server = SmtpServer()
+    config = _config(tmp_path, server.port)
+    (tmp_path / "inbox").mkdir()
+    (tmp_path / "reports").mkdir()
+    history = [(HISTORY_START + timedelta(weeks=i), a, 20) for i in range(52) for a in COUNTS]
+    _write_counts(tmp_path / "inbox" / "history.csv", history)
+    yield config, server, tmp_path
+    server.stop()
+
+
+def test_weeks_of_alerts_arrive_once_each_in_the_right_run(timeline):
+    config, server, folder = timeline
+    log: dict[str, list[tuple[str, str]]] = {}
+    exit_codes = {}
+    with Store(config.db_path) as store:
+        for i, week in enumerate(WEEKS):
+            label = f"2023-W{i + 1:02d}"
+            _write_counts(folder / "inbox" / f"{label}.csv", [(week, a, COUNTS[a][i]) for a in COUNTS])
+            if label == "2023-W03":
+                server.start()  # down for the W02 run, back for W03
+            if label == "2023-W04":
+                store.add_silence(filter="Hama", until=date(2023, 2, 6), comment="known offensive, tracked by the desk",
+                                  author="test", now=_monday_after(week))  # fmt: skip
+            before = len(server.inbox.messages)
+            outcome = run_weekly(config, store, week=week, now=_monday_after(week))
+            exit_codes[label] = outcome.exit_code
+            log[label] = _received(server, before)
+            if label == "2023-W05":
+                report_w05 = (folder / "reports" / "2023-W05" / "report.md").read_text(encoding="utf-8")
+            if label == "2023-W02":
+                (pending,) = store.pending_outbox()
+                assert pending["route"] == "syria-desk" and "connection refused" in pending["last_error"]
+        # W09: no file arrived; W05 again: a re-run sends nothing
+        before = len(server.inbox.messages)
+        w09 = run_weekly(config, store, week=date(2023, 2, 27), now=_monday_after(date(2023, 2, 27)))
+        again = run_weekly(config, store, week=WEEKS[4], now=_monday_after(date(2023, 2, 27)))
+        assert _received(server, before) == [] and w09.exit_code == 0 and again.exit_code == 0
+        held = {e["series"]: e["event"] for e in store.alert_events("2023-W09")}
+        states = store.alert_states()
+        report_w09 = (folder / "reports" / "2023-W09" / "report.md").read_text(encoding="utf-8")
+        assert store.pending_outbox() == []
+
+    new_homs_desk = (DESK, "[incident-monitor] 2023-W02: 1 new surge (Homs)")
+    assert log == {
+        "2023-W01": [],
+        "2023-W02": [],  # server down
+        "2023-W03": [new_homs_desk,
+                     (DESK, "[incident-monitor] 2023-W03: 1 escalated (Homs)"),
+                     (DUTY, "[incident-monitor] 2023-W03: 1 new surge (Homs)")],
+        "2023-W04": [],  # Homs continues; Hama is silenced
+        "2023-W05": [(DESK, "[incident-monitor] 2023-W05: 1 escalated (Homs)"),
+                     (DUTY, "[incident-monitor] 2023-W05: 1 escalated (Homs)")],
+        "2023-W06": [(DESK, "[incident-monitor] 2023-W06: 1 new surge (Hama)"),
+                     (DUTY, "[incident-monitor] 2023-W06: 1 new surge (Hama)")],
+        "2023-W07": [(DESK, "[incident-monitor] 2023-W07: 1 resolved"),
+                     (DUTY, "[incident-monitor] 2023-W07: 1 resolved")],
+        "2023-W08": [],  # Hama continues at the warning level
+    }  # fmt: skip
+    assert exit_codes["2023-W02"] == EXIT_DELIVERY_FAILED and all(c == 0 for w, c in exit_codes.items() if w != "2023-W02")
+    assert [m for m in server.inbox.messages if "2023-W02" in str(m[1]["Subject"])].__len__() == 1  # exactly once
+
+    # the resolved notice says what resolved; the desk's W06 digest lists Homs as continuing (recovering)
+    subjects = {(r[0], str(m["Subject"]).strip()): m for r, m in server.inbox.messages}
+    resolved = subjects[(DESK, "[incident-monitor] 2023-W07: 1 resolved")].get_body(("plain",)).get_content()
+    assert "RESOLVED (1)" in resolved and "IS attacks — Syria · Homs" in resolved
+    w06 = subjects[(DESK, "[incident-monitor] 2023-W06: 1 new surge (Hama)")].get_body(("plain",)).get_content()
+    assert "CONTINUING (ANNOUNCED BEFORE) (1)" in w06 and "IS attacks — Syria · Homs" in w06.split("CONTINUING")[1]
+
+    # no data is not zero: W09 held everything, Hama is still firing rather than recovering
+    assert set(held.values()) == {"held"}
+    hama = next(s for k, s in states.items() if "Hama" in k)
+    assert hama.state == "firing" and hama.last_week == "2023-W09"
+    assert "no data" in report_w09.lower()
+    # the silence is listed in the report of a week it covered, and Hama is marked there
+    alerts_w05 = report_w05[report_w05.index("## Alerts and silences"):report_w05.index("## At a glance")]
+    assert "| IS attacks — Syria · Hama | firing (alert) since 2023-W04; silenced (\\#1 until 2023-02-06" in alerts_w05
+    assert "| 1 | Hama | 2023-02-06 | known offensive, tracked by the desk | test |" in alerts_w05

@@ -1,0 +1,156 @@
+"""The alert lifecycle state machine, routing, inhibition and the silence / outbox commands."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date, datetime, timezone
+
+import pytest
+from click.testing import CliRunner
+
+from monitor.alerts.lifecycle import AlertState, LifecycleSettings, Observation, exceedance_band, step
+from monitor.alerts.notify import advance, plan
+from tests.helpers_result import alert_settings, make_result
+
+
+def _run(levels: str, settings=LifecycleSettings(), scores=None) -> list[tuple[str, str]]:
+    """Feed weeks of levels ('a' alert, 'w' warning, '.' quiet, '?' held) and return (state, event) per week."""
+    state, out = AlertState(series="s"), []
+    for i, c in enumerate(levels):
+        level = {"a": "alert", "w": "warning"}.get(c, "")
+        score = scores[i] if scores else (1.5 if level else 0.0)
+        state, event = step(state, Observation(f"W{i:02d}", i, level, score, held=c == "?"), settings)
+        out.append((state.state, event))
+    return out
+
+
+def test_a_one_week_spike_fires_then_recovers_and_resolves_after_two_quiet_weeks():
+    assert _run("a...") == [("firing", "new"), ("recovering", "recovering"), ("resolved", "resolved"), ("", "")]
+
+
+def test_zero_one_counts_do_not_flap():
+    """Alert, quiet, alert, quiet...: one announcement, never resolved while it keeps coming back."""
+    events = [e for _, e in _run("a.a.a.a")]
+    assert events.count("new") == 1 and "resolved" not in events and events[2] == "continuing"
+
+
+def test_for_weeks_keeps_an_alert_pending_and_a_single_week_is_dropped():
+    settings = LifecycleSettings(for_weeks=2)
+    assert _run("a.aa", settings) == [("pending", "pending"), ("", "dropped"), ("pending", "pending"), ("firing", "new")]
+
+
+def test_reminder_after_repeat_weeks_and_escalations():
+    events = [e for _, e in _run("aaaaaa", LifecycleSettings(repeat_weeks=4))]
+    assert events == ["new", "continuing", "continuing", "continuing", "reminder", "continuing"]
+    assert [e for _, e in _run("wwa")] == ["new", "continuing", "escalated"]  # warning -> alert
+    # exceedance score 1.5 (band 1) -> 2.5 (band 2) -> 1.2 (band 1, no news) -> 5 (band 3)
+    assert [e for _, e in _run("aaaa", scores=[1.5, 2.5, 1.2, 5.0])] == ["new", "escalated", "continuing", "escalated"]
+    assert [exceedance_band(s) for s in (0.5, 1.0, 1.99, 2.0, 4.0, 8.0, float("nan"), float("inf"))] == [0, 1, 1, 2, 3, 4, 0, 10]
+
+
+def test_held_weeks_change_nothing_and_a_week_is_processed_once():
+    assert [s for s, _ in _run("a??..")] == ["firing", "firing", "firing", "recovering", "resolved"]
+    state, _ = step(AlertState(series="s"), Observation("W05", 5, "alert", 1.5), LifecycleSettings())
+    again, event = step(state, Observation("W05", 5, "alert", 3.0), LifecycleSettings())
+    earlier, event2 = step(state, Observation("W04", 4, "", 0.0), LifecycleSettings())
+    assert (again, event) == (state, "") and (earlier, event2) == (state, "")
+
+
+def test_routes_take_their_series_and_severity_and_escalation_is_news_to_a_stricter_route():
+    result = make_result()
+    settings = alert_settings(recipients=(), routes=[
+        {"name": "homs-desk", "recipients": ["homs@example.org"], "series": "Homs", "min_level": "warning"},
+        {"name": "duty", "recipients": ["duty@example.org"], "min_level": "alert"},
+    ])  # fmt: skip
+    homs = next(r for r in result.results if r.series.label == "Homs")
+    warned = replace(homs, detection=replace(homs.detection, level="warning", alarm=False))
+    week1 = replace(result, results=tuple(warned if r is homs else r for r in result.results))
+    first = plan(week1, advance(week1, {}, settings), settings, [])
+    by_route = {d.route.name: [(n.kind, n.result.series.label) for n in d.notices] for d in first.digests}
+    assert by_route["homs-desk"] == [("new", "Homs")]
+    assert ("new", "Homs") not in by_route["duty"]  # a warning does not reach the duty officer
+    states = {k: v for k, v in first.states.items()}
+    week2 = replace(result, week="2023-W10", week_start=date(2023, 3, 6), week_end=date(2023, 3, 12), latest_event_date=date(2023, 3, 11))
+    second = plan(week2, advance(week2, states, settings), settings, [])
+    by_route = {d.route.name: [(n.kind, n.result.series.label) for n in d.notices] for d in second.digests}
+    assert ("escalated", "Homs") in by_route["homs-desk"] and ("new", "Homs") in by_route["duty"]
+
+
+def test_a_region_alert_inhibits_its_children():
+    result = make_result()
+    homs = next(r for r in result.results if r.series.label == "Homs")
+    child_series = replace(homs.series, key=homs.series.key + "/event_type=Battles",
+                           labels=homs.series.labels + (("event_type", "Battles"),))  # fmt: skip
+    child = replace(homs, series=child_series, detection=replace(homs.detection, series=child_series.key))
+    result = replace(result, results=result.results + (child,))
+    settings = alert_settings(recipients=["w@example.org"])
+    (digest,) = plan(result, advance(result, {}, settings), settings, []).digests
+    top = {n.result.series.key: n for n in digest.notices}
+    assert child.series.key not in top
+    assert [c.result.series.key for c in top[homs.series.key].children] == [child.series.key]
+    assert child.series.key in digest.series  # still counted as announced
+
+
+def test_silence_and_alert_commands(tmp_path):
+    from monitor.cli import cli
+
+    db = tmp_path / "m.db"
+    runner = CliRunner()
+    base = ["--db", str(db)]
+    (tmp_path / "c.toml").write_text("", encoding="utf-8")
+    base = ["--config", str(tmp_path / "c.toml"), *base]
+    from monitor.store import Store
+
+    Store(db).close()
+    added = runner.invoke(cli, [*base, "silence", "add", "--series", "Homs", "--until", "2099-01-31",
+                                "--comment", "tracked by the desk", "--author", "ana"])  # fmt: skip
+    assert added.exit_code == 0 and added.output.startswith("silence #1: series matching 'Homs' not emailed until 2099-01-31")
+    listed = runner.invoke(cli, [*base, "silence", "list"])
+    assert "tracked by the desk" in listed.output and "active" in listed.output
+    past = runner.invoke(cli, [*base, "silence", "add", "--series", "x", "--until", "2001-01-01", "--comment", "c"])
+    assert past.exit_code == 2 and "in the past" in past.output
+    bad = runner.invoke(cli, [*base, "silence", "add", "--series", "x", "--until", "soon", "--comment", "c"])
+    assert bad.exit_code == 2 and "not a date" in bad.output
+    assert runner.invoke(cli, [*base, "silence", "expire", "1"]).exit_code == 0
+    again = runner.invoke(cli, [*base, "silence", "expire", "1"])
+    assert again.exit_code == 1 and "no active silence #1" in again.output
+    assert runner.invoke(cli, [*base, "silence", "list"]).output.strip() == "no active silences"
+    flushed = runner.invoke(cli, [*base, "alerts", "flush"])
+    assert flushed.exit_code == 0 and "outbox empty" in flushed.output
+    assert "outbox: 0 message(s), 0 pending" in runner.invoke(cli, [*base, "alerts", "list"]).output
+
+
+def test_alerts_flush_delivers_what_a_failed_run_left(tmp_path):
+    """A message queued while the server was down is sent by `monitor alerts flush`, once."""
+    from monitor.alerts.outbox import flush
+    from monitor.store import Store
+    from tests.smtp_server import SmtpServer
+
+    server = SmtpServer()
+    settings = alert_settings(host="127.0.0.1", port=server.port, security="none", recipients=["w@example.org"])
+    now = datetime(2023, 3, 6, 6, tzinfo=timezone.utc)
+    with Store(tmp_path / "m.db") as store:
+        message = {"route": "default", "recipients": ["w@example.org"], "subject": "s", "message_id": "<m@x>",
+                   "message": b"Subject: s\r\nMessage-ID: <m@x>\r\n\r\nbody\r\n", "series": ["a"]}  # fmt: skip
+        store.commit_alerts("2023-W09", [], [], [message], now=now)
+        down = flush(store, settings=settings, password=None, eml_dir_for=lambda w: tmp_path, now=now)
+        assert down.pending == 1 and "connection refused" in down.error
+        server.start()
+        try:
+            up = flush(store, settings=settings, password=None, eml_dir_for=lambda w: tmp_path, now=now)
+            twice = flush(store, settings=settings, password=None, eml_dir_for=lambda w: tmp_path, now=now)
+        finally:
+            server.stop()
+        assert len(up.delivered) == 1 and twice.delivered == [] and store.pending_outbox() == []
+        assert store.outbox()[0]["attempts"] == 2
+    assert len(server.inbox.messages) == 1 and server.inbox.messages[0][0] == ["w@example.org"]
+
+
+@pytest.mark.parametrize("bad", [
+    {"name": "default", "recipients": ["a@example.org"]},
+    {"name": "has space", "recipients": ["a@example.org"]},
+    {"name": "x", "recipients": []},
+])  # fmt: skip
+def test_bad_routes_are_refused(bad):
+    with pytest.raises(Exception):
+        alert_settings(routes=[bad])
