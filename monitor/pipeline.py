@@ -404,7 +404,8 @@ def run_weekly(
     result = detect_week(config, store, week=week, now=now, ingests=ingest.results)
     emailing = send and config.alerts.enabled
     silences = store.active_silences(now)
-    changes = advance(result, store.alert_states(), config.alerts)
+    sources = store.stats(until=result.week_end).get("sources", {})
+    changes = advance(result, store.alert_states(), config.alerts, no_data=no_data_series(config, result, sources))
     decided = plan(result, changes, config.alerts, silences)
     result = replace(result, alert_notes=alert_notes(changes, decided), silences=tuple(silences))
     files = write_report(result, settings=config.report_settings)
@@ -451,6 +452,18 @@ def run_weekly(
         },
     )
     return outcome
+
+
+def no_data_series(config: Config, result: RunResult, sources: dict) -> set[str]:
+    """Series with no data this week: no source they count (their `filters.source`, or every source)
+    has an event, or a weekly count, on or after the week's start."""
+    out = set()
+    for r in result.results:
+        wanted = _definition(config, r.series.definition).filters.source
+        days = [v["latest_event_date"] for name, v in sources.items() if (not wanted or name in wanted) and v.get("latest_event_date")]
+        if not days or max(days) < result.week_start:
+            out.add(r.series.key)
+    return out
 
 
 def _last_delivery(delivered: Sequence[dict]):

@@ -154,3 +154,42 @@ def test_weeks_of_alerts_arrive_once_each_in_the_right_run(timeline):
     alerts_w05 = report_w05[report_w05.index("## Alerts and silences"):report_w05.index("## At a glance")]
     assert "| IS attacks — Syria · Hama | firing (alert) since 2023-W04; silenced (\\#1 until 2023-02-06" in alerts_w05
     assert "| 1 | Hama | 2023-02-06 | known offensive, tracked by the desk | test |" in alerts_w05
+
+
+def test_a_source_that_stops_reporting_holds_its_series_while_the_others_go_on(tmp_path):
+    """No data is not zero, per source: a week without the 'cep' file holds cep's series; 'acme' is judged."""
+    server = SmtpServer().start()
+    try:
+        config = _config(tmp_path, server.port)
+        raw_series = [
+            {"name": name, "group_by": ["admin1"], "rollup": False, "min_events": 0, "detector": "trendfinder",
+             "filters": {"source": [name]}}
+            for name in ("cep", "acme")
+        ]  # fmt: skip
+        config = config.model_copy(update={"series": [type(config.series[0]).model_validate(s) for s in raw_series]})
+        inbox = tmp_path / "inbox"
+        inbox.mkdir()
+        (tmp_path / "reports").mkdir()
+
+        def write(path, rows):
+            with open(path, "w", newline="", encoding="utf-8") as handle:
+                out = csv.writer(handle)
+                out.writerow(["week_start", "admin1", "count", "source"])
+                out.writerows(rows)
+
+        write(inbox / "history.csv", [((HISTORY_START + timedelta(weeks=i)).isoformat(), "Homs", 20, s)
+                                      for i in range(53) for s in ("cep", "acme")])  # fmt: skip
+        with Store(config.db_path) as store:
+            run_weekly(config, store, week=WEEKS[0], now=_monday_after(WEEKS[0]))
+            write(inbox / "w02-acme.csv", [(WEEKS[1].isoformat(), "Homs", 40, "acme")])  # cep sent nothing
+            run_weekly(config, store, week=WEEKS[1], now=_monday_after(WEEKS[1]))
+            events = {e["series"]: e["event"] for e in store.alert_events("2023-W02")}
+            report = (tmp_path / "reports" / "2023-W02" / "report.md").read_text(encoding="utf-8")
+    finally:
+        server.stop()
+    assert events == {"acme/admin1=Homs": "new", "cep/admin1=Homs": "held"}
+    # the duty officer, about acme's Homs only (the Syria desk follows series named Syria; these have no country)
+    assert [(r, str(m["Subject"]).strip()) for r, m in server.inbox.messages] == [
+        ([DUTY], "[incident-monitor] 2023-W02: 1 new surge (Homs)")
+    ]
+    assert "No data this week" not in report  # acme's data reaches the week

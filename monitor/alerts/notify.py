@@ -15,7 +15,7 @@ Order of decisions, as in Prometheus Alertmanager (scaled to a weekly cadence):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
@@ -133,18 +133,21 @@ def routes_of(settings: Any) -> list[Route]:
     return out
 
 
-def observations(result: RunResult) -> dict[str, Observation]:
+def observations(result: RunResult, no_data: Collection[str] | None = None) -> dict[str, Observation]:
     """This week's observation of every series: its level and score, or held (undecided / no data this week).
 
-    No data this week: the latest event in the database (of any source) is before the week
-    started, so nothing has been ingested for it yet: a zero count would be a guess.
+    no_data: keys of the series with no data this week: nothing ingested for their sources
+    reaches the week (`monitor.pipeline.no_data_series`), so a zero count would be a guess.
+    None: judged for the whole run, by the latest data of any source.
     """
     index = week_index(result.week_start)
-    no_data = result.latest_event_date is None or result.latest_event_date < result.week_start
+    if no_data is None:
+        stale = result.latest_event_date is None or result.latest_event_date < result.week_start
+        no_data = {r.series.key for r in result.results} if stale else set()
     out = {}
     for r in result.results:
         d = r.detection
-        if no_data:
+        if r.series.key in no_data:
             obs = Observation(result.week, index, "", d.score, held=True, reason="no data this week")
         elif d.alarm is None:
             obs = Observation(result.week, index, "", d.score, held=True, reason=f"undecided: {d.note}".strip())
@@ -155,12 +158,17 @@ def observations(result: RunResult) -> dict[str, Observation]:
     return out
 
 
-def advance(result: RunResult, states: Mapping[str, AlertState], settings: Any) -> list[Change]:
-    """One lifecycle step for every series of the run (states of series not in the run are left alone)."""
+def advance(
+    result: RunResult, states: Mapping[str, AlertState], settings: Any, *, no_data: Collection[str] | None = None
+) -> list[Change]:
+    """One lifecycle step for every series of the run (states of series not in the run are left alone).
+
+    no_data: series with no data this week (held), see `observations`.
+    """
     lifecycle = LifecycleSettings(
         for_weeks=settings.for_weeks, resolve_after_weeks=settings.resolve_after_weeks, repeat_weeks=settings.repeat_weeks
     )
-    obs = observations(result)
+    obs = observations(result, no_data)
     changes = []
     for r in result.results:
         before = states.get(r.series.key) or AlertState(series=r.series.key)
