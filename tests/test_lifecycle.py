@@ -154,3 +154,49 @@ def test_alerts_flush_delivers_what_a_failed_run_left(tmp_path):
 def test_bad_routes_are_refused(bad):
     with pytest.raises(Exception):
         alert_settings(routes=[bad])
+
+
+class _Refusing:
+    """aiosmtpd handler that refuses every message with a temporary error."""
+
+    def __init__(self) -> None:
+        self.tries = 0
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
+        self.tries += 1
+        return "451 4.3.0 mailbox busy, try again later"
+
+
+def test_a_refusing_or_silent_server_leaves_the_message_pending(tmp_path):
+    """Refused (451) or no answer within the timeout: the message stays in the outbox with the reason."""
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    from monitor.alerts.outbox import flush
+    from monitor.store import Store
+    from tests.smtp_server import free_port
+
+    now = datetime(2023, 3, 6, 6, tzinfo=timezone.utc)
+    handler, port = _Refusing(), free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)  # accepts the connection, never says hello
+    try:
+        with Store(tmp_path / "m.db") as store:
+            message = {"route": "default", "recipients": ["w@example.org"], "subject": "s", "message_id": "<m@x>",
+                       "message": b"Subject: s\r\nMessage-ID: <m@x>\r\n\r\nbody\r\n", "series": ["a"]}  # fmt: skip
+            store.commit_alerts("2023-W09", [], [], [message], now=now)
+            refused = flush(store, settings=alert_settings(host="127.0.0.1", port=port, security="none"), password=None,
+                            eml_dir_for=lambda w: tmp_path, now=now)  # fmt: skip
+            quiet = flush(store, settings=alert_settings(host="127.0.0.1", port=silent.getsockname()[1], security="none",
+                                                         timeout=1.0), password=None, eml_dir_for=lambda w: tmp_path, now=now)  # fmt: skip
+            (row,) = store.pending_outbox()
+    finally:
+        controller.stop()
+        silent.close()
+    assert handler.tries == 1 and "451" in refused.error and refused.pending == 1
+    assert "no answer within 1 s" in quiet.error
+    assert row["attempts"] == 2 and "no answer" in row["last_error"]

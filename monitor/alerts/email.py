@@ -310,6 +310,8 @@ def _describe(exc: BaseException, *, stage: str, smtp: Any, sender: str) -> str:
     if isinstance(exc, smtplib.SMTPResponseException):
         return f"{stage}: the server answered {_smtp_reply(exc)}"
     if isinstance(exc, smtplib.SMTPServerDisconnected):
+        if "timed out" in str(exc):  # smtplib's words when the greeting or a reply never came
+            return f"{stage}: no answer within {smtp.timeout:g} s"
         return f"{stage}: the server closed the connection ({exc or 'no reason given'})"
     if isinstance(exc, smtplib.SMTPException):
         return f"{stage}: {exc}"
