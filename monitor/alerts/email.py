@@ -155,6 +155,8 @@ def _text_body(result: RunResult, digest: Digest, *, report: str, group_by: str)
                 out.append(f"  - {_name(n.result)}")
                 if kind != "continuing":
                     out.append(f"    {_clean(_facts(n))}")
+                elif n.change.after.state == "recovering":
+                    out.append(f"    recovering: below its threshold for {_weeks(n.change.after.quiet_weeks)}, not yet resolved")
                 for c in n.children:
                     out.append(f"    also ({c.kind}): {_name(c.result)}: {_clean(_facts(c))}")
                 if kind in ("new", "escalated", "reminder"):
