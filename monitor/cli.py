@@ -448,7 +448,8 @@ def silence() -> None:
 
 
 @silence.command("add")
-@click.option("--series", "series_filter", required=True, help="series whose key or name contains this text (case-insensitive)")
+@click.option("--series", "series_filter", required=True,
+              help="series whose key or name contains this text (case-insensitive), or exactly one: key:<series key>")
 @click.option("--until", "until", required=True, help="last day of the silence, YYYY-MM-DD (inclusive)")
 @click.option("--comment", required=True, help="why (shown in every report while the silence lasts)")
 @click.option("--author", default=None, help="who (default: $USER)")
@@ -543,10 +544,13 @@ def alerts_list(ctx) -> None:
     rows = [{"series": s.series, "state": s.state, "severity": s.severity, "since": s.since_week,
              "announced": s.announced_week or "-", "last_week": s.last_week} for s in sorted(states, key=lambda s: s.series)]  # fmt: skip
     click.echo(_table(rows, ["series", "state", "severity", "since", "announced", "last_week"]) if rows else "no alerts")
-    pending = [o for o in outbox if o["sent_at"] is None]
-    click.echo(f"outbox: {len(outbox)} message(s), {len(pending)} pending")
+    pending = [o for o in outbox if o["sent_at"] is None and not o["dead_at"]]
+    dead = [o for o in outbox if o["dead_at"]]
+    click.echo(f"outbox: {len(outbox)} message(s), {len(pending)} pending, {len(dead)} refused for good")
     for o in pending:
         click.echo(f"  #{o['id']} {o['week']} {o['route']}: {o['subject']} ({o['attempts']} attempt(s); {o['last_error'] or 'not tried'})")
+    for o in dead:
+        click.echo(f"  refused #{o['id']} {o['week']} {o['route']}: {o['subject']} ({o['dead_at']}: {o['last_error']})")
 
 
 @cli.command()

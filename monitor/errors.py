@@ -22,7 +22,15 @@ class DetectorError(MonitorError):
 
 
 class DeliveryError(MonitorError):
-    """The mail server could not be reached or refused the message."""
+    """The mail server could not be reached or refused the message.
+
+    permanent: the server refused this message for good (5xx on its sender, recipients or
+    content); retrying it will not help, while other messages may still go through.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class LockError(MonitorError):

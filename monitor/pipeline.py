@@ -395,7 +395,7 @@ def run_weekly(
     send=False (--no-email) or alerts.enabled = false: report only, the lifecycle is not advanced.
     clock: gives the finishing time recorded for the run (default: `now`).
     """
-    from monitor.alerts.notify import advance, plan
+    from monitor.alerts.notify import advance, plan, week_index
     from monitor.report import write_report
 
     started = now
@@ -405,9 +405,18 @@ def run_weekly(
     emailing = send and config.alerts.enabled
     silences = store.active_silences(now)
     sources = store.stats(until=result.week_end).get("sources", {})
-    changes = advance(result, store.alert_states(), config.alerts, no_data=no_data_series(config, result, sources))
+    states = store.alert_states()
+    no_data = no_data_series(config, result, sources)
+    changes = advance(result, states, config.alerts, no_data=no_data)
     decided = plan(result, changes, config.alerts, silences)
-    result = replace(result, alert_notes=alert_notes(changes, decided), silences=tuple(silences))
+    notes = list(result.notes)
+    ahead = max((st.last_week for st in states.values() if st.last_index > week_index(result.week_start)), default="")
+    if ahead:
+        notes.append(
+            f"Alerts were not evaluated for {result.week}: the alert states already cover {ahead}, a later week. "
+            "Surges of this week are in this report only (no email)."
+        )
+    result = replace(result, alert_notes=alert_notes(changes, decided), silences=tuple(silences), notes=tuple(notes))
     files = write_report(result, settings=config.report_settings)
     store.save_detections(result.week, [r.detection for r in result.results])
 
@@ -437,7 +446,7 @@ def run_weekly(
         week=result.week,
         started_at=started,
         finished_at=clock() if clock else now,
-        status="delivery-failed" if outcome.outbox_pending else ("ingest-refused" if ingest.refused else "ok"),
+        status=_run_status(outcome, all_held=bool(result.results) and no_data >= {r.series.key for r in result.results}),
         summary={
             "series": len(result.results),
             "flagged": [r.series.key for r in result.flagged],
@@ -452,6 +461,16 @@ def run_weekly(
         },
     )
     return outcome
+
+
+def _run_status(outcome: WeeklyOutcome, *, all_held: bool) -> str:
+    """ok, ingest-refused, delivery-failed (messages wait in the outbox), or no-data: nothing reached the week, so
+    nothing was judged; the scheduler's catch-up runs the week again (a re-run judges it once its data is in)."""
+    if all_held and outcome.emailed:
+        return "no-data"
+    if outcome.outbox_pending:
+        return "delivery-failed"
+    return "ingest-refused" if outcome.ingest.refused else "ok"
 
 
 def no_data_series(config: Config, result: RunResult, sources: dict) -> set[str]:

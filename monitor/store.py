@@ -194,6 +194,10 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             )""",
         ),
     ),
+    (
+        "0004_outbox_dead_letters",  # messages the server refused for good leave the queue instead of blocking it
+        ("ALTER TABLE outbox ADD COLUMN dead_at TEXT",),
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -613,11 +617,12 @@ class Store:
         return self.outbox(pending=True)
 
     def outbox(self, *, pending: bool = False) -> list[dict[str, Any]]:
-        """Outbox messages, oldest first, without the message bytes; only those not yet sent if `pending`."""
-        where = " WHERE sent_at IS NULL" if pending else ""
+        """Outbox messages, oldest first, without the message bytes; if `pending`, only those still to send
+        (not sent, and not refused for good: `dead_at` is set on those)."""
+        where = " WHERE sent_at IS NULL AND dead_at IS NULL" if pending else ""
         rows = list(self.db.query(
             "SELECT id, week, route, recipients, subject, message_id, series, created_at, attempts, last_error,"
-            f" last_attempt_at, sent_at, channel FROM outbox{where} ORDER BY id"
+            f" last_attempt_at, sent_at, channel, dead_at FROM outbox{where} ORDER BY id"
         ))  # fmt: skip
         for row in rows:
             row["recipients"] = json.loads(row["recipients"])
@@ -648,6 +653,15 @@ class Store:
                 [error, _iso(now), outbox_id],
             )
 
+    def mark_dead(self, outbox_id: int, *, error: str, now: datetime) -> None:
+        """The server refused message `outbox_id` for good: it leaves the queue, kept with the reason."""
+        with self._transaction():
+            self.db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, last_attempt_at = ?, dead_at = ?"
+                " WHERE id = ? AND sent_at IS NULL",
+                [error, _iso(now), _iso(now), outbox_id],
+            )
+
     def add_silence(self, *, filter: str, until: date, comment: str, author: str, now: datetime) -> int:
         """Store a silence: alerts of series matching `filter` are not emailed until `until` (inclusive)."""
         with self._transaction():
@@ -670,7 +684,8 @@ class Store:
         """End a silence now; False if there is no such silence or it had already ended."""
         with self._transaction():
             cur = self.db.conn.execute(
-                "UPDATE silences SET expired_at = ? WHERE id = ? AND expired_at IS NULL", [_iso(now), silence_id]
+                "UPDATE silences SET expired_at = ? WHERE id = ? AND expired_at IS NULL AND until >= ?",
+                [_iso(now), silence_id, now.date().isoformat()],
             )
             return cur.rowcount > 0
 

@@ -116,6 +116,7 @@ def test_weeks_of_alerts_arrive_once_each_in_the_right_run(timeline):
         assert _received(server, before) == [] and w09.exit_code == 0 and again.exit_code == 0
         held = {e["series"]: e["event"] for e in store.alert_events("2023-W09")}
         states = store.alert_states()
+        runs = {r["week"]: r["status"] for r in store.runs()}
         report_w09 = (folder / "reports" / "2023-W09" / "report.md").read_text(encoding="utf-8")
         assert store.pending_outbox() == []
 
@@ -148,7 +149,8 @@ def test_weeks_of_alerts_arrive_once_each_in_the_right_run(timeline):
     # no data is not zero: W09 held everything, Hama is still firing rather than recovering
     assert set(held.values()) == {"held"}
     hama = next(s for k, s in states.items() if "Hama" in k)
-    assert hama.state == "firing" and hama.last_week == "2023-W09"
+    assert hama.state == "firing" and hama.last_week == "2023-W08"  # W09 is not judged: a re-run with data will judge it
+    assert runs["2023-W09"] == "no-data"  # not settled: the scheduler runs the week again
     assert "no data" in report_w09.lower()
     # the silence is listed in the report of a week it covered, and Hama is marked there
     alerts_w05 = report_w05[report_w05.index("## Alerts and silences"):report_w05.index("## At a glance")]
@@ -193,3 +195,25 @@ def test_a_source_that_stops_reporting_holds_its_series_while_the_others_go_on(t
         ([DUTY], "[incident-monitor] 2023-W02: 1 new surge (Homs)")
     ]
     assert "No data this week" not in report  # acme's data reaches the week
+
+
+def test_a_week_whose_data_came_late_is_judged_when_run_again(timeline):
+    """W02's file arrives after the W02 run: that run holds everything (status no-data); the re-run announces Homs.
+    A week run after a later one is reported but its alerts are not evaluated, and the report says so."""
+    config, server, folder = timeline
+    server.start()
+    with Store(config.db_path) as store:
+        _write_counts(folder / "inbox" / "w01.csv", [(WEEKS[0], a, 20) for a in COUNTS])
+        run_weekly(config, store, week=WEEKS[0], now=_monday_after(WEEKS[0]))
+        held = run_weekly(config, store, week=WEEKS[1], now=_monday_after(WEEKS[1]))  # the W02 file is late
+        _write_counts(folder / "inbox" / "w02.csv", [(WEEKS[1], "Homs", 40), (WEEKS[1], "Hama", 20), (WEEKS[1], "Aleppo", 20)])
+        rerun = run_weekly(config, store, week=WEEKS[1], now=_monday_after(WEEKS[1]) + timedelta(days=1))
+        statuses = [r["status"] for r in store.runs()]
+        # then W04 runs before anybody runs W03: W03's alerts cannot be evaluated any more
+        _write_counts(folder / "inbox" / "w03.csv", [(WEEKS[2], a, 20) for a in COUNTS])
+        _write_counts(folder / "inbox" / "w04.csv", [(WEEKS[3], a, 20) for a in COUNTS])
+        run_weekly(config, store, week=WEEKS[3], now=_monday_after(WEEKS[3]))
+        late = run_weekly(config, store, week=WEEKS[2], now=_monday_after(WEEKS[3]))
+    assert held.delivered == () and statuses == ["ok", "no-data", "ok"]
+    assert [d["subject"] for d in rerun.delivered] == ["[incident-monitor] 2023-W02: 1 new surge (Homs)"] * 2
+    assert any("Alerts were not evaluated for 2023-W03" in n and "2023-W04" in n for n in late.result.notes)

@@ -126,7 +126,7 @@ def test_text_part_says_what_is_new_and_continuing_and_how_to_silence(message):
     assert "Homs" not in new
     continuing = text.split("CONTINUING (ANNOUNCED BEFORE) (2)")[1]
     assert "Islamic State events — Homs" in continuing and "Islamic State events — All (total)" in continuing
-    assert "monitor silence add --series 'is_attacks/admin1=Hama' --until 2023-04-02 --comment 'reason'" in text
+    assert "monitor silence add --series 'key:is_attacks/admin1=Hama' --until 2023-04-02 --comment 'reason'" in text
     assert f"Report: {REPORT}" in text and "SYNTHETIC DEMO DATA" in text
 
 

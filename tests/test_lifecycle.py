@@ -49,7 +49,12 @@ def test_reminder_after_repeat_weeks_and_escalations():
 
 
 def test_held_weeks_change_nothing_and_a_week_is_processed_once():
-    assert [s for s, _ in _run("a??..")] == ["firing", "firing", "firing", "recovering", "resolved"]
+    assert [s for s, _ in _run("a?..")] == ["firing", "firing", "recovering", "resolved"]
+    # unjudged for longer than resolve_after_weeks: the old episode is over and a new alert is new, not a reminder
+    assert [e for _, e in _run("a???a")] == ["new", "held", "held", "held", "new"]
+    # a held week can be judged later (a re-run once its data arrived): it does not count as processed
+    held, _ = step(AlertState(series="s"), Observation("W05", 5, "", 0.0, held=True), LifecycleSettings())
+    assert held.last_index == -1 and step(held, Observation("W05", 5, "alert", 1.5), LifecycleSettings())[1] == "new"
     state, _ = step(AlertState(series="s"), Observation("W05", 5, "alert", 1.5), LifecycleSettings())
     again, event = step(state, Observation("W05", 5, "alert", 3.0), LifecycleSettings())
     earlier, event2 = step(state, Observation("W04", 4, "", 0.0), LifecycleSettings())
@@ -117,7 +122,7 @@ def test_silence_and_alert_commands(tmp_path):
     assert runner.invoke(cli, [*base, "silence", "list"]).output.strip() == "no active silences"
     flushed = runner.invoke(cli, [*base, "alerts", "flush"])
     assert flushed.exit_code == 0 and "outbox empty" in flushed.output
-    assert "outbox: 0 message(s), 0 pending" in runner.invoke(cli, [*base, "alerts", "list"]).output
+    assert "outbox: 0 message(s), 0 pending, 0 refused for good" in runner.invoke(cli, [*base, "alerts", "list"]).output
 
 
 def test_alerts_flush_delivers_what_a_failed_run_left(tmp_path):
@@ -200,3 +205,130 @@ def test_a_refusing_or_silent_server_leaves_the_message_pending(tmp_path):
     assert handler.tries == 1 and "451" in refused.error and refused.pending == 1
     assert "no answer within 1 s" in quiet.error
     assert row["attempts"] == 2 and "no answer" in row["last_error"]
+
+
+class _OneBadAddress:
+    """aiosmtpd handler refusing one recipient for good (550) and accepting the others."""
+
+    def __init__(self) -> None:
+        self.accepted: list[list[str]] = []
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        if address.startswith("gone@"):
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        self.accepted.append(list(envelope.rcpt_tos))
+        return "250 accepted"
+
+
+def test_a_message_refused_for_good_is_set_aside_and_does_not_block_the_others(tmp_path):
+    from aiosmtpd.controller import Controller
+
+    from monitor.alerts.outbox import flush
+    from monitor.store import Store
+    from tests.smtp_server import free_port
+
+    now = datetime(2023, 3, 6, 6, tzinfo=timezone.utc)
+    handler, port = _OneBadAddress(), free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    settings = alert_settings(host="127.0.0.1", port=port, security="none")
+    try:
+        with Store(tmp_path / "m.db") as store:
+            msgs = [{"route": route, "recipients": [rcpt], "subject": route, "message_id": f"<{route}@x>",
+                     "message": f"Subject: {route}\r\nMessage-ID: <{route}@x>\r\n\r\nbody\r\n".encode(), "series": ["a"]}
+                    for route, rcpt in (("desk", "gone@example.org"), ("duty", "duty@example.org"))]  # fmt: skip
+            store.commit_alerts("2023-W09", [], [], msgs, now=now)
+            first = flush(store, settings=settings, password=None, eml_dir_for=lambda w: tmp_path, now=now)
+            second = flush(store, settings=settings, password=None, eml_dir_for=lambda w: tmp_path, now=now)
+            rows = {o["route"]: o for o in store.outbox()}
+            pending = store.pending_outbox()
+    finally:
+        controller.stop()
+    assert handler.accepted == [["duty@example.org"]]  # the good message went through, once
+    assert [f["permanent"] for f in first.failed] == [True] and "550" in first.error and first.pending == 0
+    assert [d["route"] for d in first.delivered] == ["duty"] and second.delivered == [] and second.failed == []
+    assert rows["desk"]["dead_at"] and rows["desk"]["sent_at"] is None and "no such user" in rows["desk"]["last_error"]
+    assert pending == []
+
+
+def _week_of(r0, k, level):
+    """Week k after make_result's week with only Homs, at `level` ("alert", "warning" or "")."""
+    from datetime import timedelta
+
+    homs = next(r for r in r0.results if r.series.label == "Homs")
+    ws = r0.week_start + timedelta(weeks=k)
+    d = replace(homs.detection, level=level, alarm=level == "alert", score=1.5 if level == "alert" else 0.8)
+    return replace(r0, week=f"W+{k}", week_start=ws, week_end=ws + timedelta(days=6), latest_event_date=ws + timedelta(days=5),
+                   results=(replace(homs, detection=d),))  # fmt: skip
+
+
+@pytest.mark.parametrize("for_weeks,silenced_first", [(1, True), (2, False)])
+def test_an_alert_only_route_hears_new_once_per_episode(for_weeks, silenced_first):
+    """Weeks at alert, warning, alert: the duty officer (alerts only) is told 'new' once, in an alert week."""
+    settings = alert_settings(recipients=(), for_weeks=for_weeks, routes=[
+        {"name": "desk", "recipients": ["desk@example.org"], "min_level": "warning"},
+        {"name": "duty", "recipients": ["duty@example.org"], "min_level": "alert"}])  # fmt: skip
+    silence = [{"id": 1, "filter": "Homs", "until": "x", "comment": "c", "author": "a"}]
+    r0, states, log = make_result(), {}, []
+    for k, level in enumerate(["alert", "warning", "alert"]):
+        week = _week_of(r0, k, level)
+        p = plan(week, advance(week, states, settings), settings, silence if (k == 0 and silenced_first) else [])
+        states.update(p.states)
+        log.append({d.route.name: [n.kind for n in d.notices] for d in p.digests})
+    duty = [kinds for week in log for kinds in [week.get("duty", [])]]
+    assert sum(kinds.count("new") for kinds in duty) == 1 and duty[2] == ["new"], log
+
+
+def test_a_new_child_is_not_tucked_under_a_resolved_parent():
+    from datetime import timedelta
+
+    r0 = make_result()
+    homs = next(r for r in r0.results if r.series.label == "Homs")
+    child_series = replace(homs.series, key=homs.series.key + "/event_type=Battles",
+                           labels=homs.series.labels + (("event_type", "Battles"),))  # fmt: skip
+    settings = alert_settings(recipients=["w@example.org"], resolve_after_weeks=1)
+    states: dict = {}
+    for k, (parent_level, child_level) in enumerate([("alert", ""), ("", "alert")]):
+        ws = r0.week_start + timedelta(weeks=k)
+        parent = replace(homs, detection=replace(homs.detection, level=parent_level, alarm=parent_level == "alert"))
+        child = replace(homs, series=child_series, detection=replace(homs.detection, series=child_series.key,
+                                                                      level=child_level, alarm=child_level == "alert"))  # fmt: skip
+        week = replace(r0, week=f"W+{k}", week_start=ws, week_end=ws + timedelta(days=6),
+                       latest_event_date=ws + timedelta(days=5), results=(parent, child))  # fmt: skip
+        p = plan(week, advance(week, states, settings), settings, [])
+        states.update(p.states)
+    (digest,) = p.digests
+    assert sorted((n.kind, n.result.series.key) for n in digest.notices) == [
+        ("new", child_series.key), ("resolved", homs.series.key)
+    ] and all(not n.children for n in digest.notices)
+
+
+def test_the_suggested_silence_names_one_series_only():
+    from monitor.alerts.notify import matches, silence_command
+
+    r0 = make_result()
+    homs = next(r for r in r0.results if r.series.label == "Homs")
+    other = replace(homs, series=replace(homs.series, key="x_" + homs.series.key))  # a key that contains Homs' key
+    command = silence_command(homs, r0.week_end)
+    text = command.split("--series '")[1].split("'")[0]
+    assert text == "key:" + homs.series.key
+    assert matches(text, homs) and not matches(text, other)
+    assert matches("Homs", homs) and matches("Homs", other)  # plain text still matches by substring
+
+
+def test_level_column_of_a_quiet_series_is_a_dash_and_ended_silences_do_not_expire(tmp_path):
+    from monitor.alerts.email import _level
+    from monitor.alerts.notify import Change, Notice
+    from monitor.store import Store
+
+    r0 = make_result()
+    quiet = next(r for r in r0.results if not r.detection.alarm)
+    st = AlertState(series=quiet.series.key, state="resolved", severity="alert")
+    assert _level(Notice("resolved", Change(quiet, "resolved", st, st))) == "-"
+    with Store(tmp_path / "m.db") as store:
+        sid = store.add_silence(filter="x", until=date(2023, 1, 1), comment="c", author="a", now=datetime(2022, 12, 1))
+        assert not store.expire_silence(sid, now=datetime(2023, 2, 1, tzinfo=timezone.utc))

@@ -55,7 +55,9 @@ def test_new_database_is_migrated_and_in_wal_mode(tmp_path):
     path = tmp_path / "monitor.db"
     with Store(path) as s:
         assert s.path == path
-        assert [r["name"] for r in s.db.query("SELECT name FROM migrations ORDER BY version")] == ["0001_initial", "0002_detection_levels", "0003_alert_lifecycle"]
+        assert [r["name"] for r in s.db.query("SELECT name FROM migrations ORDER BY version")] == [
+            "0001_initial", "0002_detection_levels", "0003_alert_lifecycle", "0004_outbox_dead_letters"
+        ]
         assert s.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert s.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert s.db.execute("PRAGMA busy_timeout").fetchone()[0] == 30000

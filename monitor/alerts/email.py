@@ -95,7 +95,7 @@ def _subject(prefix: str, week: str, digest: Digest, group_by: str = "admin1") -
     parts = []
     for kind, one, many in (("new", "new surge", "new surges"), ("escalated", "escalated", "escalated"),
                             ("reminder", "reminder", "reminders"), ("resolved", "resolved", "resolved")):  # fmt: skip
-        chosen = [n for n in digest.notices if n.kind == kind]
+        chosen = [m for n in digest.notices for m in (n, *n.children) if m.kind == kind]
         if not chosen:
             continue
         text = f"{len(chosen)} {one if len(chosen) == 1 else many}"
@@ -108,9 +108,9 @@ def _subject(prefix: str, week: str, digest: Digest, group_by: str = "admin1") -
 
 
 def _level(n: Notice) -> str:
-    """This week's severity of the series (its level; the lifecycle's when the level was not assigned)."""
+    """This week's severity of the series: its level, "alert" for an alarm without one, else "-"."""
     d = n.result.detection
-    return d.level or ("alert" if d.alarm else "") or n.change.after.severity or "-"
+    return d.level or ("alert" if d.alarm else "-")
 
 
 def _facts(n: Notice) -> str:
@@ -333,6 +333,14 @@ def _describe(exc: BaseException, *, stage: str, smtp: Any, sender: str) -> str:
     return f"{stage}: {exc}"
 
 
+def _permanent(exc: BaseException, stage: str) -> bool:
+    """A refusal of this message itself (5xx to its sender, recipients or data), not of the connection or login."""
+    if isinstance(exc, (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused)):
+        return True
+    code = getattr(exc, "smtp_code", 0)
+    return stage == "send" and isinstance(exc, smtplib.SMTPResponseException) and 500 <= int(code or 0) < 600
+
+
 def deliver(
     message: EmailMessage, *, settings: Any, password: str | None, eml_dir: Path, recipients: Sequence[str] | None = None
 ) -> Delivery:
@@ -381,7 +389,7 @@ def deliver(
         problem = _describe(exc, stage=stage, smtp=smtp, sender=settings.sender)
         if password:
             problem = problem.replace(password, "***")
-        raise DeliveryError(f"{where}: {_clean(problem)}") from None
+        raise DeliveryError(f"{where}: {_clean(problem)}", permanent=_permanent(exc, stage)) from None
     finally:
         if client is not None:
             try:

@@ -13,7 +13,11 @@ Each week a series is one of:
 * flagged: level "warning" or "alert" (monitor.severity);
 * quiet: decided and not flagged;
 * held: undecided (the detector could not decide) or no data this week (nothing ingested
-  for its source covers the week). A held week changes nothing: no data is not zero.
+  for its source covers the week). A held week changes nothing, not even the last week
+  processed, so a re-run once the data has arrived judges it: no data is not zero.
+
+A series not judged for longer than `resolve_after_weeks` (out of the config, or without
+data) ends its episode: when it flags again, that is a new alert, not a reminder.
 
 `step` is a pure function from (previous state, this week's observation) to (new state,
 event); the caller stores the state and turns events into notifications.
@@ -93,9 +97,13 @@ def step(state: AlertState, obs: Observation, settings: LifecycleSettings) -> tu
     """
     if obs.week_index <= state.last_index:
         return state, ""
+    if obs.held:  # nothing is judged, and the week can still be judged when its data arrives (a re-run)
+        return state, "held"
     s = replace(state, last_week=obs.week, last_index=obs.week_index)
-    if obs.held:
-        return s, "held"
+    if s.state in ("pending", "firing", "recovering") and obs.week_index - state.last_index > settings.resolve_after_weeks:
+        # weeks without a judgement (series out of the config, or no data) longer than it takes to resolve:
+        # the old episode is over, and whatever comes now is a new one
+        s = replace(s, state="", severity="", band=0, since_week="", flagged_weeks=0, quiet_weeks=0)
     flagged = obs.level in SEVERITIES
     band = exceedance_band(obs.score) if flagged else 0
     if flagged:

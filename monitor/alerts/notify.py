@@ -46,8 +46,15 @@ def series_name(r: SeriesResult) -> str:
     return f"{r.series.title or r.series.definition} — {r.series.label}"
 
 
+#: Prefix of a filter that names one series exactly by its key (what the digest's silence commands use).
+KEY_PREFIX = "key:"
+
+
 def matches(text: str, r: SeriesResult) -> bool:
-    """A series filter: `text` (case-insensitive) in the series key or name; empty matches everything."""
+    """A series filter: "key:<series key>" matches that series only; any other text matches series whose key
+    or name contains it (case-insensitive); empty matches everything."""
+    if text.startswith(KEY_PREFIX):
+        return r.series.key == text[len(KEY_PREFIX):]
     needle = text.strip().lower()
     return not needle or needle in r.series.key.lower() or needle in series_name(r).lower()
 
@@ -103,7 +110,8 @@ class Digest:
     continuing: list[Notice]  # still firing, announced before (context, not news)
 
     def count(self, kind: str) -> int:
-        return sum(1 for n in self.notices if n.kind == kind)
+        """Notices of this kind, children listed under a parent included."""
+        return sum(1 for n in self.notices for m in (n, *n.children) if m.kind == kind)
 
     @property
     def series(self) -> list[str]:
@@ -152,8 +160,7 @@ def observations(result: RunResult, no_data: Collection[str] | None = None) -> d
         elif d.alarm is None:
             obs = Observation(result.week, index, "", d.score, held=True, reason=f"undecided: {d.note}".strip())
         else:
-            level = d.level if d.level in SEVERITIES else ("alert" if d.alarm else "")  # levels not assigned: the alarm is the alert
-            obs = Observation(result.week, index, level, d.score)
+            obs = Observation(result.week, index, current_level(r), d.score)
         out[r.series.key] = obs
     return out
 
@@ -185,7 +192,7 @@ def silence_for(r: SeriesResult, silences: Iterable[Mapping[str, Any]]) -> Mappi
 def silence_command(r: SeriesResult, week_end: date) -> str:
     """The command that silences this series for four weeks from the end of the reported week."""
     until = date.fromordinal(week_end.toordinal() + 28)
-    key = r.series.key.replace("'", "'\\''")
+    key = (KEY_PREFIX + r.series.key).replace("'", "'\\''")
     return f"monitor silence add --series '{key}' --until {until.isoformat()} --comment 'reason'"
 
 
@@ -199,11 +206,16 @@ def _parent_of(child: SeriesResult, candidates: Sequence[Notice]) -> Notice | No
     return best
 
 
+#: How urgent each kind of notice is: a child is only listed under a parent at least as urgent,
+#: so a new surge is never tucked under a resolved or reminded parent.
+URGENCY = {"new": 3, "escalated": 3, "reminder": 2, "resolved": 1, "continuing": 0}
+
+
 def _inhibit(notices: list[Notice]) -> list[Notice]:
     """Move children (same labels plus more) under their closest announced parent in the same digest."""
     top: list[Notice] = []
     for n in sorted(notices, key=lambda n: len(n.result.series.labels)):
-        parent = _parent_of(n.result, top)
+        parent = _parent_of(n.result, [t for t in top if URGENCY[t.kind] >= URGENCY[n.kind]])
         if parent is not None:
             parent.children.append(n)
         else:
@@ -262,7 +274,7 @@ def _kind_for(c: Change, route: Route, settings: Any) -> str | None:
     """How this change reads to `route`: a notice kind, "continuing" (context), or None (not for this route)."""
     need = _rank(route.min_level)
     if c.event in ("new", "escalated", "reminder"):
-        if _rank(c.result.detection.level) < need and _rank(c.after.severity) < need:
+        if _rank(current_level(c.result)) < need:  # this week's level decides who is told now
             return None
         if c.event == "escalated" and _rank(c.before.announced_severity) < need:
             return "new"  # the first this route hears of it
@@ -275,6 +287,12 @@ def _kind_for(c: Change, route: Route, settings: Any) -> str | None:
     if c.after.state in ("firing", "recovering") and c.after.announced_index >= 0 and _rank(c.after.announced_severity) >= need:
         return "continuing"
     return None
+
+
+def current_level(r: SeriesResult) -> str:
+    """This week's severity: the detection's level ("alert" for an alarm whose level was not assigned), or ""."""
+    d = r.detection
+    return d.level if d.level in SEVERITIES else ("alert" if d.alarm else "")
 
 
 def _group(r: SeriesResult, settings: Any) -> str:

@@ -37,7 +37,9 @@ class FlushResult:
 
     @property
     def error(self) -> str:
-        return "; ".join(f"#{f['id']} ({f['route']}): {f['error']}" for f in self.failed)
+        return "; ".join(
+            f"#{f['id']} ({f['route']}){' refused for good' if f.get('permanent') else ''}: {f['error']}" for f in self.failed
+        )
 
 
 def queue(store, result: RunResult, files: ReportFiles, plan: Plan, *, settings: Any, now: datetime, report: str | None = None) -> list[int]:
@@ -62,8 +64,11 @@ def flush(store, *, settings: Any, password: str | None, eml_dir_for: Callable[[
     """Send every pending outbox message, oldest first; stop at the first failure of the SMTP server.
 
     eml_dir_for(week): where a message is written when no SMTP server is configured.
-    A failure is recorded on the message (attempts, last error) and the rest stay pending
-    (the server is likely down for them too); nothing is lost.
+    A failure of the server (down, busy, timeout, login) is recorded on the message
+    (attempts, last error) and the flush stops: the rest stay pending, nothing is lost. A
+    refusal of one message for good (5xx to its sender, recipients or content) sets that
+    message aside as dead (kept with the reason, listed by `monitor alerts list`) and the
+    flush goes on, so one bad address never blocks the others.
     """
     from monitor.alerts.email import deliver
 
@@ -75,9 +80,13 @@ def flush(store, *, settings: Any, password: str | None, eml_dir_for: Callable[[
             delivery = deliver(message, settings=settings, password=password, eml_dir=eml_dir_for(row["week"]),
                                recipients=row["recipients"] or None)  # fmt: skip
         except DeliveryError as exc:
-            store.mark_failed(row["id"], error=str(exc), now=now)
-            out.failed.append({"id": row["id"], "route": row["route"], "week": row["week"], "error": str(exc)})
-            out.pending = len(pending) - i
+            failure = {"id": row["id"], "route": row["route"], "week": row["week"], "error": str(exc), "permanent": exc.permanent}
+            out.failed.append(failure)
+            if exc.permanent:  # refused for good: set aside (kept, with the reason) and go on with the others
+                store.mark_dead(row["id"], error=str(exc), now=now)
+                continue
+            store.mark_failed(row["id"], error=str(exc), now=now)  # the server is down or busy: try again later
+            out.pending = len(pending) - i  # this message and the ones after it
             return out
         store.mark_sent(row["id"], channel=delivery.channel, now=now)
         out.delivered.append({
