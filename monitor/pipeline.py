@@ -78,7 +78,7 @@ def ingest_files(store, paths: Iterable[Path], *, config: Config, now: datetime,
 
     A file whose exact content (sha256) was ingested before is skipped without parsing.
     """
-    from monitor.sources import read_file
+    from monitor.sources import open_file
 
     results, refused = [], []
     for path in paths:
@@ -92,8 +92,8 @@ def ingest_files(store, paths: Iterable[Path], *, config: Config, now: datetime,
             results.append(IngestResult(str(path), sha, "", "", 0, 0, 0, 0, 0, skipped=True))
             continue
         try:
-            parsed = read_file(path, format=format or config.ingest.format, mappings=config.ingest.mappings, now=now)
-            results.append(store.ingest(parsed, sha256=sha, now=now))
+            stream = open_file(path, format=format or config.ingest.format, mappings=config.ingest.mappings, now=now)
+            results.append(store.ingest(stream, sha256=sha, now=now))
         except (IngestError, StoreError) as exc:
             refused.append(str(exc))
         except Exception as exc:  # a defect must cost this file only, not the files after it or the report

@@ -19,7 +19,8 @@ import pandas as pd
 import sqlite_utils
 
 from monitor.errors import StoreError
-from monitor.types import INCIDENT_FIELDS, CountRow, Detection, IngestResult, ParsedFile
+from monitor import faults
+from monitor.types import INCIDENT_FIELDS, CountRow, Detection, FileStream, Incident, IngestResult, ParsedFile, Reject
 
 if TYPE_CHECKING:
     from monitor.alerts.lifecycle import AlertState
@@ -314,41 +315,50 @@ class Store:
 
     # ---- ingest -------------------------------------------------------------------
 
-    def ingest(self, parsed: ParsedFile, *, sha256: str, now: datetime) -> IngestResult:
-        """Write one parsed file in one transaction: upsert incidents and counts, log the ingest and its rejects.
+    def ingest(self, data: ParsedFile | FileStream, *, sha256: str, now: datetime) -> IngestResult:
+        """Write one file in one transaction: upsert incidents and counts, log the ingest and its rejects.
 
-        Re-ingesting the same rows inserts and updates nothing; a row whose content changed
-        is updated in place. Any error rolls the whole file back (StoreError for SQLite errors).
+        data: a stream from `sources.open_file` (written batch by batch as it is parsed) or
+        a whole ParsedFile. Re-ingesting the same rows inserts and updates nothing; a row
+        whose content changed is updated in place. Any error, including a problem found
+        late in the file, rolls the whole file back (StoreError for SQLite errors).
         """
+        stream = data if isinstance(data, FileStream) else FileStream.of(data)
+        inserted = updated = unchanged = 0
         try:
             with self._transaction():
                 cursor = self.db.execute(
                     "INSERT INTO ingests (file, sha256, format, source, encoding, rows_read, inserted, updated, unchanged,"
-                    " rejected, ingested_at) VALUES (?, ?, ?, ?, ?, ?, 0, 0, 0, ?, ?)",
-                    [str(parsed.path), sha256, parsed.format, parsed.source, parsed.encoding, parsed.rows_read,
-                     len(parsed.rejects), _iso(now)],
+                    " rejected, ingested_at) VALUES (?, ?, ?, ?, ?, 0, 0, 0, 0, 0, ?)",
+                    [str(stream.path), sha256, stream.format, stream.source, stream.encoding, _iso(now)],
                 )
                 ingest_id = cursor.lastrowid
-                ins1, upd1, same1 = self._upsert_incidents(parsed, ingest_id)
-                ins2, upd2, same2 = self._upsert_counts(parsed.counts, ingest_id)
-                self._insert_rejects(parsed, ingest_id)
-                inserted, updated, unchanged = ins1 + ins2, upd1 + upd2, same1 + same2
+                upsert = self._upsert_counts if stream.kind == "counts" else self._upsert_incidents
+                for items, rejects in stream:
+                    ins, upd, same = upsert(items, ingest_id)
+                    inserted, updated, unchanged = inserted + ins, updated + upd, unchanged + same
+                    self._insert_rejects(stream.path, rejects, ingest_id)
+                    faults.point("ingest.batch-written")
                 self.db.execute(
-                    "UPDATE ingests SET inserted = ?, updated = ?, unchanged = ? WHERE id = ?",
-                    [inserted, updated, unchanged, ingest_id],
+                    "UPDATE ingests SET source = ?, rows_read = ?, inserted = ?, updated = ?, unchanged = ?, rejected = ?"
+                    " WHERE id = ?",
+                    [stream.source, stream.rows_read, inserted, updated, unchanged, stream.rejected, ingest_id],
                 )
+                faults.point("ingest.before-commit")
         except (sqlite3.Error, OverflowError) as exc:  # OverflowError: an int beyond SQLite's 64-bit INTEGER
-            raise StoreError(f"{self.path}: ingest of {parsed.path} failed and was rolled back: {exc}") from None
+            raise StoreError(f"{self.path}: ingest of {stream.path} failed and was rolled back: {exc}") from None
+        finally:
+            stream.close()
         return IngestResult(
-            file=str(parsed.path), sha256=sha256, format=parsed.format, source=parsed.source,
-            rows_read=parsed.rows_read, inserted=inserted, updated=updated, unchanged=unchanged,
-            rejected=len(parsed.rejects),
+            file=str(stream.path), sha256=sha256, format=stream.format, source=stream.source,
+            rows_read=stream.rows_read, inserted=inserted, updated=updated, unchanged=unchanged,
+            rejected=stream.rejected,
         )
 
-    def _upsert_incidents(self, parsed: ParsedFile, ingest_id: int) -> tuple[int, int, int]:
+    def _upsert_incidents(self, incidents: Iterable[Incident], ingest_id: int) -> tuple[int, int, int]:
         content = INCIDENT_FIELDS[2:]  # everything but the key (source, source_id)
         by_source: dict[str, dict[str, tuple]] = {}
-        for inc in parsed.incidents:
+        for inc in incidents:
             by_source.setdefault(inc.source, {})[inc.source_id] = tuple(getattr(inc, f) for f in content)
         inserted = updated = unchanged = 0
         cols = ", ".join(content)
@@ -408,12 +418,10 @@ class Store:
             self.db.conn.executemany(f"UPDATE counts SET count = ?, fatalities = ?, ingest_id = ? WHERE {where}", changed)
         return len(new), len(changed), len(incoming) - len(new) - len(changed)
 
-    def _insert_rejects(self, parsed: ParsedFile, ingest_id: int) -> None:
-        if parsed.rejects:
-            self.db.conn.executemany(
-                "INSERT INTO rejects (ingest_id, file, line, reason, raw) VALUES (?, ?, ?, ?, ?)",
-                [(ingest_id, str(parsed.path), r.line, r.reason, r.raw) for r in parsed.rejects],
-            )
+    def _insert_rejects(self, path: Path, rejects: Iterable[Reject], ingest_id: int) -> None:
+        rows = [(ingest_id, str(path), r.line, r.reason, r.raw) for r in rejects]
+        if rows:
+            self.db.conn.executemany("INSERT INTO rejects (ingest_id, file, line, reason, raw) VALUES (?, ?, ?, ?, ?)", rows)
 
     def ingested(self, sha256: str) -> bool:
         """Whether a file with exactly this content (sha256) was ingested before."""

@@ -1,10 +1,12 @@
 """The values that flow down the weekly line: incidents → series → detections → run result.
 
-Every type here is frozen: stages return new values and never mutate what they were given.
+Every value type here is frozen: stages return new values and never mutate what they were
+given. FileStream is the one reader among them: a file being read in batches.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -107,6 +109,59 @@ class ParsedFile:
     incidents: tuple[Incident, ...] = ()
     counts: tuple[CountRow, ...] = ()
     rejects: tuple[Reject, ...] = ()
+
+
+@dataclass
+class FileStream:
+    """One input file read in batches: the store writes each batch as it comes, all in one
+    transaction, so a file of millions of rows never sits in memory whole.
+
+    Iterating yields (items, rejects) per batch and counts `rows_read`; it raises
+    IngestError at the end when the file had no data row, and closes the file.
+    kind: "incidents" or "counts" (what the items are). For counts, `source` becomes the
+    sources named in the file's rows once it has been read.
+    """
+
+    path: Path
+    format: str
+    source: str
+    encoding: str
+    kind: str
+    parts: Iterator[tuple[list, list[Reject], int]] = field(repr=False)
+    header_line: int = 1
+    require_rows: bool = True
+    close: Callable[[], None] = field(default=lambda: None, repr=False)
+    rows_read: int = 0
+    rejected: int = 0
+
+    @classmethod
+    def of(cls, parsed: "ParsedFile") -> "FileStream":
+        """A ParsedFile (read whole) as a one-batch stream."""
+        kind = "counts" if parsed.counts else "incidents"
+        items = list(parsed.counts) if parsed.counts else list(parsed.incidents)
+        part = (items, list(parsed.rejects), parsed.rows_read)
+        return cls(parsed.path, parsed.format, parsed.source, parsed.encoding, kind, iter([part]), require_rows=False)
+
+    def __iter__(self) -> Iterator[tuple[list, list[Reject]]]:
+        from monitor.errors import IngestError
+
+        sources: set[str] = set()
+        try:
+            for items, rejects, rows in self.parts:
+                self.rows_read += rows
+                self.rejected += len(rejects)
+                if self.kind == "counts":
+                    sources.update(r.source for r in items)
+                yield items, rejects
+        finally:
+            self.close()
+        if sources:
+            self.source = ",".join(sorted(sources))
+        if self.require_rows and self.rows_read == 0:
+            raise IngestError(
+                f"{self.path}: line {self.header_line + 1}: no data rows after the header "
+                f"(expected at least one {self.format} record)"
+            )
 
 
 @dataclass(frozen=True)

@@ -341,3 +341,103 @@ def test_frames_feed_pandas(store):
     store.ingest(parsed(incident("A")), sha256="a", now=NOW)
     frame = store.incidents_frame()
     assert isinstance(frame, pd.DataFrame) and frame.loc[0, "event_date"] == pd.Timestamp("2023-02-17")
+
+
+# ---- streamed ingest: files read in batches, one transaction ------------------------------------------
+
+ACLED_COLUMNS = "event_id_cnty,event_date,event_type,actor1,country,admin1,fatalities,notes,timestamp"
+
+
+def _acled_file(path: Path, rows: list[str]) -> Path:
+    path.write_text(ACLED_COLUMNS + "\n" + "".join(r + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _table_counts(s: Store) -> dict[str, int]:
+    return {t: s.db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("ingests", "incidents", "counts", "rejects")}
+
+
+def test_a_file_is_written_in_batches_and_duplicates_are_found_across_batches(store, tmp_path, monkeypatch):
+    from monitor.sources import _csv, open_file
+
+    monkeypatch.setattr(_csv, "BATCH", 3)
+    rows = [f"SYR{i},2023-02-{10 + i % 7:02d},Battles,IS,Syria,Homs,{i},n{i},1" for i in range(10)]
+    rows.insert(8, "SYR1,2023-02-12,Battles,IS,Syria,Homs,5,again,1")  # line 10: a duplicate of line 3, two batches later
+    rows.insert(2, "SYR99,2023-13-01,Battles,IS,Syria,Homs,1,bad date,1")  # line 4
+    path = _acled_file(tmp_path / "a.csv", rows)
+    stream = open_file(path, now=NOW)
+    sizes = []
+    for items, rejects in stream:
+        sizes.append(len(items) + len(rejects))
+    assert sizes == [3, 3, 3, 3]  # 12 records in batches of 3
+    result = store.ingest(open_file(path, now=NOW), sha256="x", now=NOW)
+    assert (result.rows_read, result.inserted, result.rejected) == (12, 10, 2)
+    reasons = {r["line"]: r["reason"] for r in store.rejects()}
+    assert set(reasons) == {4, 11}
+    assert "duplicate event_id_cnty 'SYR1' (first seen on line 3" in reasons[11]
+    assert "event_date '2023-13-01' is not a date" in reasons[4]
+    assert store.db.execute("SELECT notes FROM incidents WHERE source_id = 'SYR1'").fetchone()[0] == "n1"
+
+
+def test_a_stream_that_fails_after_batches_were_written_leaves_the_database_as_it_was(store, tmp_path, monkeypatch):
+    from monitor.sources import _csv, open_file
+    from monitor.types import FileStream
+
+    store.ingest(parsed(incident("A1")), sha256="first", now=NOW)
+    before = _table_counts(store)
+    monkeypatch.setattr(_csv, "BATCH", 2)
+    path = _acled_file(tmp_path / "b.csv", [f"SYR{i},2023-02-10,Battles,IS,Syria,Homs,1,n,1" for i in range(7)])
+    stream = open_file(path, now=NOW)
+
+    def failing():
+        for n, part in enumerate(stream.parts):
+            if n == 2:  # two batches (4 rows) are already in the open transaction
+                raise IngestError(f"{path}: line 6: the disk holding the file went away")
+            yield part
+
+    broken = FileStream(stream.path, stream.format, stream.source, stream.encoding, stream.kind, failing(), close=stream.close)
+    with pytest.raises(IngestError, match="went away"):
+        store.ingest(broken, sha256="second", now=NOW)
+    assert _table_counts(store) == before
+    assert not store.ingested("second")
+    assert not store.db.conn.in_transaction
+
+
+def test_header_only_file_is_refused_inside_the_transaction(store, tmp_path):
+    from monitor.sources import open_file
+
+    path = _acled_file(tmp_path / "h.csv", ["", "  "])
+    before = _table_counts(store)
+    with pytest.raises(IngestError, match=r"h\.csv: line 2: no data rows after the header"):
+        store.ingest(open_file(path, now=NOW), sha256="h", now=NOW)
+    assert _table_counts(store) == before
+
+
+def test_bad_bytes_far_into_a_large_file_are_found_with_their_line(tmp_path):
+    from monitor.sources import _csv, open_file
+
+    row = "SYR{},2023-02-10,Battles,IS,Syria,Homs,1," + "x" * 200 + ",1"
+    n = (_csv._BLOCK // 220) + 500  # past the first block of the byte check
+    body = (ACLED_COLUMNS + "\n" + "".join(row.format(i) + "\n" for i in range(n))).encode()
+    for bad, needle in ((b"\x00", "binary data (a NUL byte)"), (b"\xff", "byte 0xFF is not UTF-8 text")):
+        lines = body.split(b"\n")
+        lines[n - 2] = lines[n - 2].replace(b"xxxx", b"xx" + bad + b"x", 1)
+        path = tmp_path / "big.csv"
+        path.write_bytes(b"\n".join(lines))
+        with pytest.raises(IngestError) as err:
+            open_file(path, now=NOW)
+        assert str(err.value).startswith(f"{path}: line {n - 1}: ") and needle in str(err.value)
+
+
+def test_batch_size_does_not_change_what_is_stored(shared_data, tmp_path, monkeypatch):
+    from monitor.sources import _csv, open_file
+
+    path = shared_data / "acled_sample_9000_2022-01-01_2022-06-30.csv"
+    tables = []
+    for batch in (_csv.BATCH, 701):
+        monkeypatch.setattr(_csv, "BATCH", batch)
+        with Store(tmp_path / f"b{batch}.db") as s:
+            result = s.ingest(open_file(path, now=NOW), sha256="x", now=NOW)
+            assert (result.rows_read, result.inserted) == (9000, 9000)
+            tables.append(s.db.execute("SELECT * FROM incidents ORDER BY source_id").fetchall())
+    assert tables[0] == tables[1]

@@ -1,9 +1,10 @@
 """Read incident files: detect the format from the header, normalise rows, keep rejects.
 
-`read_file` never touches the database: it returns a `ParsedFile` (incidents or count
-rows plus rejected rows with the physical line they start on and why), or raises
-`IngestError` with one line `FILE: line N: problem (what would be accepted)` when the
-file cannot be read at all.
+Neither function touches the database. `open_file` checks the file and its header and
+returns a `FileStream` that parses the rows in batches as the store writes them;
+`read_file` reads a whole file into a `ParsedFile` (incidents or count rows plus rejected
+rows with the physical line they start on and why). Both raise `IngestError` with one
+line `FILE: line N: problem (what would be accepted)` when the file cannot be read at all.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from typing import Any
 from monitor.errors import IngestError
 from monitor.sources import acled, counts, generic, ucdp
 from monitor.sources._csv import fail, open_table
+from monitor.types import FileStream, ParsedFile
 
 #: Formats `read_file` accepts; "auto" detects one of the others from the header.
 FORMATS: tuple[str, ...] = ("auto", "acled", "acled-legacy", "ucdp", "generic", "counts")
 
-__all__ = ["FORMATS", "detect_format", "read_file"]
+__all__ = ["FORMATS", "detect_format", "open_file", "read_file"]
 
 
 def _detect(header: list[str], mappings: Sequence[Any]) -> tuple[str | None, Any]:
@@ -67,19 +69,29 @@ def detect_format(header: list[str], mappings: Sequence[Any] = ()) -> str:
     return fmt
 
 
-def read_file(path: Path | str, *, format: str = "auto", mappings: Sequence[Any] = (), now: datetime):
-    """Read one incident file into a ParsedFile; rows that cannot be used become rejects.
+def open_file(path: Path | str, *, format: str = "auto", mappings: Sequence[Any] = (), now: datetime) -> FileStream:
+    """Check one incident file and read its header; its rows are parsed as the stream is read.
 
     format: auto (from the header), acled, acled-legacy, ucdp, generic, counts, or the
         name of a generic mapping. mappings: generic column mappings (GenericMapping).
-    now: the ingest time; events dated after it are rejected.
+    now: the ingest time; events dated after it are rejected. Close the stream (or read
+    it to the end) to close the file.
     """
     path = Path(path)
     try:
-        data = path.read_bytes()
+        if path.is_dir():
+            raise IngestError(f"{path}: is a folder, not a file (give the CSV files inside it)")
+        table = open_table(path)
     except OSError as exc:
         raise IngestError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
-    table = open_table(path, data)
+    try:
+        return _parse(table, path, format, mappings, now)
+    except BaseException:
+        table.close()
+        raise
+
+
+def _parse(table, path: Path, format: str, mappings: Sequence[Any], now: datetime) -> FileStream:
     line = table.header_line
     mapping = None
     if format == "auto":
@@ -101,16 +113,29 @@ def read_file(path: Path | str, *, format: str = "auto", mappings: Sequence[Any]
         raise fail(path, bad_line, f"byte {byte} is not UTF-8 text (save the file as UTF-8; only legacy ACLED files may be cp1252)")
 
     if fmt == "acled":
-        parsed = acled.parse(table, now=now, legacy=False)
-    elif fmt == "acled-legacy":
-        parsed = acled.parse(table, now=now, legacy=True)
-    elif fmt == "ucdp":
-        parsed = ucdp.parse(table, now=now)
-    elif fmt == "counts":
-        parsed = counts.parse(table, now=now)
-    else:
-        parsed = generic.parse(table, now=now, mapping=mapping)
+        return acled.parse(table, now=now, legacy=False)
+    if fmt == "acled-legacy":
+        return acled.parse(table, now=now, legacy=True)
+    if fmt == "ucdp":
+        return ucdp.parse(table, now=now)
+    if fmt == "counts":
+        return counts.parse(table, now=now)
+    return generic.parse(table, now=now, mapping=mapping)
 
-    if parsed.rows_read == 0:
-        raise fail(path, line + 1, f"no data rows after the header (expected at least one {fmt} record)")
-    return parsed
+
+def read_file(path: Path | str, *, format: str = "auto", mappings: Sequence[Any] = (), now: datetime) -> ParsedFile:
+    """Read one incident file whole into a ParsedFile; rows that cannot be used become rejects.
+
+    Arguments as for `open_file`. For files of any size, give `open_file`'s stream to
+    `Store.ingest` instead: it never holds more than one batch.
+    """
+    stream = open_file(path, format=format, mappings=mappings, now=now)
+    items: list = []
+    rejects: list = []
+    for batch, bad in stream:
+        items.extend(batch)
+        rejects.extend(bad)
+    incidents, rows = (tuple(items), ()) if stream.kind == "incidents" else ((), tuple(items))
+    return ParsedFile(
+        stream.path, stream.format, stream.source, stream.encoding, stream.rows_read, incidents, rows, tuple(rejects)
+    )

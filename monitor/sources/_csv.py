@@ -1,28 +1,34 @@
 """Shared reading machinery: decode a file, split it into CSV records with the
 physical line each record starts on, and turn field values into checked values.
 
-Every format module builds on `Table` and `collect`. A problem with one row is a
-`RowError` (the row becomes a `Reject`); a problem with the whole file is an
-`IngestError` with one line `FILE: line N: problem (what would be accepted)`.
+Files are streamed: `open_table` checks the bytes in one pass (empty, binary, not
+UTF-8), then reads the header; `batches` converts the records in batches of `BATCH`, so
+a 2-million-row export never sits in memory whole. Every format module builds on
+`Table` and `batches`. A problem with one row is a `RowError` (the row becomes a
+`Reject`); a problem with the whole file is an `IngestError` with one line
+`FILE: line N: problem (what would be accepted)`.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import math
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from monitor.errors import IngestError
 from monitor.types import Reject
 
 #: Raw text kept with a reject is trimmed to this many characters.
 RAW_LIMIT = 2000
+#: Records converted (and written by the store) per batch.
+BATCH = 20_000
+#: Bytes read per step of the encoding check.
+_BLOCK = 1 << 22
 
 _ISO = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
 _ISO_PREFIX = re.compile(r"(\d{4}-\d{2}-\d{2})(?:[ T][0-9:.]*)?\Z")
@@ -45,19 +51,44 @@ def fail(path: Path, line: int, problem: str) -> IngestError:
     return IngestError(f"{path}: line {line}: {problem}")
 
 
+class _Lines:
+    """The file's physical lines for csv.reader, remembering those of the current record
+    (the raw text kept with a reject) and how many have been read."""
+
+    __slots__ = ("handle", "held", "count")
+
+    def __init__(self, handle: IO[str]) -> None:
+        self.handle = handle
+        self.held: list[str] = []
+        self.count = 0
+
+    def __iter__(self) -> "_Lines":
+        return self
+
+    def __next__(self) -> str:
+        line = next(self.handle)
+        self.held.append(line)
+        self.count += 1
+        return line
+
+    def take(self) -> list[str]:
+        held, self.held = self.held, []
+        return held
+
+
 @dataclass
 class Table:
-    """A decoded CSV file: its header and an iterator over its records."""
+    """A CSV file open for reading: its header and an iterator over its records."""
 
     path: Path
     encoding: str
     header: list[str]  # stripped column names as written
     header_line: int
-    lines: list[str]  # physical lines (with their endings), for raw text of rejects
+    _lines: _Lines = field(repr=False)
     _reader: Iterator[list[str]] = field(repr=False)
-    _line_num: Callable[[], int] = field(repr=False)
     #: first bad byte when the text is not UTF-8 (decoded as cp1252 instead)
     not_utf8: tuple[int, str] | None = None
+    _last: list[str] = field(default_factory=list, repr=False)
 
     @property
     def lower(self) -> list[str]:
@@ -80,8 +111,9 @@ class Table:
             )
         return {n: positions[n.lower()] for n in names if n.lower() in positions}
 
-    def raw(self, start: int, end: int) -> str:
-        text = "".join(self.lines[start - 1 : end]).rstrip("\r\n")
+    def raw(self) -> str:
+        """The text of the record `records` yielded last, as written (trimmed to RAW_LIMIT)."""
+        text = "".join(self._last).rstrip("\r\n")
         return text if len(text) <= RAW_LIMIT else text[:RAW_LIMIT] + "…"
 
     def records(self) -> Iterator[tuple[int, int, list[str] | None, str]]:
@@ -90,82 +122,132 @@ class Table:
         Blank lines are skipped. Line numbers are physical: a quoted field holding a
         newline makes a record span several lines.
         """
-        previous = self._line_num()
+        lines = self._lines
+        previous = lines.count
         while True:
             try:
                 row = next(self._reader)
             except StopIteration:
                 return
             except csv.Error as exc:
-                now = self._line_num()
+                now = lines.count
+                self._last = lines.take()
                 yield previous + 1, max(now, previous + 1), None, str(exc)
                 previous = now
                 continue
-            now = self._line_num()
+            now = lines.count
             start = previous + 1
             previous = now
+            self._last = lines.take()
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
             yield start, now, row, ""
 
+    def close(self) -> None:
+        self._lines.handle.close()
 
-def decode(path: Path, data: bytes) -> tuple[str, str, tuple[int, str] | None]:
-    """Text, encoding name and (line, byte) of the first non-UTF-8 byte (None when UTF-8)."""
-    if not data.strip():
+
+def check_bytes(path: Path) -> tuple[str, tuple[int, str] | None]:
+    """Encoding name and (line, byte) of the first non-UTF-8 byte (None when UTF-8), read in blocks.
+
+    Refuses an empty file, binary data (a NUL byte) and bytes that are neither UTF-8 nor
+    Windows-1252, naming the line. Blocks are cut after a newline, which no multi-byte
+    UTF-8 character contains, so each block decodes on its own.
+    """
+    bad: tuple[int, str] | None = None
+    content = False
+    bom = False
+    with open(path, "rb") as handle:
+        line = 1  # line number of the block's first byte
+        carry = b""
+        first = True
+        while True:
+            block = handle.read(_BLOCK)
+            data = carry + block
+            if not block:
+                piece, carry = data, b""
+            else:
+                cut = data.rfind(b"\n") + 1
+                if cut == 0:
+                    carry = data
+                    continue
+                piece, carry = data[:cut], data[cut:]
+            if first and piece:
+                first = False
+                if piece.startswith(b"\xef\xbb\xbf"):
+                    bom, piece = True, piece[3:]
+            nul = piece.find(b"\x00")
+            if nul >= 0:
+                raise fail(
+                    path, line + piece.count(b"\n", 0, nul),
+                    "binary data (a NUL byte), not CSV text (expected a UTF-8 CSV file with a header row)",
+                )
+            content = content or bool(piece.strip())
+            if bad is None:
+                try:
+                    piece.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    bad = (line + piece.count(b"\n", 0, exc.start), f"0x{piece[exc.start]:02X}")
+            line += piece.count(b"\n")
+            if not block:
+                break
+    if not content:
         raise fail(path, 1, "the file is empty (expected a CSV file with a header row)")
-    nul = data.find(b"\x00")
-    if nul >= 0:
-        line = data.count(b"\n", 0, nul) + 1
-        raise fail(path, line, "binary data (a NUL byte), not CSV text (expected a UTF-8 CSV file with a header row)")
-    if data.startswith(b"\xef\xbb\xbf"):
-        encoding, body = "utf-8-sig", data[3:]
-    else:
-        encoding, body = "utf-8", data
-    try:
-        return body.decode("utf-8"), encoding, None
-    except UnicodeDecodeError as exc:
-        bad = (body.count(b"\n", 0, exc.start) + 1, f"0x{body[exc.start]:02X}")
-    try:
-        # Legacy ACLED exports are Windows-1252; the caller refuses cp1252 for other formats.
-        return body.decode("cp1252"), "cp1252", bad
-    except UnicodeDecodeError:
-        raise fail(path, bad[0], f"byte {bad[1]} is not UTF-8 text (save the file as UTF-8; legacy ACLED may be cp1252)") from None
+    if bad is None:
+        return ("utf-8-sig" if bom else "utf-8"), None
+    # Legacy ACLED exports are Windows-1252; the caller refuses cp1252 for other formats.
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(_BLOCK), b""):
+            try:
+                block.decode("cp1252")  # a single-byte code: any cut is safe
+            except UnicodeDecodeError:
+                raise fail(
+                    path, bad[0], f"byte {bad[1]} is not UTF-8 text (save the file as UTF-8; legacy ACLED may be cp1252)"
+                ) from None
+    return "cp1252", bad
 
 
-def open_table(path: Path, data: bytes) -> Table:
-    """Decode `data` and read its header row."""
-    text, encoding, not_utf8 = decode(path, data)
+def open_table(path: Path) -> Table:
+    """Check the file's bytes, open it and read its header row (the caller closes the Table)."""
+    encoding, not_utf8 = check_bytes(path)
     # newline="" splits on \r\n, \r and \n alike and keeps the endings, as the csv module expects.
-    lines = list(io.StringIO(text, newline=""))
-    source = iter(lines)
-    reader = csv.reader(source)
-    table = Table(path, encoding, [], 1, lines, reader, lambda: reader.line_num, not_utf8)
-    for start, _end, row, error in table.records():
-        if row is None:
-            raise fail(path, start, f"the header row is not valid CSV: {error}")
-        table.header = [h.strip().lstrip("\ufeff") for h in row]
-        table.header_line = start
-        break
-    else:
-        raise fail(path, 1, "no header row (expected a CSV file with a header row)")
-    named = [h for h in table.header if h]
-    dupes = sorted({h for h in named if [x.lower() for x in named].count(h.lower()) > 1})
-    if dupes:
-        raise fail(path, table.header_line, f"column {dupes[0]!r} appears more than once in the header (column names must be unique)")
+    handle = open(path, encoding=encoding, newline="")
+    try:
+        lines = _Lines(handle)
+        table = Table(path, encoding, [], 1, lines, csv.reader(lines), not_utf8)
+        for start, _end, row, error in table.records():
+            if row is None:
+                raise fail(path, start, f"the header row is not valid CSV: {error}")
+            table.header = [h.strip().lstrip("\ufeff") for h in row]
+            table.header_line = start
+            break
+        else:
+            raise fail(path, 1, "no header row (expected a CSV file with a header row)")
+        named = [h for h in table.header if h]
+        dupes = sorted({h for h in named if [x.lower() for x in named].count(h.lower()) > 1})
+        if dupes:
+            raise fail(path, table.header_line, f"column {dupes[0]!r} appears more than once in the header (column names must be unique)")
+    except BaseException:
+        handle.close()
+        raise
     return table
 
 
-def collect(
+def batches(
     table: Table,
     convert: Callable[[list[str]], Any],
     *,
     key: Callable[[Any], str | None],
     key_label: Callable[[Any], str],
-) -> tuple[list[Any], list[Reject], int]:
+    size: int | None = None,
+) -> Iterator[tuple[list[Any], list[Reject], int]]:
     """Convert every record; bad rows and later duplicates of a key become rejects.
 
-    Returns (items, rejects, rows read). `convert` raises RowError with the reason.
+    Yields (items, rejects, records read) per batch of about `size` records. A key seen
+    earlier in the file, in any batch, makes a duplicate. `convert` raises RowError with
+    the reason.
     """
+    size = size or BATCH
     width = len(table.header)
     # rows may stop before trailing unnamed columns (legacy ACLED has seven of them)
     named_width = max((i + 1 for i, h in enumerate(table.header) if h), default=width)
@@ -174,9 +256,12 @@ def collect(
     first_line: dict[str, int] = {}
     rows = 0
     for start, end, row, error in table.records():
+        if rows >= size:
+            yield items, rejects, rows
+            items, rejects, rows = [], [], 0
         rows += 1
         if row is None:
-            rejects.append(Reject(start, f"not valid CSV: {error}", table.raw(start, end)))
+            rejects.append(Reject(start, f"not valid CSV: {error}", table.raw()))
             continue
         if len(row) != width:
             if len(row) > width and not any(v.strip() for v in row[width:]):
@@ -185,26 +270,24 @@ def collect(
                 row = row + [""] * (width - len(row))
             else:
                 span = f"; the record runs from line {start} to {end}: check for an unbalanced quote" if end > start else ""
-                rejects.append(
-                    Reject(start, f"has {len(row)} fields, expected {width} as in the header{span}", table.raw(start, end))
-                )
+                rejects.append(Reject(start, f"has {len(row)} fields, expected {width} as in the header{span}", table.raw()))
                 continue
         try:
             item = convert(row)
         except RowError as exc:
-            rejects.append(Reject(start, str(exc), table.raw(start, end)))
+            rejects.append(Reject(start, str(exc), table.raw()))
             continue
         k = key(item)
         if k is not None:
             seen = first_line.get(k)
             if seen is not None:
                 rejects.append(
-                    Reject(start, f"duplicate {key_label(item)} (first seen on line {seen}; the first is kept)", table.raw(start, end))
+                    Reject(start, f"duplicate {key_label(item)} (first seen on line {seen}; the first is kept)", table.raw())
                 )
                 continue
             first_line[k] = start
         items.append(item)
-    return items, rejects, rows
+    yield items, rejects, rows
 
 
 class Dates:

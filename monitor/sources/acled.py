@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from monitor.sources._csv import Dates, RowError, Table, collect, coordinate, whole
-from monitor.types import Incident, ParsedFile
+from monitor.sources._csv import Dates, RowError, Table, batches, coordinate, whole
+from monitor.types import FileStream, Incident
 
 REQUIRED = ("event_id_cnty", "event_date", "event_type", "actor1", "country", "fatalities")
 OPTIONAL = (
@@ -26,7 +26,7 @@ def is_legacy(header: list[str]) -> bool:
     return bool(lower & set(LEGACY_MARKERS)) or (bool(named) and all(h == h.upper() for h in named))
 
 
-def parse(table: Table, *, now: datetime, legacy: bool) -> ParsedFile:
+def parse(table: Table, *, now: datetime, legacy: bool) -> FileStream:
     fmt = "acled-legacy" if legacy else "acled"
     required = [c.upper() for c in REQUIRED] if legacy else list(REQUIRED)
     col = table.index([*REQUIRED, *OPTIONAL], fmt=fmt, required=required)
@@ -66,7 +66,7 @@ def parse(table: Table, *, now: datetime, legacy: bool) -> ParsedFile:
             revision=get(row, i_rev),
         )
 
-    items, rejects, rows = collect(
+    parts = batches(
         table, convert, key=lambda inc: inc.source_id, key_label=lambda inc: f"{name['event_id_cnty']} {inc.source_id!r}"
     )
-    return ParsedFile(table.path, fmt, "acled", table.encoding, rows, tuple(items), (), tuple(rejects))
+    return FileStream(table.path, fmt, "acled", table.encoding, "incidents", parts, table.header_line, close=table.close)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from monitor.sources._csv import Dates, Table, collect, fail, whole
-from monitor.types import DIMENSIONS, CountRow, ParsedFile
+from monitor.sources._csv import Dates, Table, batches, fail, whole
+from monitor.types import DIMENSIONS, CountRow, FileStream
 
 #: The source of rows from a file without a `source` column (or with an empty cell there).
 SOURCE = "counts"
@@ -24,7 +24,7 @@ def is_counts(lower: set[str]) -> bool:
     return "week_start" in lower and "count" in lower
 
 
-def parse(table: Table, *, now: datetime) -> ParsedFile:
+def parse(table: Table, *, now: datetime) -> FileStream:
     extra = [h for h in table.header if h and h.lower() not in ALLOWED]
     if extra:
         raise fail(
@@ -55,7 +55,6 @@ def parse(table: Table, *, now: datetime) -> ParsedFile:
         parts = [f"week_start {r.week_start}"] + [f"{k}={getattr(r, k)!r}" for k in DIMENSIONS if keys[k] is not None]
         return "row for " + ", ".join(parts)
 
-    items, rejects, rows = collect(table, convert, key=key, key_label=label)
-    sources = sorted({r.source for r in items}) or [SOURCE]
-    return ParsedFile(table.path, "counts", ",".join(sources), table.encoding, rows, (), tuple(items), tuple(rejects))
-
+    # the stream's source becomes the sources its rows name, once read
+    parts = batches(table, convert, key=key, key_label=label)
+    return FileStream(table.path, "counts", SOURCE, table.encoding, "counts", parts, table.header_line, close=table.close)

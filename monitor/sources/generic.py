@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from monitor.sources._csv import Dates, RowError, Table, collect, coordinate, fail, whole
-from monitor.types import Incident, ParsedFile
+from monitor.sources._csv import Dates, RowError, Table, batches, coordinate, fail, whole
+from monitor.types import FileStream, Incident
 
 TEXT_FIELDS = ("country", "admin1", "admin2", "location", "event_type", "sub_event_type", "actor1", "actor2", "notes")
 
@@ -45,7 +45,7 @@ def choose(mappings: Sequence[Any], header: list[str], *, path, line: int, name:
     raise fail(path, line, f"no generic mapping matches the header {','.join(header)} (mappings: {listed})")
 
 
-def parse(table: Table, *, now: datetime, mapping: Any) -> ParsedFile:
+def parse(table: Table, *, now: datetime, mapping: Any) -> FileStream:
     fmt = f"generic mapping {mapping.name!r}"
     columns = dict(mapping.columns)
     needed = [mapping.date_column, *columns.values()] + ([mapping.id_column] if mapping.id_column else [])
@@ -100,10 +100,9 @@ def parse(table: Table, *, now: datetime, mapping: Any) -> ParsedFile:
         )
 
     id_label = name[mapping.id_column.lower()] if mapping.id_column else "row"
-    items, rejects, rows = collect(
+    parts = batches(
         table, convert,
         key=lambda inc: inc.source_id if i_id is not None else None,
         key_label=lambda inc: f"{id_label} {inc.source_id!r}",
     )
-    return ParsedFile(table.path, "generic", mapping.source, table.encoding, rows, tuple(items), (), tuple(rejects))
-
+    return FileStream(table.path, "generic", mapping.source, table.encoding, "incidents", parts, table.header_line, close=table.close)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from monitor.sources._csv import Dates, RowError, Table, collect, coordinate, whole
-from monitor.types import Incident, ParsedFile
+from monitor.sources._csv import Dates, RowError, Table, batches, coordinate, whole
+from monitor.types import FileStream, Incident
 
 REQUIRED = ("id", "date_start", "type_of_violence", "side_a", "side_b", "country", "best")
 OPTIONAL = ("date_end", "adm_1", "adm_2", "where_coordinates", "latitude", "longitude", "source_headline")
@@ -52,7 +52,7 @@ def admin1(value: str, country: str) -> str:
     return name
 
 
-def parse(table: Table, *, now: datetime) -> ParsedFile:
+def parse(table: Table, *, now: datetime) -> FileStream:
     col = table.index([*REQUIRED, *OPTIONAL], fmt="ucdp", required=REQUIRED)
     name = {c: table.header[i] for c, i in col.items()}
     dates = Dates(now=now, fmt="iso")
@@ -106,5 +106,5 @@ def parse(table: Table, *, now: datetime) -> ParsedFile:
             revision="",
         )
 
-    items, rejects, rows = collect(table, convert, key=lambda inc: inc.source_id, key_label=lambda inc: f"{name['id']} {inc.source_id!r}")
-    return ParsedFile(table.path, "ucdp", "ucdp", table.encoding, rows, tuple(items), (), tuple(rejects))
+    parts = batches(table, convert, key=lambda inc: inc.source_id, key_label=lambda inc: f"{name['id']} {inc.source_id!r}")
+    return FileStream(table.path, "ucdp", "ucdp", table.encoding, "incidents", parts, table.header_line, close=table.close)
