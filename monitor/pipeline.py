@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -176,14 +176,41 @@ def detect_counts(counts: pd.Series, *, lookback: int, detector: str, params, fa
     A stateful detector runs from a fixed start (`STATEFUL_RUN_WEEKS` back, or as soon as
     its in-control model can be fitted), not from the first displayed week.
     """
-    from monitor.detectors import get_detector, run_detector
+    return detect_counts_many([counts], lookback=lookback, detector=detector, params=params, fallback_params=fallback_params)[0]
 
-    n = len(counts)
-    first = max(0, n - lookback - 1)
+
+def detect_counts_many(series: Sequence[pd.Series], *, lookback: int, detector: str, params, fallback_params) -> list[pd.DataFrame]:
+    """`detect_counts` on many series with one detector and parameters, batched where the detector can."""
+    from monitor.detectors import get_detector, run_detector_many
+
     spec = get_detector(detector)
-    start = min(first, max(spec.min_history(params), n - STATEFUL_RUN_WEEKS)) if spec.stateful else first
-    out = run_detector(detector, params, counts, weeks=list(range(start, n)), fallback_params=fallback_params)
-    return out.iloc[first - start :].reset_index(drop=True)
+    firsts, weeks = [], []
+    for counts in series:
+        n = len(counts)
+        first = max(0, n - lookback - 1)
+        start = min(first, max(spec.min_history(params), n - STATEFUL_RUN_WEEKS)) if spec.stateful else first
+        firsts.append(first - start)
+        weeks.append(list(range(start, n)))
+    outs = run_detector_many(detector, params, series, weeks=weeks, fallback_params=fallback_params)
+    return [out.iloc[skip:].reset_index(drop=True) for out, skip in zip(outs, firsts)]
+
+
+def _detect_grouped(
+    series: Sequence[WeeklySeries], models: Sequence[tuple[str, Any]], *, lookback: int, fallback_params
+) -> list[pd.DataFrame]:
+    """`detect_series` for every series, one batched call per (detector, parameters) group."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, (name, model) in enumerate(models):
+        groups.setdefault((name, model.model_dump_json()), []).append(i)
+    frames: list[pd.DataFrame | None] = [None] * len(series)
+    for members in groups.values():
+        name, model = models[members[0]]
+        outs = detect_counts_many(
+            [series[i].counts for i in members], lookback=lookback, detector=name, params=model, fallback_params=fallback_params
+        )
+        for i, out in zip(members, outs):
+            frames[i] = out
+    return frames  # type: ignore[return-value]
 
 
 def _float(value) -> float:
@@ -279,24 +306,27 @@ def detect_week(
     incidents = store.incidents_frame(start=week, end=week + timedelta(days=6)) if with_context else None
     fallback_params = config.params_for("ears")
     severity = config.detection.severity
-    models, frames, used = [], [], {}
+    models, used = [], {}
     for s in series:
         name, model = resolve_params(config, s, detector=detector, overrides=params)
         used.setdefault(name, model.model_dump())
         models.append((name, model))
-        frames.append(detect_series(s, lookback=lookback, detector=name, params=model, fallback_params=fallback_params))
+    frames = _detect_grouped(series, models, lookback=lookback, fallback_params=fallback_params)
     # Levels are decided across series, week by week (Benjamini-Hochberg needs every series of a week).
     frames = _levels_across_series(frames, severity)
+    last = [frame["alarm"].iloc[-1] for frame in frames]
+    flagged = [i for i, a in enumerate(last) if with_context and not pd.isna(a) and bool(a)]
+    histories = dict(zip(flagged, _detect_grouped(
+        [series[i] for i in flagged], [models[i] for i in flagged],
+        lookback=config.report.history_weeks - 1, fallback_params=fallback_params,
+    )))  # fmt: skip
     results = []
-    for s, (name, model), frame in zip(series, models, frames):
+    for i, (s, frame) in enumerate(zip(series, frames)):
         current = _detection(s, frame.iloc[-1])
         weeks_in_alert, status = alert_status(list(frame["alarm"])) if with_context else (int(bool(current.alarm)), "")
         history, behind = frame, None
         if with_context and current.alarm:
-            history = detect_series(
-                s, lookback=config.report.history_weeks - 1, detector=name, params=model, fallback_params=fallback_params
-            )
-            history = _with_recent_levels(assign_levels(history, severity), frame)
+            history = _with_recent_levels(assign_levels(histories[i], severity), frame)
             weeks_in_alert = alert_status(list(history["alarm"]))[0]  # the whole charted run, not only the lookback
             behind = incidents_behind(incidents, s, _definition(config, s.definition), week=week, limit=config.report.max_incidents)
         results.append(

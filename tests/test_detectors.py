@@ -191,3 +191,28 @@ def test_describe_covers_every_field():
             assert p["default"] == getattr(defaults, p["name"])
             assert p["type"]
     assert {p["name"]: p["type"] for p in entries["ears"]["parameters"]}["method"] == "C1|C2|C3"
+
+
+@pytest.mark.parametrize("name", ["farrington", "farrington-cusum", "ears"])
+def test_run_detector_many_equals_one_call_per_series(name):
+    """The global weekly run batches series; its frames must be those of one call per series,
+    fallback weeks (short series) and NA weeks (too short even for EARS) included."""
+    from monitor.detectors import run_detector_many
+
+    rng = np.random.default_rng(5)
+    lengths = [300, 300, 260, 120, 40, 6]  # long, shorter, EARS fallback, below every minimum
+    series = []
+    for i, n in enumerate(lengths):
+        values = rng.poisson(3 + i, size=n).astype(float)
+        values[-1] += 12 * (i % 2)  # a surge in every other series
+        start = pd.Timestamp("2017-01-02") + pd.Timedelta(weeks=300 - n)  # all end the same week
+        series.append(pd.Series(values, index=pd.date_range(start, periods=n, freq="7D"), name="count"))
+    weeks = [list(range(max(0, len(s) - 30), len(s))) for s in series]
+    params = make_params(name, {})
+    together = run_detector_many(name, params, series, weeks=weeks)
+    alone = [run_detector(name, params, s, weeks=w) for s, w in zip(series, weeks)]
+    assert len(together) == len(alone)
+    for a, b in zip(together, alone):
+        pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-12)
+    assert any((f["detector"] == "ears").any() for f in together[:-1]) or name == "ears"
+    assert any(f["alarm"].fillna(False).any() for f in together)

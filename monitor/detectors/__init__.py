@@ -170,48 +170,84 @@ def run_detector(
     they differ, and the columns `detector` (the detector actually used) and
     `fallback_from` ("" or `name`) just before `note`.
     """
+    return run_detector_many(name, params, [counts], weeks=[weeks], fallback=fallback, fallback_params=fallback_params)[0]
+
+
+def run_detector_many(
+    name: str,
+    params: BaseModel,
+    series: Sequence[pd.Series],
+    *,
+    weeks: Sequence[Sequence[int]],
+    fallback: str = "ears",
+    fallback_params: BaseModel | None = None,
+) -> list[pd.DataFrame]:
+    """`run_detector` on many series at once (`weeks[i]` are the positions of `series[i]`).
+
+    The frames equal those of one `run_detector` call per series; detectors with a batch
+    engine (`DetectorSpec.detect_many`) fit all series in one call, which is what makes a
+    global weekly run (thousands of series) take seconds instead of minutes.
+    """
     spec = get_detector(name)
     if not isinstance(params, spec.params):
         raise DetectorError(f"detector {name}: parameters must be {spec.params.__name__}, not {type(params).__name__}")
-    pos = ears.check_positions(counts, weeks)
+    if len(series) != len(weeks):
+        raise ValueError(f"run_detector_many needs one list of weeks per series (got {len(series)} and {len(weeks)})")
     need = spec.min_history(params)
     fb_spec = get_detector(fallback) if fallback and fallback != name else None
     fb_params = (fallback_params or fb_spec.params()) if fb_spec else None
     fb_need = fb_spec.min_history(fb_params) if fb_spec else 0
 
-    main = [k for k, t in enumerate(pos) if t >= need]
-    backup = [k for k, t in enumerate(pos) if t < need and fb_spec and t >= fb_need]
-    neither = [k for k, t in enumerate(pos) if t < need and not (fb_spec and t >= fb_need)]
+    plans = []  # per series: positions, (main + neither) keys, neither keys, backup keys
+    for counts, w in zip(series, weeks):
+        pos = ears.check_positions(counts, w)
+        main = [k for k, t in enumerate(pos) if t >= need]
+        backup = [k for k, t in enumerate(pos) if t < need and fb_spec and t >= fb_need]
+        neither = [k for k, t in enumerate(pos) if t < need and not (fb_spec and t >= fb_need)]
+        own = sorted(main + neither) if (main or neither or not pos) else None
+        plans.append((pos, own, neither, backup))
 
-    parts: list[pd.DataFrame] = []
-    if main or neither or not pos:
-        keys = sorted(main + neither)
-        out = spec.detect(counts, params, weeks=[pos[k] for k in keys]).set_axis(keys)
-        out["detector"] = name
-        out["fallback_from"] = ""
-        if fb_spec and neither:
-            extra = f"{_label(fb_spec.name, fb_params)} fallback needs {fb_need} weeks"
-            out.loc[neither, "note"] = [_join(note, extra) for note in out.loc[neither, "note"]]
-        parts.append(out)
-    if backup:
-        out = fb_spec.detect(counts, fb_params, weeks=[pos[k] for k in backup]).set_axis(backup)
-        out["detector"] = fb_spec.name
-        out["fallback_from"] = name
-        out["note"] = [
-            _join(f"too little history for {name} (needs {need} weeks, has {pos[k]}): {_label(fb_spec.name, fb_params)} used", note)
-            for k, note in zip(backup, out["note"])
-        ]
-        parts.append(out)
+    def many(sp: DetectorSpec, prm: BaseModel, jobs: list[tuple[pd.Series, list[int]]]) -> list[pd.DataFrame]:
+        if sp.detect_many is not None and len(jobs) > 1:
+            return sp.detect_many([c for c, _ in jobs], prm, [w for _, w in jobs])
+        return [sp.detect(c, prm, weeks=w) for c, w in jobs]
 
-    columns: list[str] = []
-    for part in parts:
-        columns += [c for c in part.columns if c not in columns and c not in ("detector", "fallback_from", "note")]
-    columns += ["detector", "fallback_from", "note"]
-    frames = [p.reindex(columns=columns) for p in parts]
-    result = frames[0] if len(frames) == 1 else pd.concat(frames)
-    result = result.sort_index().reset_index(drop=True)
-    result["alarm"] = result["alarm"].astype("boolean")
-    return result
+    own_idx = [i for i, (_, own, _, _) in enumerate(plans) if own is not None]
+    own_out = many(spec, params, [(series[i], [plans[i][0][k] for k in plans[i][1]]) for i in own_idx])
+    fb_idx = [i for i, (_, _, _, backup) in enumerate(plans) if backup]
+    fb_out = many(fb_spec, fb_params, [(series[i], [plans[i][0][k] for k in plans[i][3]]) for i in fb_idx]) if fb_idx else []
+    own_of, fb_of = dict(zip(own_idx, own_out)), dict(zip(fb_idx, fb_out))
+
+    results = []
+    for i, (pos, own, neither, backup) in enumerate(plans):
+        parts: list[pd.DataFrame] = []
+        if own is not None:
+            out = own_of[i].set_axis(own)
+            out["detector"] = name
+            out["fallback_from"] = ""
+            if fb_spec and neither:
+                extra = f"{_label(fb_spec.name, fb_params)} fallback needs {fb_need} weeks"
+                out.loc[neither, "note"] = [_join(note, extra) for note in out.loc[neither, "note"]]
+            parts.append(out)
+        if backup:
+            out = fb_of[i].set_axis(backup)
+            out["detector"] = fb_spec.name
+            out["fallback_from"] = name
+            out["note"] = [
+                _join(f"too little history for {name} (needs {need} weeks, has {pos[k]}): {_label(fb_spec.name, fb_params)} used", note)
+                for k, note in zip(backup, out["note"])
+            ]
+            parts.append(out)
+        columns: list[str] = []
+        for part in parts:
+            columns += [c for c in part.columns if c not in columns and c not in ("detector", "fallback_from", "note")]
+        columns += ["detector", "fallback_from", "note"]
+        frames = [p.reindex(columns=columns) for p in parts]
+        result = frames[0] if len(frames) == 1 else pd.concat(frames)
+        result = result.sort_index().reset_index(drop=True)
+        result["alarm"] = result["alarm"].astype("boolean")
+        results.append(result)
+    return results
 
 
 def _label(name: str, params: BaseModel) -> str:
