@@ -19,7 +19,7 @@ from monitor.config import Config
 from monitor.errors import IngestError, MonitorError, StoreError
 from monitor.series import (
     build_series,
-    combined_frame,
+    cells_frame,
     incidents_behind,
     last_complete_week,
     trend_arrow,
@@ -140,13 +140,54 @@ def _definition(config: Config, name: str):
 
 def build_all_series(config: Config, store, *, week: date, series_filter: str | None = None) -> list[WeeklySeries]:
     """Every configured series up to `week`, optionally only those whose key or label contains `series_filter`."""
+    from monitor.series import WEEKDAYS
+
     week_end = week + timedelta(days=6)
-    records = combined_frame(store.incidents_frame(end=week_end), store.counts_frame(end=week_end))
+    cells = store.incident_cells(
+        end=week_end, columns=_cell_columns(config), week_start=WEEKDAYS.index(config.week.start),
+        equal=_exact_labels(config, series_filter),
+    )  # fmt: skip
+    records = cells_frame(cells, store.counts_frame(end=week_end))
     series = build_series(records, config.series, week=week, week_start=config.week.start, detector_of=config.detector_params)
     if series_filter:
         needle = series_filter.lower()
         series = [s for s in series if needle in s.key.lower() or needle in f"{s.title} {s.label}".lower()]
     return series
+
+
+def _cell_columns(config: Config) -> set[str]:
+    """Incident columns the configured series are cut or filtered by."""
+    columns: set[str] = set()
+    for d in config.series:
+        for dim in d.group_by:
+            columns |= {"actor1", "actor2"} if dim == "actor" else {dim}
+        f = d.filters
+        columns |= {c for c in ("country", "admin1", "admin2", "event_type", "sub_event_type") if getattr(f, c)}
+        if f.actor or f.actor_contains:
+            columns |= {"actor1", "actor2"}
+    return columns
+
+
+def _exact_labels(config: Config, series_filter: str | None) -> dict[str, str] | None:
+    """Columns every series matching `series_filter` must equal, when the filter spells out a
+    series key (`admin1_type/country=Syria|admin1=Aleppo|...`): `check` of one series then reads
+    only its own incidents. The last label is left out (the filter may stop inside its
+    value), and so is any filter another definition's title could match."""
+    if not series_filter or "/" not in series_filter:
+        return None
+    name, _, rest = series_filter.partition("/")
+    definition = next((d for d in config.series if d.name == name), None)
+    needle = series_filter.lower()
+    if definition is None or any(needle in (d.title or d.name).lower() for d in config.series):
+        return None
+    labels = rest.split("|")[:-1]
+    equal: dict[str, str] = {}
+    for dim, label in zip(definition.group_by, labels):
+        column, sep, value = label.partition("=")
+        if not sep or column != dim or dim == "actor":
+            break
+        equal[dim] = "" if value == "(unknown)" else value
+    return equal or None
 
 
 def resolve_params(config: Config, series: WeeklySeries, *, detector: str | None = None, overrides: dict | None = None):

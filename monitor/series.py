@@ -134,7 +134,12 @@ def combined_frame(incidents: pd.DataFrame, counts: pd.DataFrame) -> pd.DataFram
     )
     if counts is None or counts.empty:
         return inc.reset_index(drop=True)
-    cnt = pd.DataFrame(
+    return pd.concat([inc, _count_records(counts)], ignore_index=True)
+
+
+def _count_records(counts: pd.DataFrame) -> pd.DataFrame:
+    """Pre-aggregated count rows as weighted records (their actor is actor1)."""
+    return pd.DataFrame(
         {
             "source": counts["source"],
             "date": pd.to_datetime(counts["week_start"]),
@@ -149,7 +154,14 @@ def combined_frame(incidents: pd.DataFrame, counts: pd.DataFrame) -> pd.DataFram
             "fatalities": counts["fatalities"].fillna(0).astype(int),
         }
     )
-    return pd.concat([inc, cnt], ignore_index=True)
+
+
+def cells_frame(cells: pd.DataFrame, counts: pd.DataFrame | None) -> pd.DataFrame:
+    """Weekly incident cells (`Store.incident_cells`) and pre-aggregated count rows as one
+    frame of weighted records, the input of `build_series` (like `combined_frame`)."""
+    if counts is None or counts.empty:
+        return cells.reset_index(drop=True)
+    return pd.concat([cells, _count_records(counts)], ignore_index=True)
 
 
 def build_series(

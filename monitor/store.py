@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
@@ -29,6 +29,8 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 COUNT_KEYS: tuple[str, ...] = ("source", "week_start", "country", "admin1", "admin2", "event_type", "sub_event_type", "actor")
 COUNT_FIELDS: tuple[str, ...] = (*COUNT_KEYS, "count", "fatalities")
 _NUMERIC = ("latitude", "longitude", "fatalities")
+#: Incident columns a weekly series may be cut or filtered by (see `incident_cells`).
+CELL_COLUMNS: tuple[str, ...] = ("country", "admin1", "admin2", "event_type", "sub_event_type", "actor1", "actor2")
 #: Rows per `IN (...)` lookup when matching incoming ids against stored ones.
 _CHUNK = 500
 
@@ -198,6 +200,15 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "0004_outbox_dead_letters",  # messages the server refused for good leave the queue instead of blocking it
         ("ALTER TABLE outbox ADD COLUMN dead_at TEXT",),
+    ),
+    (
+        # Weekly series are counted from this index alone (it holds every column they need), so a
+        # run over 2 million incidents never reads their notes; `check` of one admin1 seeks into it.
+        "0005_incident_cells_index",
+        (
+            "CREATE INDEX idx_incidents_cells ON incidents (country, admin1, event_type, event_date, admin2,"
+            " sub_event_type, source, actor1, actor2, fatalities)",
+        ),
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -453,6 +464,43 @@ class Store:
         for col in ("latitude", "longitude"):
             frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
         return frame
+
+    def incident_cells(
+        self, *, end: date, columns: Sequence[str], week_start: int = 0, equal: dict[str, str] | None = None
+    ) -> pd.DataFrame:
+        """Incidents up to `end` counted per week and per value of `columns`: what weekly series need.
+
+        columns: incident columns to keep (of CELL_COLUMNS); the others come back as "".
+        week_start: first day of the week, 0 = Monday ... 6 = Sunday.
+        equal: only incidents whose column equals the value (e.g. one series for `check`).
+        Returns source, date (week start, datetime64), the CELL_COLUMNS, events, fatalities.
+        """
+        wanted = [c for c in CELL_COLUMNS if c in columns]
+        clauses, params = ["event_date <= ?"], [end.isoformat()]
+        for column, value in (equal or {}).items():
+            if column not in CELL_COLUMNS:
+                raise ValueError(f"incident_cells: cannot select on {column!r}")
+            clauses.append(f"{column} = ?")
+            params.append(value)
+        keys = ", ".join(["week", "source", *wanted])
+        # SQLite's %w: 0 = Sunday; (w + 6 - start) % 7 days back is the week's first day
+        week = f"date(event_date, '-' || ((CAST(strftime('%w', event_date) AS INTEGER) + 6 - {int(week_start) % 7}) % 7) || ' days')"
+        rows = self.db.execute(
+            f"SELECT {week} AS week, source{''.join(', ' + c for c in wanted)}, count(*), sum(fatalities)"
+            f" FROM incidents WHERE {' AND '.join(clauses)} GROUP BY {keys}",
+            params,
+        ).fetchall()
+        frame = pd.DataFrame.from_records(rows, columns=["date", "source", *wanted, "events", "fatalities"])
+        frame["date"] = pd.to_datetime(frame["date"], format="%Y-%m-%d")
+        for column in CELL_COLUMNS:
+            if column not in wanted:
+                frame[column] = ""
+            else:
+                frame[column] = frame[column].astype(str)
+        frame["source"] = frame["source"].astype(str)
+        frame["events"] = frame["events"].astype("int64")
+        frame["fatalities"] = frame["fatalities"].fillna(0).astype("int64")
+        return frame[["source", "date", *CELL_COLUMNS, "events", "fatalities"]]
 
     def counts_frame(self, *, start: date | None = None, end: date | None = None) -> pd.DataFrame:
         """Pre-aggregated count rows with week_start in [start, end]: CountRow columns."""

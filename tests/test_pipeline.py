@@ -170,3 +170,33 @@ def test_stateful_detectors_answer_the_same_whatever_the_lookback(demo_run, tmp_
         d = pairs[r.series.key]
         assert (d.alarm, d.threshold, d.expected) == (r.detection.alarm, r.detection.threshold, r.detection.expected)
     assert {r.series.key for r in full.flagged} >= {"is/admin1=Homs", "is/admin1=Hama", "is/admin1=Deir ez Zor"}
+
+
+def test_check_of_one_series_reads_only_its_incidents_and_answers_as_the_full_run(demo_run, tmp_path):
+    """A `--series` filter that spells out a key narrows the SQL to that series' labels; the
+    answer for that series is the one the whole run gives."""
+    from monitor.config import config_from_dict
+    from monitor.pipeline import _exact_labels, detect_week
+
+    demo_dir, _ = demo_run
+    config = config_from_dict(
+        {"series": [{"name": "pv", "title": "Political violence", "group_by": ["admin1", "event_type"]},
+                    {"name": "act", "group_by": ["actor"]}],
+         "database": {"path": str(demo_dir / "monitor.db")}},
+        base_dir=tmp_path)  # fmt: skip
+    key = "pv/admin1=Homs|event_type=Battles"
+    assert _exact_labels(config, key) == {"admin1": "Homs"}  # the last label may stop inside its value
+    assert _exact_labels(config, "pv/admin1=Homs") is None
+    assert _exact_labels(config, "Homs") is None and _exact_labels(config, "act/actor=IS|x=1") is None
+    assert _exact_labels(config, "nope/admin1=Homs|event_type=Battles") is None
+    with Store(config.db_path) as store:
+        everything = detect_week(config, store, week=WEEK, now=NOW, with_context=False)
+        one = detect_week(config, store, week=WEEK, now=NOW, series_filter=key, with_context=False)
+        prefix = detect_week(config, store, week=WEEK, now=NOW, series_filter="pv/admin1=Homs|event_type=B", with_context=False)
+    full = {r.series.key: r for r in everything.results}
+    assert [r.series.key for r in one.results] == [key]
+    from dataclasses import replace
+
+    assert replace(one.results[0].detection, qvalue=0) == replace(full[key].detection, qvalue=0)  # NaN != NaN
+    assert one.results[0].series.counts.equals(full[key].series.counts)
+    assert {r.series.key for r in prefix.results} == {k for k in full if k.startswith("pv/admin1=Homs|event_type=B")}

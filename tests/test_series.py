@@ -140,3 +140,42 @@ def test_exact_actor_names_and_substrings_either_match():
     by_actor = definition.model_copy(update={"group_by": ["actor"]})
     actors = {s.key for s in build_series(combined_frame(incidents(rows), None), [by_actor], week=date(2023, 2, 27))}
     assert actors == {"is/actor=IS", "is/actor=Islamic State (Syria)", "is/total"}
+
+
+def _series_by_key(series) -> dict:
+    return {s.key: s.counts for s in series}
+
+
+@pytest.mark.parametrize("week_start", ["monday", "thursday", "sunday"])
+def test_series_from_weekly_cells_equal_series_from_every_incident(shared_data, tmp_path, week_start):
+    """The weekly run counts series from SQL-aggregated weekly cells (Store.incident_cells), not
+    from every incident row; both must give the same series, whatever the week's first day."""
+    from monitor.pipeline import _cell_columns
+    from monitor.series import WEEKDAYS, cells_frame, combined_frame, week_start_of
+    from monitor.sources import open_file
+    from monitor.store import Store
+
+    definitions = [
+        SeriesDefinition(name="a1", group_by=["country", "admin1", "event_type"], min_events=3),
+        SeriesDefinition(name="fat", group_by=["admin2"], metric="fatalities", rollup=False, filters={"country": ["Nigeria", "Mali"]}),
+        SeriesDefinition(name="act", group_by=["actor"], filters={"actor_contains": ["militia"]}, min_events=5),
+        SeriesDefinition(name="sub", group_by=["sub_event_type"], filters={"event_type": ["Battles"], "source": ["acled"]}),
+    ]
+
+    class Cfg:
+        series = definitions
+
+    now = datetime(2024, 1, 1)
+    week = week_start_of(date(2022, 6, 20), start=week_start)
+    with Store(tmp_path / "m.db") as store:
+        store.ingest(open_file(shared_data / "acled_sample_9000_2022-01-01_2022-06-30.csv", now=now), sha256="s", now=now)
+        end = week + pd.Timedelta(days=6)
+        whole = combined_frame(store.incidents_frame(end=end), store.counts_frame(end=end))
+        cells = store.incident_cells(end=end, columns=_cell_columns(Cfg), week_start=WEEKDAYS.index(week_start))
+        assert int(cells['events'].sum()) == len(whole)  # every incident up to the week's end, once
+        from_cells = cells_frame(cells, store.counts_frame(end=end))
+    expected = _series_by_key(build_series(whole, definitions, week=week, week_start=week_start))
+    got = _series_by_key(build_series(from_cells, definitions, week=week, week_start=week_start))
+    assert len(expected) > 100 and list(got) == list(expected)
+    for key, counts in expected.items():
+        pd.testing.assert_series_equal(got[key], counts, check_names=False)
