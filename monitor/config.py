@@ -191,6 +191,7 @@ class DetectionSettings(_Settings):
     )
     fdr: float = Field(0.05, gt=0, lt=1, allow_inf_nan=False, description="fdr: false discovery rate of alerts")
     warning_fdr: float = Field(0.2, gt=0, lt=1, allow_inf_nan=False, description="fdr: false discovery rate of warnings (at least fdr)")
+    workers: int = Field(0, ge=0, le=64, description="processes for detection and charts of large runs: 0 = one per CPU core, 1 = this process only")
 
     @model_validator(mode="after")
     def _warning_looser(self) -> "DetectionSettings":

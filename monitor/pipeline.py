@@ -236,21 +236,41 @@ def detect_counts_many(series: Sequence[pd.Series], *, lookback: int, detector: 
     return [out.iloc[skip:].reset_index(drop=True) for out, skip in zip(outs, firsts)]
 
 
+#: Series of one (detector, parameters) group below which a run does not start extra processes
+#: (spawning one costs about two seconds of imports).
+PARALLEL_MIN_SERIES = 400
+
+
+def _workers(config: Config) -> int:
+    from monitor.parallel import worker_count
+
+    return worker_count(config.detection.workers)
+
+
+def _detect_chunk(job: tuple) -> list[pd.DataFrame]:
+    """One process's share of `_detect_grouped` (module level, so it can be sent to a worker)."""
+    counts, lookback, name, model, fallback_params = job
+    return detect_counts_many(counts, lookback=lookback, detector=name, params=model, fallback_params=fallback_params)
+
+
 def _detect_grouped(
-    series: Sequence[WeeklySeries], models: Sequence[tuple[str, Any]], *, lookback: int, fallback_params
+    series: Sequence[WeeklySeries], models: Sequence[tuple[str, Any]], *, lookback: int, fallback_params, workers: int = 1
 ) -> list[pd.DataFrame]:
-    """`detect_series` for every series, one batched call per (detector, parameters) group."""
+    """`detect_series` for every series, one batched call per (detector, parameters) group;
+    a large group is split over `workers` processes (the frames do not depend on the split)."""
+    from monitor.parallel import chunks, pmap
+
     groups: dict[tuple[str, str], list[int]] = {}
     for i, (name, model) in enumerate(models):
         groups.setdefault((name, model.model_dump_json()), []).append(i)
     frames: list[pd.DataFrame | None] = [None] * len(series)
     for members in groups.values():
         name, model = models[members[0]]
-        outs = detect_counts_many(
-            [series[i].counts for i in members], lookback=lookback, detector=name, params=model, fallback_params=fallback_params
-        )
-        for i, out in zip(members, outs):
-            frames[i] = out
+        parts = chunks(members, workers if len(members) >= PARALLEL_MIN_SERIES else 1)
+        jobs = [([series[i].counts for i in part], lookback, name, model, fallback_params) for part in parts]
+        for part, outs in zip(parts, pmap(_detect_chunk, jobs, workers=len(parts))):
+            for i, out in zip(part, outs):
+                frames[i] = out
     return frames  # type: ignore[return-value]
 
 
@@ -352,14 +372,15 @@ def detect_week(
         name, model = resolve_params(config, s, detector=detector, overrides=params)
         used.setdefault(name, model.model_dump())
         models.append((name, model))
-    frames = _detect_grouped(series, models, lookback=lookback, fallback_params=fallback_params)
+    workers = _workers(config)
+    frames = _detect_grouped(series, models, lookback=lookback, fallback_params=fallback_params, workers=workers)
     # Levels are decided across series, week by week (Benjamini-Hochberg needs every series of a week).
     frames = _levels_across_series(frames, severity)
     last = [frame["alarm"].iloc[-1] for frame in frames]
     flagged = [i for i, a in enumerate(last) if with_context and not pd.isna(a) and bool(a)]
     histories = dict(zip(flagged, _detect_grouped(
         [series[i] for i in flagged], [models[i] for i in flagged],
-        lookback=config.report.history_weeks - 1, fallback_params=fallback_params,
+        lookback=config.report.history_weeks - 1, fallback_params=fallback_params, workers=workers,
     )))  # fmt: skip
     results = []
     for i, (s, frame) in enumerate(zip(series, frames)):
@@ -410,12 +431,9 @@ def _levels_across_series(frames: list[pd.DataFrame], severity) -> list[pd.DataF
     """Alert/warning levels of every series' re-checked weeks, each week decided across all series."""
     if not frames:
         return frames
-    stacked = pd.concat([f.assign(_series=i, _row=np.arange(len(f))) for i, f in enumerate(frames)], ignore_index=True)
-    levelled = assign_levels(stacked, severity, by="week_start")
-    return [
-        part.sort_values("_row").drop(columns=["_series", "_row"]).reset_index(drop=True)
-        for _, part in levelled.groupby("_series", sort=True)
-    ]
+    levelled = assign_levels(pd.concat(frames, ignore_index=True), severity, by="week_start")  # keeps the row order
+    bounds = np.cumsum([0] + [len(f) for f in frames])
+    return [levelled.iloc[a:b].reset_index(drop=True) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def _with_recent_levels(history: pd.DataFrame, recent: pd.DataFrame) -> pd.DataFrame:
@@ -488,7 +506,7 @@ def run_weekly(
             "Surges of this week are in this report only (no email)."
         )
     result = replace(result, alert_notes=alert_notes(changes, decided), silences=tuple(silences), notes=tuple(notes))
-    files = write_report(result, settings=config.report_settings)
+    files = write_report(result, settings=config.report_settings, workers=_workers(config))
     store.save_detections(result.week, [r.detection for r in result.results])
 
     queued, flushed = 0, None
@@ -598,7 +616,7 @@ def report_week(config: Config, store, *, week: date | None, now: datetime) -> t
     week = select_week(config, week=week, now=now)
     result = detect_week(config, store, week=week, now=now)
     result = replace(result, silences=tuple(store.active_silences(now)))
-    return result, write_report(result, settings=config.report_settings)
+    return result, write_report(result, settings=config.report_settings, workers=_workers(config))
 
 
 def backtest_store(

@@ -216,3 +216,32 @@ def test_run_detector_many_equals_one_call_per_series(name):
         pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-12)
     assert any((f["detector"] == "ears").any() for f in together[:-1]) or name == "ears"
     assert any(f["alarm"].fillna(False).any() for f in together)
+
+
+def test_detection_split_over_processes_equals_one_process(monkeypatch):
+    """A large group of series is split over spawned worker processes; the frames must be the
+    ones a single process computes (the chunks are contiguous and each series is independent)."""
+    from monitor import pipeline
+    from monitor.types import WeeklySeries
+
+    rng = np.random.default_rng(11)
+    series = [
+        WeeklySeries(key=f"s/{i}", definition="s", labels=(("admin1", str(i)),), metric="events", detector="farrington-cusum",
+                     params={}, counts=_series(rng.poisson(2 + i % 4, size=220).astype(float)))
+        for i in range(7)
+    ]  # fmt: skip
+    models = [("farrington-cusum", make_params("farrington-cusum", {}))] * len(series)
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN_SERIES", 3)
+    one = pipeline._detect_grouped(series, models, lookback=4, fallback_params=EarsParams(), workers=1)
+    two = pipeline._detect_grouped(series, models, lookback=4, fallback_params=EarsParams(), workers=2)
+    assert len(one) == len(two) == 7
+    for a, b in zip(one, two):
+        pd.testing.assert_frame_equal(a, b)
+
+
+def test_chunks_are_contiguous_and_cover_everything():
+    from monitor.parallel import chunks
+
+    assert chunks(list(range(7)), 2) == [[0, 1, 2, 3], [4, 5, 6]]
+    assert chunks([1, 2], 5) == [[1], [2]]
+    assert chunks([], 3) == []

@@ -200,3 +200,18 @@ def test_check_of_one_series_reads_only_its_incidents_and_answers_as_the_full_ru
     assert replace(one.results[0].detection, qvalue=0) == replace(full[key].detection, qvalue=0)  # NaN != NaN
     assert one.results[0].series.counts.equals(full[key].series.counts)
     assert {r.series.key for r in prefix.results} == {k for k in full if k.startswith("pv/admin1=Homs|event_type=B")}
+
+
+def test_charts_drawn_in_worker_processes_are_the_same_pngs(demo_run, tmp_path, monkeypatch):
+    from monitor.config import load_config
+    from monitor.report import files as report_files
+
+    demo_dir, outcome = demo_run
+    settings = load_config(demo_dir / "monitor.toml").report_settings
+    monkeypatch.setattr(report_files, "PARALLEL_MIN_CHARTS", 2)
+    one = report_files.write_report(outcome.result, settings=settings.model_copy(update={"folder": tmp_path / "one"}), workers=1)
+    two = report_files.write_report(outcome.result, settings=settings.model_copy(update={"folder": tmp_path / "two"}), workers=2)
+    assert len(one.charts) >= 3 and one.charts.keys() == two.charts.keys()
+    for key, path in one.charts.items():
+        assert path.read_bytes() == two.charts[key].read_bytes(), key
+    assert one.markdown.read_text() == two.markdown.read_text()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from monitor.parallel import pmap
 from monitor.report.markdown import md_escape, md_table, render_markdown, series_name
 from monitor.types import Annotation, ReportFiles, RunResult
 
@@ -94,12 +95,25 @@ def _summary(result: RunResult) -> dict[str, Any]:
     }
 
 
-def write_report(result: RunResult, *, settings: Any) -> ReportFiles:
+#: Charts below which a report is drawn in this process only (a worker takes about two seconds to start).
+PARALLEL_MIN_CHARTS = 12
+
+
+def _plot(job: tuple) -> Path:
+    """One chart, in a worker process."""
+    from monitor.report.plots import plot_series
+
+    result, week_start, annotations, path = job
+    return plot_series(result, week_start=week_start, annotations=annotations, path=path)
+
+
+def write_report(result: RunResult, *, settings: Any, workers: int = 1) -> ReportFiles:
     """Write `<folder>/<week>/report.md`, one chart per flagged series, `summary.json` and `<folder>/index.md`.
 
     Every file is written to a temp name and renamed; charts of series no longer flagged
     are removed, so a re-run leaves exactly what the report links to.
     settings: report settings; reads `folder`, `history_weeks`, `max_incidents`, `note_chars`, `annotations`.
+    workers: processes that may draw the charts of a large report (see monitor.parallel).
     """
     from monitor.report.plots import plot_series  # matplotlib is loaded only when charts are drawn
 
@@ -110,11 +124,16 @@ def write_report(result: RunResult, *, settings: Any) -> ReportFiles:
     slugs = chart_slugs(r.series.key for r in flagged)
     annotations = _annotations(result, settings)
     history_weeks = int(getattr(settings, "history_weeks", 156))
-    charts: dict[str, Path] = {}
-    for r in flagged:
-        trimmed = replace(r, history=r.history.tail(history_weeks).reset_index(drop=True))
-        path = charts_dir / f"{slugs[r.series.key]}.png"
-        charts[r.series.key] = plot_series(trimmed, week_start=result.week_start, annotations=annotations, path=path)
+    jobs = [
+        (replace(r, history=r.history.tail(history_weeks).reset_index(drop=True)), result.week_start, annotations,
+         charts_dir / f"{slugs[r.series.key]}.png")
+        for r in flagged
+    ]  # fmt: skip
+    if workers > 1 and len(jobs) >= PARALLEL_MIN_CHARTS:
+        drawn = pmap(_plot, jobs, workers=workers)
+    else:
+        drawn = [plot_series(r, week_start=week, annotations=notes, path=path) for r, week, notes, path in jobs]
+    charts: dict[str, Path] = {r.series.key: path for r, path in zip(flagged, drawn)}
     if charts_dir.is_dir():
         keep = {p.name for p in charts.values()}
         for stale in charts_dir.glob("*.png"):
