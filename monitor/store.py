@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import sqlite_utils
 
+from monitor import faults
 from monitor.errors import StoreError
 from monitor.types import INCIDENT_FIELDS, CountRow, Detection, IngestResult, ParsedFile
 
@@ -337,6 +338,7 @@ class Store:
                     "UPDATE ingests SET inserted = ?, updated = ?, unchanged = ? WHERE id = ?",
                     [inserted, updated, unchanged, ingest_id],
                 )
+                faults.point("ingest.before-commit")
         except (sqlite3.Error, OverflowError) as exc:  # OverflowError: an int beyond SQLite's 64-bit INTEGER
             raise StoreError(f"{self.path}: ingest of {parsed.path} failed and was rolled back: {exc}") from None
         return IngestResult(
@@ -610,6 +612,7 @@ class Store:
                      json.dumps(list(m["series"])), _iso(now)],
                 )  # fmt: skip
                 ids.append(int(cur.lastrowid))
+            faults.point("run.alerts.before-commit")
         return ids
 
     def pending_outbox(self) -> list[dict[str, Any]]:

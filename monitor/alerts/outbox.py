@@ -22,6 +22,7 @@ from email.parser import BytesParser
 from pathlib import Path
 from typing import Any, Callable
 
+from monitor import faults
 from monitor.alerts.notify import Plan
 from monitor.errors import DeliveryError
 from monitor.types import ReportFiles, RunResult
@@ -57,6 +58,7 @@ def queue(store, result: RunResult, files: ReportFiles, plan: Plan, *, settings:
             "message": message.as_bytes(),
             "series": digest.series,
         })  # fmt: skip
+    faults.point("outbox.built")
     return store.commit_alerts(result.week, plan.states.values(), plan.events, messages, now=now)
 
 
@@ -76,6 +78,7 @@ def flush(store, *, settings: Any, password: str | None, eml_dir_for: Callable[[
     pending = store.pending_outbox()
     for i, row in enumerate(pending):
         message = BytesParser(policy=policy.default).parsebytes(store.outbox_message(row["id"]))
+        faults.point("outbox.before-send")
         try:
             delivery = deliver(message, settings=settings, password=password, eml_dir=eml_dir_for(row["week"]),
                                recipients=row["recipients"] or None)  # fmt: skip
@@ -88,7 +91,9 @@ def flush(store, *, settings: Any, password: str | None, eml_dir_for: Callable[[
             store.mark_failed(row["id"], error=str(exc), now=now)  # the server is down or busy: try again later
             out.pending = len(pending) - i  # this message and the ones after it
             return out
+        faults.point("outbox.accepted")  # the one duplicate: accepted by the server, not yet marked sent
         store.mark_sent(row["id"], channel=delivery.channel, now=now)
+        faults.point("outbox.marked")
         out.delivered.append({
             "id": row["id"], "route": row["route"], "week": row["week"], "channel": delivery.channel,
             "path": str(delivery.path) if delivery.path else "", "series": row["series"], "subject": row["subject"],
