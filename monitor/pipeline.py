@@ -1,6 +1,23 @@
 """The weekly run, one straight line: ingest → aggregate → detect → report → alert → record.
 
 Every function takes `now` and `week` as arguments; only cli.py and schedule.py read the clock.
+
+A crash anywhere (power cut, OOM killer, SIGKILL; tests/test_crash.py kills `monitor ingest`,
+`monitor run` and `monitor alerts flush` at the named points of monitor.faults) loses nothing,
+and running the same command again ends as an uninterrupted run would have:
+
+* every database write is one transaction; each ingested file commits on its own, and the re-run
+  skips the files already in (by sha256);
+* report files are written to a temporary file, flushed to disk and renamed; the next report of
+  the folder removes the temporary files a killed writer left;
+* a week's alert states and the messages they call for commit together (the outbox): a run
+  killed before that commit is decided afresh by the re-run; one killed after it is not decided
+  again: the re-run sends what the outbox still holds, and its report shows what the first run
+  decided (`as_first_run`);
+* a killed run records no `runs` row, so its week stays owed: the scheduler's catch-up runs it
+  again; with cron, `monitor status` lists it;
+* the one duplicate: a message the server accepted whose "sent" mark was not written is sent
+  again by the next run or `monitor alerts flush`, with the same Message-ID (monitor.alerts.outbox).
 """
 
 from __future__ import annotations

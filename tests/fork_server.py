@@ -55,7 +55,10 @@ def _child(request: dict, out, err) -> None:
     import atexit
     import traceback
 
+    import signal
+
     code = 1
+    signal.alarm(300)  # a command that hangs ends (SIGALRM) instead of hanging the tests
     try:
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)  # not the server's request pipe

@@ -82,6 +82,7 @@ class Case:
     duplicates: int = 0  # messages the server may (and here must) receive twice: accepted, not marked sent
     id: str = field(default="")
     spawn: bool = False  # every command as `python -m monitor` rather than a child of the fork server
+    leaves_temp: bool = False  # the killed command leaves a temporary file (which the re-run must remove)
 
     def commands(self) -> tuple[tuple[tuple[str, ...], str], ...]:
         argv = STEPS[self.step].argv
@@ -106,8 +107,8 @@ CASES = [
     Case("run.after-ingest", RUN_W02),
     Case("run.after-detect", RUN_W02),
     Case("run.report.chart", RUN_W02),  # the first chart written, not the second
-    Case("run.report.temp-written", RUN_W02),  # the first chart's temp file
-    Case("run.report.temp-written:3", RUN_W02),  # report.md's temp file
+    Case("run.report.temp-written", RUN_W02, leaves_temp=True),  # the first chart's temp file
+    Case("run.report.temp-written:3", RUN_W02, leaves_temp=True),  # report.md's temp file
     Case("run.report.before-index", RUN_W02),
     Case("run.report.written", RUN_W02),
     Case("run.detections-saved", RUN_W02),
@@ -363,14 +364,19 @@ def test_killed_and_run_again_ends_as_an_uninterrupted_run(case, reference, smtp
     _drop(folder, step)
     since = len(smtp.inbox.messages)
 
+    log = []  # what each command did, printed for `pytest -s` (the table of the crash cases)
     for argv, kill_at in case.commands():
         done = monitor(folder, argv, now=step.now, kill_at=kill_at, server=None if case.spawn else fork_server)
         what = f"{' '.join(argv)}{f' killed at {kill_at}' if kill_at else ''}"
         if kill_at:  # a point never reached would let the command finish: that must fail, not pass
             assert done.returncode == -signal.SIGKILL, f"{what}: exit {done.returncode}, not SIGKILL\n{done.stdout}\n{done.stderr}"
+            if kill_at == case.point:
+                assert bool(temp_files(folder)) == case.leaves_temp, temp_files(folder)
         else:
             expected = 0 if argv == FLUSH else ref_codes[case.step]
             assert done.returncode == expected, f"{what}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+        log.append(f"{what}: exit {done.returncode}" + "".join(f"; {line}" for line in done.stdout.splitlines()
+                                                                if "delivered" in line or "nothing" in line))  # fmt: skip
 
     assert integrity(folder / "monitor.db") == "ok"
     got_dump = dump(folder / "monitor.db")
@@ -385,3 +391,4 @@ def test_killed_and_run_again_ends_as_an_uninterrupted_run(case, reference, smtp
     extra = got - want
     assert not (extra.keys() - want.keys()), "a message the uninterrupted run did not send"
     assert sum(extra.values()) == case.duplicates, f"duplicates: {[(m[0], m[1]) for m in extra.elements()]}"
+    print(f"\n{_case_id(case)} | " + " → ".join(log) + f" | duplicates: {[(m[0], m[1]) for m in extra.elements()] or 'none'}")

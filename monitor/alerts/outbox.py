@@ -7,10 +7,14 @@ server accepted it. When the server is down, refuses or times out, the messages 
 the outbox with the error and attempt count, and the next run (or `monitor alerts flush`)
 delivers them exactly once.
 
-The one duplicate this allows: if the process dies after the server accepted a message
-and before its "sent" mark is written (a few milliseconds), the next flush sends it again.
-Mail cannot be un-sent, so at-least-once is the honest guarantee there; the Message-ID is
-the same both times, so clients that thread or deduplicate by Message-ID show it once.
+Crashes: a process killed anywhere before the server accepted a message leaves it pending,
+and the next run or `monitor alerts flush` sends it, once; killed after its "sent" mark, the
+message is never sent again. The one duplicate this allows: if the process dies after the
+server accepted a message and before its "sent" mark is written (a few milliseconds; the crash
+point `outbox.accepted`), the next run or flush sends it again. Mail cannot be un-sent, so
+at-least-once is the honest guarantee there; the stored bytes are sent both times, Message-ID
+included, so clients that thread or deduplicate by Message-ID show it once. Only that message
+is repeated: each message is marked sent as soon as the server accepted it, before the next.
 """
 
 from __future__ import annotations
