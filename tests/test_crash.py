@@ -1,9 +1,9 @@
 """Crashes (issue 5): `monitor ingest`, `monitor run` and `monitor alerts flush` killed with SIGKILL at named points.
 
-Each case copies the folder of an uninterrupted reference (config, data, database, reports)
-as it was before one command, runs that command as a real process (`python -m monitor`) with
-`MONITOR_KILL_AT` naming a point of `monitor.faults`, checks it died of SIGKILL there, then
-runs what a user (or the scheduler's catch-up, which re-runs a week with no recorded run)
+Each case restores the folder of an uninterrupted reference (config, data, database, reports)
+as it was before one command, runs that command as a new process with `MONITOR_KILL_AT` naming
+a point of `monitor.faults`, checks it died of SIGKILL (a point never reached fails the case),
+then runs what a user (or the scheduler's catch-up, which re-runs a week with no recorded run)
 would run next: the same command again, or `monitor alerts flush` first. Then:
 
 * `PRAGMA integrity_check` is ok;
@@ -16,6 +16,9 @@ would run next: the same command again, or `monitor alerts flush` first. Then:
   Message-ID.
 
 The clock of every command is fixed with `MONITOR_NOW`, so a re-run is byte-comparable.
+Commands are children forked by tests/fork_server.py, which has imported the monitor once
+(`python -m monitor` spends ~3 s importing before it does anything, ~80 times here); one case
+runs every command as `python -m monitor` and must end exactly as the forked reference did.
 The data: weekly counts for four Syrian governorates over 2020-2022 (two files, one bad row),
 then one file per week; 2023-W01 flags Homs and Idlib, 2023-W02 resolves Homs, keeps Idlib
 and flags Hama. Two routes (the Syria desk, the duty officer) make two messages per run.

@@ -227,8 +227,8 @@ def build_digest(
 
     report: how the message names the report (default: the report's path). Headers are
     deterministic for a given run and digest (Date from result.generated_at, Message-ID
-    from the week, route, generated_at and the series), and so are the MIME boundaries. settings: alert settings; reads
-    `sender`, `subject_prefix`, `group_by`.
+    from the week, route, generated_at and the series), and so are the MIME boundaries.
+    settings: alert settings; reads `sender`, `subject_prefix`, `group_by`.
     """
     group_by = getattr(settings, "group_by", "admin1")
     report = report or str(files.markdown)
