@@ -4,13 +4,14 @@ Exit codes: 0 ok (for `check`: nothing flagged), 1 failure (a message names the 
 line, key or value and the fix), 2 usage error, 3 `check`/`detect` flagged something,
 4 `run`: the report was written but the email could not be delivered (it is retried
 next run), 5 `run`/`ingest`: another run holds the database's run lock. Only this module
-(and schedule.py) reads the clock.
+(and schedule.py) reads the clock; `$MONITOR_NOW` fixes it (see `_now`).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -25,8 +26,26 @@ EXIT_FLAGGED = 3
 EXIT_LOCKED = LockError.exit_code
 
 
+#: Fixes every command's clock to this time (ISO 8601 with a UTC offset, e.g. 2023-03-06T06:00:00+00:00):
+#: to reproduce a past run byte for byte (report, digest Date and Message-ID, timestamps) and for the
+#: crash tests, which compare an interrupted run with an uninterrupted one. Unset, the wall clock is read.
+NOW_ENV = "MONITOR_NOW"
+
+
 def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    fixed = os.environ.get(NOW_ENV, "").strip()
+    if not fixed:
+        return datetime.now(timezone.utc).replace(microsecond=0)
+    try:
+        value = datetime.fromisoformat(fixed)
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None:
+        raise MonitorError(
+            f"${NOW_ENV} '{fixed}' is not a date and time with a UTC offset (expected e.g. 2023-03-06T06:00:00+00:00, "
+            f"or unset it to use the clock)"
+        )
+    return value.astimezone(timezone.utc)
 
 
 class _Group(click.Group):

@@ -1,10 +1,11 @@
-"""Named crash points, for the crash tests of issue 5: `point("ingest.mid-transaction")`.
+"""Named crash points, for the crash tests of issue 5: `point("ingest.before-commit")`.
 
 When the environment variable MONITOR_KILL_AT names a point (`NAME` or `NAME:N`, the
 N-th time the point is reached, counting from 1), the process sends itself SIGKILL there:
 no exception handler, `finally` or atexit hook runs, exactly as when the machine loses
 power or the OOM killer strikes. Unset (always, outside the tests) a point costs one
-dictionary lookup. `monitor` never sets the variable itself.
+dictionary lookup. `monitor` never sets the variable itself. The points and what a re-run
+after each must do: tests/test_crash.py.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+from monitor import faults
 from monitor.errors import LockError, StoreError
 
 #: Seconds between two attempts while waiting for the lock.
@@ -84,6 +85,7 @@ def run_lock(
         info = {"pid": os.getpid(), "host": socket.gethostname(), "since": since, "command": command}
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(info) + "\n").encode("utf-8"), 0)
+        faults.point("lock.held")  # killed here, the file still names us: the next run must not be blocked
         try:
             yield path
         finally:

@@ -1,6 +1,23 @@
 """The weekly run, one straight line: ingest → aggregate → detect → report → alert → record.
 
 Every function takes `now` and `week` as arguments; only cli.py and schedule.py read the clock.
+
+A crash anywhere (power cut, OOM killer, SIGKILL; tests/test_crash.py kills `monitor ingest`,
+`monitor run` and `monitor alerts flush` at the named points of monitor.faults) loses nothing,
+and running the same command again ends as an uninterrupted run would have:
+
+* every database write is one transaction; each ingested file commits on its own, and the re-run
+  skips the files already in (by sha256);
+* report files are written to a temporary file, flushed to disk and renamed; the next report of
+  the folder removes the temporary files a killed writer left;
+* a week's alert states and the messages they call for commit together (the outbox): a run
+  killed before that commit is decided afresh by the re-run; one killed after it is not decided
+  again: the re-run sends what the outbox still holds, and its report shows what the first run
+  decided (`as_first_run`);
+* a killed run records no `runs` row, so its week stays owed: the scheduler's catch-up runs it
+  again; with cron, `monitor status` lists it;
+* the one duplicate: a message the server accepted whose "sent" mark was not written is sent
+  again by the next run or `monitor alerts flush`, with the same Message-ID (monitor.alerts.outbox).
 """
 
 from __future__ import annotations
@@ -15,6 +32,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from monitor import faults
 from monitor.config import Config
 from monitor.errors import IngestError, MonitorError, StoreError
 from monitor.series import (
@@ -81,19 +99,24 @@ def ingest_files(store, paths: Iterable[Path], *, config: Config, now: datetime,
     from monitor.sources import open_file
 
     results, refused = [], []
-    for path in paths:
+    for i, path in enumerate(paths):
+        if i:
+            faults.point("ingest.between-files")
         path = Path(path)
         try:
             sha = file_sha256(path)
         except OSError as exc:
             refused.append(f"{path}: cannot read: {exc.strerror or exc}")
             continue
+        faults.point("ingest.hashed")
         if store.ingested(sha):
             results.append(IngestResult(str(path), sha, "", "", 0, 0, 0, 0, 0, skipped=True))
             continue
         try:
             stream = open_file(path, format=format or config.ingest.format, mappings=config.ingest.mappings, now=now)
+            faults.point("ingest.parsed")  # the file is checked and its header read; rows are parsed as they are written
             results.append(store.ingest(stream, sha256=sha, now=now))
+            faults.point("ingest.committed")
         except (IngestError, StoreError) as exc:
             refused.append(str(exc))
         except Exception as exc:  # a defect must cost this file only, not the files after it or the report
@@ -484,12 +507,13 @@ def run_weekly(
     send=False (--no-email) or alerts.enabled = false: report only, the lifecycle is not advanced.
     clock: gives the finishing time recorded for the run (default: `now`).
     """
-    from monitor.alerts.notify import advance, plan, week_index
+    from monitor.alerts.notify import advance, as_first_run, plan, week_index
     from monitor.report import write_report
 
     started = now
     week = select_week(config, week=week, now=now)
     ingest = ingest_files(store, inbox_files(config), config=config, now=now)
+    faults.point("run.after-ingest")
     result = detect_week(config, store, week=week, now=now, ingests=ingest.results)
     emailing = send and config.alerts.enabled
     silences = store.active_silences(now)
@@ -505,15 +529,25 @@ def run_weekly(
             f"Alerts were not evaluated for {result.week}: the alert states already cover {ahead}, a later week. "
             "Surges of this week are in this report only (no email)."
         )
-    result = replace(result, alert_notes=alert_notes(changes, decided), silences=tuple(silences), notes=tuple(notes))
+    shown, shown_plan = changes, decided
+    index = week_index(result.week_start)
+    if any(not c.event and c.before.last_index == index for c in changes):  # this week's alerts were decided before
+        shown = as_first_run(changes, index=index, events={e["series"]: e["event"] for e in store.alert_events(result.week)},
+                             previous_week=_previous_weeks(store, result.week))  # fmt: skip
+        shown_plan = plan(result, shown, config.alerts, silences)  # for the report only: nothing is queued again
+    result = replace(result, alert_notes=alert_notes(shown, shown_plan), silences=tuple(silences), notes=tuple(notes))
+    faults.point("run.after-detect")
     files = write_report(result, settings=config.report_settings, workers=_workers(config))
+    faults.point("run.report.written")
     store.save_detections(result.week, [r.detection for r in result.results])
+    faults.point("run.detections-saved")
 
     queued, flushed = 0, None
     if emailing:
         from monitor.alerts.outbox import flush, queue
 
         queued = len(queue(store, result, files, decided, settings=config.alerts, now=now))
+        faults.point("run.alerts.committed")
         flushed = flush(store, settings=config.alerts, password=config.smtp_password(), now=now,
                         eml_dir_for=lambda w: config.report_settings.folder / w)  # fmt: skip
     pending_rows = store.pending_outbox()
@@ -531,6 +565,7 @@ def run_weekly(
         outbox_pending=len(pending_rows) if emailing else 0,
         emailed=emailing,
     )
+    faults.point("run.before-record")
     store.record_run(
         week=result.week,
         started_at=started,
@@ -549,7 +584,25 @@ def run_weekly(
             "emailed": emailing,  # False: a report-only run; the scheduler's catch-up still owes this week
         },
     )
+    faults.point("run.recorded")
     return outcome
+
+
+def _previous_weeks(store, week: str) -> Callable[[str], str]:
+    """previous(series key): the last week before `week` whose alerts were judged for the series (its
+    latest event other than "held"); the event log is read once, on the first call."""
+    latest: dict[str, str] | None = None
+
+    def previous(key: str) -> str:
+        nonlocal latest
+        if latest is None:
+            latest = {}
+            for e in store.alert_events():
+                if e["week"] < week and e["event"] != "held":
+                    latest[e["series"]] = max(latest.get(e["series"], ""), e["week"])
+        return latest.get(key, "")
+
+    return previous
 
 
 def _run_status(outcome: WeeklyOutcome, *, all_held: bool) -> str:

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import sqlite_utils
 
-from monitor.errors import StoreError
 from monitor import faults
+from monitor.errors import StoreError
 from monitor.types import INCIDENT_FIELDS, CountRow, Detection, FileStream, Incident, IngestResult, ParsedFile, Reject
 
 if TYPE_CHECKING:
@@ -666,6 +666,7 @@ class Store:
                      json.dumps(list(m["series"])), _iso(now)],
                 )  # fmt: skip
                 ids.append(int(cur.lastrowid))
+            faults.point("run.alerts.before-commit")
         return ids
 
     def pending_outbox(self) -> list[dict[str, Any]]:

@@ -217,3 +217,28 @@ def test_a_week_whose_data_came_late_is_judged_when_run_again(timeline):
     assert held.delivered == () and statuses == ["ok", "no-data", "ok"]
     assert [d["subject"] for d in rerun.delivered] == ["[incident-monitor] 2023-W02: 1 new surge (Homs)"] * 2
     assert any("Alerts were not evaluated for 2023-W03" in n and "2023-W04" in n for n in late.result.notes)
+
+
+def test_a_week_run_again_reports_what_its_first_run_decided(timeline):
+    """Running a week again (after a crash once its alert states were committed, or by hand) changes no
+    state and sends nothing, and rewrites the same report: the resolution of W07 and the silence holding
+    back Hama's new alert in W04 are still in it, although the re-run itself decided nothing."""
+    config, server, folder = timeline
+    server.start()
+    with Store(config.db_path) as store:
+        for i, week in enumerate(WEEKS[:7]):
+            label = f"2023-W{i + 1:02d}"
+            _write_counts(folder / "inbox" / f"{label}.csv", [(week, a, COUNTS[a][i]) for a in COUNTS])
+            if label == "2023-W04":
+                store.add_silence(filter="Hama", until=date(2023, 2, 6), comment="known offensive", author="test",
+                                  now=_monday_after(week))  # fmt: skip
+            run_weekly(config, store, week=week, now=_monday_after(week))
+            report = folder / "reports" / label / "report.md"
+            first, states, sent = report.read_bytes(), store.alert_states(), len(server.inbox.messages)
+            again = run_weekly(config, store, week=week, now=_monday_after(week))
+            assert again.delivered == () and len(server.inbox.messages) == sent and store.alert_states() == states
+            assert report.read_bytes().decode() == first.decode(), f"{label}: the re-run rewrote the report differently"
+            if label == "2023-W04":
+                assert "firing (alert) since 2023-W04; silenced (\\#1 until 2023-02-06" in first.decode()
+            if label == "2023-W07":
+                assert "| IS attacks — Syria · Homs | resolved (flagged 2023-W02 to 2023-W06) |" in first.decode()

@@ -209,3 +209,21 @@ def test_simulate_writes_tables_and_prints_the_summary(tmp_path):
     assert 0 <= summary.loc[0, "fpr"] <= 1 and "method=C2" in (out / "simulate_ears.md").read_text()
     bad = CliRunner().invoke(cli, ["simulate", "--scenarios", "99"])
     assert bad.exit_code == 2 and "--scenarios" in bad.output
+
+
+def test_monitor_now_fixes_the_clock_of_a_command(tmp_path):
+    """$MONITOR_NOW (ISO 8601 with an offset) replaces the clock: here, the day a silence is created and the
+    check that its end is not in the past. Without an offset, or unreadable, it is refused with the fix."""
+    from monitor.store import Store
+
+    (tmp_path / "c.toml").write_text("", encoding="utf-8")
+    base = ["--config", str(tmp_path / "c.toml"), "--db", str(tmp_path / "m.db")]
+    Store(tmp_path / "m.db").close()
+    add = [*base, "silence", "add", "--series", "Homs", "--until", "2023-03-31", "--comment", "c"]
+    done = invoke(*add, env={"MONITOR_NOW": "2023-03-06T07:00:00+01:00"})
+    assert done.exit_code == 0, done.output
+    with Store(tmp_path / "m.db") as store:
+        assert [s["created_at"] for s in store.silences()] == ["2023-03-06T06:00:00+00:00"]
+    for bad in ("2023-03-06T06:00:00", "next monday"):
+        refused = invoke(*add, env={"MONITOR_NOW": bad})
+        assert refused.exit_code == 1 and f"$MONITOR_NOW '{bad}' is not a date and time with a UTC offset" in refused.output

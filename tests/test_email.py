@@ -93,6 +93,21 @@ def test_headers(message, written, digest):
     assert again["Message-ID"] == message["Message-ID"]
 
 
+def test_the_same_digest_is_the_same_bytes(message, written, digest):
+    """MIME boundaries come from the message, not from `random`: a run killed before its messages were queued
+    queues, when run again at the same time, exactly the bytes it would have queued (tests/test_crash.py)."""
+    result, files = written
+    again = build_digest(result, files, settings=alert_settings(recipients=TO), digest=digest, report=REPORT)
+    assert again.as_bytes() == message.as_bytes()
+    boundaries = [p.get_boundary() for p in message.walk() if p.is_multipart()]
+    assert len(boundaries) == 3 and len(set(boundaries)) == 3
+    parsed = email.message_from_bytes(message.as_bytes(), policy=default)  # and it still parses into the same parts
+    assert [p.get_content_type() for p in parsed.walk()] == [p.get_content_type() for p in message.walk()]
+    other = replace(result, generated_at=result.generated_at.replace(hour=7))  # another run: other boundaries
+    later = build_digest(other, files, settings=alert_settings(recipients=TO), digest=digest, report=REPORT)
+    assert set(boundaries).isdisjoint(p.get_boundary() for p in later.walk() if p.is_multipart())
+
+
 def test_structure_text_html_inline_charts_and_attachment(message, written):
     _, files = written
     assert message.get_content_type() == "multipart/mixed"

@@ -249,3 +249,56 @@ def test_charts_of_series_no_longer_flagged_are_removed(tmp_path):
     again = write_report(fewer, settings=settings)
     assert not files.charts["is_attacks/admin1=Hama"].exists()
     assert len(list((again.folder / "charts").glob("*.png"))) == 3
+
+
+def test_temp_files_of_dead_writers_are_removed_and_a_live_writers_kept(tmp_path):
+    """A run killed between writing a temp file and renaming it leaves `.<name>.<pid>.<random>.tmp`; the next
+    report of the folder removes it, unless its writer is still running (another `monitor report`)."""
+    import os
+    import subprocess
+    import sys
+
+    settings = report_settings(tmp_path / "reports")
+    files = write_report(make_result(), settings=settings)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(gone.stdout)  # a process that has ended
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        leftovers = {
+            files.folder / f".report.md.{dead_pid}.k2j4h5.tmp": True,
+            files.folder / "charts" / f".is_attacks-admin1-homs.png.{dead_pid}.x8q1w0.tmp": True,
+            tmp_path / "reports" / f".index.md.{dead_pid}.abc123.tmp": True,
+            files.folder / f".summary.json.{os.getpid()}.zz9y8x.tmp": True,  # our own pid, yet we are not writing it
+            files.folder / ".report.md.nopid.tmp": True,  # not our naming: nobody is writing it
+            files.folder / f".report.md.{live.pid}.q7w6e5.tmp": False,  # being written by a live process
+        }
+        for path in leftovers:
+            path.write_bytes(b"half a rep")
+        write_report(make_result(), settings=settings)
+        assert {p: p.exists() for p in leftovers} == {p: not removed for p, removed in leftovers.items()}
+    finally:
+        live.kill()
+        live.wait()
+    assert files.markdown.read_bytes().startswith(b"# Incident monitor")
+
+
+def test_atomic_write_names_its_temp_file_by_pid_and_leaves_nothing_behind(tmp_path, monkeypatch):
+    """The temp file carries the writer's pid (so `remove_stale_temps` keeps a live writer's file)."""
+    import os
+
+    from monitor.report.files import _TEMP, atomic_write
+
+    seen = []
+    real_replace = os.replace
+
+    def watch(src, dst):  # note the temp file's name as it is renamed, then rename it for real
+        seen.append(os.path.basename(src))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", watch)
+    atomic_write(tmp_path / "a" / "report.md", "text")
+    monkeypatch.undo()
+    (name,) = seen
+    match = _TEMP.match(name)
+    assert match and match["name"] == "report.md" and int(match["pid"]) == os.getpid()
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["report.md"] and (tmp_path / "a" / "report.md").read_text() == "text"

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import html
-import os
 import re
 import smtplib
 import socket
 import ssl
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timezone
@@ -26,6 +24,7 @@ from typing import Any
 
 from monitor.alerts.notify import KINDS, Digest, Notice, group_label, series_name
 from monitor.errors import DeliveryError
+from monitor.report.files import atomic_write, remove_stale_temps
 from monitor.report.markdown import fmt_num, fmt_p, fmt_score
 from monitor.types import ReportFiles, RunResult, SeriesResult
 
@@ -228,8 +227,8 @@ def build_digest(
 
     report: how the message names the report (default: the report's path). Headers are
     deterministic for a given run and digest (Date from result.generated_at, Message-ID
-    from the week, route, generated_at and the series). settings: alert settings; reads
-    `sender`, `subject_prefix`, `group_by`.
+    from the week, route, generated_at and the series), and so are the MIME boundaries.
+    settings: alert settings; reads `sender`, `subject_prefix`, `group_by`.
     """
     group_by = getattr(settings, "group_by", "admin1")
     report = report or str(files.markdown)
@@ -265,7 +264,21 @@ def build_digest(
         message.add_attachment(
             Path(files.markdown).read_text(encoding="utf-8"), subtype="markdown", filename=f"report-{result.week}.md"
         )
+    _fix_boundaries(message, seed=token)
     return message
+
+
+def _fix_boundaries(message: EmailMessage, *, seed: str) -> None:
+    """Give every multipart a boundary made from `seed` instead of a random one (the email package's
+    default), so the same digest is the same bytes: a run killed before its messages were queued
+    queues, when run again, exactly what it would have queued."""
+    parts = [p for p in message.walk() if p.is_multipart()]
+    for n, part in reversed(list(enumerate(parts))):  # innermost first: each is checked against its final content
+        content = b"".join(sub.as_bytes() for sub in part.iter_parts())
+        boundary, extra = f"=_{seed[:24]}.{n}", 0
+        while re.search(b"^--" + re.escape(boundary.encode("ascii")) + b"(--)?$", content, re.MULTILINE):
+            boundary, extra = f"=_{seed[:24]}.{n}.{extra}", extra + 1  # as the email package does on a clash
+        part.set_boundary(boundary)
 
 
 # ---------------------------------------------------------------------------- delivering
@@ -277,15 +290,8 @@ def _write_eml(message: EmailMessage, eml_dir: Path) -> Path:
     eml_dir.mkdir(parents=True, exist_ok=True)
     route = re.sub(r"[^A-Za-z0-9_-]+", "-", str(message.get(ROUTE_HEADER) or "default")).strip("-")
     path = eml_dir / (f"digest-{week}.eml" if route in ("", "default") else f"digest-{week}-{route}.eml")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=eml_dir)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(message.as_bytes())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    remove_stale_temps(eml_dir)
+    return atomic_write(path, message.as_bytes())
 
 
 def _smtp_reply(exc: smtplib.SMTPResponseException) -> str:

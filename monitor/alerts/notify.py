@@ -15,7 +15,7 @@ Order of decisions, as in Prometheus Alertmanager (scaled to a weekly cadence):
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
@@ -182,6 +182,31 @@ def advance(
         after, event = step(before, obs[r.series.key], lifecycle)
         changes.append(Change(r, event, before, after))
     return changes
+
+
+def as_first_run(
+    changes: Sequence[Change], *, index: int, events: Mapping[str, str], previous_week: Callable[[str], str]
+) -> list[Change]:
+    """The changes as the run that first processed this week saw them, for the report of a re-run.
+
+    A week already processed is not processed again (`step` gives no event), so a re-run's report,
+    after a crash once the states were committed or by hand, would otherwise lose what the week
+    decided: a resolution, a silence holding back a new alert. Rebuilt: the series whose state was
+    last advanced by this very week (`last_index == index`) and that have a stored event.
+    events: series key -> its stored event this week (the alert_events table).
+    previous_week(key): the week processed before this one for the series (a resolved note names it).
+    """
+    out = []
+    for c in changes:
+        event = events.get(c.key, "")
+        if c.event or not event or c.before.last_index != index:
+            out.append(c)
+            continue
+        # the stored state is what this week left: `after`; for the notes, `before` differs from it only in the
+        # week processed before (the announcement fields do not change when an alert resolves)
+        before = replace(c.before, last_week=previous_week(c.key)) if event == "resolved" else c.before
+        out.append(replace(c, event=event, before=before))
+    return out
 
 
 def silence_for(r: SeriesResult, silences: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:

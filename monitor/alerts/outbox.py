@@ -7,10 +7,14 @@ server accepted it. When the server is down, refuses or times out, the messages 
 the outbox with the error and attempt count, and the next run (or `monitor alerts flush`)
 delivers them exactly once.
 
-The one duplicate this allows: if the process dies after the server accepted a message
-and before its "sent" mark is written (a few milliseconds), the next flush sends it again.
-Mail cannot be un-sent, so at-least-once is the honest guarantee there; the Message-ID is
-the same both times, so clients that thread or deduplicate by Message-ID show it once.
+Crashes: a process killed anywhere before the server accepted a message leaves it pending,
+and the next run or `monitor alerts flush` sends it, once; killed after its "sent" mark, the
+message is never sent again. The one duplicate this allows: if the process dies after the
+server accepted a message and before its "sent" mark is written (a few milliseconds; the crash
+point `outbox.accepted`), the next run or flush sends it again. Mail cannot be un-sent, so
+at-least-once is the honest guarantee there; the stored bytes are sent both times, Message-ID
+included, so clients that thread or deduplicate by Message-ID show it once. Only that message
+is repeated: each message is marked sent as soon as the server accepted it, before the next.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from email.parser import BytesParser
 from pathlib import Path
 from typing import Any, Callable
 
+from monitor import faults
 from monitor.alerts.notify import Plan
 from monitor.errors import DeliveryError
 from monitor.types import ReportFiles, RunResult
@@ -57,6 +62,7 @@ def queue(store, result: RunResult, files: ReportFiles, plan: Plan, *, settings:
             "message": message.as_bytes(),
             "series": digest.series,
         })  # fmt: skip
+    faults.point("outbox.built")
     return store.commit_alerts(result.week, plan.states.values(), plan.events, messages, now=now)
 
 
@@ -76,6 +82,7 @@ def flush(store, *, settings: Any, password: str | None, eml_dir_for: Callable[[
     pending = store.pending_outbox()
     for i, row in enumerate(pending):
         message = BytesParser(policy=policy.default).parsebytes(store.outbox_message(row["id"]))
+        faults.point("outbox.before-send")
         try:
             delivery = deliver(message, settings=settings, password=password, eml_dir=eml_dir_for(row["week"]),
                                recipients=row["recipients"] or None)  # fmt: skip
@@ -88,7 +95,9 @@ def flush(store, *, settings: Any, password: str | None, eml_dir_for: Callable[[
             store.mark_failed(row["id"], error=str(exc), now=now)  # the server is down or busy: try again later
             out.pending = len(pending) - i  # this message and the ones after it
             return out
+        faults.point("outbox.accepted")  # the one duplicate: accepted by the server, not yet marked sent
         store.mark_sent(row["id"], channel=delivery.channel, now=now)
+        faults.point("outbox.marked")
         out.delivered.append({
             "id": row["id"], "route": row["route"], "week": row["week"], "channel": delivery.channel,
             "path": str(delivery.path) if delivery.path else "", "series": row["series"], "subject": row["subject"],

@@ -1,6 +1,7 @@
 """The report on disk: `<folder>/<week>/report.md`, its charts, `summary.json` and `index.md`.
 
-Every file is written to a temporary name and renamed, so a crash never leaves half a report.
+Every file is written to a temporary name, flushed to disk and renamed, so a crash never leaves
+half a report; the next report of the folder removes the temporary files a killed run left.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from monitor import faults
 from monitor.parallel import pmap
 from monitor.report.markdown import md_escape, md_table, render_markdown, series_name
 from monitor.types import Annotation, ReportFiles, RunResult
@@ -53,20 +55,77 @@ def chart_slugs(keys: Iterable[str]) -> dict[str, str]:
 # ---------------------------------------------------------------------------- tables
 
 
+#: Temporary files: `.<name>.<pid>.<random>.tmp` beside their target, so a later run can tell a
+#: file left by a dead writer (removed) from one being written right now by another process.
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp$")
+
+
 def atomic_write(path: Path, data: bytes | str) -> Path:
-    """Write `data` to a temp file beside `path`, then rename it over `path`."""
+    """Write `data` to a temp file beside `path`, flush it to disk, then rename it over `path`.
+
+    A reader sees the old file or the new one, never a part; after a crash (even SIGKILL or a
+    power cut) the only leftover is the temp file, which `remove_stale_temps` clears.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())  # the content is on disk before the name points at it
+        faults.point("run.report.temp-written")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
     return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (POSIX); a file system that cannot sync a folder is left as it is."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():  # ours, yet not being written (we only sweep before writing): left by a crashed run with our pid
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Delete the temp files in `folder` left by writers that died before renaming them; returns them.
+
+    A temp file of a process still running (another `monitor report` writing the same week) is kept.
+    """
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for tmp in folder.glob(".*.tmp"):
+        match = _TEMP.match(tmp.name)
+        if match and _alive(int(match["pid"])):
+            continue
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
 
 
 def _annotations(result: RunResult, settings: Any) -> list[Annotation]:
@@ -124,6 +183,8 @@ def write_report(result: RunResult, *, settings: Any, workers: int = 1) -> Repor
     slugs = chart_slugs(r.series.key for r in flagged)
     annotations = _annotations(result, settings)
     history_weeks = int(getattr(settings, "history_weeks", 156))
+    for stale in (root, folder, charts_dir):  # what a run killed mid-write left behind
+        remove_stale_temps(stale)
     jobs = [
         (replace(r, history=r.history.tail(history_weeks).reset_index(drop=True)), result.week_start, annotations,
          charts_dir / f"{slugs[r.series.key]}.png")
@@ -132,7 +193,10 @@ def write_report(result: RunResult, *, settings: Any, workers: int = 1) -> Repor
     if workers > 1 and len(jobs) >= PARALLEL_MIN_CHARTS:
         drawn = pmap(_plot, jobs, workers=workers)
     else:
-        drawn = [plot_series(r, week_start=week, annotations=notes, path=path) for r, week, notes, path in jobs]
+        drawn = []
+        for r, week, notes, path in jobs:
+            drawn.append(plot_series(r, week_start=week, annotations=notes, path=path))
+            faults.point("run.report.chart")
     charts: dict[str, Path] = {r.series.key: path for r, path in zip(flagged, drawn)}
     if charts_dir.is_dir():
         keep = {p.name for p in charts.values()}
@@ -142,6 +206,7 @@ def write_report(result: RunResult, *, settings: Any, workers: int = 1) -> Repor
     relative = {key: f"{CHARTS_DIR}/{path.name}" for key, path in charts.items()}
     markdown = atomic_write(folder / REPORT_NAME, render_markdown(result, charts=relative, settings=settings))
     atomic_write(folder / SUMMARY_NAME, json.dumps(_summary(result), ensure_ascii=False, indent=2, sort_keys=True) + "\n")
+    faults.point("run.report.before-index")
     write_index(root)
     return ReportFiles(folder=folder, markdown=markdown, charts=charts)
 
@@ -185,4 +250,5 @@ def _read_summary(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-__all__ = ["md_escape", "render_markdown", "write_report", "write_index", "slugify", "series_name", "atomic_write"]
+__all__ = ["md_escape", "render_markdown", "write_report", "write_index", "slugify", "series_name", "atomic_write",
+           "remove_stale_temps"]

@@ -6,9 +6,8 @@ The only module that imports matplotlib. It draws on a bare `Figure` with the Ag
 
 from __future__ import annotations
 
+import io
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
@@ -24,6 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from monitor.report.files import atomic_write  # noqa: E402
 from monitor.types import Annotation, SeriesResult  # noqa: E402
 
 #: Colours chosen to stay distinct for the common colour-vision deficiencies (Okabe–Ito based).
@@ -164,18 +164,10 @@ def plot_series(result: SeriesResult, *, week_start: date, annotations: Sequence
     fig.legend(handles=handles, loc="lower center", fontsize=9, frameon=False, ncol=math.ceil(len(handles) / rows))
     fig.tight_layout(rect=(0, 0.035 + 0.04 * rows, 1, 1))
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            # a fixed Software tag keeps the PNG identical across matplotlib patch versions
-            fig.savefig(handle, format="png", dpi=DPI, metadata={"Software": "incident-monitor"})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    png = io.BytesIO()
+    # a fixed Software tag keeps the PNG identical across matplotlib patch versions
+    fig.savefig(png, format="png", dpi=DPI, metadata={"Software": "incident-monitor"})
+    return atomic_write(Path(path), png.getvalue())
 
 
 def _floats(frame: pd.DataFrame, column: str) -> np.ndarray:
