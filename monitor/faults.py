@@ -6,7 +6,7 @@ no exception handler, `finally` or atexit hook runs, exactly as when the machine
 power or the OOM killer strikes.
 
 When MONITOR_PAUSE_AT names points (comma-separated, each `NAME` or `NAME:N`), the process
-stops at each until a test lets it go: it writes its pid to `<MONITOR_PAUSE_DIR>/<NAME>.paused`,
+stops at each until a test lets it go: it adds its pid as a line to `<MONITOR_PAUSE_DIR>/<NAME>.paused`,
 then waits until `<MONITOR_PAUSE_DIR>/<NAME>.go` exists (at most PAUSE_LIMIT_SECONDS; a
 `.go` file made beforehand only marks the passage). The overlap tests use it to hold one
 process at a known place (the run lock taken, a write transaction not yet committed) while
@@ -62,10 +62,12 @@ def _pause(name: str) -> None:
     if _paused[name] != targets[name]:
         return
     folder = Path(os.environ.get(PAUSE_DIR_ENV) or ".")
-    reached = folder / f"{name}.paused"
-    partial = folder / f"{name}.paused.{os.getpid()}"
-    partial.write_text(f"{os.getpid()}\n", encoding="utf-8")
-    os.replace(partial, reached)  # whole or absent: the test never reads half a pid
+    # one line per process that got here; O_APPEND: lines of processes arriving together never mix
+    fd = os.open(folder / f"{name}.paused", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+    finally:
+        os.close(fd)
     go = folder / f"{name}.go"
     deadline = time.monotonic() + PAUSE_LIMIT_SECONDS
     while not go.exists() and time.monotonic() < deadline:

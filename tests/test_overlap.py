@@ -9,7 +9,6 @@ compared with the same commands run one after the other.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import socket
@@ -17,11 +16,11 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
+from tests.helpers_incidents import write_incidents
 from tests.smtp_server import SmtpServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,28 +33,6 @@ SUBJECT = f"[incident-monitor] {WEEK}: 2 new surges (violence — All (total), H
 TABLES = ("ingests", "incidents", "counts", "rejects", "detections", "runs", "alert_states", "alert_events", "outbox")
 #: Seconds any single command may take on a loaded machine before the test gives up on it.
 LIMIT = 120
-
-HEADER = ["event_id_cnty", "event_date", "event_type", "sub_event_type", "actor1", "actor2", "country", "admin1",
-          "admin2", "location", "notes", "fatalities"]  # fmt: skip
-
-
-def write_incidents(path: Path, places: list[str], *, prefix: str, surge: str = "", weeks: int = 112) -> int:
-    """An ACLED-format file: 3 events a week in each place from 2021-01-04 for `weeks` weeks, 14 in `surge`'s last week."""
-    rows = []
-    for w in range(weeks):
-        monday = date(2021, 1, 4) + timedelta(weeks=w)
-        for place in places:
-            for j in range(14 if place == surge and w == weeks - 1 else 3):
-                day = (monday + timedelta(days=j % 7)).isoformat()
-                rows.append([f"{prefix}{len(rows) + 1}", day, "Battles", "Armed clash", "Islamic State (Syria)",
-                             "Military Forces of Syria (2000-)", "Syria", place, place, place, "clash reported", 1])  # fmt: skip
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(HEADER)
-        writer.writerows(rows)
-    return len(rows)
-
 
 def write_config(folder: Path, *, smtp_port: int | None) -> Path:
     smtp = f'[alerts.smtp]\nhost = "127.0.0.1"\nport = {smtp_port}\nsecurity = "none"\ntimeout = 10.0\n' if smtp_port else ""
@@ -149,10 +126,12 @@ class Pause:
         path = self.folder / f"{name}.paused"
         deadline = time.monotonic() + LIMIT
         while True:
-            found = int(path.read_text()) if path.exists() else None
-            if found is not None and (pid is None or found == pid):
-                assert found in [p.pid for p in by]
-                return found
+            text = path.read_text() if path.exists() else ""
+            arrived = [int(line) for line in text[: text.rfind("\n") + 1].split()]  # whole lines: one pid each
+            found = [p for p in arrived if pid is None or p == pid]
+            if found:
+                assert found[0] in [p.pid for p in by]
+                return found[0]
             ended = [p for p in by if p.proc.poll() is not None and (pid is None or p.pid == pid)]
             if ended or time.monotonic() > deadline:
                 details = "; ".join(f"{p.args}: exit {p.proc.returncode}: {p.proc.communicate()}" for p in ended)
@@ -200,7 +179,7 @@ INBOX_ROWS = 3 * 3 * 112 + 11
 
 def setup(folder: Path, *, smtp_port: int | None) -> Path:
     folder.mkdir(exist_ok=True)
-    assert write_incidents(folder / "inbox" / "acled.csv", PLACES, prefix="SYR", surge="Homs") == INBOX_ROWS
+    assert write_incidents(folder / "inbox" / "acled.csv", PLACES, prefix="SYR", surge=("Homs",)) == INBOX_ROWS
     return write_config(folder, smtp_port=smtp_port)
 
 
@@ -335,7 +314,7 @@ def test_check_and_status_answer_while_an_ingest_holds_the_write_transaction(tmp
     assert in_process("ingest", str(tmp_path / "inbox" / "acled.csv"), config=config)[0] == 0
     check = ("check", "--week", WEEK, "--format", "json")
     extra = tmp_path / "extra.csv"
-    extra_rows = write_incidents(extra, ["Homs"], prefix="EXTRA", surge="Homs")  # doubles Homs: check's numbers change once it commits
+    extra_rows = write_incidents(extra, ["Homs"], prefix="EXTRA", surge=("Homs",))  # doubles Homs: check's numbers change once it commits
 
     pause = Pause(tmp_path / "pause", marks=("store.begin",))
     writer = Monitor("ingest", str(extra), config=config, pause="store.commit", pause_dir=pause.folder)
