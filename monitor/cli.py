@@ -537,7 +537,7 @@ def alerts_flush(ctx, wait: float) -> None:
     config = _config(ctx)
     # the run lock: a flush during a weekly run could otherwise send the run's messages a second time
     with run_lock(config.db_path, clock=_now, wait=wait, command="monitor alerts flush"), _store(config, create=False) as store:
-        result = flush(store, settings=config.alerts, password=config.smtp_password(), now=_now(),
+        result = flush(store, settings=config.alerts, password=config.smtp_password, now=_now(),
                        eml_dir_for=lambda w: config.report_settings.folder / w)  # fmt: skip
     for d in result.delivered:
         click.echo(f"delivered #{d['id']} ({d['route']}, {d['week']}) via {d['path'] or 'SMTP'}: {d['subject']}")

@@ -425,7 +425,8 @@ def run_weekly(
         from monitor.alerts.outbox import flush, queue
 
         queued = len(queue(store, result, files, decided, settings=config.alerts, now=now))
-        flushed = flush(store, settings=config.alerts, password=config.smtp_password(), now=now,
+        # the password is read (from its file or the environment) only when a login needs it
+        flushed = flush(store, settings=config.alerts, password=config.smtp_password, now=now,
                         eml_dir_for=lambda w: config.report_settings.folder / w)  # fmt: skip
     pending_rows = store.pending_outbox()
     delivered = tuple(flushed.delivered) if flushed else ()
