@@ -3,8 +3,8 @@
 Exit codes: 0 ok (for `check`: nothing flagged), 1 failure (a message names the file,
 line, key or value and the fix), 2 usage error, 3 `check`/`detect` flagged something,
 4 `run`: the report was written but the email could not be delivered (it is retried
-next run), 5 `run`/`ingest`: another run holds the database's run lock. Only this module
-(and schedule.py) reads the clock; `$MONITOR_NOW` fixes it (see `_now`).
+next run), 5 `run`/`ingest`/`demo`/`alerts flush`: another run holds the database's run
+lock. Only this module (and schedule.py) reads the clock; `$MONITOR_NOW` fixes it (see `_now`).
 """
 
 from __future__ import annotations
@@ -368,15 +368,16 @@ def status_command(ctx, limit, fmt) -> None:
 @cli.command()
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("demo"), show_default=True,
               help="folder for everything the demo makes (database, config, inbox, reports, .eml)")
+@_WAIT_OPTION
 @click.pass_context
-def demo(ctx, out_dir: Path) -> None:
+def demo(ctx, out_dir: Path, wait: float) -> None:
     """Generate synthetic Syria data (2020 – March 2023) and run the weekly job for 2023-W09."""
     from monitor.pipeline import run_demo
 
     if ctx.obj["config_path"] or ctx.obj["db_path"]:
         raise click.UsageError("demo writes its own config and database under --out; drop --config/--db (or $MONITOR_CONFIG)")
 
-    outcome = run_demo(out_dir, now=_now())
+    outcome = run_demo(out_dir, now=_now(), wait=wait)
     click.echo("demo data is SYNTHETIC (generated with a fixed seed, calibrated to public figures)")
     _print_outcome(outcome)
     ctx.exit(outcome.exit_code)
@@ -531,8 +532,9 @@ def alerts() -> None:
 
 
 @alerts.command("flush")
+@_WAIT_OPTION
 @click.pass_context
-def alerts_flush(ctx) -> None:
+def alerts_flush(ctx, wait: float) -> None:
     """Send the messages waiting in the outbox (exit 4 if some are still undelivered)."""
     from monitor.alerts.outbox import flush
     from monitor.lock import run_lock
@@ -540,8 +542,8 @@ def alerts_flush(ctx) -> None:
 
     config = _config(ctx)
     # the run lock: a flush during a weekly run could otherwise send the run's messages a second time
-    with run_lock(config.db_path, clock=_now, command="monitor alerts flush"), _store(config, create=False) as store:
-        result = flush(store, settings=config.alerts, password=config.smtp_password(), now=_now(),
+    with run_lock(config.db_path, clock=_now, wait=wait, command="monitor alerts flush"), _store(config, create=False) as store:
+        result = flush(store, settings=config.alerts, password=config.smtp_password, now=_now(),
                        eml_dir_for=lambda w: config.report_settings.folder / w)  # fmt: skip
     for d in result.delivered:
         click.echo(f"delivered #{d['id']} ({d['route']}, {d['week']}) via {d['path'] or 'SMTP'}: {d['subject']}")

@@ -4,19 +4,21 @@ Every setting is declared once here, with its default and one line of help
 (`Field(description=...)`); `config/monitor.toml` declares the same settings with the
 same defaults, and a docs test checks that they agree. Unknown keys are errors that
 suggest the nearest valid key; bad values name the key, the value and what is allowed.
-The SMTP password is never read from the file, only from the environment.
+The SMTP password is never read from this file: it comes from the environment
+(alerts.smtp.password_env) or from a file only its owner can read (alerts.smtp.password_file).
 """
 
 from __future__ import annotations
 
 import difflib
 import os
+import stat
 import tomllib
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from monitor.errors import ConfigError
 from monitor.series import WEEKDAYS
@@ -107,6 +109,9 @@ class SmtpSettings(_Settings):
     security: Literal["starttls", "ssl", "none"] = Field("starttls", description="starttls, ssl or none")
     username: str = Field("", description="login name; empty: no login")
     password_env: str = Field("MONITOR_SMTP_PASSWORD", description="environment variable holding the SMTP password (never put it in this file)")
+    password_file: str = Field(
+        "", description="file holding the SMTP password, readable by its owner only (chmod 600); when set, used instead of password_env"
+    )
     timeout: float = Field(30.0, gt=0, description="seconds before giving up on the server")
 
 
@@ -282,9 +287,18 @@ class Config(_Settings):
         """Report settings with the folder resolved (what the report module receives)."""
         return self.report.model_copy(update={"folder": self.report_folder})
 
-    def smtp_password(self) -> str | None:
-        """The SMTP password, from the environment only."""
-        return os.environ.get(self.alerts.smtp.password_env) or None
+    def smtp_password(self) -> SecretStr | None:
+        """The SMTP password (None: not set), from alerts.smtp.password_file if set, else the environment.
+
+        Wrapped so that it prints as '**********' (repr, str, tracebacks that show locals); only
+        the mail module reveals it, to log in. Raises ConfigError (one line, naming the file and
+        the fix) when the file is missing, empty, or readable by group or others.
+        """
+        smtp = self.alerts.smtp
+        if smtp.password_file:
+            return SecretStr(read_password_file(self.path(Path(smtp.password_file))))
+        value = os.environ.get(smtp.password_env)
+        return SecretStr(value) if value else None
 
     def params_for(self, detector: str, *, series_params: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None) -> Any:
         """A detector's validated parameters: [detectors.<name>], then a series' params, then overrides (--param)."""
@@ -357,9 +371,43 @@ def _refuse_password(raw: dict[str, Any], label: str) -> None:
     if isinstance(smtp, dict) and "password" in smtp:
         env = smtp.get("password_env", "MONITOR_SMTP_PASSWORD")
         raise ConfigError(
-            f"{label}: alerts.smtp.password: the password is never read from the config file; "
-            f"remove it and set the environment variable {env} instead"
+            f"{label}: alerts.smtp.password: the password is never read from the config file; remove it and set the "
+            f"environment variable {env} (alerts.smtp.password_env) or name a file only you can read "
+            "(alerts.smtp.password_file, chmod 600)"
         )
+
+
+def read_password_file(path: Path) -> str:
+    """The password in `path` (its first line), refusing a file that group or others may read (ConfigError).
+
+    The mode is checked on the opened file (fstat), so the file read is the file checked.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: alerts.smtp.password_file does not exist (write the password into it, then chmod 600 {path})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read alerts.smtp.password_file: {exc.strerror or exc}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ConfigError(f"{path}: alerts.smtp.password_file is not a regular file")
+        if mode & 0o077:
+            raise ConfigError(
+                f"{path}: alerts.smtp.password_file can be read by group or others (mode {stat.S_IMODE(mode):04o}); "
+                f"run chmod 600 {path}"
+            )
+        data = os.read(fd, 64 * 1024)
+    finally:
+        os.close(fd)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: alerts.smtp.password_file is not UTF-8 text") from None
+    password = text.split("\n", 1)[0].rstrip("\r")  # one line; the newline an editor adds is not part of it
+    if not password:
+        raise ConfigError(f"{path}: alerts.smtp.password_file is empty (the password goes on its first line)")
+    return password
 
 
 def _explain(exc: ValidationError, raw: dict[str, Any], label: str) -> str:
@@ -373,7 +421,8 @@ def _explain(exc: ValidationError, raw: dict[str, Any], label: str) -> str:
             continue
         value = _value_at(raw, loc)
         message = error["msg"].removeprefix("Value error, ")
-        shown = f" = {value!r}" if value is not _MISSING else ""
+        secret = any(str(part).startswith("password") for part in loc)  # a password typed in the wrong key: not echoed
+        shown = f" = {value!r}" if value is not _MISSING and not secret else ""
         if error["type"] == "missing":
             lines.append(f"{label}: '{key}' is required")
         else:

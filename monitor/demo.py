@@ -31,6 +31,7 @@ Same seed → identical frame and byte-identical CSV.
 
 from __future__ import annotations
 
+import os
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -702,5 +703,12 @@ def write_demo_csv(path: Path, *, seed: int = DEMO_SEED) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     df = generate_incidents(seed=seed)
-    df.to_csv(path, index=False, encoding="utf-8", lineterminator="\n")
+    # written beside it, then renamed over it: a reader (an ingest) sees the old file or the new one, never
+    # half of one; the temporary name does not end in .csv, so an inbox scan never picks it up
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        df.to_csv(partial, index=False, encoding="utf-8", lineterminator="\n")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
     return path

@@ -10,6 +10,7 @@ second run prints; it is emptied on release. POSIX only (fcntl).
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -68,23 +69,21 @@ def run_lock(
     hint: the end of the message when the lock stays held (what to do about it; default: the CLI's --wait advice).
     stop: polled while waiting; when it returns True, give up at once.
     Raises LockError (exit code 5) naming the path and the holder when the lock stays held,
-    StoreError when the lock file cannot be created (the database's folder is missing).
+    StoreError (one line, exit code 1) when the lock file cannot be created or opened: the database's
+    folder is missing, not a folder, read-only or not writable by this user.
     """
     path = lock_path(db_path)
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except FileNotFoundError:
-        raise StoreError(
-            f"{path}: cannot create the lock file: folder {path.parent} does not exist (create it or fix database.path)"
-        ) from None
     except OSError as exc:
-        raise StoreError(f"{path}: cannot open the lock file: {exc.strerror or exc}") from None
+        raise StoreError(_cannot_open(path, exc)) from None
     try:
         _acquire(fd, path, wait=wait, hint=hint, stop=stop)
         since = clock().astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         info = {"pid": os.getpid(), "host": socket.gethostname(), "since": since, "command": command}
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(info) + "\n").encode("utf-8"), 0)
+        faults.point("lock.acquired")  # the overlap tests hold a run here
         faults.point("lock.held")  # killed here, the file still names us: the next run must not be blocked
         try:
             yield path
@@ -92,6 +91,23 @@ def run_lock(
             os.ftruncate(fd, 0)  # released: nothing for a later reader to mistake for a holder
     finally:
         os.close(fd)  # closing the descriptor drops the flock
+
+
+def _cannot_open(path: Path, exc: OSError) -> str:
+    """One line: why the lock file cannot be opened, and what to do."""
+    reason = exc.strerror or str(exc)
+    if isinstance(exc, FileNotFoundError):
+        return f"{path}: cannot create the lock file: folder {path.parent} does not exist (create it or fix database.path)"
+    if isinstance(exc, NotADirectoryError):
+        return f"{path}: cannot create the lock file: {path.parent} is not a folder (fix database.path)"
+    if isinstance(exc, IsADirectoryError):
+        return f"{path}: cannot open the lock file: it is a folder (remove it, or fix database.path)"
+    if exc.errno == errno.EROFS:
+        return f"{path}: cannot create the lock file: {reason} (put database.path on a writable disk)"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return (f"{path}: cannot open the lock file: {reason}; the user running monitor needs write access to "
+                f"{path.parent} (the database's folder) and to the lock file")  # fmt: skip
+    return f"{path}: cannot open the lock file: {reason}"
 
 
 def _acquire(fd: int, path: Path, *, wait: float, hint: str | None, stop: Callable[[], bool] | None) -> None:
@@ -103,7 +119,7 @@ def _acquire(fd: int, path: Path, *, wait: float, hint: str | None, stop: Callab
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return
         except BlockingIOError:
-            pass
+            faults.point("lock.waiting")  # held by another process (overlap tests)
         if stop is not None and stop():
             raise LockError(f"stopped while waiting for {path} ({_describe(holder(path))})")
         if time.monotonic() >= deadline:

@@ -548,7 +548,8 @@ def run_weekly(
 
         queued = len(queue(store, result, files, decided, settings=config.alerts, now=now))
         faults.point("run.alerts.committed")
-        flushed = flush(store, settings=config.alerts, password=config.smtp_password(), now=now,
+        # the password is read (from its file or the environment) only when a login needs it
+        flushed = flush(store, settings=config.alerts, password=config.smtp_password, now=now,
                         eml_dir_for=lambda w: config.report_settings.folder / w)  # fmt: skip
     pending_rows = store.pending_outbox()
     delivered = tuple(flushed.delivered) if flushed else ()
@@ -804,26 +805,50 @@ DEMO_WEEK = "2023-W09"
 DEMO_FILE = "syria_demo_acled_2020-01-01_2023-03-31.csv"
 
 
-def run_demo(out_dir: Path, *, now: datetime) -> WeeklyOutcome:
+def run_demo(out_dir: Path, *, now: datetime, wait: float = 0.0) -> WeeklyOutcome:
     """Generate the synthetic Syria dataset under `out_dir`, then run the weekly job for 2023-W09.
 
     Everything it makes (inbox CSV, monitor.toml, monitor.db, reports/, the .eml) stays in
     `out_dir`. An existing monitor.toml there is kept, so a user can edit and re-run it.
+    Like `monitor run`, it holds the database's run lock (monitor.lock) while it writes the
+    inbox file and the database: `wait` seconds for another holder, then LockError (exit 5).
     """
     from importlib import resources
 
     from monitor import demo
     from monitor.config import load_config
+    from monitor.lock import run_lock
     from monitor.series import parse_week
     from monitor.store import Store
 
     out_dir = Path(out_dir)
     inbox = out_dir / "inbox"
-    inbox.mkdir(parents=True, exist_ok=True)
-    demo.write_demo_csv(inbox / DEMO_FILE)
     config_path = out_dir / "monitor.toml"
-    if not config_path.exists():
-        config_path.write_text(resources.files("monitor").joinpath("data/demo.toml").read_text(encoding="utf-8"), encoding="utf-8")
+    try:
+        inbox.mkdir(parents=True, exist_ok=True)
+        if not config_path.exists():
+            _write_new(config_path, resources.files("monitor").joinpath("data/demo.toml").read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise MonitorError(f"cannot write the demo into {out_dir}: {exc.strerror or exc}") from None
     config = load_config(config_path)
-    with Store(config.db_path) as store:
+    with run_lock(config.db_path, clock=lambda: now, wait=wait, command="monitor demo"), Store(config.db_path) as store:
+        demo.write_demo_csv(inbox / DEMO_FILE)
         return run_weekly(config, store, week=parse_week(DEMO_WEEK, start=config.week.start), now=now)
+
+
+def _write_new(path: Path, text: str) -> None:
+    """Create `path` with `text` in one step, keeping a file that exists already (e.g. written by a demo started
+    at the same moment): never a half-written file, never an overwritten one."""
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        try:
+            os.link(tmp, path)  # fails if the file exists: link, unlike rename, never replaces
+        except FileExistsError:
+            pass
+    finally:
+        os.unlink(tmp)

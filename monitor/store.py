@@ -304,9 +304,11 @@ class Store:
         conn = self.db.conn
         if conn.in_transaction:
             raise StoreError(f"{self.path}: a transaction is already open")
-        conn.execute("BEGIN IMMEDIATE")
+        faults.point("store.begin")
+        conn.execute("BEGIN IMMEDIATE")  # waits up to busy_timeout for another process's write transaction
         try:
             yield
+            faults.point("store.commit")  # the writes are done, not yet committed (overlap and crash tests)
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")

@@ -93,7 +93,7 @@ def test_password_in_file_is_refused_and_read_from_environment(tmp_path, monkeyp
         load_config(write(tmp_path, '[alerts.smtp]\npassword = "hunter2"\n'))
     config = load_config(write(tmp_path, '[alerts.smtp]\npassword_env = "DESK_SMTP_PW"\n'))
     monkeypatch.setenv("DESK_SMTP_PW", "s3cret")
-    assert config.smtp_password() == "s3cret"
+    assert config.smtp_password().get_secret_value() == "s3cret"
     assert "s3cret" not in repr(config)
 
 

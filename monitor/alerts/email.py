@@ -8,6 +8,7 @@ silence → dedup → send → record order), so a failed send is retried by the
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import html
 import re
@@ -22,8 +23,10 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from monitor.alerts.notify import KINDS, Digest, Notice, group_label, series_name
-from monitor.errors import DeliveryError
+from monitor.errors import DeliveryError, MonitorError
 from monitor.report.files import atomic_write, remove_stale_temps
 from monitor.report.markdown import fmt_num, fmt_p, fmt_score
 from monitor.types import ReportFiles, RunResult, SeriesResult
@@ -347,14 +350,52 @@ def _permanent(exc: BaseException, stage: str) -> bool:
     return stage == "send" and isinstance(exc, smtplib.SMTPResponseException) and 500 <= int(code or 0) < 600
 
 
+def _secret(password: Any) -> SecretStr:
+    """A password given as text, a SecretStr, or a function returning either (called now), as a SecretStr.
+
+    Kept wrapped until the login itself, so no frame of `deliver` holds it in the clear (tracebacks
+    that show local variables, as some error reporters and pytest --showlocals print them).
+    """
+    if callable(password):
+        password = password()
+    return password if isinstance(password, SecretStr) else SecretStr(password or "")
+
+
+def _mask(text: str, *, username: str, secret: SecretStr) -> str:
+    """`text` without the password, plain or as AUTH LOGIN / AUTH PLAIN carry it (base64), should a server echo it."""
+    password = secret.get_secret_value()
+    if not password:
+        return text
+    forms = {password, base64.b64encode(password.encode("utf-8")).decode("ascii"),
+             base64.b64encode(f"\0{username}\0{password}".encode("utf-8")).decode("ascii")}  # fmt: skip
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, "***")
+    return text
+
+
+def _usable(secret: SecretStr, *, username: str, env: str, where: str) -> None:
+    """Refuse, before connecting, a login that cannot work: no password, or characters smtplib cannot send."""
+    password = secret.get_secret_value()
+    if not password:
+        raise DeliveryError(
+            f"{where}: alerts.smtp.username is set but no password was given; set ${env} (or alerts.smtp.password_file)"
+        )
+    if not password.isascii() or not username.isascii():
+        # smtplib logs in with ASCII only; its UnicodeEncodeError would quote a character of the password
+        raise DeliveryError(f"{where}: the SMTP username or password has non-ASCII characters, which smtplib cannot send; "
+                            "use an ASCII password")  # fmt: skip
+
+
 def deliver(
-    message: EmailMessage, *, settings: Any, password: str | None, eml_dir: Path, recipients: Sequence[str] | None = None
+    message: EmailMessage, *, settings: Any, password: Any, eml_dir: Path, recipients: Sequence[str] | None = None
 ) -> Delivery:
     """Send the digest by SMTP, or write `<eml_dir>/digest-<week>.eml` when no server is configured.
 
     settings: alert settings; reads `recipients`, `sender` and `smtp` (host, port,
         security "starttls" | "ssl" | "none", username, timeout).
-    password: the SMTP password (from the environment), used only when smtp.username is set.
+    password: the SMTP password, used only when smtp.username is set: its text, a SecretStr,
+        or a function returning either (e.g. `Config.smtp_password`, called only then; a
+        MonitorError it raises, such as a password file others can read, becomes a DeliveryError).
     Raises DeliveryError with one line naming host:port and the problem (never the password).
     A message accepted for some recipients but refused for others counts as delivered.
     """
@@ -369,9 +410,13 @@ def deliver(
     recipients = list(settings.recipients if recipients is None else recipients)
     if not recipients:
         raise DeliveryError(f"{where}: no recipients; list at least one address in alerts.recipients or a route")
-    if smtp.username and not password:
-        env = getattr(smtp, "password_env", "MONITOR_SMTP_PASSWORD")
-        raise DeliveryError(f"{where}: alerts.smtp.username is set but no password was given; set ${env}")
+    secret = SecretStr("")
+    if smtp.username:
+        try:
+            secret = _secret(password)
+        except MonitorError as exc:  # e.g. a password file group or others can read: named, with the fix
+            raise DeliveryError(f"{where}: {exc}") from None
+        _usable(secret, username=smtp.username, env=getattr(smtp, "password_env", "MONITOR_SMTP_PASSWORD"), where=where)
     context = ssl.create_default_context()
     client: smtplib.SMTP | None = None
     stage = "connect"
@@ -388,13 +433,11 @@ def deliver(
             client.ehlo()
         if smtp.username:
             stage = "login"
-            client.login(smtp.username, password or "")
+            client.login(smtp.username, secret.get_secret_value())
         stage = "send"
         client.send_message(message, from_addr=settings.sender, to_addrs=recipients)
     except (smtplib.SMTPException, OSError) as exc:
-        problem = _describe(exc, stage=stage, smtp=smtp, sender=settings.sender)
-        if password:
-            problem = problem.replace(password, "***")
+        problem = _mask(_describe(exc, stage=stage, smtp=smtp, sender=settings.sender), username=smtp.username, secret=secret)
         raise DeliveryError(f"{where}: {_clean(problem)}", permanent=_permanent(exc, stage)) from None
     finally:
         if client is not None:

@@ -66,9 +66,10 @@ def queue(store, result: RunResult, files: ReportFiles, plan: Plan, *, settings:
     return store.commit_alerts(result.week, plan.states.values(), plan.events, messages, now=now)
 
 
-def flush(store, *, settings: Any, password: str | None, eml_dir_for: Callable[[str], Path], now: datetime) -> FlushResult:
+def flush(store, *, settings: Any, password: Any, eml_dir_for: Callable[[str], Path], now: datetime) -> FlushResult:
     """Send every pending outbox message, oldest first; stop at the first failure of the SMTP server.
 
+    password: as `deliver` takes it (text, SecretStr, or a function read only when a login needs it).
     eml_dir_for(week): where a message is written when no SMTP server is configured.
     A failure of the server (down, busy, timeout, login) is recorded on the message
     (attempts, last error) and the flush stops: the rest stay pending, nothing is lost. A
