@@ -26,7 +26,7 @@ from monitor.series import (
     week_label,
 )
 from monitor.severity import assign_levels, false_alarm_budget
-from monitor.types import Detection, IngestResult, ReportFiles, RunResult, SeriesResult, WeeklySeries
+from monitor.types import Detection, IngestResult, RejectedRows, ReportFiles, RunResult, SeriesResult, WeeklySeries
 
 #: Exit codes of `monitor run` (documented in the README).
 EXIT_OK = 0
@@ -34,12 +34,22 @@ EXIT_ERROR = 1
 EXIT_DELIVERY_FAILED = 4
 
 
+#: Rejected rows kept per ingest for messages (the CLI prints at most this many in all).
+REJECT_LINES = 20
+
+
 @dataclass(frozen=True)
 class IngestOutcome:
-    """Files ingested (or skipped as already seen) and files refused with their one-line reason."""
+    """Files ingested (or skipped as already seen), files refused with their one-line reason,
+    and, per ingest that rejected rows, the first REJECT_LINES of them."""
 
     results: tuple[IngestResult, ...]
     refused: tuple[str, ...]
+    rejected: tuple[RejectedRows, ...] = ()
+
+    @property
+    def rejected_rows(self) -> int:
+        return sum(r.total for r in self.rejected)
 
 
 @dataclass(frozen=True)
@@ -80,13 +90,13 @@ def ingest_files(store, paths: Iterable[Path], *, config: Config, now: datetime,
     """
     from monitor.sources import read_file
 
-    results, refused = [], []
+    results, refused, rejected = [], [], []
     for path in paths:
         path = Path(path)
         try:
             sha = file_sha256(path)
         except OSError as exc:
-            refused.append(f"{path}: cannot read: {exc.strerror or exc}")
+            refused.append(_unreadable(path, exc))
             continue
         if store.ingested(sha):
             results.append(IngestResult(str(path), sha, "", "", 0, 0, 0, 0, 0, skipped=True))
@@ -98,7 +108,41 @@ def ingest_files(store, paths: Iterable[Path], *, config: Config, now: datetime,
             refused.append(str(exc))
         except Exception as exc:  # a defect must cost this file only, not the files after it or the report
             refused.append(f"{path}: unexpected {type(exc).__name__} while ingesting: {exc} (file left out; please report)")
-    return IngestOutcome(tuple(results), tuple(refused))
+    for r in results:
+        if r.rejected and not r.skipped:
+            entry = store.ingest_entry(sha256=r.sha256)
+            if entry is not None:
+                rejected.append(rejected_rows(store, entry))
+    return IngestOutcome(tuple(results), tuple(refused), tuple(rejected))
+
+
+def _unreadable(path: Path, exc: OSError) -> str:
+    """Why a named input file cannot be opened, and what to do about it."""
+    if path.is_dir():
+        return f"{path}: is a folder, not a file (name the files in it, e.g. {path / '*.csv'})"
+    if not path.exists():
+        return f"{path}: no such file (check the path and the name)"
+    return f"{path}: cannot read: {exc.strerror or exc} (check the file's permissions)"
+
+
+def rejected_rows(store, entry: dict, *, limit: int = REJECT_LINES) -> RejectedRows:
+    """The rows an ingest (an entry of the ingest log) rejected: how many, and the first `limit`."""
+    first = tuple((int(row["line"]), str(row["reason"])) for row in store.rejects(ingest_id=entry["id"], limit=limit))
+    return RejectedRows(file=str(entry["file"]), ingest_id=int(entry["id"]), total=int(entry["rejected"]), first=first,
+                        ingested_at=str(entry["ingested_at"]))  # fmt: skip
+
+
+def rejected_since_last_week(store, *, week: str, limit: int = 5) -> tuple[RejectedRows, ...]:
+    """Ingests that rejected rows since the latest run of an earlier week began (every ingest when
+    there is none), oldest first: what the report of `week` lists. Read from the logs, so a re-run
+    of the week lists the same rows."""
+    earlier = [r["started_at"] for r in store.runs() if r["week"] < week]
+    since = max(earlier) if earlier else ""
+    return tuple(
+        rejected_rows(store, entry, limit=limit)
+        for entry in store.ingests()
+        if entry["rejected"] and str(entry["ingested_at"]) >= since
+    )
 
 
 def inbox_files(config: Config) -> list[Path]:
@@ -416,7 +460,8 @@ def run_weekly(
             f"Alerts were not evaluated for {result.week}: the alert states already cover {ahead}, a later week. "
             "Surges of this week are in this report only (no email)."
         )
-    result = replace(result, alert_notes=alert_notes(changes, decided), silences=tuple(silences), notes=tuple(notes))
+    result = replace(result, alert_notes=alert_notes(changes, decided), silences=tuple(silences), notes=tuple(notes),
+                     refused=ingest.refused, rejected=rejected_since_last_week(store, week=result.week))  # fmt: skip
     files = write_report(result, settings=config.report_settings)
     store.save_detections(result.week, [r.detection for r in result.results])
 
@@ -526,7 +571,7 @@ def report_week(config: Config, store, *, week: date | None, now: datetime) -> t
 
     week = select_week(config, week=week, now=now)
     result = detect_week(config, store, week=week, now=now)
-    result = replace(result, silences=tuple(store.active_silences(now)))
+    result = replace(result, silences=tuple(store.active_silences(now)), rejected=rejected_since_last_week(store, week=result.week))
     return result, write_report(result, settings=config.report_settings)
 
 
