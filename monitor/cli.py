@@ -332,7 +332,7 @@ def _print_outcome(outcome) -> None:
     for line in outcome.ingest.refused:
         click.echo(f"error: {_one_line(line)}", err=True)
     result = outcome.result
-    flagged = ", ".join(f"{r.series.title} {r.series.label}" for r in result.flagged) or "none"
+    flagged = _one_line(", ".join(f"{r.series.title} {r.series.label}" for r in result.flagged) or "none")
     click.echo(f"{result.week}: {len(result.flagged)} of {len(result.results)} series flagged: {flagged}")
     click.echo(f"report: {outcome.files.markdown}")
     if not outcome.emailed:
@@ -340,7 +340,7 @@ def _print_outcome(outcome) -> None:
         return
     for d in outcome.delivered:
         where = d["path"] if d["channel"] == "file" else "SMTP"
-        click.echo(f"alert digest ({d['route']}, {d['week']}) delivered via {where}: {d['subject']}")
+        click.echo(f"alert digest ({d['route']}, {d['week']}) delivered via {where}: {_one_line(d['subject'])}")
     if outcome.delivery_error:
         click.echo(
             f"error: {outcome.outbox_pending} message(s) left in the outbox, to be sent by the next run or "

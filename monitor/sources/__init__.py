@@ -52,6 +52,9 @@ def _unknown(header: list[str], mappings: Sequence[Any]) -> str:
     shown = ",".join(header)
     if len(shown) > 200:
         shown = shown[:200] + "…"
+    sep = next((s for s in (";", "\t", "|") if len(header) == 1 and s in header[0]), "")
+    if sep:
+        return f"header '{shown}' is separated by {sep!r}, not by commas (save the file as comma-separated CSV)"
     return f"header '{shown}' matches no known format (accepted: {_accepted(mappings)})"
 
 

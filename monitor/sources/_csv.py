@@ -113,6 +113,8 @@ def decode(path: Path, data: bytes) -> tuple[str, str, tuple[int, str] | None]:
     """Text, encoding name and (line, byte) of the first non-UTF-8 byte (None when UTF-8)."""
     if not data.strip():
         raise fail(path, 1, "the file is empty (expected a CSV file with a header row)")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise fail(path, 1, "the file is UTF-16 text (a spreadsheet's 'Unicode text' export); save it as 'CSV UTF-8'")
     nul = data.find(b"\x00")
     if nul >= 0:
         line = data.count(b"\n", 0, nul) + 1
