@@ -234,7 +234,9 @@ class Store:
             self._migrate()
         except sqlite3.DatabaseError as exc:
             self._close_quietly()
-            raise StoreError(f"{self.path}: cannot open the database: {exc}") from None
+            damaged = "malformed" in str(exc) or "not a database" in str(exc)
+            hint = " (the file is damaged: restore it from a backup, or point --db / database.path at another file)" if damaged else ""
+            raise StoreError(f"{self.path}: cannot open the database: {exc}{hint}") from None
         except StoreError:
             self._close_quietly()
             raise
