@@ -728,3 +728,15 @@ def test_rejected_rows_with_payloads_stay_raw_in_json_and_are_escaped_in_csv(tmp
     assert json.loads(out)[0]["raw"].startswith("=cmd|' /C calc'!A0,") and "\x1b[31m" in json.loads(out)[0]["raw"]
     code, out, _ = run_cli([*base, "rejects", "--ingest", "1"], cwd=tmp_path, real=False)
     assert "\x1b" not in out and "\\x1b[31mred" in out  # a terminal table shows the escape, it does not obey it
+
+
+def test_a_config_with_several_problems_gets_one_error_line_each(tmp_path):
+    config = tmp_path / "monitor.toml"
+    config.write_text('[report]\nhistory_weeks = "200"\nnote_chars = 5\n\n[alerts]\nsend_resolved = 1\n', encoding="utf-8")
+    code, stdout, stderr = run_cli(["--config", str(config), "--db", str(tmp_path / "m.db"), "check"], cwd=tmp_path, real=False)
+    assert code == 1 and stdout == "" and not (tmp_path / "m.db").exists()
+    assert sorted(stderr.splitlines()) == sorted([
+        f"error: {config}: report.history_weeks: expected an integer (a whole number), got '200' (write it without quotes)",
+        f"error: {config}: report.note_chars = 5: must be at least 20",
+        f"error: {config}: alerts.send_resolved: expected true or false, got 1",
+    ])
