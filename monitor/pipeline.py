@@ -47,10 +47,6 @@ class IngestOutcome:
     refused: tuple[str, ...]
     rejected: tuple[RejectedRows, ...] = ()
 
-    @property
-    def rejected_rows(self) -> int:
-        return sum(r.total for r in self.rejected)
-
 
 @dataclass(frozen=True)
 class WeeklyOutcome:
