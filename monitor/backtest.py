@@ -221,6 +221,14 @@ def markdown_table(frame: pd.DataFrame) -> list[str]:
     return md_table([str(c) for c in frame.columns], rows, "".join("r" if pd.api.types.is_numeric_dtype(frame[c]) else "l" for c in frame.columns))
 
 
+def _csv_text(frame: pd.DataFrame) -> str:
+    """CSV of a table whose text cells cannot run as spreadsheet formulas (series names come from input files)."""
+    from monitor.report.markdown import csv_safe
+
+    safe = frame.apply(lambda col: col if pd.api.types.is_numeric_dtype(col) else col.map(csv_safe))
+    return safe.to_csv(index=False)
+
+
 def write_backtest(result: Backtest, out_dir: Path, *, title: str) -> Path:
     """Write backtest_detail.csv, backtest_series.csv, backtest_weeks.csv and backtest.md; return the .md path."""
     from monitor.report.files import atomic_write
@@ -228,9 +236,9 @@ def write_backtest(result: Backtest, out_dir: Path, *, title: str) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     detail = result.detail.assign(alarm=result.detail["alarm"].map(lambda a: "" if pd.isna(a) else int(bool(a))))
-    atomic_write(out_dir / "backtest_detail.csv", detail.to_csv(index=False))
-    atomic_write(out_dir / "backtest_series.csv", result.per_series.to_csv(index=False))
-    atomic_write(out_dir / "backtest_weeks.csv", result.per_week.to_csv(index=False))
+    atomic_write(out_dir / "backtest_detail.csv", _csv_text(detail))
+    atomic_write(out_dir / "backtest_series.csv", _csv_text(result.per_series))
+    atomic_write(out_dir / "backtest_weeks.csv", _csv_text(result.per_week))
     lines = [f"# Backtest: {title}", "", *summary_lines(result), "", "## Alerts per series", ""]
     lines += markdown_table(result.per_series)
     lines += ["", "## Alerts per week", ""]

@@ -1,10 +1,11 @@
 """The `monitor` command: parse options, call one library function, print the result.
 
 Exit codes: 0 ok (for `check`: nothing flagged), 1 failure (a message names the file,
-line, key or value and the fix), 2 usage error, 3 `check`/`detect` flagged something,
-4 `run`: the report was written but the email could not be delivered (it is retried
-next run), 5 `run`/`ingest`/`demo`/`alerts flush`: another run holds the database's run
-lock. Only this module (and schedule.py) reads the clock; `$MONITOR_NOW` fixes it (see `_now`).
+line, key or value and the fix; for `ingest`: a file was refused or rows were rejected),
+2 usage error, 3 `check`/`detect` flagged something, 4 `run`: the report was written but
+the email could not be delivered (it is retried next run), 5 `run`/`ingest`/`demo`/`alerts flush`:
+another run holds the database's run lock. Only this module (and schedule.py) reads the
+clock; `$MONITOR_NOW` fixes it (see `_now`).
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ class _Group(click.Group):
         except MonitorError as exc:
             if ctx.meta.get("monitor.debug"):
                 raise
-            click.echo(f"error: {exc}", err=True)
+            for line in str(exc).splitlines() or [type(exc).__name__]:  # a config with several problems: one line each
+                click.echo(f"error: {line}", err=True)
             ctx.exit(getattr(exc, "exit_code", 1))
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
@@ -76,7 +78,20 @@ class _Group(click.Group):
 @click.version_option(__version__, prog_name="incident-monitor")
 @click.pass_context
 def cli(ctx: click.Context, config_path: Path | None, db_path: Path | None, debug: bool) -> None:
-    """Watch political-violence incident data and flag where violence is rising beyond its own history."""
+    """Watch political-violence incident data and flag where violence is rising beyond its own history.
+
+    \b
+    Exit codes:
+      0  success; for check and detect: nothing flagged
+      1  failure: one line per problem names the file and line, or the config key,
+         and the fix; for ingest also: rows were rejected (the good rows are kept,
+         `monitor rejects` lists the others)
+      2  usage error (unknown option, missing argument, a --week that is no week)
+      3  check / detect: at least one series is flagged in the week checked
+      4  run / demo / alerts flush: the report was written but a digest could not
+         be delivered; it waits in the outbox
+      5  run / ingest / alerts flush: another run holds the database's run lock
+    """
     ctx.meta["monitor.debug"] = debug
     ctx.obj = {"config_path": config_path, "db_path": db_path}
 
@@ -99,10 +114,16 @@ def _store(config, *, create: bool = True):
     return Store(config.db_path)
 
 
-def _week(config, week: str | None) -> date | None:
+def _week(config, week: str | None, *, option: str = "--week") -> date | None:
+    """The start of the week named on the command line; a label that is no week is a usage error (exit 2)."""
     from monitor.series import parse_week
 
-    return parse_week(week, start=config.week.start) if week else None
+    if not week:
+        return None
+    try:
+        return parse_week(week, start=config.week.start)
+    except MonitorError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
 
 
 def _params(pairs: tuple[str, ...]) -> dict | None:
@@ -123,9 +144,16 @@ _WAIT_OPTION = click.option(
 @_WAIT_OPTION
 @click.pass_context
 def ingest(ctx: click.Context, files: tuple[Path, ...], fmt: str | None, wait: float) -> None:
-    """Read incident files into the database (upsert on source and event id)."""
+    """Read incident files into the database (upsert on source and event id).
+
+    A file that cannot be read at all is refused and changes nothing; a row that cannot be
+    used is kept in the `rejects` table (`monitor rejects`) and the file's other rows are
+    ingested. Exit 1 if any file was refused or any row rejected, with one line on stderr
+    per refused file and per rejected row (the first 20); 5 if another run holds the
+    database's lock; else 0.
+    """
     from monitor.lock import run_lock
-    from monitor.pipeline import ingest_files
+    from monitor.pipeline import REJECT_LINES, ingest_files
 
     config = _config(ctx)
     with run_lock(config.db_path, clock=_now, wait=wait, command="monitor ingest"), _store(config) as store:
@@ -139,8 +167,48 @@ def ingest(ctx: click.Context, files: tuple[Path, ...], fmt: str | None, wait: f
                 f"{r.unchanged} unchanged, {r.rejected} rejected"
             )
     for line in outcome.refused:
-        click.echo(f"error: {line}", err=True)
-    ctx.exit(1 if outcome.refused else 0)
+        click.echo(f"error: {_one_line(line)}", err=True)
+    budget = REJECT_LINES
+    for rows in outcome.rejected:
+        shown = rows.first[: max(budget, 0)]
+        budget -= len(shown)
+        for line, reason in shown:
+            click.echo(f"{_one_line(rows.file)}: line {line}: {_one_line(reason)}", err=True)
+        if rows.total > len(shown):
+            click.echo(f"{_one_line(rows.file)}: ... and {rows.total - len(shown)} more rejected rows "
+                       f"(monitor rejects --ingest {rows.ingest_id})", err=True)  # fmt: skip
+    ctx.exit(1 if outcome.refused or outcome.rejected else 0)
+
+
+def _one_line(text: str) -> str:
+    """Text from a file, safe on one terminal line: line breaks and control characters (ANSI escapes) made visible."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
+@cli.command()
+@click.option("--ingest", "ingest_id", type=click.IntRange(min=1), default=None,
+              help="list the rows this ingest rejected (ids: `monitor rejects` without it)")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="at most this many rows (default: all)")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
+@click.pass_context
+def rejects(ctx, ingest_id, limit, fmt) -> None:
+    """Rows that ingests rejected: without --ingest, the ingests that rejected any; with it, its rows and why."""
+    config = _config(ctx)
+    with _store(config, create=False) as store:
+        if ingest_id is None:
+            rows = [i for i in store.ingests() if i["rejected"]]
+            rows = rows[-limit:] if limit else rows
+        else:
+            if store.ingest_entry(ingest_id=ingest_id) is None:
+                raise MonitorError(f"no ingest #{ingest_id} in {config.db_path} (`monitor rejects` lists the ingests that rejected rows)")
+            rows = store.rejects(ingest_id=ingest_id, limit=limit)
+    if ingest_id is None:
+        if not rows and fmt == "table":
+            click.echo("no rejected rows")
+            return
+        _emit(rows, ["id", "file", "ingested_at", "format", "rows_read", "rejected"], fmt)
+    else:
+        _emit(rows, ["file", "line", "reason", "raw"], fmt)
 
 
 def _fmt(value, digits: int = 2) -> str:
@@ -150,7 +218,7 @@ def _fmt(value, digits: int = 2) -> str:
         if not math.isfinite(value):
             return str(value)  # inf: e.g. a rise from an all-zero baseline
         return f"{value:.{digits}f}" if value != int(value) or digits > 2 else f"{value:.0f}"
-    return str(value)
+    return _one_line(value)
 
 
 def _table(rows: list[dict], columns: list[str]) -> str:
@@ -169,11 +237,13 @@ def _emit(rows: list[dict], columns: list[str], fmt: str) -> None:
         import csv
         import io
 
+        from monitor.report.markdown import csv_safe
+
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(columns)
-        for r in rows:
-            writer.writerow(["NA" if _missing(r.get(c)) else r.get(c) for c in columns])
+        for r in rows:  # a cell like =HYPERLINK(...) from an incident file must not run in a spreadsheet
+            writer.writerow(["NA" if _missing(r.get(c)) else csv_safe(r.get(c)) for c in columns])
         click.echo(buffer.getvalue(), nl=False)
     else:
         click.echo(_table(rows, columns))
@@ -194,9 +264,10 @@ def check(ctx, week, series_filter, detector, params, fmt) -> None:
     if params and not detector:
         raise click.UsageError("--param needs --detector")
     now = _now()
+    start = _week(config, week)
     with _store(config, create=False) as store:
         result = detect_week(
-            config, store, week=select_week(config, week=_week(config, week), now=now), now=now,
+            config, store, week=select_week(config, week=start, now=now), now=now,
             series_filter=series_filter, detector=detector, params=_params(params), with_context=False,
         )
     if not result.results:
@@ -266,19 +337,22 @@ def report(ctx, week) -> None:
     from monitor.pipeline import report_week
 
     config = _config(ctx)
+    start = _week(config, week)
     with _store(config, create=False) as store:
-        result, files = report_week(config, store, week=_week(config, week), now=_now())
+        result, files = report_week(config, store, week=start, now=_now())
     click.echo(f"{result.week}: {len(result.flagged)} of {len(result.results)} series flagged; report: {files.markdown}")
 
 
 def _print_outcome(outcome) -> None:
+    ids = {r.file: r.ingest_id for r in outcome.ingest.rejected}
     for r in outcome.ingest.results:
         if not r.skipped:
-            click.echo(f"ingested {r.file}: {r.inserted} inserted, {r.updated} updated, {r.rejected} rejected")
+            hint = f" (monitor rejects --ingest {ids[r.file]})" if r.file in ids else ""
+            click.echo(f"ingested {r.file}: {r.inserted} inserted, {r.updated} updated, {r.rejected} rejected{hint}")
     for line in outcome.ingest.refused:
-        click.echo(f"error: {line}", err=True)
+        click.echo(f"error: {_one_line(line)}", err=True)
     result = outcome.result
-    flagged = ", ".join(f"{r.series.title} {r.series.label}" for r in result.flagged) or "none"
+    flagged = _one_line(", ".join(f"{r.series.title} {r.series.label}" for r in result.flagged) or "none")
     click.echo(f"{result.week}: {len(result.flagged)} of {len(result.results)} series flagged: {flagged}")
     click.echo(f"report: {outcome.files.markdown}")
     if not outcome.emailed:
@@ -286,7 +360,7 @@ def _print_outcome(outcome) -> None:
         return
     for d in outcome.delivered:
         where = d["path"] if d["channel"] == "file" else "SMTP"
-        click.echo(f"alert digest ({d['route']}, {d['week']}) delivered via {where}: {d['subject']}")
+        click.echo(f"alert digest ({d['route']}, {d['week']}) delivered via {where}: {_one_line(d['subject'])}")
     if outcome.delivery_error:
         click.echo(
             f"error: {outcome.outbox_pending} message(s) left in the outbox, to be sent by the next run or "
@@ -306,8 +380,9 @@ def run(ctx, week, no_email, wait) -> None:
     from monitor.schedule import run_week
 
     config = _config(ctx)
+    start = _week(config, week)
     with run_lock(config.db_path, clock=_now, wait=wait, command="monitor run"), _store(config) as store:
-        outcome = run_week(config, store, week=_week(config, week), now=_now(), send=not no_email, clock=_now)
+        outcome = run_week(config, store, week=start, now=_now(), send=not no_email, clock=_now)
     _print_outcome(outcome)
     ctx.exit(outcome.exit_code)
 
@@ -409,9 +484,10 @@ def backtest(ctx, first, last, weeks, series_filter, detector, params, counts_fi
         result = backtest_csv(counts_file, config=config, detector=detector, params=_params(params), weeks=weeks)
         title = f"{detector} on {counts_file.name}"
     else:
+        first_week, last_week = _week(config, first, option="--from"), _week(config, last, option="--to")
         with _store(config, create=False) as store:
             result = backtest_store(
-                config, store, first_week=_week(config, first), last_week=_week(config, last), weeks=weeks or 52,
+                config, store, first_week=first_week, last_week=last_week, weeks=weeks or 52,
                 now=_now(), series_filter=series_filter, detector=detector, params=_params(params),
             )
         title = f"{detector or 'configured detectors'} on {config.db_path.name}"

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import stat
 import tomllib
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, Strict, ValidationError, field_validator, model_validator
 
 from monitor.errors import ConfigError
 from monitor.series import WEEKDAYS
@@ -31,11 +32,16 @@ FORMATS = ("auto", "acled", "acled-legacy", "ucdp", "generic", "counts")
 
 
 class _Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: TOML has types, so "200" for a number or "yes" for a boolean is a mistake to report, not to coerce
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+#: A path written as TOML text (strict mode would accept only Path objects).
+TextPath = Annotated[Path, Strict(False)]
 
 
 class DatabaseSettings(_Settings):
-    path: Path = Field(Path("monitor.db"), description="SQLite database file (relative paths: from the config file's folder)")
+    path: TextPath = Field(Path("monitor.db"), description="SQLite database file (relative paths: from the config file's folder)")
 
 
 class GenericMapping(_Settings):
@@ -61,7 +67,7 @@ class GenericMapping(_Settings):
 
 
 class IngestSettings(_Settings):
-    inbox: list[Path] = Field([Path("inbox")], description="folders `monitor run` scans for new incident files")
+    inbox: list[TextPath] = Field([Path("inbox")], description="folders `monitor run` scans for new incident files")
     patterns: list[str] = Field(["*.csv"], description="file name patterns picked up in the inbox folders")
     format: Literal[FORMATS] = Field("auto", description="input format: auto (from the header), acled, acled-legacy, ucdp, generic, counts")
     mappings: list[GenericMapping] = Field(default_factory=list, description="column mappings for generic CSV files")
@@ -160,7 +166,7 @@ class AlertSettings(_Settings):
 
 
 class ReportSettings(_Settings):
-    folder: Path = Field(Path("reports"), description="where reports/<YYYY-Www>/ folders are written")
+    folder: TextPath = Field(Path("reports"), description="where reports/<YYYY-Www>/ folders are written")
     history_weeks: int = Field(156, ge=104, description="weeks shown in each chart (at least two years)")
     lookback_weeks: int = Field(8, ge=1, le=52, description="past weeks re-checked to count weeks in alert and new/continuing status")
     max_incidents: int = Field(15, ge=0, description="incidents listed behind each flagged series")
@@ -337,7 +343,10 @@ def load_config(path: Path | str | None = None, *, db: Path | str | None = None)
         try:
             raw = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+            where = re.search(r" \(at line (\d+), column (\d+)\)$", str(exc))
+            problem = str(exc)[: where.start()] if where else str(exc)
+            place = f" line {where.group(1)}, column {where.group(2)}:" if where else ""
+            raise ConfigError(f"{path}:{place} not valid TOML: {problem} (TOML syntax: https://toml.io)") from None
         base = path.resolve().parent
     return config_from_dict(raw, base_dir=base, db=db, label=label)
 
@@ -345,6 +354,9 @@ def load_config(path: Path | str | None = None, *, db: Path | str | None = None)
 def config_from_dict(raw: dict[str, Any], *, base_dir: Path, db: Path | str | None = None, label: str = "config") -> Config:
     """Validate a config mapping (as read from TOML); `label` names it in error messages."""
     _refuse_password(raw, label)
+    internal = [name for name, field in Config.model_fields.items() if field.exclude and name in raw]
+    if internal:  # not a setting: it would be overwritten silently
+        raise ConfigError(f"{label}: unknown key '{internal[0]}'; valid keys: {', '.join(_fields_at(Config, []))}")
     try:
         config = Config.model_validate({**raw, "base_dir": base_dir})
     except ValidationError as exc:
@@ -410,24 +422,90 @@ def read_password_file(path: Path) -> str:
     return password
 
 
+#: pydantic error type -> what the key expects, for a value of the wrong TOML type.
+_EXPECTED = {
+    "int_type": "an integer (a whole number)",
+    "int_parsing": "an integer (a whole number)",
+    "int_from_float": "a whole number",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "string_type": "text in quotes",
+    "list_type": 'a list, e.g. ["a", "b"] (or [[...]] blocks)',
+    "dict_type": "a table ([section] or { key = value })",
+    "model_type": "a table ([section] or { key = value })",
+    "model_attributes_type": "a table ([section] or { key = value })",
+    "path_type": "a path in quotes",
+    "date_type": "a date (YYYY-MM-DD)",
+}
+
+#: pydantic error type -> the rule the value broke (ctx holds the limit).
+_LIMITS = {
+    "greater_than_equal": "must be at least {ge}",
+    "greater_than": "must be greater than {gt}",
+    "less_than_equal": "must be at most {le}",
+    "less_than": "must be less than {lt}",
+    "too_short": "must have at least {min_length} item(s)",
+    "finite_number": "must be a finite number",
+}
+
+
 def _explain(exc: ValidationError, raw: dict[str, Any], label: str) -> str:
     """One line per problem: the key, the value and what is allowed."""
     lines = []
     for error in exc.errors():
         loc = [p for p in error["loc"] if p != "base_dir"]
         key = _dotted(loc)
-        if error["type"] == "extra_forbidden":
+        kind = error["type"]
+        if kind == "extra_forbidden":
             lines.append(f"{label}: unknown key '{key}'{_suggest(str(loc[-1]), _fields_at(Config, loc[:-1]))}")
             continue
-        value = _value_at(raw, loc)
-        message = error["msg"].removeprefix("Value error, ")
-        secret = any(str(part).startswith("password") for part in loc)  # a password typed in the wrong key: not echoed
-        shown = f" = {value!r}" if value is not _MISSING and not secret else ""
-        if error["type"] == "missing":
+        if kind == "missing":
             lines.append(f"{label}: '{key}' is required")
+            continue
+        value = _value_at(raw, loc)
+        secret = any(str(part).startswith("password") for part in loc)  # a password typed in the wrong key: not echoed
+        if kind in _EXPECTED:
+            got = "" if value is _MISSING or secret else f", got {_toml_value(value)}"
+            unquote = " (write it without quotes)" if _quoted(value, kind) and not secret else ""
+            lines.append(f"{label}: {key}: expected {_EXPECTED[kind]}{got}{unquote}")
+            continue
+        if kind in _LIMITS:
+            message = _LIMITS[kind].format(**error.get("ctx", {}))
+        elif kind == "literal_error":
+            message = "expected " + error["msg"].removeprefix("Input should be ")
         else:
-            lines.append(f"{label}: {key}{shown}: {message}")
+            message = error["msg"].removeprefix("Value error, ")
+        # a table-wide rule (e.g. alerts: recipients vs smtp.host) names the table, not its whole content
+        shown = f" = {value!r}" if value is not _MISSING and not isinstance(value, (dict, list)) and not secret else ""
+        lines.append(f"{label}: {key}{shown}: {message}")
     return "\n".join(lines)
+
+
+def _quoted(value: Any, kind: str) -> bool:
+    """A number or boolean written in quotes ("200", "true"): the fix is to drop the quotes."""
+    if not isinstance(value, str):
+        return False
+    text = value.strip()
+    if kind.startswith("bool"):
+        return text in ("true", "false")
+    try:
+        number = float(text)
+    except ValueError:
+        return False
+    return kind.startswith("float") or number.is_integer()
+
+
+def _toml_value(value: Any) -> str:
+    """A value as the user wrote it, or what it is when it is a whole table or list."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
 
 
 _MISSING = object()
@@ -463,7 +541,7 @@ def _fields_at(model: type[BaseModel], loc: list[Any]) -> list[str]:
         current = next((a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
         if current is None:
             return []
-    return list(getattr(current, "model_fields", {}))
+    return [name for name, field in getattr(current, "model_fields", {}).items() if not field.exclude]
 
 
 def _suggest(word: str, candidates: list[str]) -> str:

@@ -17,6 +17,10 @@ class StoreError(MonitorError):
     """The database cannot be opened, migrated or written."""
 
 
+class ReportError(MonitorError):
+    """The report folder cannot be written."""
+
+
 class DetectorError(MonitorError):
     """An unknown detector or an invalid detector parameter."""
 

@@ -44,7 +44,7 @@ from monitor.series import (
     week_label,
 )
 from monitor.severity import assign_levels, false_alarm_budget
-from monitor.types import Detection, IngestResult, ReportFiles, RunResult, SeriesResult, WeeklySeries
+from monitor.types import Detection, IngestResult, RejectedRows, ReportFiles, RunResult, SeriesResult, WeeklySeries
 
 #: Exit codes of `monitor run` (documented in the README).
 EXIT_OK = 0
@@ -52,12 +52,18 @@ EXIT_ERROR = 1
 EXIT_DELIVERY_FAILED = 4
 
 
+#: Rejected rows kept per ingest for messages (the CLI prints at most this many in all).
+REJECT_LINES = 20
+
+
 @dataclass(frozen=True)
 class IngestOutcome:
-    """Files ingested (or skipped as already seen) and files refused with their one-line reason."""
+    """Files ingested (or skipped as already seen), files refused with their one-line reason,
+    and, per ingest that rejected rows, the first REJECT_LINES of them."""
 
     results: tuple[IngestResult, ...]
     refused: tuple[str, ...]
+    rejected: tuple[RejectedRows, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -98,7 +104,7 @@ def ingest_files(store, paths: Iterable[Path], *, config: Config, now: datetime,
     """
     from monitor.sources import open_file
 
-    results, refused = [], []
+    results, refused, rejected = [], [], []
     for i, path in enumerate(paths):
         if i:
             faults.point("ingest.between-files")
@@ -106,7 +112,7 @@ def ingest_files(store, paths: Iterable[Path], *, config: Config, now: datetime,
         try:
             sha = file_sha256(path)
         except OSError as exc:
-            refused.append(f"{path}: cannot read: {exc.strerror or exc}")
+            refused.append(_unreadable(path, exc))
             continue
         faults.point("ingest.hashed")
         if store.ingested(sha):
@@ -121,7 +127,41 @@ def ingest_files(store, paths: Iterable[Path], *, config: Config, now: datetime,
             refused.append(str(exc))
         except Exception as exc:  # a defect must cost this file only, not the files after it or the report
             refused.append(f"{path}: unexpected {type(exc).__name__} while ingesting: {exc} (file left out; please report)")
-    return IngestOutcome(tuple(results), tuple(refused))
+    for r in results:
+        if r.rejected and not r.skipped:
+            entry = store.ingest_entry(sha256=r.sha256)
+            if entry is not None:
+                rejected.append(rejected_rows(store, entry))
+    return IngestOutcome(tuple(results), tuple(refused), tuple(rejected))
+
+
+def _unreadable(path: Path, exc: OSError) -> str:
+    """Why a named input file cannot be opened, and what to do about it."""
+    if path.is_dir():
+        return f"{path}: is a folder, not a file (name the files in it, e.g. {path / '*.csv'})"
+    if not path.exists():
+        return f"{path}: no such file (check the path and the name)"
+    return f"{path}: cannot read: {exc.strerror or exc} (check the file's permissions)"
+
+
+def rejected_rows(store, entry: dict, *, limit: int = REJECT_LINES) -> RejectedRows:
+    """The rows an ingest (an entry of the ingest log) rejected: how many, and the first `limit`."""
+    first = tuple((int(row["line"]), str(row["reason"])) for row in store.rejects(ingest_id=entry["id"], limit=limit))
+    return RejectedRows(file=str(entry["file"]), ingest_id=int(entry["id"]), total=int(entry["rejected"]), first=first,
+                        ingested_at=str(entry["ingested_at"]))  # fmt: skip
+
+
+def rejected_since_last_week(store, *, week: str, limit: int = 5) -> tuple[RejectedRows, ...]:
+    """Ingests that rejected rows since the latest run of an earlier week began (every ingest when
+    there is none), oldest first: what the report of `week` lists. Read from the logs, so a re-run
+    of the week lists the same rows."""
+    earlier = [r["started_at"] for r in store.runs() if r["week"] < week]
+    since = max(earlier) if earlier else ""
+    return tuple(
+        rejected_rows(store, entry, limit=limit)
+        for entry in store.ingests()
+        if entry["rejected"] and str(entry["ingested_at"]) >= since
+    )
 
 
 def inbox_files(config: Config) -> list[Path]:
@@ -535,7 +575,8 @@ def run_weekly(
         shown = as_first_run(changes, index=index, events={e["series"]: e["event"] for e in store.alert_events(result.week)},
                              previous_week=_previous_weeks(store, result.week))  # fmt: skip
         shown_plan = plan(result, shown, config.alerts, silences)  # for the report only: nothing is queued again
-    result = replace(result, alert_notes=alert_notes(shown, shown_plan), silences=tuple(silences), notes=tuple(notes))
+    result = replace(result, alert_notes=alert_notes(shown, shown_plan), silences=tuple(silences), notes=tuple(notes),
+                     refused=ingest.refused, rejected=rejected_since_last_week(store, week=result.week))  # fmt: skip
     faults.point("run.after-detect")
     files = write_report(result, settings=config.report_settings, workers=_workers(config))
     faults.point("run.report.written")
@@ -669,7 +710,7 @@ def report_week(config: Config, store, *, week: date | None, now: datetime) -> t
 
     week = select_week(config, week=week, now=now)
     result = detect_week(config, store, week=week, now=now)
-    result = replace(result, silences=tuple(store.active_silences(now)))
+    result = replace(result, silences=tuple(store.active_silences(now)), rejected=rejected_since_last_week(store, week=result.week))
     return result, write_report(result, settings=config.report_settings, workers=_workers(config))
 
 

@@ -10,6 +10,7 @@ or Ctrl-C stops it between weeks, after the week being run.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from collections.abc import Callable
@@ -42,9 +43,23 @@ WAKE_SECONDS = 3600
 STOP_POLL_SECONDS = 0.2
 
 
+_CRON_FIELDS = (("minute", "minute"), ("hour", "hour"), ("day", "day"), ("month", "month"), ("day_of_week", "weekday"))
+
+
 def parse_cron(expression: str, timezone: str = "UTC") -> CronTrigger:
-    """A cron trigger; ValueError (APScheduler's message: which field, which value) if invalid."""
-    return CronTrigger.from_crontab(expression, timezone=timezone)
+    """A cron trigger; ValueError naming the field and value APScheduler refused, and the field order, if invalid."""
+    try:
+        return CronTrigger.from_crontab(expression, timezone=timezone)
+    except ValueError as exc:
+        problem = re.sub(r"^Error validating expression '[^']*': ", "", str(exc))
+        field = ""
+        for (name, label), text in zip(_CRON_FIELDS, expression.split()):
+            try:
+                CronTrigger(**{name: text})
+            except ValueError:
+                field = f"{label} '{text}': "
+                break
+        raise ValueError(f"{field}{problem}; the fields are minute hour day month weekday, e.g. '0 6 * * mon'") from None
 
 
 def trigger(config: Config) -> CronTrigger:

@@ -246,7 +246,9 @@ class Store:
             self._migrate()
         except sqlite3.DatabaseError as exc:
             self._close_quietly()
-            raise StoreError(f"{self.path}: cannot open the database: {exc}") from None
+            damaged = "malformed" in str(exc) or "not a database" in str(exc)
+            hint = " (the file is damaged: restore it from a backup, or point --db / database.path at another file)" if damaged else ""
+            raise StoreError(f"{self.path}: cannot open the database: {exc}{hint}") from None
         except StoreError:
             self._close_quietly()
             raise
@@ -572,11 +574,21 @@ class Store:
         """Every ingest, oldest first."""
         return list(self.db.query("SELECT * FROM ingests ORDER BY id"))
 
-    def rejects(self, *, ingest_id: int | None = None) -> list[dict[str, Any]]:
-        """Rejected rows (of one ingest, or all), in file order."""
-        if ingest_id is None:
-            return list(self.db.query("SELECT * FROM rejects ORDER BY id"))
-        return list(self.db.query("SELECT * FROM rejects WHERE ingest_id = ? ORDER BY id", [ingest_id]))
+    def rejects(self, *, ingest_id: int | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Rejected rows (of one ingest, or all), in file order; at most `limit` of them."""
+        sql, args = "SELECT * FROM rejects", []
+        if ingest_id is not None:
+            sql, args = sql + " WHERE ingest_id = ?", [ingest_id]
+        sql += " ORDER BY id"
+        if limit is not None:
+            sql, args = sql + " LIMIT ?", [*args, int(limit)]
+        return list(self.db.query(sql, args))
+
+    def ingest_entry(self, *, sha256: str | None = None, ingest_id: int | None = None) -> dict[str, Any] | None:
+        """The ingest log entry of the file with this content (sha256), or with this id; None if there is none."""
+        column, value = ("sha256", sha256) if sha256 is not None else ("id", ingest_id)
+        rows = list(self.db.query(f"SELECT * FROM ingests WHERE {column} = ? ORDER BY id DESC LIMIT 1", [value]))
+        return rows[0] if rows else None
 
     # ---- detections, alerts, runs ----------------------------------------------------
 

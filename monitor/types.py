@@ -182,6 +182,18 @@ class IngestResult:
 
 
 @dataclass(frozen=True)
+class RejectedRows:
+    """Rows one ingest rejected: its file, its id in the ingest log (`monitor rejects --ingest ID`),
+    how many it rejected, and the first few as (line, reason)."""
+
+    file: str
+    ingest_id: int
+    total: int
+    first: tuple[tuple[int, str], ...] = ()
+    ingested_at: str = ""
+
+
+@dataclass(frozen=True)
 class WeeklySeries:
     """A zero-filled weekly count series and how it was defined.
 
@@ -275,6 +287,10 @@ class RunResult:
     alert_notes: dict[str, str] = field(default_factory=dict)
     #: silences in force when the run was made (dicts: id, filter, until, comment, author)
     silences: tuple[dict[str, Any], ...] = ()
+    #: one-line reasons of the input files this run refused (nothing was read from them)
+    refused: tuple[str, ...] = ()
+    #: ingests since the previous week's run that rejected rows (the rest of each file was kept)
+    rejected: tuple[RejectedRows, ...] = ()
 
     @property
     def warnings(self) -> tuple[SeriesResult, ...]:

@@ -98,7 +98,7 @@ def test_password_in_file_is_refused_and_read_from_environment(tmp_path, monkeyp
 
 
 def test_invalid_toml_names_the_file(tmp_path):
-    with pytest.raises(ConfigError, match=r"monitor\.toml: not valid TOML"):
+    with pytest.raises(ConfigError, match=r"monitor\.toml: line 1, column 8: not valid TOML: Expected '\]'"):
         load_config(write(tmp_path, "[report\n"))
 
 

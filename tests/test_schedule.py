@@ -170,7 +170,8 @@ def test_a_failed_week_is_recorded_and_retried_by_the_next_tick(tmp_path):
     lines: list[str] = []
     job = weekly_job(config, echo=lines.append, clock=lambda: MONDAY_W09)
     assert job() == 1
-    assert "2023-W08: weekly run failed: unexpected" in lines[-1] and "retried at the next run" in lines[-1]
+    assert f"2023-W08: weekly run failed: {tmp_path / 'reports'}: cannot write the report (" in lines[-1]
+    assert "set report.folder to a folder this user can write to" in lines[-1] and "retried at the next run" in lines[-1]
     with Store(config.db_path) as store:
         (failed,) = store.runs()
     assert (failed["week"], failed["status"]) == ("2023-W08", "failed")

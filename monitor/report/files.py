@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 from monitor import faults
+from monitor.errors import ReportError
 from monitor.parallel import pmap
 from monitor.report.markdown import md_escape, md_table, render_markdown, series_name
 from monitor.types import Annotation, ReportFiles, RunResult
@@ -174,9 +175,20 @@ def write_report(result: RunResult, *, settings: Any, workers: int = 1) -> Repor
     settings: report settings; reads `folder`, `history_weeks`, `max_incidents`, `note_chars`, `annotations`.
     workers: processes that may draw the charts of a large report (see monitor.parallel).
     """
+    root = Path(settings.folder)
+    try:
+        return _write_report(result, settings=settings, root=root)
+    except OSError as exc:  # a folder that is a file, read-only, full, or not ours
+        where = f": {exc.filename}" if exc.filename else ""
+        raise ReportError(
+            f"{root}: cannot write the report ({exc.strerror or exc}{where}); set report.folder to a folder this user "
+            "can write to, or fix its permissions"
+        ) from None
+
+
+def _write_report(result: RunResult, *, settings: Any, root: Path) -> ReportFiles:
     from monitor.report.plots import plot_series  # matplotlib is loaded only when charts are drawn
 
-    root = Path(settings.folder)
     folder = root / result.week
     charts_dir = folder / CHARTS_DIR
     flagged = result.flagged

@@ -27,7 +27,7 @@ from monitor.types import RunResult, SeriesResult
 _ESCAPES = {c: "\\" + c for c in "\\`*_[]|~$#!{}"}
 _ESCAPES.update({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 _TRANSLATE = str.maketrans(_ESCAPES)
-_FORMULA_START = ("=", "+", "-", "@")  # spreadsheet formula injection (OWASP CSV injection)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # spreadsheet formula injection (OWASP CSV injection)
 
 #: What each detector does, in plain words (the Method section).
 DETECTOR_WORDS = {
@@ -102,6 +102,14 @@ def md_escape(value: Any, *, limit: int | None = None) -> str:
     if text.startswith(_FORMULA_START):
         text = "'" + text
     return text.translate(_TRANSLATE)
+
+
+def csv_safe(value: Any) -> Any:
+    """A CSV cell a spreadsheet will not run: text starting with `= + - @`, a tab or a carriage return
+    gets a leading apostrophe (the OWASP CSV-injection rule); numbers and other values pass unchanged."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
 
 
 # ---------------------------------------------------------------------------- numbers
@@ -298,6 +306,9 @@ def _key_messages(result: RunResult) -> list[str]:
     if resolved:
         out.append("- Back below threshold this week (resolved): " + ", ".join(md_escape(series_name(r)) for r in resolved) + ".")
     out += [f"- {md_escape(note)}" for note in result.notes]
+    problems = _problems_sentence(result)
+    if problems:
+        out.append(f"- {problems} (see Input problems).")
     budget = result.false_alarms
     if budget is not None and budget.calibrated:
         out.append(
@@ -389,6 +400,39 @@ def _glance_table(result: RunResult) -> list[str]:
     if any(r.detection.fallback_from for r in result.results):
         out += ["", "† The configured detector needs more history than this series has, so EARS was used instead."]
     return out + [""]
+
+
+def _problems_sentence(result: RunResult) -> str:
+    parts = []
+    if result.refused:
+        parts.append(f"{_plural(len(result.refused), 'input file')} refused")
+    rows = sum(r.total for r in result.rejected)
+    if rows:
+        parts.append(f"{_plural(rows, 'row')} rejected in {_plural(len(result.rejected), 'file')}")
+    return ("Input problems: " + " and ".join(parts)) if parts else ""
+
+
+def _input_problems(result: RunResult) -> list[str]:
+    """Files this run refused, and rows rejected by the files ingested since the previous week's run."""
+    if not result.refused and not result.rejected:
+        return []
+    out = ["## Input problems", ""]
+    if result.refused:
+        out += ["Files refused (nothing was read from them; fix them and the next run reads them):", ""]
+        out += [f"- {md_escape(line)}" for line in result.refused]
+        out.append("")
+    if result.rejected:
+        out += ["Rows rejected (the other rows of each file were ingested; `monitor rejects --ingest ID` lists them all):", ""]
+        rows = []
+        for r in result.rejected:
+            name = md_escape(Path(r.file).name)
+            for line, reason in r.first:
+                rows.append([str(r.ingest_id), name, str(line), md_escape(reason, limit=300)])
+            if r.total > len(r.first):
+                rows.append([str(r.ingest_id), name, "…", f"and {_plural(r.total - len(r.first), 'more row')}"])
+        out += md_table(["Ingest", "File", "Line", "Reason"], rows, "rlrl")
+        out.append("")
+    return out
 
 
 def _location(row: Mapping[str, Any]) -> str:
@@ -547,6 +591,7 @@ def render_markdown(result: RunResult, *, charts: Mapping[str, str], settings: A
         + _warnings_table(result)
         + _alerts_section(result)
         + _glance_table(result)
+        + _input_problems(result)
         + _flagged_details(result, charts, settings)
         + _method(result)
     )

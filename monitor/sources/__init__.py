@@ -54,6 +54,9 @@ def _unknown(header: list[str], mappings: Sequence[Any]) -> str:
     shown = ",".join(header)
     if len(shown) > 200:
         shown = shown[:200] + "…"
+    sep = next((s for s in (";", "\t", "|") if len(header) == 1 and s in header[0]), "")
+    if sep:
+        return f"header '{shown}' is separated by {sep!r}, not by commas (save the file as comma-separated CSV)"
     return f"header '{shown}' matches no known format (accepted: {_accepted(mappings)})"
 
 
@@ -80,7 +83,7 @@ def open_file(path: Path | str, *, format: str = "auto", mappings: Sequence[Any]
     path = Path(path)
     try:
         if path.is_dir():
-            raise IngestError(f"{path}: is a folder, not a file (give the CSV files inside it)")
+            raise IngestError(f"{path}: is a folder, not a file (name the files in it, e.g. {path / '*.csv'})")
         table = open_table(path)
     except OSError as exc:
         raise IngestError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
