@@ -257,7 +257,7 @@ CASES = [
          "(e.g. UTC, Europe/Berlin, Asia/Damascus)", input=GOOD, config="bad_timezone.toml"),
     Case("config_password", "config: SMTP password in the file", ("ingest", "{input}"), 1,
          ("{config}: alerts.smtp.password: the password is never read from the config file",),
-         "remove it and set the environment variable MONITOR_SMTP_PASSWORD instead", input=GOOD, config="password_in_file.toml"),
+         "remove it and set the environment variable MONITOR_SMTP_PASSWORD (alerts.smtp.password_env) or name a file only you can read", input=GOOD, config="password_in_file.toml"),
     Case("config_smtp_without_recipients", "config: SMTP host without recipients", ("ingest", "{input}"), 1,
          ("{config}: alerts: recipients is empty but smtp.host is set",), "list at least one address (or add [[alerts.routes]])",
          input=GOOD, config="smtp_without_recipients.toml"),

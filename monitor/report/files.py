@@ -177,7 +177,7 @@ def write_report(result: RunResult, *, settings: Any, workers: int = 1) -> Repor
     """
     root = Path(settings.folder)
     try:
-        return _write_report(result, settings=settings, root=root)
+        return _write_report(result, settings=settings, root=root, workers=workers)
     except OSError as exc:  # a folder that is a file, read-only, full, or not ours
         where = f": {exc.filename}" if exc.filename else ""
         raise ReportError(
@@ -186,7 +186,7 @@ def write_report(result: RunResult, *, settings: Any, workers: int = 1) -> Repor
         ) from None
 
 
-def _write_report(result: RunResult, *, settings: Any, root: Path) -> ReportFiles:
+def _write_report(result: RunResult, *, settings: Any, root: Path, workers: int) -> ReportFiles:
     from monitor.report.plots import plot_series  # matplotlib is loaded only when charts are drawn
 
     folder = root / result.week
