@@ -215,7 +215,7 @@ def test_irls_takes_the_reference_steps():
         blocks = F._seasonal_blocks(len(y), refs, params.w, params.no_periods, dates)
         data = F._glm_data(y, blocks, int(week), params.past_weeks_not_included, params.no_periods)
         X, x0 = F._design(data, True)
-        res = sm.GLM(data.response, X, family=F._RPoisson()).fit(maxiter=F._MAXITER, atol=F._ATOL, rtol=F._RTOL)
+        res = sm.GLM(data.response, X, family=F._r_poisson()[1]()).fit(maxiter=F._MAXITER, atol=F._ATOL, rtol=F._RTOL)
         assert fit.steps[i] == res.fit_history["iteration"] and fit.converged[i] == res.converged
         assert fit.beta[i] == pytest.approx(res.params[1], rel=1e-9)
         eta0 = fit.a[i, -1] + fit.beta[i] * rows.t0[i]

@@ -52,7 +52,6 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from scipy import special, stats
 
@@ -419,11 +418,24 @@ def _enough_cases(y: np.ndarray, t: int, limit54: tuple[int, int]) -> bool:
 _MAXITER, _ATOL, _RTOL = 25, 1e-9, 1e-8
 
 
-class _RPoisson(sm.families.Poisson):
-    """Poisson family whose IRLS starts where R's does: mustart = y + 0.1 (poisson()$initialize)."""
+_FAMILY: list = []
 
-    def starting_mu(self, y: np.ndarray) -> np.ndarray:
-        return y + 0.1
+
+def _r_poisson():
+    """A Poisson family whose IRLS starts where R's does: mustart = y + 0.1 (poisson()$initialize).
+
+    statsmodels is imported here, on the first fit of the reference path: the batch engine
+    sends it only the rare near-tie weeks, and `monitor check` starts faster without it.
+    """
+    if not _FAMILY:
+        import statsmodels.api as sm
+
+        class _RPoisson(sm.families.Poisson):
+            def starting_mu(self, y: np.ndarray) -> np.ndarray:
+                return y + 0.1
+
+        _FAMILY.append((sm, _RPoisson))
+    return _FAMILY[0]
 
 
 @dataclass(frozen=True)
@@ -464,7 +476,8 @@ def _quasi_poisson(data: _GLMData, trend: bool, weights: np.ndarray | None = Non
     are `var_weights` (README: GLM(Poisson, var_weights=w) is R's quasipoisson with weights).
     """
     X, _ = _design(data, trend)
-    model = sm.GLM(data.response, X, family=_RPoisson(), var_weights=weights)
+    sm, family = _r_poisson()
+    model = sm.GLM(data.response, X, family=family(), var_weights=weights)
     res = model.fit(maxiter=_MAXITER, atol=_ATOL, rtol=_RTOL)
     mu = np.asarray(res.fittedvalues, dtype=float)
     irls_weights = np.asarray(model.weights, dtype=float)  # var_weights · mu of the last iteration
