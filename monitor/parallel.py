@@ -5,23 +5,40 @@ most of its time in per-series numerics and in matplotlib, both single-threaded;
 machine with several cores the work is split into contiguous chunks, one per process.
 Results come back in order and equal those of a single process. Processes are spawned,
 not forked, because the scheduler calls this from a worker thread (forking a threaded
-process can deadlock the child).
+process can deadlock the child). Workers ignore SIGTERM and SIGINT: systemd signals every
+process of the service and Ctrl-C the whole process group, and `monitor schedule` promises
+to finish the week it is running, so only the parent decides when work stops. If a worker
+dies anyway (the OOM killer), the work is done again in this process.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
+#: Processes `workers = 0` starts at most: each imports pandas and numpy (about 150 MB).
+AUTO_LIMIT = 8
+
+
 def worker_count(setting: int) -> int:
-    """Processes to use: the setting, or one per CPU core when it is 0."""
-    return setting if setting > 0 else max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    """Processes to use: the setting, or one per CPU core (at most AUTO_LIMIT) when it is 0."""
+    if setting > 0:
+        return setting
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, AUTO_LIMIT))
+
+
+def _quiet_worker() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def chunks(items: Sequence[T], parts: int) -> list[list[T]]:
@@ -44,5 +61,8 @@ def pmap(fn: Callable[[Any], T], jobs: Sequence[Any], *, workers: int) -> list[T
     if workers <= 1 or len(jobs) <= 1:
         return [fn(job) for job in jobs]
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
-        return list(pool.map(fn, jobs))
+    try:
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context, initializer=_quiet_worker) as pool:
+            return list(pool.map(fn, jobs))
+    except BrokenProcessPool:  # a worker was killed (out of memory?): do the work here
+        return [fn(job) for job in jobs]

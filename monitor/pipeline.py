@@ -203,19 +203,39 @@ def _definition(config: Config, name: str):
 
 def build_all_series(config: Config, store, *, week: date, series_filter: str | None = None) -> list[WeeklySeries]:
     """Every configured series up to `week`, optionally only those whose key or label contains `series_filter`."""
-    from monitor.series import WEEKDAYS
+    from monitor.series import WEEKDAYS, week_start_of
 
     week_end = week + timedelta(days=6)
-    cells = store.incident_cells(
-        end=week_end, columns=_cell_columns(config), week_start=WEEKDAYS.index(config.week.start),
-        equal=_exact_labels(config, series_filter),
-    )  # fmt: skip
-    records = cells_frame(cells, store.counts_frame(end=week_end))
-    series = build_series(records, config.series, week=week, week_start=config.week.start, detector_of=config.detector_params)
-    if series_filter:
-        needle = series_filter.lower()
-        series = [s for s in series if needle in s.key.lower() or needle in f"{s.title} {s.label}".lower()]
-    return series
+    start_day = WEEKDAYS.index(config.week.start)
+    counts = store.counts_frame(end=week_end)
+    narrowed = _exact_labels(config, series_filter)
+    if narrowed is not None:  # one spelled-out series key: read only its incidents
+        definition, equal = narrowed
+        cells = store.incident_cells(end=week_end, columns=_cell_columns(config), week_start=start_day, equal=equal)
+        # its weeks start where the definition's start in a full run, not at this group's first incident
+        first = store.first_event_date(end=week_end, within=_filter_values(definition))
+        starts = {definition.name: week_start_of(first, start=config.week.start)} if first else {}
+        series = build_series(cells_frame(cells, counts), [definition], week=week, week_start=config.week.start,
+                              detector_of=config.detector_params, starts=starts)  # fmt: skip
+        series = _matching(series, series_filter)
+        if series:
+            return series
+        # nothing as typed (e.g. another letter case outside ASCII): read everything
+    cells = store.incident_cells(end=week_end, columns=_cell_columns(config), week_start=start_day)
+    series = build_series(cells_frame(cells, counts), config.series, week=week, week_start=config.week.start,
+                          detector_of=config.detector_params)  # fmt: skip
+    return _matching(series, series_filter) if series_filter else series
+
+
+def _matching(series: list[WeeklySeries], series_filter: str | None) -> list[WeeklySeries]:
+    needle = (series_filter or "").lower()
+    return [s for s in series if needle in s.key.lower() or needle in f"{s.title} {s.label}".lower()]
+
+
+def _filter_values(definition) -> dict[str, list[str]]:
+    """A definition's filters on incident columns (those `Store.first_event_date` can apply)."""
+    f = definition.filters
+    return {c: list(getattr(f, c)) for c in ("source", "country", "admin1", "admin2", "event_type", "sub_event_type") if getattr(f, c)}
 
 
 def _cell_columns(config: Config) -> set[str]:
@@ -231,17 +251,20 @@ def _cell_columns(config: Config) -> set[str]:
     return columns
 
 
-def _exact_labels(config: Config, series_filter: str | None) -> dict[str, str] | None:
-    """Columns every series matching `series_filter` must equal, when the filter spells out a
-    series key (`admin1_type/country=Syria|admin1=Aleppo|...`): `check` of one series then reads
-    only its own incidents. The last label is left out (the filter may stop inside its
-    value), and so is any filter another definition's title could match."""
+def _exact_labels(config: Config, series_filter: str | None):
+    """(definition, {column: value}) that every series matching `series_filter` must have, when
+    the filter spells out a series key (`admin1_type/country=Syria|admin1=Aleppo|...`): `check`
+    of one series then reads only its own incidents. None otherwise. The last label is left
+    out (the filter may stop inside its value), and so is any filter that another
+    definition's title could match or whose definition filters on actors."""
     if not series_filter or "/" not in series_filter:
         return None
     name, _, rest = series_filter.partition("/")
     definition = next((d for d in config.series if d.name == name), None)
     needle = series_filter.lower()
     if definition is None or any(needle in (d.title or d.name).lower() for d in config.series):
+        return None
+    if definition.filters.actor or definition.filters.actor_contains:
         return None
     labels = rest.split("|")[:-1]
     equal: dict[str, str] = {}
@@ -250,7 +273,7 @@ def _exact_labels(config: Config, series_filter: str | None) -> dict[str, str] |
         if not sep or column != dim or dim == "actor":
             break
         equal[dim] = "" if value == "(unknown)" else value
-    return equal or None
+    return (definition, equal) if equal else None
 
 
 def resolve_params(config: Config, series: WeeklySeries, *, detector: str | None = None, overrides: dict | None = None):

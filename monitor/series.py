@@ -171,6 +171,7 @@ def build_series(
     week: date,
     week_start: str = "monday",
     detector_of=None,
+    starts: dict[str, date] | None = None,
 ) -> list[WeeklySeries]:
     """Zero-filled weekly series for every definition, group and roll-up, up to `week`.
 
@@ -181,6 +182,8 @@ def build_series(
         definition's detector name and its raw params.
     Each definition's series start at the first week holding any of its records, so a
     source that only begins in 2016 is not padded with years of false zeros.
+    starts: an earlier first week per definition name (records read for one group only
+        still give that group the weeks a full read would).
     """
     week_end = pd.Timestamp(week) + pd.Timedelta(days=7)
     records = records[records["date"] < week_end]
@@ -192,7 +195,10 @@ def build_series(
         if frame.empty:
             continue
         frame = frame.assign(week=week_index(frame["date"], start=week_start))
-        weeks = pd.date_range(frame["week"].min(), pd.Timestamp(week), freq="7D")
+        first = frame["week"].min()
+        if starts and definition.name in starts:
+            first = min(first, pd.Timestamp(starts[definition.name]))
+        weeks = pd.date_range(first, pd.Timestamp(week), freq="7D")
         value = "events" if definition.metric == "events" else "fatalities"
         if detector_of is not None:
             detector, params = detector_of(definition)

@@ -476,7 +476,7 @@ class Store:
 
         columns: incident columns to keep (of CELL_COLUMNS); the others come back as "".
         week_start: first day of the week, 0 = Monday ... 6 = Sunday.
-        equal: only incidents whose column equals the value (e.g. one series for `check`).
+        equal: only incidents whose column equals the value, ignoring ASCII case (one series for `check`).
         Returns source, date (week start, datetime64), the CELL_COLUMNS, events, fatalities.
         """
         wanted = [c for c in CELL_COLUMNS if c in columns]
@@ -484,13 +484,13 @@ class Store:
         for column, value in (equal or {}).items():
             if column not in CELL_COLUMNS:
                 raise ValueError(f"incident_cells: cannot select on {column!r}")
-            clauses.append(f"{column} = ?")
+            clauses.append(f"{column} = ? COLLATE NOCASE")  # series filters match regardless of case
             params.append(value)
         keys = ", ".join(["week", "source", *wanted])
         # SQLite's %w: 0 = Sunday; (w + 6 - start) % 7 days back is the week's first day
         week = f"date(event_date, '-' || ((CAST(strftime('%w', event_date) AS INTEGER) + 6 - {int(week_start) % 7}) % 7) || ' days')"
         rows = self.db.execute(
-            f"SELECT {week} AS week, source{''.join(', ' + c for c in wanted)}, count(*), sum(fatalities)"
+            f"SELECT {week} AS week, source{''.join(', ' + c for c in wanted)}, count(*), total(fatalities)"
             f" FROM incidents WHERE {' AND '.join(clauses)} GROUP BY {keys}",
             params,
         ).fetchall()
@@ -503,8 +503,20 @@ class Store:
                 frame[column] = frame[column].astype(str)
         frame["source"] = frame["source"].astype(str)
         frame["events"] = frame["events"].astype("int64")
-        frame["fatalities"] = frame["fatalities"].fillna(0).astype("int64")
+        # total(): a float sum, which cannot overflow as sum() of 64-bit integers can
+        frame["fatalities"] = frame["fatalities"].fillna(0.0).astype("float64")
         return frame[["source", "date", *CELL_COLUMNS, "events", "fatalities"]]
+
+    def first_event_date(self, *, end: date, within: dict[str, Sequence[str]] | None = None) -> date | None:
+        """The earliest event date up to `end` of the incidents whose columns hold one of the listed values."""
+        clauses, params = ["event_date <= ?"], [end.isoformat()]
+        for column, values in (within or {}).items():
+            if column not in (*CELL_COLUMNS, "source"):
+                raise ValueError(f"first_event_date: cannot select on {column!r}")
+            clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
+            params.extend(values)
+        found = self.db.execute(f"SELECT min(event_date) FROM incidents WHERE {' AND '.join(clauses)}", params).fetchone()[0]
+        return _date(found)
 
     def counts_frame(self, *, start: date | None = None, end: date | None = None) -> pd.DataFrame:
         """Pre-aggregated count rows with week_start in [start, end]: CountRow columns."""

@@ -245,3 +245,33 @@ def test_chunks_are_contiguous_and_cover_everything():
     assert chunks(list(range(7)), 2) == [[0, 1, 2, 3], [4, 5, 6]]
     assert chunks([1, 2], 5) == [[1], [2]]
     assert chunks([], 3) == []
+
+
+def _pid_after_sigterm(job):
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGTERM)  # what systemd sends every process of the service on stop
+    return job * 2
+
+
+def test_workers_ignore_sigterm_so_the_parent_finishes_its_week():
+    from monitor.parallel import pmap
+
+    assert pmap(_pid_after_sigterm, [1, 2, 3], workers=2) == [2, 4, 6]
+
+
+def _die_in_a_worker(job):
+    import multiprocessing
+    import os
+    import signal
+
+    if multiprocessing.parent_process() is not None:  # in a worker: as if the OOM killer struck
+        os.kill(os.getpid(), signal.SIGKILL)
+    return job + 1
+
+
+def test_a_killed_worker_means_the_work_is_done_in_this_process():
+    from monitor.parallel import pmap
+
+    assert pmap(_die_in_a_worker, [1, 2], workers=2) == [2, 3]

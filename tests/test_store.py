@@ -442,3 +442,43 @@ def test_batch_size_does_not_change_what_is_stored(shared_data, tmp_path, monkey
             assert (result.rows_read, result.inserted) == (9000, 9000)
             tables.append(s.db.execute("SELECT * FROM incidents ORDER BY source_id").fetchall())
     assert tables[0] == tables[1]
+
+
+@pytest.mark.parametrize("ending", ["\r", "\r\n", "\n"])
+def test_line_endings_and_block_cuts_do_not_change_what_is_read(tmp_path, monkeypatch, ending):
+    """Blocks of the byte check are cut at any line break (CR-only files have no \\n), and a
+    line longer than 16 blocks is cut at a character boundary: valid UTF-8 is never refused,
+    and a bad byte is reported on the line the csv reader numbers."""
+    from monitor.sources import _csv, open_file
+
+    monkeypatch.setattr(_csv, "_BLOCK", 16)
+    rows = [f"SYR{i},2023-02-10,Battles,IS,Syria,Homs,1,Déir éz-Zôr {'é' * (i % 40)},1" for i in range(40)]
+    rows.append("SYR99,2023-02-10,Battles,IS,Syria,Homs,1," + "é" * 300 + ",1")  # longer than 16 blocks
+    path = tmp_path / "e.csv"
+    path.write_bytes((ending.join([ACLED_COLUMNS, *rows]) + ending).encode("utf-8"))
+    got = read_file(path, now=NOW)
+    assert (got.encoding, got.rows_read, len(got.incidents)) == ("utf-8", 41, 41)
+    assert got.incidents[5].notes == "Déir éz-Zôr " + "é" * 5
+    bad = path.read_bytes().replace("SYR30,".encode(), b"SYR30\xe9,")  # line 32 (header is line 1)
+    path.write_bytes(bad)
+    with pytest.raises(IngestError, match=r"e\.csv: line 32: byte 0xE9 is not UTF-8 text"):
+        open_file(path, now=NOW)
+
+
+def test_legacy_acled_in_cp1252_behind_a_utf8_byte_order_mark(tmp_path):
+    header = "EVENT_ID_CNTY,GWNO,EVENT_DATE,YEAR,EVENT_TYPE,ACTOR1,COUNTRY,ADMIN1,FATALITIES,NOTES"
+    row = "MLI1,432,12/03/2016,2016,Battles,JNIM,Mali,Mopti,2,attaque à Sévaré"
+    path = tmp_path / "legacy.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + f"{header}\r\n{row}\r\n".encode("cp1252"))
+    got = read_file(path, now=NOW)
+    assert (got.format, got.encoding, len(got.incidents)) == ("acled-legacy", "cp1252", 1)
+    assert got.incidents[0].source_id == "MLI1" and got.incidents[0].notes == "attaque à Sévaré"
+
+
+def test_weekly_cells_do_not_overflow_on_huge_fatalities(store):
+    """Ingest accepts fatalities up to 2**63 - 1; two of them in one cell must not stop every run."""
+    big = 2**62
+    store.ingest(parsed(incident("A1", fatalities=big), incident("A2", fatalities=big), incident("A3", fatalities=1)),
+                 sha256="big", now=NOW)  # fmt: skip
+    cells = store.incident_cells(end=date(2023, 2, 19), columns=["admin1"])
+    assert list(cells["events"]) == [3] and cells["fatalities"].iloc[0] == pytest.approx(2.0 * big)

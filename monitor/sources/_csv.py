@@ -12,6 +12,7 @@ a 2-million-row export never sits in memory whole. Every format module builds on
 from __future__ import annotations
 
 import csv
+import io
 import math
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -147,31 +148,50 @@ class Table:
         self._lines.handle.close()
 
 
-def check_bytes(path: Path) -> tuple[str, tuple[int, str] | None]:
-    """Encoding name and (line, byte) of the first non-UTF-8 byte (None when UTF-8), read in blocks.
+def _breaks(data: bytes, end: int | None = None) -> int:
+    """Line breaks in data[:end] as the csv reader counts them (newline=""): \r\n, \r and \n."""
+    part = data if end is None else data[:end]
+    return part.count(b"\n") + part.count(b"\r") - part.count(b"\r\n")
 
-    Refuses an empty file, binary data (a NUL byte) and bytes that are neither UTF-8 nor
-    Windows-1252, naming the line. Blocks are cut after a newline, which no multi-byte
-    UTF-8 character contains, so each block decodes on its own.
+
+def _cut(data: bytes) -> int:
+    """Where to end a block: after its last line break (\n or \r, which no multi-byte UTF-8
+    character contains), else, for a line longer than 16 blocks, at a character boundary."""
+    cut = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1
+    if cut or len(data) < 16 * _BLOCK:
+        return cut
+    i = len(data) - 1
+    while i > len(data) - 4 and 0x80 <= data[i] < 0xC0:  # continuation bytes: find their lead byte
+        i -= 1
+    return i if data[i] >= 0xC0 else len(data)
+
+
+def check_bytes(path: Path) -> tuple[str, tuple[int, str] | None, bool]:
+    """Encoding name, (line, byte) of the first non-UTF-8 byte (None when UTF-8) and whether a
+    UTF-8 byte-order mark starts the file, read in blocks.
+
+    Refuses an empty file, UTF-16, binary data (a NUL byte) and bytes that are neither
+    UTF-8 nor Windows-1252, naming the line (counted as the csv reader counts them).
+    Blocks are cut after a line break, so each block decodes on its own.
     """
     bad: tuple[int, str] | None = None
     content = False
     bom = False
     with open(path, "rb") as handle:
-        line = 1  # line number of the block's first byte
+        line = 1  # line number of the piece's first byte
         carry = b""
         first = True
+        split_crlf = False  # the previous piece ended with \r and this one may start with its \n
         while True:
             block = handle.read(_BLOCK)
             data = carry + block
             if not block:
                 piece, carry = data, b""
             else:
-                cut = data.rfind(b"\n") + 1
-                if cut == 0 and len(data) < 16 * _BLOCK:
+                cut = _cut(data)
+                if cut == 0:
                     carry = data
                     continue
-                cut = cut or len(data)  # no line break in 64 MiB: not a CSV line anyone writes; check it as it is
                 piece, carry = data[:cut], data[cut:]
             if first and piece:
                 first = False
@@ -179,25 +199,26 @@ def check_bytes(path: Path) -> tuple[str, tuple[int, str] | None]:
                     raise fail(path, 1, "the file is UTF-16 text (a spreadsheet's 'Unicode text' export); save it as 'CSV UTF-8'")
                 if piece.startswith(b"\xef\xbb\xbf"):
                     bom, piece = True, piece[3:]
+            if split_crlf and piece.startswith(b"\n"):
+                line -= 1  # that \r\n was counted once already, at the \r
             nul = piece.find(b"\x00")
             if nul >= 0:
-                raise fail(
-                    path, line + piece.count(b"\n", 0, nul),
-                    "binary data (a NUL byte), not CSV text (expected a UTF-8 CSV file with a header row)",
-                )
+                raise fail(path, line + _breaks(piece, nul),
+                           "binary data (a NUL byte), not CSV text (expected a UTF-8 CSV file with a header row)")  # fmt: skip
             content = content or bool(piece.strip())
             if bad is None:
                 try:
                     piece.decode("utf-8")
                 except UnicodeDecodeError as exc:
-                    bad = (line + piece.count(b"\n", 0, exc.start), f"0x{piece[exc.start]:02X}")
-            line += piece.count(b"\n")
+                    bad = (line + _breaks(piece, exc.start), f"0x{piece[exc.start]:02X}")
+            line += _breaks(piece)
+            split_crlf = piece.endswith(b"\r")
             if not block:
                 break
     if not content:
         raise fail(path, 1, "the file is empty (expected a CSV file with a header row)")
     if bad is None:
-        return ("utf-8-sig" if bom else "utf-8"), None
+        return ("utf-8-sig" if bom else "utf-8"), None, bom
     # Legacy ACLED exports are Windows-1252; the caller refuses cp1252 for other formats.
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(_BLOCK), b""):
@@ -207,14 +228,17 @@ def check_bytes(path: Path) -> tuple[str, tuple[int, str] | None]:
                 raise fail(
                     path, bad[0], f"byte {bad[1]} is not UTF-8 text (save the file as UTF-8; legacy ACLED may be cp1252)"
                 ) from None
-    return "cp1252", bad
+    return "cp1252", bad, bom
 
 
 def open_table(path: Path) -> Table:
     """Check the file's bytes, open it and read its header row (the caller closes the Table)."""
-    encoding, not_utf8 = check_bytes(path)
+    encoding, not_utf8, bom = check_bytes(path)
+    raw = open(path, "rb")
+    if bom and encoding != "utf-8-sig":
+        raw.read(3)  # a UTF-8 byte-order mark on a file that is cp1252 after it: not part of the header
     # newline="" splits on \r\n, \r and \n alike and keeps the endings, as the csv module expects.
-    handle = open(path, encoding=encoding, newline="")
+    handle = io.TextIOWrapper(raw, encoding=encoding, newline="")
     try:
         lines = _Lines(handle)
         table = Table(path, encoding, [], 1, lines, csv.reader(lines), not_utf8)
