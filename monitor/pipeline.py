@@ -220,7 +220,7 @@ def build_all_series(config: Config, store, *, week: date, series_filter: str | 
         series = _matching(series, series_filter)
         if series:
             return series
-        # nothing as typed (e.g. another letter case outside ASCII): read everything
+        # nothing as typed (e.g. in another letter case, which the filter ignores): read everything
     cells = store.incident_cells(end=week_end, columns=_cell_columns(config), week_start=start_day)
     series = build_series(cells_frame(cells, counts), config.series, week=week, week_start=config.week.start,
                           detector_of=config.detector_params)  # fmt: skip

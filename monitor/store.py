@@ -476,7 +476,7 @@ class Store:
 
         columns: incident columns to keep (of CELL_COLUMNS); the others come back as "".
         week_start: first day of the week, 0 = Monday ... 6 = Sunday.
-        equal: only incidents whose column equals the value, ignoring ASCII case (one series for `check`).
+        equal: only incidents whose column equals the value (one series for `check`).
         Returns source, date (week start, datetime64), the CELL_COLUMNS, events, fatalities.
         """
         wanted = [c for c in CELL_COLUMNS if c in columns]
@@ -484,7 +484,7 @@ class Store:
         for column, value in (equal or {}).items():
             if column not in CELL_COLUMNS:
                 raise ValueError(f"incident_cells: cannot select on {column!r}")
-            clauses.append(f"{column} = ? COLLATE NOCASE")  # series filters match regardless of case
+            clauses.append(f"{column} = ?")  # as stored, so the index is used
             params.append(value)
         keys = ", ".join(["week", "source", *wanted])
         # SQLite's %w: 0 = Sunday; (w + 6 - start) % 7 days back is the week's first day
@@ -542,12 +542,15 @@ class Store:
         counts_total = self.db.execute("SELECT count(*) FROM counts").fetchone()[0]
         latest = self.db.execute(f"SELECT max(event_date) FROM incidents{where}", params).fetchone()[0]
         sources: dict[str, dict[str, Any]] = {}
-        for source, n, last in self.db.execute(
-            f"SELECT source, count(*), max(CASE WHEN {'1' if until is None else 'event_date <= ?'} THEN event_date END)"
-            " FROM incidents GROUP BY source",
-            params,
-        ):
-            sources[source] = {"records": n, "latest_event_date": _date(last), "last_ingest": None}
+        # per source through the indexes (a GROUP BY reads every row: a second on 2 million incidents)
+        for (source,) in self.db.execute("SELECT DISTINCT source FROM incidents").fetchall():
+            n = self.db.execute("SELECT count(*) FROM incidents WHERE source = ?", [source]).fetchone()[0]
+            last = self.db.execute(
+                f"SELECT event_date FROM incidents INDEXED BY idx_incidents_event_date{where}"
+                f" {'AND' if where else 'WHERE'} source = ? ORDER BY event_date DESC LIMIT 1",
+                [*params, source],
+            ).fetchone()
+            sources[source] = {"records": n, "latest_event_date": _date(last[0] if last else None), "last_ingest": None}
         week_where, week_params = self._bounds("week_start", None, until)
         for source, n, last in self.db.execute(
             f"SELECT source, count(*), max(CASE WHEN {'1' if until is None else 'week_start <= ?'} THEN week_start END)"
