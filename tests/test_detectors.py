@@ -275,3 +275,22 @@ def test_a_killed_worker_means_the_work_is_done_in_this_process():
     from monitor.parallel import pmap
 
     assert pmap(_die_in_a_worker, [1, 2], workers=2) == [2, 3]
+
+
+def test_normal_and_t_functions_equal_scipy_stats():
+    """The detectors use scipy.special directly (scipy.stats takes most of a second to import);
+    the values, NaN and infinities included, must be scipy.stats' own."""
+    from scipy import stats
+
+    from monitor.detectors._dist import norm_isf, norm_ppf, norm_sf, t_sf
+
+    q = np.array([0.0, 1e-300, 1e-12, 0.002, 0.5, 0.975, 1.0, np.nan, -0.1, 1.1])
+    np.testing.assert_array_equal(norm_ppf(q), stats.norm.ppf(q))
+    np.testing.assert_array_equal(norm_isf(q), stats.norm.isf(q))
+    x = np.array([-np.inf, -40.0, -1.5, 0.0, 2.3, 38.0, np.inf, np.nan])
+    np.testing.assert_array_equal(norm_sf(x), stats.norm.sf(x))
+    for loc, scale in ((1.5, 2.0), (0.0, 0.0), (1.0, -1.0), (2.0, np.nan)):
+        np.testing.assert_array_equal(norm_sf(x, loc=loc, scale=scale), stats.norm.sf(x, loc=loc, scale=scale))
+    for df in (1.0, 3.5, 120.0, 0.0, -2.0, np.nan):
+        np.testing.assert_array_equal(t_sf(x, df), stats.t.sf(x, df))
+    assert isinstance(norm_sf(1.0, loc=0.5, scale=2.0), float) and norm_sf(1.0, 0.5, 2.0) == stats.norm.sf(1.0, 0.5, 2.0)

@@ -31,7 +31,8 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from scipy.stats import norm
+
+from monitor.detectors._dist import norm_ppf, norm_sf
 
 SUMMARY = (
     "EARS C1/C2/C3 (CDC, as R surveillance::earsC): this week against the mean and sd of "
@@ -96,7 +97,7 @@ def detect(counts: pd.Series, params: EarsParams, *, weeks: Sequence[int]) -> pd
     """
     pos = check_positions(counts, weeks)
     y = counts.to_numpy(dtype=float, na_value=np.nan)
-    z = float(norm.ppf(1.0 - params.alpha))
+    z = float(norm_ppf(1.0 - params.alpha))
     lag = 1 if params.method == "C1" else 3
     mean, sd = window_mean_sd(y, lag=lag, length=params.baseline)
     sigma = np.maximum(sd, params.min_sigma)  # NaN stays NaN (R pmax without na.rm)
@@ -111,7 +112,7 @@ def detect(counts: pd.Series, params: EarsParams, *, weeks: Sequence[int]) -> pd
         with np.errstate(invalid="ignore"):
             alarm = _decided(y > upper, upper, y)
         score = stat
-        pvalue = norm.sf(stat)
+        pvalue = norm_sf(stat)
     else:
         excess = np.maximum(0.0, stat - 1.0)
         lagged = np.full_like(y, np.nan)

@@ -53,8 +53,10 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from scipy import special, stats
+from scipy import special
 
+
+from monitor.detectors._dist import norm_ppf, norm_sf, t_sf
 from monitor.detectors.ears import check_positions
 
 SUMMARY = (
@@ -569,7 +571,7 @@ class _FinalFit:
         if not fit.df_resid > 0:
             return math.nan
         t_value = fit.params[1] / math.sqrt(fit.cov_unscaled[1, 1] * self.se_dispersion)
-        return float(2 * stats.t.sf(abs(t_value), fit.df_resid))
+        return float(2 * t_sf(abs(t_value), fit.df_resid))
 
 
 def _final_model(data: _GLMData, p: FarringtonParams) -> _FinalFit | None:
@@ -619,13 +621,13 @@ def _threshold_delta(mu0: float, se_mu0: float, phi: float, y: float, p: Farring
         "1/2": (0.5, np.sqrt(0.25 * tau)),
         "2/3": (2 / 3, np.sqrt(4 / 9 * mu0 ** (1 / 3) * tau)),
     }[p.powertrans]
-    z = stats.norm.ppf(1 - p.alpha)
+    z = norm_ppf(1 - p.alpha)
     # R: lu <- sort((mu0^e + c(-1, 1)·z·sd)^(1/e), na.last = FALSE); upper <- lu[2], i.e. the
     # larger finite bound (a negative base gives NaN in R, dropped first by sort()).
     bounds = [_power(mu0**exponent + sign * z * sd, 1 / exponent) for sign in (-1, 1)]
     finite = [v for v in bounds if not math.isnan(v)]
     upper = max(finite) if finite else math.nan
-    pvalue = float(stats.norm.sf(y**exponent, loc=mu0**exponent, scale=sd))
+    pvalue = float(norm_sf(y**exponent, loc=mu0**exponent, scale=sd))
     return _Limit(mean=float(mu0), upper=float(upper), pvalue=pvalue, mu0=float(mu0), r_fit=float(mu0))
 
 
@@ -639,7 +641,7 @@ def _threshold_noufaily(eta0: float, se_eta0: float, phi: float, y: float, p: Fa
         mu0 = _exp(eta0)
     else:
         # qnorm(1 - alpha, eta0, se) written out, so that se = 0 (a perfect fit) works as in R
-        mu0 = _exp(eta0 + stats.norm.ppf(1 - p.alpha) * se_eta0)
+        mu0 = _exp(eta0 + norm_ppf(1 - p.alpha) * se_eta0)
     mean = _exp(eta0)
     if math.isinf(mu0):
         return _Limit(mean=mean, upper=math.nan, pvalue=math.nan, mu0=mu0, r_fit=eta0)
@@ -703,7 +705,7 @@ def _discrete_quantile(dist: _NegBin | _Poisson, prob: float) -> float:
     mean, sd, skew = dist.moments()
     if not math.isfinite(mean) or mean <= 0:
         return 0.0 if mean == 0 else math.nan
-    z = stats.norm.ppf(prob)
+    z = norm_ppf(prob)
     guess = max(0.0, math.floor(mean + sd * (z + skew * (z * z - 1) / 6) + 0.5)) if math.isfinite(skew) else 0.0
     c = dist.cdf(guess)
     if math.isnan(c) or guess > 2.0**53:

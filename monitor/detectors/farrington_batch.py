@@ -61,9 +61,11 @@ from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
+from scipy import special
+
 
 from monitor.detectors import farrington as F
+from monitor.detectors._dist import norm_ppf, norm_sf, t_sf
 from monitor.detectors.ears import check_positions
 from monitor.detectors.farrington import COLUMNS, FarringtonParams, min_history
 
@@ -927,7 +929,7 @@ def _final_model(rows: _Rows, p: FarringtonParams) -> _Model:
     # summary.glm's two-sided t test of wtime (quasi family)
     t_value = model.beta / np.sqrt(model.inv_s * model.se_dispersion)
     df = np.where(model.df > 0, model.df, 1.0)
-    pvalue = np.where(model.df > 0, 2 * stats.t.sf(np.abs(t_value), df), np.nan)
+    pvalue = np.where(model.df > 0, 2 * t_sf(np.abs(t_value), df), np.nan)
     significant = pvalue < p.p_threshold_trend
     prediction = np.exp(model.eta0)
     no_extrapolation = prediction <= rows.ymax
@@ -975,7 +977,7 @@ def _threshold(model: _Model, y: np.ndarray, p: FarringtonParams) -> _Limits:
         lim.bad |= np.abs(y - lim.upper) <= _TIE * np.abs(lim.upper)
     else:
         # relative noise of the reference's mu0: its solve (~1e-9), amplified by z·se for muan
-        z_se = stats.norm.ppf(1 - p.alpha) * se_eta0 if p.threshold_method == "muan" else 0.0
+        z_se = norm_ppf(1 - p.alpha) * se_eta0 if p.threshold_method == "muan" else 0.0
         lim = _threshold_noufaily(eta0, se_eta0, model.phi, y, p, noise=_MU0_NOISE * (1 + np.abs(z_se)))
         lim.bad |= np.abs(model.dispersion - 1) <= _TIE
     lim.bad |= np.isnan(lim.upper) & np.isfinite(lim.mu0)  # "upper limit undefined (mu0 = %g)"
@@ -991,12 +993,12 @@ def _threshold_delta(mu0: np.ndarray, se_mu0: np.ndarray, phi: np.ndarray, y: np
         exponent, sd = 0.5, np.sqrt(0.25 * tau)
     else:
         exponent, sd = 2 / 3, np.sqrt(4 / 9 * mu0 ** (1 / 3) * tau)
-    z = stats.norm.ppf(1 - p.alpha)
+    z = norm_ppf(1 - p.alpha)
     # R: sort((mu0^e + c(-1, 1)·z·sd)^(1/e))[2]: the larger bound that is not NaN (numpy's
     # power gives NaN for a negative base with a fractional exponent, as R's `^`).
     lower = np.power(mu0**exponent + -1 * z * sd, 1 / exponent)
     upper = np.fmax(lower, np.power(mu0**exponent + 1 * z * sd, 1 / exponent))
-    pvalue = stats.norm.sf(y**exponent, loc=mu0**exponent, scale=sd)
+    pvalue = norm_sf(y**exponent, loc=mu0**exponent, scale=sd)
     return _Limits(mean=mu0, upper=upper, pvalue=np.asarray(pvalue, float), mu0=mu0, r_fit=mu0, bad=np.zeros(len(mu0), bool))
 
 
@@ -1011,7 +1013,7 @@ def _threshold_noufaily(
     if p.threshold_method == "nbPlugin":
         mu0 = mean
     else:  # muan: qnorm(1 - alpha, eta0, se) written out, so that se = 0 works as in R
-        mu0 = np.exp(eta0 + stats.norm.ppf(1 - p.alpha) * se_eta0)
+        mu0 = np.exp(eta0 + norm_ppf(1 - p.alpha) * se_eta0)
     upper = np.full(len(mu0), np.nan)
     pvalue = np.full(len(mu0), np.nan)
     bad = np.zeros(len(mu0), bool)
@@ -1094,7 +1096,7 @@ def _discrete_quantile(dist: _NegBin | _Poisson, prob: float, noise: np.ndarray)
     mean, sd, skew = dist.moments()
     m = len(mean)
     out = np.where(mean == 0, 0.0, np.nan)
-    z = stats.norm.ppf(prob)
+    z = norm_ppf(prob)
     go = np.isfinite(mean) & (mean > 0)
     guess = np.where(np.isfinite(skew), np.maximum(0.0, np.floor(mean + sd * (z + skew * (z * z - 1) / 6) + 0.5)), 0.0)
     bad = go & ~np.isfinite(guess)

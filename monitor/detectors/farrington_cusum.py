@@ -46,9 +46,11 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 from pydantic import Field
-from scipy import special, stats
+from scipy import special
+
 
 from monitor.detectors import farrington
+from monitor.detectors._dist import norm_isf, norm_sf
 from monitor.detectors.ears import check_positions
 
 SUMMARY = (
@@ -130,7 +132,7 @@ def _at_least(y: np.ndarray, mu: np.ndarray, phi: np.ndarray) -> np.ndarray:
 
 def normal_scores(y: np.ndarray, mu: np.ndarray, phi: np.ndarray) -> np.ndarray:
     """z = Φ⁻¹(1 − mid-p upper tail), clipped to [Z_MIN, Z_MAX]; NaN where an input is NaN."""
-    z = stats.norm.isf(upper_tail_mid(y, mu, phi))
+    z = norm_isf(upper_tail_mid(y, mu, phi))
     bad = np.isnan(np.asarray(y, float)) | np.isnan(np.asarray(mu, float)) | np.isnan(np.asarray(phi, float))
     return np.where(bad, np.nan, np.clip(z, Z_MIN, Z_MAX))
 
@@ -150,7 +152,7 @@ def counts_to_signal(target_z: np.ndarray, mu: np.ndarray, phi: np.ndarray) -> n
     todo = np.flatnonzero(ok & (target_z > Z_MIN) & (target_z <= Z_MAX))
     if todo.size == 0:
         return out
-    tail, m, f = stats.norm.sf(target_z[todo]), mu[todo], phi[todo]
+    tail, m, f = norm_sf(target_z[todo]), mu[todo], phi[todo]
 
     def signals(y: np.ndarray, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
         return upper_tail_mid(y, m[rows], f[rows]) <= tail[rows]
