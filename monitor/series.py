@@ -11,6 +11,7 @@ import re
 from datetime import date, datetime, timedelta
 from typing import Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from monitor.errors import MonitorError
@@ -206,22 +207,26 @@ def build_series(
         else:
             detector, params = definition.detector, dict(definition.params)
         title = definition.title or definition.name
-        groups: list[tuple[tuple[tuple[str, str], ...], pd.DataFrame]] = []
+        # every group's weekly sums at once (one groupby, not one per group: thousands in a global run)
+        groups: list[tuple[tuple[tuple[str, str], ...], np.ndarray]] = []
         if definition.group_by:
-            history_events = frame.groupby(definition.group_by, dropna=False)["events"].sum()
-            for keys, sub in frame.groupby(definition.group_by, dropna=False):
-                keys = keys if isinstance(keys, tuple) else (keys,)
-                if history_events.loc[keys if len(keys) > 1 else keys[0]] < definition.min_events:
+            keyed = frame.assign(**{d: frame[d].fillna("") for d in definition.group_by})  # missing = unknown
+            sums = keyed.groupby([*definition.group_by, "week"])[value].sum()
+            wide = sums.unstack("week", fill_value=0).reindex(columns=weeks, fill_value=0)
+            history_events = keyed.groupby(definition.group_by)["events"].sum().reindex(wide.index).to_numpy()
+            for keys, row, events in zip(wide.index, wide.to_numpy(dtype=float), history_events):
+                if events < definition.min_events:
                     continue
-                labels = tuple((dim, "" if pd.isna(k) else str(k)) for dim, k in zip(definition.group_by, keys))
+                keys = keys if isinstance(keys, tuple) else (keys,)
+                labels = tuple((dim, str(k)) for dim, k in zip(definition.group_by, keys))
                 if any(v == "" for _, v in labels):
                     labels = tuple((d, v or "(unknown)") for d, v in labels)
-                groups.append((labels, sub))
+                groups.append((labels, row))
         if definition.rollup or not definition.group_by:
             total = frame if "actor" not in definition.group_by else frame[~frame.index.duplicated()]
-            groups.append(((), total))
-        for labels, sub in groups:
-            counts = sub.groupby("week")[value].sum().reindex(weeks, fill_value=0).astype(float)
+            groups.append(((), total.groupby("week")[value].sum().reindex(weeks, fill_value=0).to_numpy(dtype=float)))
+        for labels, row in groups:
+            counts = pd.Series(row, index=weeks, name=value, dtype=float)
             counts.index.name = "week_start"
             out.append(
                 WeeklySeries(
