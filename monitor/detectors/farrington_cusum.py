@@ -252,9 +252,11 @@ def _chart(counts: pd.Series, f: pd.DataFrame, params: FarringtonCusumParams, ru
         if not np.isfinite(z[i]):
             notes[i] = (notes[i] + "; " if notes[i] else "") + "no normal score (mu0 or phi undefined): the CUSUM is unchanged"
 
-    # the smallest count that alarms: Farrington's (count > U) or the CUSUM's (score >= h + k - C(t-1))
-    needed = counts_to_signal(h + k - before, mu0, phi) - 1
-    upper = np.where(np.isnan(upper), needed, np.fmin(upper, needed))
+    keep = np.searchsorted(np.asarray(run), np.asarray(pos, dtype=int)) if pos else np.zeros(0, dtype=int)
+    # the smallest count that alarms: Farrington's (count > U) or the CUSUM's (score >= h + k - C(t-1)),
+    # searched only for the weeks returned (a weekly run keeps a few of the chart's 157)
+    needed = counts_to_signal(h + k - before[keep], mu0[keep], phi[keep]) - 1
+    upper[keep] = np.where(np.isnan(upper[keep]), needed, np.fmin(upper[keep], needed))
     out = f.copy()
     out["upperbound"] = upper
     out["alarm"] = pd.array(alarm, dtype="boolean")
@@ -266,5 +268,4 @@ def _chart(counts: pd.Series, f: pd.DataFrame, params: FarringtonCusumParams, ru
     out["farrington_alarm"] = f["alarm"].astype("boolean")
     out["chart_alarm"] = pd.array([c if a is not None else None for c, a in zip(chart, alarm)], dtype="boolean")
     out["note"] = notes
-    keep = np.searchsorted(np.asarray(run), np.asarray(pos, dtype=int)) if pos else np.zeros(0, dtype=int)
     return out.iloc[keep].reset_index(drop=True)
