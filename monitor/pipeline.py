@@ -292,11 +292,6 @@ def resolve_params(config: Config, series: WeeklySeries, *, detector: str | None
 STATEFUL_RUN_WEEKS = 156
 
 
-def detect_series(series: WeeklySeries, *, lookback: int, detector: str, params, fallback_params) -> pd.DataFrame:
-    """Run a detector (with the EARS fallback) on a series and return its last `lookback` + 1 weeks."""
-    return detect_counts(series.counts, lookback=lookback, detector=detector, params=params, fallback_params=fallback_params)
-
-
 def detect_counts(counts: pd.Series, *, lookback: int, detector: str, params, fallback_params) -> pd.DataFrame:
     """Run a detector (with the EARS fallback) on weekly counts and return the last `lookback` + 1 weeks.
 
@@ -342,7 +337,7 @@ def _detect_chunk(job: tuple) -> list[pd.DataFrame]:
 def _detect_grouped(
     series: Sequence[WeeklySeries], models: Sequence[tuple[str, Any]], *, lookback: int, fallback_params, workers: int = 1
 ) -> list[pd.DataFrame]:
-    """`detect_series` for every series, one batched call per (detector, parameters) group;
+    """`detect_counts` for every series, one batched call per (detector, parameters) group;
     a large group is split over `workers` processes (the frames do not depend on the split)."""
     from monitor.parallel import chunks, pmap
 
