@@ -149,13 +149,13 @@ class Table:
 
 
 def _breaks(data: bytes, end: int | None = None) -> int:
-    """Line breaks in data[:end] as the csv reader counts them (newline=""): \r\n, \r and \n."""
+    r"""Line breaks in data[:end] as the csv reader counts them (newline=""): \r\n, \r and \n."""
     part = data if end is None else data[:end]
     return part.count(b"\n") + part.count(b"\r") - part.count(b"\r\n")
 
 
 def _cut(data: bytes) -> int:
-    """Where to end a block: after its last line break (\n or \r, which no multi-byte UTF-8
+    r"""Where to end a block: after its last line break (\n or \r, which no multi-byte UTF-8
     character contains), else, for a line longer than 16 blocks, at a character boundary."""
     cut = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1
     if cut or len(data) < 16 * _BLOCK:
