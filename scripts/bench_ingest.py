@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -44,6 +43,7 @@ from benchlib import (  # noqa: E402
     Measurement,
     fresh_db,
     human_bytes,
+    in_workdir,
     measure,
     monitor_command,
     print_profile,
@@ -155,17 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile-limit", type=float, default=600, help="stop the profiled ingest after this many seconds")
     parser.add_argument("--top", type=int, default=20, help="functions listed per profile ordering (default 20)")
     args = parser.parse_args(argv)
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        return run(args, args.out)
-    work = Path(tempfile.mkdtemp(prefix="bench_ingest-"))
-    try:
-        return run(args, work)
-    finally:
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+    return in_workdir(args, run, prefix="bench_ingest-")
 
 
 if __name__ == "__main__":

@@ -35,10 +35,8 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 import sqlite3
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -49,6 +47,7 @@ from benchlib import (  # noqa: E402
     Measurement,
     fresh_db,
     human_bytes,
+    in_workdir,
     measure,
     monitor_command,
     print_profile,
@@ -173,17 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile-limit", type=float, default=300, help="stop a profiled command after this many seconds")
     parser.add_argument("--top", type=int, default=20, help="functions listed per profile ordering (default 20)")
     args = parser.parse_args(argv)
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        return run(args, args.out.resolve())
-    work = Path(tempfile.mkdtemp(prefix="bench_run-"))
-    try:
-        return run(args, work)
-    finally:
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+    return in_workdir(args, run, prefix="bench_run-")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import csv
 import os
 import pstats
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -603,6 +604,21 @@ def write_config(path: Path, *, db: Path, work: Path, series: bool = False) -> P
         ]  # fmt: skip
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def in_workdir(args: argparse.Namespace, run, *, prefix: str) -> int:
+    """run(args, folder) in `args.out` (kept), or in a temp folder removed afterwards unless `args.keep`."""
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        return run(args, args.out.resolve())
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        return run(args, work)
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def fresh_db(path: Path) -> Path:
