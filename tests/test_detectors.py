@@ -110,8 +110,8 @@ def test_fallback_to_ears_on_a_short_series():
     rng = np.random.default_rng(3)
     counts = _series(rng.poisson(3, 40).tolist())
     params = make_params("farrington", {})
-    need = DETECTORS["farrington"].min_history(params)
-    assert need > 40
+    need = DETECTORS["farrington"].series_min_history(params, counts)  # by the series' calendar
+    assert 40 < need <= DETECTORS["farrington"].min_history(params)
     out = run_detector("farrington", params, counts, weeks=range(40))
 
     assert tuple(out.columns[:7]) == CORE_COLUMNS
@@ -129,6 +129,18 @@ def test_fallback_to_ears_on_a_short_series():
     assert (early["detector"] == "farrington").all() and (early["fallback_from"] == "").all()
     assert early["alarm"].isna().all()
     assert early["note"].str.endswith("EARS C1 fallback needs 7 weeks").all()
+
+
+@pytest.mark.parametrize(("start", "first"), [("2001-01-01", 158), ("2001-02-19", 159)])
+def test_farrington_takes_over_from_the_fallback_where_r_starts_fitting(start, first):
+    # R finds "3 years back" by date: 156 or 157 rows depending on the calendar, and fits as
+    # soon as the oldest window reaches no more than one week before the series.
+    counts = pd.Series(np.full(first + 2, 4.0), index=pd.date_range(start, periods=first + 2, freq="7D"))
+    params = make_params("farrington", {"b": "3", "w": "3"})
+    out = run_detector("farrington", params, counts, weeks=[first - 1, first, first + 1])
+    assert out["detector"].tolist() == ["ears", "farrington", "farrington"]
+    assert out.loc[0, "note"].startswith(f"too little history for farrington (needs {first} weeks, has {first - 1})")
+    assert out["alarm"].iloc[1:].notna().all()
 
 
 def test_fallback_rows_keep_the_requested_order_and_columns():

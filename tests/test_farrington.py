@@ -7,12 +7,15 @@ range from range_first_index/range_last_index.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import numpy as np
 import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from monitor.detectors.farrington import COLUMNS, FarringtonParams, detect, min_history
+import monitor.detectors.farrington as F
+from monitor.detectors.farrington import COLUMNS, FarringtonParams, detect, detect_statsmodels, min_history, series_min_history
 from conftest import assert_close, load_reference, reference_cases
 from monitor.reference import params_from_r_call
 
@@ -130,16 +133,54 @@ def test_invalid_parameters_say_what_is_allowed(values, message):
 
 
 def test_min_history_covers_every_start_date():
-    # The week nearest to t0 - b years is 52·b + 0..2 rows back depending on dates; at
-    # min_history rows every reference window exists whatever the calendar.
+    # The week nearest to t0 - b years is 52·b + 0..2 rows back depending on dates, and R
+    # drops the index 0 of a window one week short: at min_history rows R fits whatever the calendar.
     p = FarringtonParams(no_periods=1, past_weeks_not_included=3)
     need = min_history(p)
-    assert need == 160
+    assert need == 159
     rng = np.random.default_rng(7)
     for start in pd.date_range("2000-01-03", periods=60, freq="5W-MON"):
         counts = pd.Series(rng.poisson(4.0, need + 1).astype(float), index=pd.date_range(start, periods=need + 1, freq="7D"))
         out = detect(counts, p, weeks=[need])
         assert "history" not in out.loc[0, "note"], (start, out.loc[0, "note"])
+
+
+@pytest.mark.parametrize(("b", "w"), [(1, 0), (1, 1), (2, 2), (3, 3), (4, 3), (5, 3), (5, 6), (9, 2)])
+def test_min_history_is_where_r_starts_fitting(b, w):
+    # With the series' first date, min_history is the first position whose reference weeks
+    # R finds (the reference path's own rule: it raises "too little history" one week
+    # before); without, the most any calendar needs, which some calendar does need.
+    p = FarringtonParams(b=b, w=w, no_periods=1, past_weeks_not_included=0)
+    worst = 0
+    for start in pd.date_range("1999-12-27", "2009-01-05", freq="6D").date:  # every weekday, leap years, 29 Feb
+        first = min_history(p, start)
+        days = [start + timedelta(weeks=i) for i in range(first + 1)]
+        position_of = {d: i for i, d in enumerate(days)}
+        refs = F._reference_weeks(days, position_of, first, b)
+        F._seasonal_blocks(len(days), refs, w, 1, days)  # fits
+        with pytest.raises(F._TooLittleHistory):
+            refs = F._reference_weeks(days, position_of, first - 1, b)
+            F._seasonal_blocks(len(days), refs, w, 1, days)
+        worst = max(worst, first)
+    assert worst == min_history(p)
+
+
+def test_both_engines_fit_from_min_history_on():
+    # The batch engine and the reference path agree on the first fitted week of any calendar,
+    # and series_min_history (what the EARS fallback consults) is that week.
+    p = FarringtonParams(b=3, w=3, no_periods=1, past_weeks_not_included=3, threshold_method="delta")
+    rng = np.random.default_rng(5)
+    firsts = set()
+    for start in pd.date_range("2000-10-02", periods=7, freq="4W-MON"):
+        counts = pd.Series(rng.poisson(6.0, 165).astype(float), index=pd.date_range(start, periods=165, freq="7D"))
+        first = series_min_history(p, counts)
+        assert first == min_history(p, start.date())
+        firsts.add(first)
+        weeks = [first - 1, first, first + 1]
+        for out in (detect(counts, p, weeks=weeks), detect_statsmodels(counts, p, weeks=weeks)):
+            assert out.loc[0, "note"].startswith("too little history") and pd.isna(out.loc[0, "alarm"])
+            assert out["alarm"].iloc[1:].notna().all(), out["note"].tolist()
+    assert firsts == {158, 159}  # 3 years back is 156 or 157 rows, the window may reach one row before
 
 
 # -- behaviour on short or degenerate series ------------------------------------------------------

@@ -45,6 +45,8 @@ class DetectorSpec:
     #: optional ``detect_many(series, params, weeks)``: `detect` on many series at once, the
     #: same frames faster (the batch engine); callers without a fallback may use it.
     detect_many: Callable[..., list[pd.DataFrame]] | None = None
+    #: optional ``series_min_history(params, counts)``: `min_history` for this series' calendar.
+    series_min_history: Callable[[BaseModel, pd.Series], int] | None = None
 
 
 DETECTORS: dict[str, DetectorSpec] = {
@@ -57,6 +59,7 @@ DETECTORS: dict[str, DetectorSpec] = {
             farrington.min_history,
             farrington.SUMMARY,
             detect_many=farrington.detect_many,
+            series_min_history=farrington.series_min_history,
         ),
         DetectorSpec("ears", ears.EarsParams, ears.detect, ears.min_history, ears.SUMMARY),
         DetectorSpec("acled-surge", rules.AcledSurgeParams, rules.detect_surge, rules.surge_min_history, rules.SURGE_SUMMARY),
@@ -77,6 +80,7 @@ DETECTORS: dict[str, DetectorSpec] = {
             farrington_cusum.SUMMARY,
             stateful=True,
             detect_many=farrington_cusum.detect_many,
+            series_min_history=farrington_cusum.series_min_history,
         ),
     )
 }
@@ -198,8 +202,9 @@ def run_detector_many(
     fb_params = (fallback_params or fb_spec.params()) if fb_spec else None
     fb_need = fb_spec.min_history(fb_params) if fb_spec else 0
 
+    needs = [spec.series_min_history(params, c) if spec.series_min_history else need for c in series]
     plans = []  # per series: positions, (main + neither) keys, neither keys, backup keys
-    for counts, w in zip(series, weeks):
+    for counts, w, need in zip(series, weeks, needs):
         pos = ears.check_positions(counts, w)
         main = [k for k, t in enumerate(pos) if t >= need]
         backup = [k for k, t in enumerate(pos) if t < need and fb_spec and t >= fb_need]
@@ -234,7 +239,7 @@ def run_detector_many(
             out["detector"] = fb_spec.name
             out["fallback_from"] = name
             out["note"] = [
-                _join(f"too little history for {name} (needs {need} weeks, has {pos[k]}): {_label(fb_spec.name, fb_params)} used", note)
+                _join(f"too little history for {name} (needs {needs[i]} weeks, has {pos[k]}): {_label(fb_spec.name, fb_params)} used", note)
                 for k, note in zip(backup, out["note"])
             ]
             parts.append(out)

@@ -43,6 +43,7 @@ Engines:
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Sequence
@@ -171,14 +172,52 @@ class FarringtonParams(BaseModel):
         return self
 
 
-def min_history(params: FarringtonParams) -> int:
-    """Weeks of history needed before a monitored week so that every reference window exists.
+def min_history(params: FarringtonParams, start: date | None = None) -> int:
+    """Weeks of history before a monitored week from which R's farringtonFlexible fits it.
 
-    The oldest reference week is the week nearest to t0 − b years: at most
-    (365·b + leap days + 3) // 7 rows back, and its window reaches w rows further.
+    R looks the reference weeks up by date: the oldest is the week nearest to t0 − b years,
+    52·b + 0..2 rows back depending on the calendar, and its window of w weeks either side
+    may reach one week before the series (R indexes from 1 and drops index 0 silently; see
+    `_seasonal_blocks`). So R fits position t exactly when t − (rows back to that week) ≥
+    max(w − 1, 0).
+
+    start: the date of the series' first week (weeks consecutive): the first position R fits
+        in that series. None: the most any calendar needs, (365·b + ceil(b/4) + 3) // 7 rows
+        back (the longest b years, rounded to whole weeks) + max(w − 1, 0).
     """
+    if start is not None:
+        return _first_fitted(params.b, params.w, start)
     leap_days = -(-params.b // 4)  # ceil(b / 4)
-    return (365 * params.b + leap_days + 3) // 7 + params.w
+    return (365 * params.b + leap_days + 3) // 7 + max(params.w - 1, 0)
+
+
+def series_min_history(params: FarringtonParams, counts: pd.Series) -> int:
+    """`min_history` for the calendar of `counts` (consecutive weeks indexed by week start).
+
+    Positions from this one on are exactly those R fits; an index that is not dates (or an
+    empty series) gets the calendar-free `min_history(params)`.
+    """
+    index = counts.index
+    if not isinstance(index, pd.DatetimeIndex) or len(index) == 0:
+        return min_history(params)
+    return min_history(params, index[0].date())  # local date, as the reference weeks use
+
+
+@functools.lru_cache(maxsize=4096)
+def _first_fitted(b: int, w: int, start: date) -> int:
+    """The first position t of a series starting at `start` whose reference weeks R finds (see `min_history`).
+
+    t − (rows back to the oldest reference week) never decreases with t (the b years change by
+    at most a day from one week to the next), so the first t that passes is the answer. The
+    search starts below it: b years are at least 365·b − 1 days (29 Feb → 1 Mar).
+    """
+    t = (365 * b - 4) // 7 + max(w - 1, 0)
+    while True:
+        t0 = start + timedelta(days=7 * t)
+        back = (t0 - _reference_date(t0, b)).days // 7
+        if t - back >= max(w - 1, 0):
+            return t
+        t += 1
 
 
 def detect(counts: pd.Series, params: FarringtonParams, *, weeks: Sequence[int]) -> pd.DataFrame:
@@ -309,10 +348,7 @@ def _reference_weeks(days: list[date], position_of: dict[date, int], t: int, b: 
     t0 = days[t]
     out = []
     for j in range(b + 1):
-        ref = date(t0.year - j, t0.month, 1) + timedelta(days=t0.day - 1)
-        a = ref - timedelta(days=(ref.isoweekday() - t0.isoweekday()))  # same weekday, same Sun-Sat week
-        other = a + timedelta(days=-7 if a > ref else 7)
-        chosen = other if abs((a - ref).days) > abs((other - ref).days) else a
+        chosen = _reference_date(t0, j)
         if chosen not in position_of:
             # R stops: "Some reference time points did not exist; decrease 'b' or postpone 'range'."
             raise _TooLittleHistory(
@@ -321,6 +357,14 @@ def _reference_weeks(days: list[date], position_of: dict[date, int], t: int, b: 
             )
         out.append(position_of[chosen])
     return out
+
+
+def _reference_date(t0: date, j: int) -> date:
+    """The day with t0's weekday nearest to t0 − j years (see `_reference_weeks`)."""
+    ref = date(t0.year - j, t0.month, 1) + timedelta(days=t0.day - 1)
+    a = ref - timedelta(days=(ref.isoweekday() - t0.isoweekday()))  # same weekday, same Sun-Sat week
+    other = a + timedelta(days=-7 if a > ref else 7)
+    return other if abs((a - ref).days) > abs((other - ref).days) else a
 
 
 def _r_range(first: int, last: int) -> np.ndarray:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -78,9 +79,14 @@ class FarringtonCusumParams(farrington.FarringtonParams):
     cusum_h: float = Field(2.25, gt=0, allow_inf_nan=False, description="Decision interval: alarm when the CUSUM of normal scores reaches h.")
 
 
-def min_history(params: FarringtonCusumParams) -> int:
-    """Weeks of history before the first week that can be decided: Farrington's with b_min years."""
-    return farrington.min_history(farrington_part(params, b=min(params.b, params.b_min)))
+def min_history(params: FarringtonCusumParams, start: date | None = None) -> int:
+    """Weeks of history before the first week that can be decided: Farrington's with b_min years (`start`: see there)."""
+    return farrington.min_history(farrington_part(params, b=min(params.b, params.b_min)), start)
+
+
+def series_min_history(params: FarringtonCusumParams, counts: pd.Series) -> int:
+    """`min_history` for the calendar of `counts`: Farrington's with b_min years."""
+    return farrington.series_min_history(farrington_part(params, b=min(params.b, params.b_min)), counts)
 
 
 def farrington_part(params: FarringtonCusumParams, *, b: int | None = None) -> farrington.FarringtonParams:
@@ -91,10 +97,13 @@ def farrington_part(params: FarringtonCusumParams, *, b: int | None = None) -> f
     return farrington.FarringtonParams(**values)
 
 
-def years_for(params: FarringtonCusumParams, t: int) -> int:
-    """Years of reference used at position t: b if the history allows, else the most whole years down to b_min."""
+def years_for(params: FarringtonCusumParams, t: int, start: date | None = None) -> int:
+    """Years of reference used at position t: b if the history allows, else the most whole years down to b_min.
+
+    start: the date of the series' first week (see `farrington.min_history`); None: any calendar.
+    """
     for b in range(params.b, min(params.b, params.b_min) - 1, -1):
-        if t >= farrington.min_history(farrington_part(params, b=b)):
+        if t >= farrington.min_history(farrington_part(params, b=b), start):
             return b
     return min(params.b, params.b_min)  # too short even for b_min: Farrington says so (alarm NA, note)
 
@@ -202,7 +211,8 @@ def detect_many(series: Sequence[pd.Series], params: FarringtonCusumParams, week
         raise ValueError(f"detect_many needs one list of weeks per series (got {len(series)} series and {len(weeks)} lists of weeks)")
     positions = [check_positions(counts, w) for counts, w in zip(series, weeks)]
     runs = [list(range(min(pos), max(pos) + 1)) if pos else [] for pos in positions]
-    years = [np.array([years_for(params, t) for t in run], dtype=int) for run in runs]
+    starts = [pd.DatetimeIndex(counts.index)[0].date() if len(counts) else None for counts in series]
+    years = [np.array([years_for(params, t, start) for t in run], dtype=int) for run, start in zip(runs, starts)]
     frames: list[list[pd.DataFrame]] = [[] for _ in series]
     for b in sorted({int(v) for y in years for v in y}, reverse=True):  # one batch per number of years
         parts = farrington.detect_many(series, farrington_part(params, b=b), [np.asarray(run)[y == b] for run, y in zip(runs, years)])
