@@ -93,9 +93,9 @@ def cli(ctx: click.Context, config_path: Path | None, db_path: Path | None, debu
       4  run / demo / alerts flush: the report was written but a digest could not
          be delivered; it waits in the outbox
       5  run / ingest / alerts flush: another run holds the database's run lock
-      6  check / report / backtest / run / schedule: no source's data reaches the
-         week asked for (or due); the message names each source's last event
-         date. Without --week (--to) these commands judge the latest week with
+      6  check / report / backtest / run: no source's data reaches the week asked
+         for (or due); the message names each source's last event date. Without
+         --week (--to), check, report and backtest judge the latest week with
          data and name it on stderr
     """
     ctx.meta["monitor.debug"] = debug
