@@ -4,7 +4,8 @@ Exit codes: 0 ok (for `check`: nothing flagged), 1 failure (a message names the 
 line, key or value and the fix; for `ingest`: a file was refused or rows were rejected),
 2 usage error, 3 `check`/`detect` flagged something, 4 `run`: the report was written but
 the email could not be delivered (it is retried next run), 5 `run`/`ingest`/`demo`/`alerts flush`:
-another run holds the database's run lock. Only this module (and schedule.py) reads the
+another run holds the database's run lock, 6 `check`/`report`/`backtest`/`run`: no source's
+data reaches the week (monitor.coverage). Only this module (and schedule.py) reads the
 clock; `$MONITOR_NOW` fixes it (see `_now`).
 """
 
@@ -21,10 +22,11 @@ import click
 
 from monitor import __version__
 from monitor.config import FORMATS
-from monitor.errors import LockError, MonitorError
+from monitor.errors import LockError, MonitorError, NoDataError
 
 EXIT_FLAGGED = 3
 EXIT_LOCKED = LockError.exit_code
+EXIT_NO_DATA = NoDataError.exit_code
 
 
 #: Fixes every command's clock to this time (ISO 8601 with a UTC offset, e.g. 2023-03-06T06:00:00+00:00):
@@ -50,7 +52,7 @@ def _now() -> datetime:
 
 
 class _Group(click.Group):
-    """Turns MonitorError into one line on stderr and exit code 1, or its own (LockError: 5); a traceback only with --debug."""
+    """Turns MonitorError into one line on stderr and exit code 1, or its own (LockError: 5, NoDataError: 6); a traceback only with --debug."""
 
     def invoke(self, ctx: click.Context):
         try:
@@ -91,6 +93,10 @@ def cli(ctx: click.Context, config_path: Path | None, db_path: Path | None, debu
       4  run / demo / alerts flush: the report was written but a digest could not
          be delivered; it waits in the outbox
       5  run / ingest / alerts flush: another run holds the database's run lock
+      6  check / report / backtest / run: no source's data reaches the week asked
+         for (or due); the message names each source's last event date. Without
+         --week (--to), check, report and backtest judge the latest week with
+         data and name it on stderr
     """
     ctx.meta["monitor.debug"] = debug
     ctx.obj = {"config_path": config_path, "db_path": db_path}
@@ -250,15 +256,16 @@ def _emit(rows: list[dict], columns: list[str], fmt: str) -> None:
 
 
 @cli.command()
-@click.option("--week", help="week to check, e.g. 2023-W08 (default: the last complete week)")
+@click.option("--week", help="week to check, e.g. 2023-W08 (default: the latest complete week with data)")
 @click.option("--series", "series_filter", help="only series whose key or name contains this text")
 @click.option("--detector", help="use this detector instead of each series' own")
 @click.option("--param", "params", multiple=True, help="detector parameter key=value (with --detector), repeatable")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
 @click.pass_context
 def check(ctx, week, series_filter, detector, params, fmt) -> None:
-    """Check the series in the database for one week; exit 3 if anything is flagged."""
-    from monitor.pipeline import detect_week, select_week
+    """Check the series in the database for one week; exit 3 if anything is flagged, 6 if no data reaches the week."""
+    from monitor.coverage import choose_week
+    from monitor.pipeline import detect_week
 
     config = _config(ctx)
     if params and not detector:
@@ -266,10 +273,13 @@ def check(ctx, week, series_filter, detector, params, fmt) -> None:
     now = _now()
     start = _week(config, week)
     with _store(config, create=False) as store:
+        coverage = choose_week(config, store, week=start, now=now)
+        _announce(coverage, "checking")
         result = detect_week(
-            config, store, week=select_week(config, week=start, now=now), now=now,
+            config, store, week=coverage.week, now=now,
             series_filter=series_filter, detector=detector, params=_params(params), with_context=False,
         )
+    _no_data_series(result)
     if not result.results:
         raise MonitorError(
             f"no series to check for {result.week}" + (f" matching '{series_filter}'" if series_filter else "")
@@ -289,6 +299,25 @@ def check(ctx, week, series_filter, detector, params, fmt) -> None:
         columns.insert(columns.index("alarm"), "qvalue")
     _emit(rows, columns, fmt)
     ctx.exit(EXIT_FLAGGED if result.flagged else 0)
+
+
+def _announce(coverage, doing: str, *, option: str = "--week", fatal: bool = True) -> None:
+    """On stderr, before any output: the week chosen without --week, and why; then, if no source's data reaches
+    the week, the error (NoDataError, exit 6; with fatal=False only the line: the command goes on)."""
+    if not coverage.asked:
+        click.echo(coverage.announce(doing), err=True)
+    if not coverage.reached:
+        if fatal:
+            raise NoDataError(coverage.no_data_message(option=option))
+        click.echo(f"error: {coverage.no_data_message(option=option)}", err=True)
+
+
+def _no_data_series(result) -> None:
+    """On stderr: how many series have no data this week (their sources stop before it); the rest were judged."""
+    if result.no_data and not result.no_data_line:
+        reach = "; ".join(dict.fromkeys(result.no_data.values()))
+        click.echo(f"{len(result.no_data)} of {len(result.results)} series have no data for {result.week} ({reach}): "
+                   "not judged, see their note", err=True)  # fmt: skip
 
 
 def _alarm_cell(alarm: bool | None, fmt: str):
@@ -330,20 +359,29 @@ def _missing(value) -> bool:
 
 
 @cli.command()
-@click.option("--week", help="week to report on, e.g. 2023-W09 (default: the last complete week)")
+@click.option("--week", help="week to report on, e.g. 2023-W09 (default: the latest complete week with data)")
 @click.pass_context
 def report(ctx, week) -> None:
-    """Write reports/<YYYY-Www>/report.md and its charts (no ingest, no email)."""
+    """Write reports/<YYYY-Www>/report.md and its charts (no ingest, no email); exit 6 if no data reaches the week."""
+    from monitor.coverage import choose_week
     from monitor.pipeline import report_week
 
     config = _config(ctx)
     start = _week(config, week)
+    now = _now()
     with _store(config, create=False) as store:
-        result, files = report_week(config, store, week=start, now=_now())
+        coverage = choose_week(config, store, week=start, now=now)
+        _announce(coverage, "reporting on", fatal=False)  # the report is written all the same, leading with it
+        result, files = report_week(config, store, week=coverage.week, now=now)
+    _no_data_series(result)
     click.echo(f"{result.week}: {len(result.flagged)} of {len(result.results)} series flagged; report: {files.markdown}")
+    ctx.exit(EXIT_NO_DATA if result.no_data_line else 0)
 
 
 def _print_outcome(outcome) -> None:
+    if outcome.result.no_data_line:  # before anything else: nothing in the week was judged (exit 6)
+        click.echo(f"error: {outcome.result.no_data_line}", err=True)
+    _no_data_series(outcome.result)
     ids = {r.file: r.ingest_id for r in outcome.ingest.rejected}
     for r in outcome.ingest.results:
         if not r.skipped:
@@ -370,12 +408,13 @@ def _print_outcome(outcome) -> None:
 
 
 @cli.command()
-@click.option("--week", help="week to run, e.g. 2023-W09 (default: the last complete week)")
+@click.option("--week", help="week to run, e.g. 2023-W09 (default: the last complete week; exit 6 if no data reaches it)")
 @click.option("--no-email", is_flag=True, help="write the report but send no digest")
 @_WAIT_OPTION
 @click.pass_context
 def run(ctx, week, no_email, wait) -> None:
-    """The weekly job: ingest new inbox files, detect, report, email (exit 4: email not delivered; 5: another run is on)."""
+    """The weekly job: ingest new inbox files, detect, report, email (exit 4: email not delivered; 5: another run is on;
+    6: no source's data reaches the week, recorded no-data)."""
     from monitor.lock import run_lock
     from monitor.schedule import run_week
 
@@ -436,8 +475,8 @@ def status_command(ctx, limit, fmt) -> None:
     _section("pending outbox messages", info["outbox"],
              ["id", "week", "recipients", "subject", "attempts", "last_error", "created_at"], empty="none")  # fmt: skip
     _section("active silences", info["silences"], ["id", "filter", "until", "comment", "author"], empty="none")
-    _section("data freshness per source", info["sources"], ["source", "records", "latest_event_date", "last_ingest",
-             "weeks_since_ingest"], empty="no data ingested")  # fmt: skip
+    _section("data freshness per source", info["sources"], ["source", "records", "latest_event_date", "last_week_with_data",
+             "weeks_behind", "last_ingest", "weeks_since_ingest"], empty="no data ingested")  # fmt: skip
 
 
 @cli.command()
@@ -460,7 +499,7 @@ def demo(ctx, out_dir: Path, wait: float) -> None:
 
 @cli.command()
 @click.option("--from", "first", help="first week to replay, e.g. 2022-W01 (default: --weeks before --to)")
-@click.option("--to", "last", help="last week to replay (default: the last complete week; with --counts: the file's last)")
+@click.option("--to", "last", help="last week to replay (default: the latest complete week with data; with --counts: the file's last)")
 @click.option("--weeks", type=click.IntRange(min=1), default=None, help="weeks to replay when --from is not given  [default: 52; with --counts: all]")
 @click.option("--series", "series_filter", help="only series whose key or name contains this text")
 @click.option("--detector", help="use this detector instead of each series' own (required with --counts)")
@@ -484,11 +523,15 @@ def backtest(ctx, first, last, weeks, series_filter, detector, params, counts_fi
         result = backtest_csv(counts_file, config=config, detector=detector, params=_params(params), weeks=weeks)
         title = f"{detector} on {counts_file.name}"
     else:
+        from monitor.coverage import choose_week
+
         first_week, last_week = _week(config, first, option="--from"), _week(config, last, option="--to")
+        now = _now()
         with _store(config, create=False) as store:
+            _announce(choose_week(config, store, week=last_week, now=now), "replaying up to", option="--to")
             result = backtest_store(
                 config, store, first_week=first_week, last_week=last_week, weeks=weeks or 52,
-                now=_now(), series_filter=series_filter, detector=detector, params=_params(params),
+                now=now, series_filter=series_filter, detector=detector, params=_params(params),
             )
         title = f"{detector or 'configured detectors'} on {config.db_path.name}"
     markdown = write_backtest(result, out_dir, title=title)

@@ -1,4 +1,4 @@
-"""Errors the command line turns into a one-line message and exit code 1."""
+"""Errors the command line turns into a one-line message and exit code 1 (or their own `exit_code`)."""
 
 
 class MonitorError(Exception):
@@ -41,3 +41,9 @@ class LockError(MonitorError):
     """Another run holds the database's run lock (exit code 5)."""
 
     exit_code = 5
+
+
+class NoDataError(MonitorError):
+    """No source's data reaches the week asked for: nothing in it can be judged (exit code 6)."""
+
+    exit_code = 6

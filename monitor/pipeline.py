@@ -34,7 +34,8 @@ import pandas as pd
 
 from monitor import faults
 from monitor.config import Config
-from monitor.errors import IngestError, MonitorError, StoreError
+from monitor.coverage import choose_week, series_without_data
+from monitor.errors import IngestError, MonitorError, NoDataError, StoreError
 from monitor.series import (
     build_series,
     cells_frame,
@@ -50,6 +51,8 @@ from monitor.types import Detection, IngestResult, RejectedRows, ReportFiles, Ru
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_DELIVERY_FAILED = 4
+#: No source's data reaches the week: nothing was judged (`monitor.coverage`).
+EXIT_NO_DATA = NoDataError.exit_code
 
 
 #: Rejected rows kept per ingest for messages (the CLI prints at most this many in all).
@@ -84,6 +87,8 @@ class WeeklyOutcome:
 
     @property
     def exit_code(self) -> int:
+        if self.result.no_data_line:  # nothing was judged: the worst news a run can give, ahead of a digest left waiting
+            return EXIT_NO_DATA
         if self.delivery_error or self.outbox_pending:
             return EXIT_DELIVERY_FAILED
         return EXIT_ERROR if self.ingest.refused else EXIT_OK
@@ -444,6 +449,8 @@ def detect_week(
         False checks only `week` (the fast path for `monitor check`).
     """
     series = build_all_series(config, store, week=week, series_filter=series_filter)
+    coverage = choose_week(config, store, week=week, now=now)
+    no_data = series_without_data(config, [(s.key, _definition(config, s.definition)) for s in series], coverage)
     lookback = config.report.lookback_weeks if with_context else 0
     incidents = store.incidents_frame(start=week, end=week + timedelta(days=6)) if with_context else None
     fallback_params = config.params_for("ears")
@@ -466,7 +473,11 @@ def detect_week(
     results = []
     for i, (s, frame) in enumerate(zip(series, frames)):
         current = _detection(s, frame.iloc[-1])
+        if s.key in no_data:  # its count is missing, not zero: undecided, never quiet (issue 11)
+            current = replace(current, alarm=None, level="", note=f"no data this week ({no_data[s.key]})")
         weeks_in_alert, status = alert_status(list(frame["alarm"])) if with_context else (int(bool(current.alarm)), "")
+        if s.key in no_data:
+            weeks_in_alert, status = 0, ""
         history, behind = frame, None
         if with_context and current.alarm:
             history = _with_recent_levels(assign_levels(histories[i], severity), frame)
@@ -503,8 +514,10 @@ def detect_week(
         ingests=tuple(ingests),
         annotations=tuple(config.report.annotations),
         synthetic=config.report.synthetic_data,
-        notes=tuple(_run_notes(results, week=week, latest=_latest_data(stats))),
+        notes=tuple(_run_notes(results, coverage=coverage)),
         false_alarms=budget,
+        no_data=no_data,
+        no_data_line="" if coverage.reached else coverage.no_data_message(),
     )
 
 
@@ -533,12 +546,13 @@ def _with_recent_levels(history: pd.DataFrame, recent: pd.DataFrame) -> pd.DataF
     return out
 
 
-def _run_notes(results: Sequence[SeriesResult], *, week: date, latest: date | None) -> list[str]:
+def _run_notes(results: Sequence[SeriesResult], *, coverage) -> list[str]:
     notes = []
-    if latest is None or latest < week:
+    week_end = coverage.week + timedelta(days=6)
+    if coverage.reached and coverage.monitored and not any(s.last_day and s.last_day >= week_end for s in coverage.sources):
         notes.append(
-            f"No data this week: the latest data in the database is from {latest or 'nowhere'}, before this week began. "
-            "The counts shown as 0 are missing, not zero; alerts are held as they were until data arrives."
+            f"The data ends before this week does ({coverage.describe()}; the week ends {week_end.isoformat()}): "
+            "its counts may be incomplete."
         )
     fallbacks = [r for r in results if r.detection.fallback_from]
     if fallbacks:
@@ -575,9 +589,8 @@ def run_weekly(
     result = detect_week(config, store, week=week, now=now, ingests=ingest.results)
     emailing = send and config.alerts.enabled
     silences = store.active_silences(now)
-    sources = store.stats(until=result.week_end).get("sources", {})
     states = store.alert_states()
-    no_data = no_data_series(config, result, sources)
+    no_data = set(result.no_data)
     changes = advance(result, states, config.alerts, no_data=no_data)
     decided = plan(result, changes, config.alerts, silences)
     notes = list(result.notes)
@@ -630,7 +643,7 @@ def run_weekly(
         week=result.week,
         started_at=started,
         finished_at=clock() if clock else now,
-        status=_run_status(outcome, all_held=bool(result.results) and no_data >= {r.series.key for r in result.results}),
+        status=_run_status(outcome, all_held=bool(result.no_data_line) or (bool(result.results) and no_data >= {r.series.key for r in result.results})),
         summary={
             "series": len(result.results),
             "flagged": [r.series.key for r in result.flagged],
@@ -667,24 +680,14 @@ def _previous_weeks(store, week: str) -> Callable[[str], str]:
 
 def _run_status(outcome: WeeklyOutcome, *, all_held: bool) -> str:
     """ok, ingest-refused, delivery-failed (messages wait in the outbox), or no-data: nothing reached the week, so
-    nothing was judged; the scheduler's catch-up runs the week again (a re-run judges it once its data is in)."""
-    if all_held and outcome.emailed:
+    nothing was judged; the scheduler's catch-up runs the week again (a re-run judges it once its data is in).
+    A report-only run (--no-email, alerts off) of such a week is no-data too: recorded `ok`, it would settle the
+    week with every series read as quiet (issue 11)."""
+    if all_held:
         return "no-data"
     if outcome.outbox_pending:
         return "delivery-failed"
     return "ingest-refused" if outcome.ingest.refused else "ok"
-
-
-def no_data_series(config: Config, result: RunResult, sources: dict) -> set[str]:
-    """Series with no data this week: no source they count (their `filters.source`, or every source)
-    has an event, or a weekly count, on or after the week's start."""
-    out = set()
-    for r in result.results:
-        wanted = _definition(config, r.series.definition).filters.source
-        days = [v["latest_event_date"] for name, v in sources.items() if (not wanted or name in wanted) and v.get("latest_event_date")]
-        if not days or max(days) < result.week_start:
-            out.add(r.series.key)
-    return out
 
 
 def _last_delivery(delivered: Sequence[dict]):
@@ -726,7 +729,7 @@ def report_week(config: Config, store, *, week: date | None, now: datetime) -> t
     """Detect and write the report for a week, without ingesting or emailing."""
     from monitor.report import write_report
 
-    week = select_week(config, week=week, now=now)
+    week = choose_week(config, store, week=week, now=now).week  # None: the latest week with data
     result = detect_week(config, store, week=week, now=now)
     result = replace(result, silences=tuple(store.active_silences(now)), rejected=rejected_since_last_week(store, week=result.week))
     return result, write_report(result, settings=config.report_settings, workers=_workers(config))
@@ -746,12 +749,21 @@ def backtest_store(
 ):
     """`monitor backtest` on the database: replay the configured series (or one detector) week by week.
 
-    last_week defaults to the last complete week; first_week to `weeks` - 1 weeks before it.
+    last_week defaults to the latest week with data (`monitor.coverage.choose_week`); first_week to
+    `weeks` - 1 weeks before it. NoDataError when no source's data reaches last_week.
     """
     from monitor.backtest import ReplaySeries, backtest
 
-    last = select_week(config, week=last_week, now=now)
+    coverage = choose_week(config, store, week=last_week, now=now)
+    if not coverage.reached:
+        raise NoDataError(coverage.no_data_message(option="--to"))
+    last = coverage.week
     first = first_week if first_week is not None else last - timedelta(weeks=weeks - 1)
+    if first > last:
+        raise MonitorError(
+            f"--from {week_label(first)} is after the last week to replay, {week_label(last)}"
+            + ("" if coverage.asked else " (the latest week with data)") + ": pass an earlier --from"
+        )
     series = build_all_series(config, store, week=last, series_filter=series_filter)
     if not series:
         raise MonitorError(

@@ -28,7 +28,8 @@ JOB_ID = "weekly-run"
 WAKE_ID = "wake"
 #: Statuses that settle a week: the report was written. "ingest-refused" (a file was refused,
 #: the rest was reported) and "delivery-failed" (messages left in the outbox, which every later
-#: run flushes) would not change by running the week again. "failed" leaves the week owed.
+#: run flushes) would not change by running the week again. "failed" leaves the week owed, and so
+#: does "no-data" (no source's data reached the week: once a late file is in, the re-run judges it).
 DONE_STATUSES = frozenset({"ok", "ingest-refused", "delivery-failed"})
 FAILED = "failed"
 EXIT_ERROR = 1
@@ -167,6 +168,9 @@ def run_week(
 
 def _line(now: datetime, outcome) -> str:
     result = outcome.result
+    if result.no_data_line:  # recorded no-data, so still owed: a late file is judged at the next tick
+        return (f"{now.isoformat()} {result.no_data_line}; the week stays owed and runs again at the next tick "
+                f"(report {outcome.files.markdown})")  # fmt: skip
     line = f"{now.isoformat()} {result.week}: {len(result.flagged)} of {len(result.results)} series flagged"
     line += f"; report {outcome.files.markdown}"
     return line + (f"; email not delivered (kept in the outbox): {outcome.delivery_error}" if outcome.delivery_error else "")

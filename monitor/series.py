@@ -57,6 +57,12 @@ def last_complete_week(now: datetime | date, *, start: str = "monday") -> date:
     return week_start_of(today, start=start) - timedelta(days=7)
 
 
+def last_full_week(last_day: date, *, start: str = "monday") -> date:
+    """Start of the last week whose every day is on or before `last_day` (data up to a Saturday completes
+    the week before, with Monday weeks; data up to the Sunday completes its own week)."""
+    return last_complete_week(last_day + timedelta(days=1), start=start)
+
+
 def week_index(dates: pd.Series, *, start: str = "monday") -> pd.Series:
     """Week start (datetime64) of each date in a datetime64 Series."""
     offset = (dates.dt.day_of_week - WEEKDAYS.index(start)) % 7

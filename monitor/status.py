@@ -6,7 +6,7 @@ cli.py prints it as tables or JSON.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
 from monitor.config import Config
@@ -34,15 +34,25 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
-def freshness(store, *, now: datetime) -> list[dict[str, Any]]:
-    """Per source: records, latest event date (incidents, or latest week of counts), last ingest, weeks since it."""
+def freshness(store, *, now: datetime, last_complete: date | None = None, start: str = "monday") -> list[dict[str, Any]]:
+    """Per source: records, latest event date (incidents, or latest week of counts), the last week its data
+    completes (`monitor.coverage`) and how many weeks that lags `last_complete` (the clock's last complete
+    week; 0: up to date, None without it), last ingest, weeks since it."""
+    from monitor.coverage import lag_weeks, source_reach
+    from monitor.series import week_label
+
+    stats = store.stats()
+    reach = source_reach(store, start=start, stats=stats)
     rows = []
-    for source, entry in sorted(store.stats()["sources"].items()):
+    for source, entry in sorted(stats["sources"].items()):
         last = entry["last_ingest"]
+        data_week = reach[source].last_week
         rows.append({
             "source": source,
             "records": entry["records"],
             "latest_event_date": entry["latest_event_date"].isoformat() if entry["latest_event_date"] else None,
+            "last_week_with_data": week_label(data_week) if data_week else None,
+            "weeks_behind": lag_weeks(data_week, last_complete) if last_complete else None,
             "last_ingest": last.isoformat() if last else None,
             "weeks_since_ingest": round((_aware(now) - _aware(last)).total_seconds() / _WEEK_SECONDS, 1) if last else None,
         })  # fmt: skip
@@ -60,13 +70,15 @@ def status(config: Config, store, *, now: datetime, runs: int = 10) -> dict[str,
 
     runs: how many of the last runs to list, newest first.
     Returns {"database", "runs", "schedule": {cron, timezone, catch_up_weeks, next_run, next_week, owed},
-    "sources", "outbox", "silences"}; outbox and silences are None when the store does not keep them.
+    "sources" (`freshness`; weeks_behind counts from the clock's last complete week), "outbox", "silences"};
+    outbox and silences are None when the store does not keep them.
     """
     from monitor.pipeline import select_week
     from monitor.schedule import next_run, owed_weeks
     from monitor.series import week_label
 
     fire = next_run(config, now=now)
+    last_complete = select_week(config, week=None, now=now)
     return {
         "database": str(config.db_path),
         "runs": [_run_row(r) for r in reversed(store.runs()[-runs:])],
@@ -78,7 +90,7 @@ def status(config: Config, store, *, now: datetime, runs: int = 10) -> dict[str,
             "next_week": week_label(select_week(config, week=None, now=fire)),
             "owed": [week_label(w) for w in owed_weeks(config, store, now=now)],
         },
-        "sources": freshness(store, now=now),
+        "sources": freshness(store, now=now, last_complete=last_complete, start=config.week.start),
         "outbox": _optional(store, "pending_outbox"),
         "silences": _optional(store, "active_silences", now),
     }

@@ -539,7 +539,9 @@ class Store:
         """Totals for the report: records_total, latest_event_date (<= until) and per-source freshness.
 
         Returns {"records_total": int, "counts_total": int, "latest_event_date": date | None,
-        "sources": {source: {"records": int, "latest_event_date": date | None, "last_ingest": datetime | None}}}.
+        "sources": {source: {"records": int, "latest_event_date": date | None, "last_ingest": datetime | None,
+        "latest_incident_date": date | None, "latest_count_week": date | None}}}: per source, latest_event_date
+        is the later of its latest incident date and the week start of its latest weekly count row.
         """
         where, params = self._bounds("event_date", None, until)
         total = self.db.execute("SELECT count(*) FROM incidents").fetchone()[0]
@@ -554,15 +556,19 @@ class Store:
                 f" {'AND' if where else 'WHERE'} source = ? ORDER BY event_date DESC LIMIT 1",
                 [*params, source],
             ).fetchone()
-            sources[source] = {"records": n, "latest_event_date": _date(last[0] if last else None), "last_ingest": None}
+            day = _date(last[0] if last else None)
+            sources[source] = {"records": n, "latest_event_date": day, "last_ingest": None, "latest_incident_date": day,
+                               "latest_count_week": None}  # fmt: skip
         week_where, week_params = self._bounds("week_start", None, until)
         for source, n, last in self.db.execute(
             f"SELECT source, count(*), max(CASE WHEN {'1' if until is None else 'week_start <= ?'} THEN week_start END)"
             " FROM counts GROUP BY source",
             week_params,
         ):
-            entry = sources.setdefault(source, {"records": 0, "latest_event_date": None, "last_ingest": None})
+            entry = sources.setdefault(source, {"records": 0, "latest_event_date": None, "last_ingest": None,
+                                                "latest_incident_date": None, "latest_count_week": None})  # fmt: skip
             entry["records"] += n
+            entry["latest_count_week"] = _date(last)
             if last and (entry["latest_event_date"] is None or _date(last) > entry["latest_event_date"]):
                 entry["latest_event_date"] = _date(last)
         # ingests name the file's source; an incident source shares it (one source per file)

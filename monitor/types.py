@@ -291,6 +291,11 @@ class RunResult:
     refused: tuple[str, ...] = ()
     #: ingests since the previous week's run that rejected rows (the rest of each file was kept)
     rejected: tuple[RejectedRows, ...] = ()
+    #: series key -> how far its sources' data goes, for each series no source of which reaches the week:
+    #: missing, not zero (held, not judged quiet; monitor.coverage)
+    no_data: dict[str, str] = field(default_factory=dict)
+    #: when no source in use reaches the week: the line saying so and what to do (the report leads with it)
+    no_data_line: str = ""
 
     @property
     def warnings(self) -> tuple[SeriesResult, ...]:

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from monitor.config import config_from_dict
-from monitor.pipeline import EXIT_DELIVERY_FAILED, run_weekly
+from monitor.pipeline import EXIT_DELIVERY_FAILED, EXIT_NO_DATA, run_weekly
 from monitor.store import Store
 from tests.smtp_server import SmtpServer
 
@@ -113,7 +113,8 @@ def test_weeks_of_alerts_arrive_once_each_in_the_right_run(timeline):
         before = len(server.inbox.messages)
         w09 = run_weekly(config, store, week=date(2023, 2, 27), now=_monday_after(date(2023, 2, 27)))
         again = run_weekly(config, store, week=WEEKS[4], now=_monday_after(date(2023, 2, 27)))
-        assert _received(server, before) == [] and w09.exit_code == 0 and again.exit_code == 0
+        # W09 judged nothing: exit 6, not 0 (issue 11: no silent all-clear)
+        assert _received(server, before) == [] and w09.exit_code == EXIT_NO_DATA and again.exit_code == 0
         held = {e["series"]: e["event"] for e in store.alert_events("2023-W09")}
         states = store.alert_states()
         runs = {r["week"]: r["status"] for r in store.runs()}
@@ -151,7 +152,8 @@ def test_weeks_of_alerts_arrive_once_each_in_the_right_run(timeline):
     hama = next(s for k, s in states.items() if "Hama" in k)
     assert hama.state == "firing" and hama.last_week == "2023-W08"  # W09 is not judged: a re-run with data will judge it
     assert runs["2023-W09"] == "no-data"  # not settled: the scheduler runs the week again
-    assert "no data" in report_w09.lower()
+    assert report_w09.split("\n", 3)[2].startswith("> **⚠ NO DATA FOR THIS WEEK.** No data for 2023-W09: no source's data")
+    assert "No monitored series rose above its threshold" not in report_w09
     # the silence is listed in the report of a week it covered, and Hama is marked there
     alerts_w05 = report_w05[report_w05.index("## Alerts and silences"):report_w05.index("## At a glance")]
     assert "| IS attacks — Syria · Hama | firing (alert) since 2023-W04; silenced (\\#1 until 2023-02-06" in alerts_w05

@@ -78,8 +78,11 @@ def test_readme_quick_start_is_exactly_two_commands():
 def test_readme_documents_every_exit_code_the_cli_uses():
     from monitor import cli as cli_module, pipeline
 
-    for code in {0, 1, 2, cli_module.EXIT_FLAGGED, pipeline.EXIT_DELIVERY_FAILED, cli_module.EXIT_LOCKED}:
+    help_text = cli.get_help(cli.make_context("monitor", ["--help"], resilient_parsing=True))
+    codes = {0, 1, 2, cli_module.EXIT_FLAGGED, pipeline.EXIT_DELIVERY_FAILED, cli_module.EXIT_LOCKED, pipeline.EXIT_NO_DATA}
+    for code in codes:
         assert re.search(rf"^\| {code} \|", README, flags=re.M), f"exit code {code} is not in the README"
+        assert re.search(rf"^ +{code}  ", help_text, flags=re.M), f"exit code {code} is not in `monitor --help`"
 
 
 OWNERS = {

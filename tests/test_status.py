@@ -45,7 +45,9 @@ def test_status_lists_runs_next_run_owed_weeks_and_freshness(demo_copy):
         # the last 8 complete weeks (the demo recorded 2023-W09, so nothing earlier than that is owed)
         "owed": [f"2026-W{n}" for n in range(42, 50)],
     }  # fmt: skip
+    # the data ends on Friday 2023-03-31, so its last complete week is 2023-W12, 193 weeks before 2026-W49
     assert info["sources"] == [{"source": "acled", "records": 32958, "latest_event_date": "2023-03-31",
+                                "last_week_with_data": "2023-W12", "weeks_behind": 193,
                                 "last_ingest": "2026-11-24T09:00:00+00:00", "weeks_since_ingest": 2.0}]  # fmt: skip
     assert info["outbox"] == outbox and info["silences"] == silences
     with Store(config.db_path) as store:

@@ -263,7 +263,8 @@ def test_stats(store):
     stats = store.stats(until=date(2023, 2, 15))
     assert stats["records_total"] == 3
     assert stats["latest_event_date"] == date(2023, 2, 1)
-    assert stats["sources"]["acled"] == {"records": 2, "latest_event_date": date(2023, 2, 1), "last_ingest": NOW}
+    assert stats["sources"]["acled"] == {"records": 2, "latest_event_date": date(2023, 2, 1), "last_ingest": NOW,
+                                         "latest_incident_date": date(2023, 2, 1), "latest_count_week": None}  # fmt: skip
     assert stats["sources"]["ucdp"]["latest_event_date"] == date(2019, 11, 30)
     assert stats["sources"]["ucdp"]["last_ingest"] == datetime(2024, 2, 1)
     assert store.stats()["latest_event_date"] == date(2023, 3, 1)

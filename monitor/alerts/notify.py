@@ -145,7 +145,7 @@ def observations(result: RunResult, no_data: Collection[str] | None = None) -> d
     """This week's observation of every series: its level and score, or held (undecided / no data this week).
 
     no_data: keys of the series with no data this week: nothing ingested for their sources
-    reaches the week (`monitor.pipeline.no_data_series`), so a zero count would be a guess.
+    reaches the week (`monitor.coverage.series_without_data`), so a zero count would be a guess.
     None: judged for the whole run, by the latest data of any source.
     """
     index = week_index(result.week_start)

@@ -157,6 +157,12 @@ def week_dates(result: RunResult) -> str:
     return f"{result.week_start:%a} {_long_day(result.week_start)} – {result.week_end:%a} {_long_day(result.week_end)}"
 
 
+def _sentence(text: str) -> str:
+    """A message as a sentence: capitalised, with a full stop."""
+    text = text.strip()
+    return (text[:1].upper() + text[1:]).rstrip(".") + "." if text else text
+
+
 def _plural(n: int, word: str, plural: str | None = None) -> str:
     return f"{n:,} {word if n == 1 else (plural or word + 's')}"
 
@@ -214,8 +220,10 @@ def _level(r: SeriesResult) -> str:
     return f"×{ratio:.1f} ({word})"
 
 
-def _glance_status(r: SeriesResult) -> str:
+def _glance_status(r: SeriesResult, no_data: Mapping[str, str]) -> str:
     d = r.detection
+    if r.series.key in no_data:
+        return f"no data ({md_escape(no_data[r.series.key], limit=120)})"
     if d.alarm is None:
         return "undecided" + (f": {md_escape(d.note, limit=120)}" if d.note else "")
     if d.alarm:
@@ -253,6 +261,12 @@ def latest_ingest_text(ingest) -> str:
 
 def _header(result: RunResult) -> list[str]:
     out = [f"# Incident monitor — weekly report {md_escape(result.week)}", ""]
+    if result.no_data_line:  # first of all: nothing in this week could be judged (issue 11)
+        out += [
+            f"> **⚠ NO DATA FOR THIS WEEK.** {md_escape(_sentence(result.no_data_line))} Every count below is missing, "
+            "not zero: no series was judged, and alerts are held as they were.",
+            "",
+        ]
     if result.synthetic:
         out += [
             "> **⚠ SYNTHETIC DEMO DATA.** This report is built from generated demonstration data, calibrated to "
@@ -286,8 +300,17 @@ def _key_messages(result: RunResult) -> list[str]:
             f"expected (threshold {fmt_num(d.threshold)}); {_status_words(r)}."
         )
         out.append(f"- {md_escape(sentence)}")
-    if not flagged:
+    if result.no_data_line:
+        out.append("- Nothing was judged this week: no source's data reaches it (see the top of this report).")
+    elif not flagged:
         out.append("- No monitored series rose above its threshold this week.")
+    if result.no_data and not result.no_data_line:
+        names = ", ".join(series_name(r) for r in result.results if r.series.key in result.no_data)
+        reach = "; ".join(dict.fromkeys(result.no_data.values()))
+        out.append("- " + md_escape(
+            f"{_plural(len(result.no_data), 'series', 'series')} with no data for this week, not judged (missing, "
+            f"not zero; their sources' data ends before the week: {reach}): {names}."
+        ))  # fmt: skip
     checked = len(result.results)
     undecided = [r for r in result.results if r.detection.alarm is None]
     fallback = [r for r in result.results if r.detection.fallback_from]
@@ -391,7 +414,7 @@ def _glance_table(result: RunResult) -> list[str]:
             fmt_num(r.detection.expected),
             _level(r),
             md_escape(r.trend),
-            _glance_status(r),
+            _glance_status(r, result.no_data),
             _detector_cell(r),
         ]
         for r in result.results
