@@ -6,7 +6,7 @@ decided across all series of that week (so Benjamini–Hochberg control replays 
 
 * detectors without state (Farrington, EARS, the ACLED rules, highest-in, trendfinder) look
   only backwards from the week they judge, so one pass over all positions equals a
-  week-by-week replay (the EARS fallback is decided per week, as in the weekly job);
+  week-by-week replay (the nb-recent fallback is decided per week, as in the weekly job);
 * stateful detectors (CUSUM, GLR) carry a chart from week to week that the weekly job
   starts a fixed number of weeks back (`pipeline.STATEFUL_RUN_WEEKS`): each replayed week is
   run on its own, on the counts up to it, so the answer is the one the job would have given.
@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from monitor.detectors import get_detector, run_detector
+from monitor.detectors import apply_min_count, get_detector, run_detector
 from monitor.series import week_label
 from monitor.severity import SeveritySettings, assign_levels
 
@@ -49,6 +49,7 @@ class ReplaySeries:
     counts: pd.Series
     detector: str
     params: BaseModel
+    min_count: int = 0  # no week with a smaller count alerts (the series' min_count)
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class Backtest:
 
 
 def replay_counts(
-    counts: pd.Series, *, detector: str, params: BaseModel, fallback_params: BaseModel | None, first: int
+    counts: pd.Series, *, detector: str, params: BaseModel, fallback_params: BaseModel | None, first: int, min_count: int = 0
 ) -> pd.DataFrame:
     """The detector's answer for positions `first`..end of `counts`, each week as if it were the current one."""
     from monitor.pipeline import detect_counts
@@ -77,9 +78,12 @@ def replay_counts(
     if first >= n:
         return pd.DataFrame()
     if not get_detector(detector).stateful:
-        return run_detector(detector, params, counts, weeks=range(first, n), fallback_params=fallback_params)
+        out = run_detector(detector, params, counts, weeks=range(first, n), fallback_params=fallback_params)
+        return apply_min_count(out, min_count)
     rows = [
-        detect_counts(counts.iloc[: t + 1], lookback=0, detector=detector, params=params, fallback_params=fallback_params)
+        detect_counts(
+            counts.iloc[: t + 1], lookback=0, detector=detector, params=params, fallback_params=fallback_params, min_count=min_count
+        )
         for t in range(first, n)
     ]
     return pd.concat(rows, ignore_index=True)
@@ -101,7 +105,7 @@ def backtest(
         first_week, last_week: the replayed range.
         settings: alert/warning levels and multiple-testing control, applied per week
             across all series (as the weekly job does).
-        fallback_params: EARS parameters for weeks with too little history (None: defaults).
+        fallback_params: the fallback's (nb-recent) parameters for weeks with too little history (None: defaults).
     """
     if first_week > last_week:
         raise ValueError(f"the first week {week_label(first_week)} is after the last {week_label(last_week)}")
@@ -109,7 +113,9 @@ def backtest(
     for s in series:
         counts = s.counts[s.counts.index <= pd.Timestamp(last_week)]
         first = int(np.searchsorted(counts.index.to_numpy(), np.datetime64(pd.Timestamp(first_week))))
-        out = replay_counts(counts, detector=s.detector, params=s.params, fallback_params=fallback_params, first=first)
+        out = replay_counts(
+            counts, detector=s.detector, params=s.params, fallback_params=fallback_params, first=first, min_count=s.min_count
+        )
         if out.empty:
             continue
         parts.append(out.assign(series=s.key))

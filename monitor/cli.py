@@ -290,7 +290,7 @@ def check(ctx, week, series_filter, detector, params, fmt) -> None:
             "series": r.series.key, "week": result.week, "observed": r.detection.observed, "expected": r.detection.expected,
             "threshold": r.detection.threshold, "score": r.detection.score, "pvalue": r.detection.pvalue,
             "qvalue": r.detection.qvalue, "alarm": _alarm_cell(r.detection.alarm, fmt), "level": r.detection.level,
-            "detector": r.detection.detector, "note": r.detection.note,
+            "detector": r.detection.detector, "note": "; ".join(x for x in (r.detection.why, r.detection.note) if x),
         }
         for r in result.results
     ]

@@ -100,6 +100,9 @@ class SeriesDefinition(_Settings):
     params: dict[str, Any] = Field(default_factory=dict, description="detector parameters overriding [detectors.<name>] for these series")
     rollup: bool = Field(True, description="also monitor the total over all groups")
     min_events: int = Field(10, ge=0, description="skip groups with fewer events than this in their whole history")
+    min_count: int = Field(
+        3, ge=0, description="no week with a count below this alerts or warns, whatever the detector (0: no floor; see README, 'min_count')"
+    )
 
     @field_validator("name")
     @classmethod

@@ -297,29 +297,39 @@ def resolve_params(config: Config, series: WeeklySeries, *, detector: str | None
 STATEFUL_RUN_WEEKS = 156
 
 
-def detect_counts(counts: pd.Series, *, lookback: int, detector: str, params, fallback_params) -> pd.DataFrame:
-    """Run a detector (with the EARS fallback) on weekly counts and return the last `lookback` + 1 weeks.
+def detect_counts(counts: pd.Series, *, lookback: int, detector: str, params, fallback_params, min_count: int = 0) -> pd.DataFrame:
+    """Run a detector (with the nb-recent fallback) on weekly counts and return the last `lookback` + 1 weeks.
 
     A stateful detector runs from a fixed start (`STATEFUL_RUN_WEEKS` back, or as soon as
-    its in-control model can be fitted), not from the first displayed week.
+    it or its fallback can judge a week), not from the first displayed week. No week with
+    a count below `min_count` alerts (`apply_min_count`).
     """
-    return detect_counts_many([counts], lookback=lookback, detector=detector, params=params, fallback_params=fallback_params)[0]
+    return detect_counts_many(
+        [counts], lookback=lookback, detector=detector, params=params, fallback_params=fallback_params, min_counts=[min_count]
+    )[0]
 
 
-def detect_counts_many(series: Sequence[pd.Series], *, lookback: int, detector: str, params, fallback_params) -> list[pd.DataFrame]:
+def detect_counts_many(
+    series: Sequence[pd.Series], *, lookback: int, detector: str, params, fallback_params, min_counts: Sequence[int] | None = None
+) -> list[pd.DataFrame]:
     """`detect_counts` on many series with one detector and parameters, batched where the detector can."""
-    from monitor.detectors import get_detector, run_detector_many
+    from monitor.detectors import FALLBACK, apply_min_count, get_detector, run_detector_many
 
     spec = get_detector(detector)
+    fb = get_detector(FALLBACK)
     firsts, weeks = [], []
     for counts in series:
         n = len(counts)
         first = max(0, n - lookback - 1)
-        start = min(first, max(spec.min_history(params), n - STATEFUL_RUN_WEEKS)) if spec.stateful else first
+        need = spec.series_min_history(params, counts) if spec.series_min_history else spec.min_history(params)
+        if fb.name != spec.name:  # the fallback judges the weeks before that, from its own first week on
+            need = min(need, fb.min_history(fallback_params or fb.params()))
+        start = min(first, max(need, n - STATEFUL_RUN_WEEKS)) if (spec.stateful or fb.stateful) else first
         firsts.append(first - start)
         weeks.append(list(range(start, n)))
     outs = run_detector_many(detector, params, series, weeks=weeks, fallback_params=fallback_params)
-    return [out.iloc[skip:].reset_index(drop=True) for out, skip in zip(outs, firsts)]
+    floors = list(min_counts) if min_counts is not None else [0] * len(outs)
+    return [apply_min_count(out.iloc[skip:].reset_index(drop=True), m) for out, skip, m in zip(outs, firsts, floors)]
 
 
 #: Series of one (detector, parameters) group below which a run does not start extra processes
@@ -335,8 +345,8 @@ def _workers(config: Config) -> int:
 
 def _detect_chunk(job: tuple) -> list[pd.DataFrame]:
     """One process's share of `_detect_grouped` (module level, so it can be sent to a worker)."""
-    counts, lookback, name, model, fallback_params = job
-    return detect_counts_many(counts, lookback=lookback, detector=name, params=model, fallback_params=fallback_params)
+    counts, lookback, name, model, fallback_params, floors = job
+    return detect_counts_many(counts, lookback=lookback, detector=name, params=model, fallback_params=fallback_params, min_counts=floors)
 
 
 def _detect_grouped(
@@ -353,7 +363,7 @@ def _detect_grouped(
     for members in groups.values():
         name, model = models[members[0]]
         parts = chunks(members, workers if len(members) >= PARALLEL_MIN_SERIES else 1)
-        jobs = [([series[i].counts for i in part], lookback, name, model, fallback_params) for part in parts]
+        jobs = [([series[i].counts for i in part], lookback, name, model, fallback_params, [series[i].min_count for i in part]) for part in parts]
         for part, outs in zip(parts, pmap(_detect_chunk, jobs, workers=len(parts))):
             for i, out in zip(part, outs):
                 frames[i] = out
@@ -389,9 +399,21 @@ def _score(observed: float, expected: float, threshold: float, detector: str, ow
     return _float(own) if not math.isfinite(value) and detector in _THRESHOLD_SCORES else value
 
 
+def evidence_p(row: pd.Series) -> float:
+    """The smaller of the week's p-value and, when its chart alarmed, the p-value of the run behind it."""
+    p = _float(row.get("pvalue"))
+    chart = row.get("chart_alarm")
+    if chart is not None and not pd.isna(chart) and bool(chart):
+        run = _float(row.get("chart_pvalue"))
+        p = run if not math.isfinite(p) else (min(p, run) if math.isfinite(run) else p)
+    return p
+
+
 def _detection(series: WeeklySeries, row: pd.Series) -> Detection:
     alarm = row["alarm"]
     observed, expected, threshold = _float(row["count"]), _float(row["expected"]), _float(row["upperbound"])
+    why = row.get("why")
+    why = str(why) if isinstance(why, str) and not pd.isna(alarm) and bool(alarm) else ""
     return Detection(
         series=series.key,
         week_start=pd.Timestamp(row["week_start"]).date(),
@@ -406,6 +428,8 @@ def _detection(series: WeeklySeries, row: pd.Series) -> Detection:
         fallback_from=str(row.get("fallback_from", "") or ""),
         level=str(row.get("level", "") or ""),
         qvalue=_float(row.get("qvalue")),
+        why=why,
+        evidence_p=evidence_p(row),
     )
 
 
@@ -448,12 +472,14 @@ def detect_week(
         compute the plotted history of flagged series and fetch the incidents behind them;
         False checks only `week` (the fast path for `monitor check`).
     """
+    from monitor.detectors import FALLBACK
+
     series = build_all_series(config, store, week=week, series_filter=series_filter)
     coverage = choose_week(config, store, week=week, now=now)
     no_data = series_without_data(config, [(s.key, _definition(config, s.definition)) for s in series], coverage)
     lookback = config.report.lookback_weeks if with_context else 0
     incidents = store.incidents_frame(start=week, end=week + timedelta(days=6)) if with_context else None
-    fallback_params = config.params_for("ears")
+    fallback_params = config.params_for(FALLBACK)
     severity = config.detection.severity
     models, used = [], {}
     for s in series:
@@ -495,7 +521,7 @@ def detect_week(
             )
         )
     if any(r.detection.fallback_from for r in results):
-        used.setdefault("ears", fallback_params.model_dump())
+        used.setdefault(FALLBACK, fallback_params.model_dump())
     week_rows = pd.DataFrame([f.iloc[-1] for f in frames]) if frames else pd.DataFrame(columns=["alarm", "detector"])
     budget = false_alarm_budget(week_rows, severity, params_of=used)
     stats = store.stats(until=week + timedelta(days=6))
@@ -547,6 +573,8 @@ def _with_recent_levels(history: pd.DataFrame, recent: pd.DataFrame) -> pd.DataF
 
 
 def _run_notes(results: Sequence[SeriesResult], *, coverage) -> list[str]:
+    from monitor.detectors import FALLBACK
+
     notes = []
     week_end = coverage.week + timedelta(days=6)
     if coverage.reached and coverage.monitored and not any(s.last_day and s.last_day >= week_end for s in coverage.sources):
@@ -557,7 +585,8 @@ def _run_notes(results: Sequence[SeriesResult], *, coverage) -> list[str]:
     fallbacks = [r for r in results if r.detection.fallback_from]
     if fallbacks:
         notes.append(
-            f"{len(fallbacks)} series had too little history for their detector and were checked with EARS instead."
+            f"{len(fallbacks)} series had too little history for their detector and were checked with {FALLBACK} instead "
+            "(a negative-binomial bound on the recent weeks' level; see the method section)."
         )
     undecided = [r for r in results if r.detection.alarm is None]
     if undecided:
@@ -752,6 +781,8 @@ def backtest_store(
     last_week defaults to the latest week with data (`monitor.coverage.choose_week`); first_week to
     `weeks` - 1 weeks before it. NoDataError when no source's data reaches last_week.
     """
+    from monitor.detectors import FALLBACK
+
     from monitor.backtest import ReplaySeries, backtest
 
     coverage = choose_week(config, store, week=last_week, now=now)
@@ -773,9 +804,9 @@ def backtest_store(
     replay = []
     for s in series:
         name, model = resolve_params(config, s, detector=detector, overrides=params)
-        replay.append(ReplaySeries(key=s.key, counts=s.counts, detector=name, params=model))
+        replay.append(ReplaySeries(key=s.key, counts=s.counts, detector=name, params=model, min_count=s.min_count))
     return backtest(
-        replay, first_week=first, last_week=last, settings=config.detection.severity, fallback_params=config.params_for("ears")
+        replay, first_week=first, last_week=last, settings=config.detection.severity, fallback_params=config.params_for(FALLBACK)
     )
 
 
@@ -784,6 +815,8 @@ def backtest_csv(path: Path, *, config: Config, detector: str, params: dict | No
 
     Replays the last `weeks` weeks of the file (None: every week).
     """
+    from monitor.detectors import FALLBACK
+
     from monitor.backtest import ReplaySeries, backtest
 
     frame = _read_counts_csv(path)
@@ -802,21 +835,23 @@ def backtest_csv(path: Path, *, config: Config, detector: str, params: dict | No
     first = min(s.counts.index[0] for s in replay).date()
     if weeks is not None:
         first = max(first, last - timedelta(weeks=weeks - 1))
-    return backtest(replay, first_week=first, last_week=last, settings=config.detection.severity, fallback_params=config.params_for("ears"))
+    return backtest(replay, first_week=first, last_week=last, settings=config.detection.severity, fallback_params=config.params_for(FALLBACK))
 
 
 def detect_csv(path: Path, *, config: Config, detector: str, params: dict, last: int | None) -> pd.DataFrame:
     """The file-based check: run a detector on a CSV of `week_start,count` (optionally with `series`).
 
     Parameters are the config's [detectors.<name>] with `params` (--param) on top; short
-    series fall back to the config's EARS. Each series is checked on its own; with a
+    series fall back to the config's nb-recent. Each series is checked on its own; with a
     `series` column every output row starts with it.
     """
+    from monitor.detectors import FALLBACK
+
     from monitor.detectors import run_detector
 
     frame = _read_counts_csv(path)
     model = config.params_for(detector, overrides=params)
-    fallback_params = config.params_for("ears")
+    fallback_params = config.params_for(FALLBACK)
     outputs = []
     grouped = frame.groupby("series", sort=False) if "series" in frame.columns else [(None, frame)]
     for name, sub in grouped:

@@ -187,8 +187,9 @@ def build_series(
     week: start date of the current (last) week.
     detector_of: callable(definition) -> (detector name, params model); None keeps the
         definition's detector name and its raw params.
-    Each definition's series start at the first week holding any of its records, so a
-    source that only begins in 2016 is not padded with years of false zeros.
+    Each group's series starts at its own first week with a record (the roll-up at the
+    definition's first), so a source that only begins in 2016, or a category that first
+    appears in 2019, is not padded with years of false zeros.
     starts: an earlier first week per definition name (records read for one group only
         still give that group the weeks a full read would).
     """
@@ -223,6 +224,11 @@ def build_series(
             for keys, row, events in zip(wide.index, wide.to_numpy(dtype=float), history_events):
                 if events < definition.min_events:
                     continue
+                # a group starts at its own first record: a region or category that first appears
+                # in 2019 is judged from 2019 on, never against years of zeros it never had
+                nonzero = np.flatnonzero(row)
+                lead = int(nonzero[0]) if nonzero.size else 0
+                row = row[lead:]
                 keys = keys if isinstance(keys, tuple) else (keys,)
                 labels = tuple((dim, str(k)) for dim, k in zip(definition.group_by, keys))
                 if any(v == "" for _, v in labels):
@@ -232,7 +238,7 @@ def build_series(
             total = frame if "actor" not in definition.group_by else frame[~frame.index.duplicated()]
             groups.append(((), total.groupby("week")[value].sum().reindex(weeks, fill_value=0).to_numpy(dtype=float)))
         for labels, row in groups:
-            counts = pd.Series(row, index=weeks, name=value, dtype=float)
+            counts = pd.Series(row, index=weeks[len(weeks) - len(row) :], name=value, dtype=float)
             counts.index.name = "week_start"
             out.append(
                 WeeklySeries(
@@ -244,6 +250,7 @@ def build_series(
                     params=params,
                     counts=counts,
                     title=title,
+                    min_count=getattr(definition, "min_count", 0),
                 )
             )
     return out

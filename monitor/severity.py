@@ -65,12 +65,13 @@ def bh_adjusted(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
 
 
 def testable(frame: pd.DataFrame) -> np.ndarray:
-    """Rows that enter Benjamini–Hochberg: decided, finite p-value and threshold, count > 0."""
+    """Rows that enter Benjamini–Hochberg: decided, finite p-value and threshold, count > 0, not below min_count."""
     alarm = frame["alarm"] if "alarm" in frame else pd.Series(pd.NA, index=frame.index)
     p = pd.to_numeric(frame.get("pvalue", pd.Series(np.nan, index=frame.index)), errors="coerce").to_numpy(dtype=float)
     upper = pd.to_numeric(frame.get("upperbound", pd.Series(np.nan, index=frame.index)), errors="coerce").to_numpy(dtype=float)
     count = pd.to_numeric(frame.get("count", pd.Series(np.nan, index=frame.index)), errors="coerce").to_numpy(dtype=float)
-    return (~alarm.isna().to_numpy()) & np.isfinite(p) & np.isfinite(upper) & (count > 0)
+    floor = frame["floor_ok"].astype("boolean").fillna(True).to_numpy(dtype=bool) if "floor_ok" in frame else True
+    return (~alarm.isna().to_numpy()) & np.isfinite(p) & np.isfinite(upper) & (count > 0) & floor
 
 
 def _chart_alarm(frame: pd.DataFrame) -> np.ndarray:
@@ -83,7 +84,10 @@ def _chart_alarm(frame: pd.DataFrame) -> np.ndarray:
 def _own_warning(frame: pd.DataFrame) -> np.ndarray:
     if "warning" not in frame:
         return np.zeros(len(frame), dtype=bool)
-    return frame["warning"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    own = frame["warning"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    if "floor_ok" in frame:
+        own &= frame["floor_ok"].astype("boolean").fillna(True).to_numpy(dtype=bool)
+    return own
 
 
 def assign_levels(frame: pd.DataFrame, settings: SeveritySettings, *, by: str | None = "week_start") -> pd.DataFrame:
@@ -180,15 +184,17 @@ class FalseAlarmBudget:
 
 #: Detectors whose alarm rule is "p-value ≤ alpha" for a stated `alpha` parameter.
 _ALPHA_DETECTORS = ("farrington", "ears")
+#: Detectors whose nominal rate is alpha plus their CUSUM's 1/ARL0.
+_CHART_DETECTORS = ("farrington-cusum", "nb-recent")
 
 
 def _alpha_of(detector: str, params: Mapping[str, Any] | None) -> float:
-    if detector == "farrington-cusum" and params:
-        from monitor.detectors.farrington_cusum import FarringtonCusumParams, nominal_rate
+    if detector in _CHART_DETECTORS and params:
+        from monitor.detectors._nb import arl0
 
         try:
-            return nominal_rate(FarringtonCusumParams.model_validate(dict(params)))
-        except ValueError:
+            return float(params["alpha"]) + 1 / arl0(float(params["cusum_k"]), float(params["cusum_h"]))
+        except (KeyError, TypeError, ValueError):
             return math.nan
     if detector not in _ALPHA_DETECTORS or not params:
         return math.nan

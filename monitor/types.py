@@ -209,6 +209,7 @@ class WeeklySeries:
     params: dict[str, Any]
     counts: "pd.Series"
     title: str = ""  # human title of the definition, e.g. "Islamic State attacks"
+    min_count: int = 0  # no week with a smaller count alerts (the definition's min_count)
 
     @property
     def label(self) -> str:
@@ -235,9 +236,14 @@ class Detection:
     alarm: bool | None
     detector: str
     note: str = ""
-    fallback_from: str = ""  # set when the configured detector lacked history and EARS ran instead
+    fallback_from: str = ""  # set when the configured detector lacked history and the fallback (nb-recent) ran instead
     level: str = ""  # "alert" (alarm is True), "warning" (the looser level) or "" (see monitor.severity)
     qvalue: float = float("nan")  # Benjamini-Hochberg adjusted p-value under FDR control, else NaN
+    #: why a week alarmed by a chart did, e.g. "3 weeks above expected: 9, 12, 21 against 4" ("" otherwise)
+    why: str = ""
+    #: the strongest evidence behind the week: the smaller of the single-week p-value and, for a chart
+    #: alarm, the tail probability of the run's total (`chart_pvalue`); the scale flagged series rank on
+    evidence_p: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -299,15 +305,15 @@ class RunResult:
 
     @property
     def warnings(self) -> tuple[SeriesResult, ...]:
-        """Series at the warning level this week (not alerts), most exceptional first."""
+        """Series at the warning level this week (not alerts), strongest evidence first (`rank_key`)."""
         hits = [r for r in self.results if r.detection.level == "warning"]
-        return tuple(sorted(hits, key=lambda r: (_nan_low(r.detection.score), r.detection.observed), reverse=True))
+        return tuple(sorted(hits, key=rank_key))
 
     @property
     def flagged(self) -> tuple[SeriesResult, ...]:
-        """Series in alarm this week, most exceptional first (score, then observed)."""
+        """Series in alarm this week, strongest evidence first (`rank_key`)."""
         hits = [r for r in self.results if r.detection.alarm]
-        return tuple(sorted(hits, key=lambda r: (_nan_low(r.detection.score), r.detection.observed), reverse=True))
+        return tuple(sorted(hits, key=rank_key))
 
 
 @dataclass(frozen=True)
@@ -321,3 +327,12 @@ class ReportFiles:
 
 def _nan_low(x: float) -> float:
     return float("-inf") if x != x else x
+
+
+def rank_key(r: SeriesResult) -> tuple[float, float, float]:
+    """Sort key, strongest first: the evidence p-value (a probability, comparable across series and
+    detectors, so 3 events against 0.7 expected, p = 0.077, never ranks above 24 against 0.3), then the
+    exceedance score, then the count; detectors without p-values rank after those with one."""
+    d = r.detection
+    p = d.evidence_p if d.evidence_p == d.evidence_p else float("inf")
+    return (p, -_nan_low(d.score), -d.observed if d.observed == d.observed else 0.0)

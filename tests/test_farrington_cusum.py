@@ -1,4 +1,4 @@
-"""farrington-cusum: Farrington's single-week test plus a resetting CUSUM of its normal scores."""
+"""farrington-cusum: Farrington's single-week test, a CUSUM of its normal scores with a partial restart, and a baseline that learns a new level."""
 
 from __future__ import annotations
 
@@ -44,34 +44,58 @@ def _scipy_midp_z(y: float, mu: float, phi: float) -> float:
     return float(np.clip(stats.norm.isf(dist.sf(y) + 0.5 * dist.pmf(y)), -5, 8))
 
 
+def _scipy_dist(mu: float, phi: float):
+    return stats.nbinom(mu / (phi - 1), 1 / phi) if phi > 1 else stats.poisson(mu)
+
+
 def test_rule_matches_its_definition_week_by_week(series, result):
-    """Alarm = Farrington alarm, or CUSUM of mid-p normal scores >= h (limit54 holds); reset after alarms."""
+    """Baseline: Farrington's mu0 unless the 8 weeks before the gap week are significantly above it;
+    alarm = P(Y >= y) <= alpha, or CUSUM of mid-p normal scores >= h (limit54 holds); after an
+    alarm the chart restarts at hold * h. Recomputed here from scipy's distributions."""
     p = FarringtonCusumParams()
     f = farr.detect(series, farrington_part(p), weeks=WEEKS)
     y = series.to_numpy(dtype=float)
-    c, expected_alarm, expected_score = 0.0, [], []
+    c, expected_alarm, expected_score, shifts = 0.0, [], [], 0
     for i, t in enumerate(WEEKS):
-        z = _scipy_midp_z(y[t], f["mu0"][i], f["phi"][i])
+        mu0, phi = f["mu0"][i], max(f["phi"][i], 1.0)
+        window = y[t - p.recent_gap - p.recent_window : t - p.recent_gap]
+        level = (window.sum() + 0.5) / p.recent_window
+        shifted = level > mu0 and _scipy_dist(p.recent_window * mu0, phi).sf(window.sum() - 1) <= p.shift_alpha
+        shifts += shifted
+        assert result["model"][i] == ("recent" if shifted else "farrington"), t
+        mu = level if shifted else mu0
+        assert result["expected"][i] == pytest.approx(mu, rel=1e-12)
+        used = result["phi_used"][i]
+        assert used == pytest.approx(phi) if not shifted else used >= phi - 1e-12
+        dist = _scipy_dist(mu, used)
+        assert result["pvalue"][i] == pytest.approx(dist.sf(y[t] - 1), rel=1e-7, abs=1e-12)
+        # the threshold shown is the single-week one: the largest count with P(Y >= count) > alpha
+        u = result["upperbound"][i]
+        assert dist.sf(u - 1) > p.alpha >= dist.sf(u), (t, u)
+        z = _scipy_midp_z(y[t], mu, used)
         assert result["z"][i] == pytest.approx(z, rel=1e-9, abs=1e-9)
         c = max(0.0, c + z - p.cusum_k)
         enough = y[max(t - 3, 0) : t + 1].sum() >= 5
-        alarm = bool(f["alarm"][i]) or (enough and c >= p.cusum_h)
+        alarm = enough and (dist.sf(y[t] - 1) <= p.alpha or c >= p.cusum_h)
         expected_alarm.append(alarm)
         expected_score.append(c)
         if alarm:
-            c = 0.0
+            c = min(c, p.hold * p.cusum_h)
     assert result["alarm"].tolist() == expected_alarm
     np.testing.assert_allclose(result["score"], expected_score, rtol=1e-9, atol=1e-12)
     assert result["farrington_alarm"].tolist() == f["alarm"].tolist()
-    assert (result["chart_alarm"] == (result["alarm"] & ~result["farrington_alarm"])).all()
-    # Farrington's own columns pass through unchanged
-    for col in ("expected", "pvalue", "mu0", "phi", "trend_coef"):
+    assert (result["chart_alarm"] == (result["alarm"] & ~result["single_alarm"])).all()
+    for col in ("mu0", "phi", "trend_coef"):  # Farrington's own columns pass through unchanged
         np.testing.assert_array_equal(result[col].to_numpy(), f[col].to_numpy())
-    assert result["alarm"].sum() >= 1 and result["chart_alarm"].sum() >= 1  # the series exercises both arms
+    assert result["single_alarm"].sum() >= 1 and result["chart_alarm"].sum() >= 1  # the series exercises both arms
+    assert shifts >= 1  # and the learned baseline (this scenario has a trend)
+    chart = result[result["chart_alarm"].fillna(False)]
+    assert chart["why"].str.match(r"\d+ weeks? above expected: [\d, ]+ against [\d.]+").all()
+    assert (chart["chart_pvalue"] > 0).all() and (chart["chart_pvalue"] < 0.05).all()
 
 
-def test_upperbound_is_the_count_above_which_the_week_alarms(series, result):
-    """Setting week t's count to upperbound + 1 alarms; to upperbound it does not (history unchanged)."""
+def test_upperbound_is_the_single_week_threshold(series, result):
+    """Setting week t's count to upperbound + 1 alarms by the single-week test; to upperbound it does not."""
     p = FarringtonCusumParams()
     checked = 0
     for i, t in enumerate(WEEKS[:60]):
@@ -81,11 +105,44 @@ def test_upperbound_is_the_count_above_which_the_week_alarms(series, result):
         for value, alarms in ((u, False), (u + 1, True)):
             edited = series.copy()
             edited.iloc[t] = value
-            # the chart before t is the same (only week t changed); run from the same start
             out = detect(edited, p, weeks=list(range(WEEKS[0], t + 1)))
-            assert bool(out["alarm"].iloc[-1]) is alarms, (t, value)
+            assert bool(out["single_alarm"].iloc[-1]) is alarms, (t, value)
+            if alarms:
+                assert bool(out["alarm"].iloc[-1])
         checked += 1
     assert checked >= 20
+    assert (result["upperbound"].dropna() >= 0).all()
+
+
+def test_a_sustained_rise_is_one_continuing_alert_and_a_settled_level_stops_alarming():
+    """Counts triple for 30 weeks: the alert runs without gaps while the rise is new, then the
+    baseline learns the new level (model 'recent') and the alarms stop."""
+    base = simulate_series(SCENARIO, k=1, rng=series_rng(3, SCENARIO, 1, 0), current=False).counts
+    p = FarringtonCusumParams()
+    t0 = 580
+    counts = base.copy()
+    counts.iloc[t0 : t0 + 30] = np.round(counts.iloc[t0 : t0 + 30] * 3)
+    out = detect(counts, p, weeks=list(range(t0 - 30, t0 + 30)))
+    alarm = out["alarm"].fillna(False).to_numpy(dtype=bool)[30:]
+    first = int(np.argmax(alarm))
+    assert alarm.any() and first <= 1
+    run = first + int(np.argmin(alarm[first:])) if not alarm[first:].all() else len(alarm)
+    assert run - first >= 2  # the first weeks of the rise alarm in a row, not alarm / quiet / alarm
+    assert (out["model"].iloc[30 + 10 :] == "recent").all()  # the new level is the baseline
+    assert alarm[15:].sum() <= 2  # and once it has settled, it no longer alarms week after week
+    assert not alarm[: first].any()
+
+
+def test_undecided_weeks_leave_the_chart_alone(series):
+    p = FarringtonCusumParams()
+    gap = series.copy().astype(float)
+    gap.iloc[560] = np.nan
+    out = detect(gap, p, weeks=WEEKS)
+    i = WEEKS.index(560)
+    before = out["score"][i - 1] if not out["alarm"][i - 1] else min(out["score"][i - 1], p.hold * p.cusum_h)
+    assert pd.isna(out["alarm"][i]) and out["score"][i] == before
+    short = detect(series, p, weeks=[10, 11])  # five years are needed before the first week
+    assert short["alarm"].isna().all() and short["note"].str.contains("too little history").all()
 
 
 def test_two_moderate_weeks_alarm_where_farrington_alone_does_not():
@@ -172,10 +229,10 @@ def test_params_and_registry():
     assert farrington_part(p) == farr.FarringtonParams(b=3, alpha=0.001)
     with pytest.raises(Exception, match="cusum_h"):
         make_params("farrington-cusum", {"cusum_h": "0"})
-    # short histories fall back to EARS like Farrington
+    # short histories fall back to nb-recent
     counts = pd.Series([3.0] * 100, index=pd.date_range("2021-01-04", periods=100, freq="7D"))
     out = run_detector("farrington-cusum", FarringtonCusumParams(), counts, weeks=[99])
-    assert out["fallback_from"][0] == "farrington-cusum" and out["detector"][0] == "ears"
+    assert out["fallback_from"][0] == "farrington-cusum" and out["detector"][0] == "nb-recent"
 
 
 def test_short_histories_use_as_many_years_as_they_have(series):
@@ -189,7 +246,7 @@ def test_short_histories_use_as_many_years_as_they_have(series):
     for b in (3, 4):
         rows = np.flatnonzero(used == b)
         f = farr.detect(short, farrington_part(p, b=b), weeks=[weeks[i] for i in rows])
-        np.testing.assert_array_equal(out["pvalue"].to_numpy()[rows], f["pvalue"].to_numpy())
+        np.testing.assert_array_equal(out["mu0"].to_numpy()[rows], f["mu0"].to_numpy())
         assert out["farrington_alarm"].to_numpy()[rows].tolist() == f["alarm"].tolist()
     assert not out["alarm"].isna().any()
     # with b_min = 5 the same weeks are too short: undecided, as plain Farrington with b = 5

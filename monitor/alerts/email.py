@@ -128,6 +128,7 @@ def _facts(n: Notice) -> str:
         f"{fmt_num(d.observed)} {_unit(r)} this week against {fmt_num(d.expected)} expected (threshold {fmt_num(d.threshold)}); "
         f"{level}, exceedance score {fmt_score(d.score)}, p-value {fmt_p(d.pvalue)}, {detector}; "
         f"in alert for {_weeks(max(r.weeks_in_alert, 1))}; trend {r.trend}"
+        + (f"; {d.why}" if d.why else "")
     )
 
 

@@ -21,10 +21,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ValidationError
 
-from monitor.detectors import cusum, ears, farrington, farrington_cusum, glrnb, rules, signals
+from monitor.detectors import cusum, ears, farrington, farrington_cusum, glrnb, nb_recent, rules, signals
 from monitor.errors import DetectorError
 
 
@@ -62,6 +63,7 @@ DETECTORS: dict[str, DetectorSpec] = {
             series_min_history=farrington.series_min_history,
         ),
         DetectorSpec("ears", ears.EarsParams, ears.detect, ears.min_history, ears.SUMMARY),
+        DetectorSpec("nb-recent", nb_recent.NbRecentParams, nb_recent.detect, nb_recent.min_history, nb_recent.SUMMARY, stateful=True),
         DetectorSpec("acled-surge", rules.AcledSurgeParams, rules.detect_surge, rules.surge_min_history, rules.SURGE_SUMMARY),
         DetectorSpec("acled-threat", rules.AcledThreatParams, rules.detect_threat, rules.threat_min_history, rules.THREAT_SUMMARY),
         DetectorSpec(
@@ -84,6 +86,12 @@ DETECTORS: dict[str, DetectorSpec] = {
         ),
     )
 }
+
+
+#: The detector that judges the weeks a series' own detector has too little history for
+#: (Farrington needs years): a negative-binomial bound on the recent level, made for short,
+#: sparse, overdispersed counts (`monitor.detectors.nb_recent`). EARS stays available by name.
+FALLBACK = "nb-recent"
 
 
 def get_detector(name: str) -> DetectorSpec:
@@ -151,7 +159,7 @@ def run_detector(
     counts: pd.Series,
     *,
     weeks: Sequence[int],
-    fallback: str = "ears",
+    fallback: str = FALLBACK,
     fallback_params: BaseModel | None = None,
 ) -> pd.DataFrame:
     """Run detector `name` on the positions `weeks` of `counts`, with a short-history fallback.
@@ -161,14 +169,12 @@ def run_detector(
         params: its validated parameter model (see `make_params`).
         counts: weekly, zero-filled counts indexed by week start.
         weeks: 0-based positions to evaluate.
-        fallback: detector run, with its default parameters, on positions that have fewer
-            than ``min_history(params)`` weeks before them; "" for none. Default EARS C1
-            (7-week baseline). Positions too short for the fallback as well are left to
-            `name` itself (alarm NA and its note, plus the fallback's requirement): the
-            baseline is not shortened below the fallback's default, because a 3-6 week sd
-            is too unstable for the z = 3.09 threshold to mean anything.
-        fallback_params: the fallback's parameters (e.g. from the config's [detectors.ears]);
-            None: its defaults.
+        fallback: detector run on positions that have fewer than ``min_history(params)``
+            weeks before them; "" for none. Default `FALLBACK` (nb-recent, which needs 5
+            weeks). Positions too short for the fallback as well are left to `name` itself
+            (alarm NA and its note, plus the fallback's requirement).
+        fallback_params: the fallback's parameters (e.g. from the config's
+            [detectors.nb-recent]); None: its defaults.
 
     Returns the detector column contract, with the fallback's extra columns added where
     they differ, and the columns `detector` (the detector actually used) and
@@ -183,7 +189,7 @@ def run_detector_many(
     series: Sequence[pd.Series],
     *,
     weeks: Sequence[Sequence[int]],
-    fallback: str = "ears",
+    fallback: str = FALLBACK,
     fallback_params: BaseModel | None = None,
 ) -> list[pd.DataFrame]:
     """`run_detector` on many series at once (`weeks[i]` are the positions of `series[i]`).
@@ -257,6 +263,37 @@ def run_detector_many(
 
 def _label(name: str, params: BaseModel) -> str:
     return f"EARS {params.method}" if name == "ears" else name
+
+
+def apply_min_count(frame: pd.DataFrame, min_count: int) -> pd.DataFrame:
+    """No week with fewer than `min_count` events alerts or warns, whatever the detector.
+
+    Sets `alarm` (and `warning`, `chart_alarm`, `single_alarm`) to False on decided weeks
+    below the floor, raises `upperbound` to at least min_count − 1 (alarm ⇔ count above it
+    still reads right) and adds the boolean column `floor_ok` that `monitor.severity` reads
+    so such a week is not tested for a warning either. Returns a copy.
+    """
+    out = frame.copy()
+    count = pd.to_numeric(out["count"], errors="coerce").to_numpy(dtype=float)
+    below = np.nan_to_num(count, nan=0.0) < min_count
+    decided = ~out["alarm"].isna().to_numpy()
+    hit = below & decided
+    if min_count > 0 and hit.any():
+        was = out["alarm"].fillna(False).to_numpy(dtype=bool) & hit
+        for col in ("alarm", "warning", "chart_alarm", "single_alarm"):
+            if col in out:
+                values = out[col].astype("boolean")
+                values[hit & ~values.isna().to_numpy()] = False
+                out[col] = values
+        if "upperbound" in out:
+            upper = pd.to_numeric(out["upperbound"], errors="coerce").to_numpy(dtype=float)
+            out["upperbound"] = np.where(decided, np.fmax(upper, float(min_count - 1)), upper)
+        if "note" in out and was.any():
+            notes = out["note"].astype(str).to_numpy(dtype=object)
+            notes[was] = [_join(n, f"fewer than min_count = {min_count} events: not an alert") for n in notes[was]]
+            out["note"] = notes
+    out["floor_ok"] = ~below
+    return out
 
 
 def _join(first: str, second: str) -> str:

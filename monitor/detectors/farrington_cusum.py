@@ -1,68 +1,64 @@
-"""Farrington + CUSUM: Farrington's single-week test, and a CUSUM of its normal scores that resets.
+"""Farrington + CUSUM: Farrington's single-week test, a CUSUM of its normal scores, and a baseline that learns a new level.
 
 A surge in conflict data, like an outbreak, rarely lands in one week: in the Noufaily et al.
 (2013) design about half an outbreak's cases fall in its first week and 42 % in the next, so a
-single-week test sees half of it. This detector keeps Farrington flexible (`monitor.detectors.
-farrington`, every parameter as there) and adds a one-sided CUSUM on the same model:
+single-week test sees half of it. And conflict escalates: a region whose violence has risen
+for months and settled at a new level is no longer surging, though Farrington's model,
+fitted on the same weeks of past years, keeps expecting the old level. This detector keeps
+Farrington flexible (`monitor.detectors.farrington`, every parameter as there) and adds:
 
-1. Farrington fits its quasi-Poisson model for each week t and gives mu0(t) and phi(t).
-2. The count is turned into a normal score with the mid-p upper tail of the negative
-   binomial (Poisson when phi = 1) with mean mu0 and variance phi·mu0 that Farrington's
-   threshold uses: z(t) = Φ⁻¹(1 − [P(Y > y) + ½·P(Y = y)]), clipped to [−5, 8]. Under the
-   model z is close to N(0, 1) whatever the mean, so one `cusum_k` and `cusum_h` fit sparse
-   and busy series alike (the standardisation (y − m)/√m of `cusum` does not, on
-   overdispersed counts).
-3. C(t) = max(0, C(t−1) + z(t) − `cusum_k`), C = 0 before the first monitored week.
-4. Week t alarms when Farrington alarms at `alpha` or C(t) ≥ `cusum_h`; either way only if
-   the limit54 rule holds (enough cases in the last weeks), and the chart restarts at 0
-   after an alarm. A week Farrington cannot decide leaves C unchanged and is undecided.
+1. **Baseline.** Farrington fits its quasi-Poisson model for each week t and gives mu0(t)
+   and phi(t). The baseline learns a new level: when the `recent_window` weeks before t
+   (leaving out the `recent_gap` weeks just before it) add up to significantly more than
+   Farrington expects for them (P(total or more) ≤ `shift_alpha` under the same negative
+   binomial), the expected count is their mean instead (column `model` = "recent", the
+   chart draws it), and phi is the larger of Farrington's and the recent weeks' own
+   dispersion (as in `nb-recent`). In a settled escalation the new level becomes the
+   baseline within `recent_window` weeks, so the series stops alarming; while the rise
+   goes on, each week is still above the level of the weeks before it. The test is strict,
+   so a series in control keeps Farrington's baseline (and its parity with R).
+2. **Single week.** p-value = P(Y ≥ y) under NegBin(mean = expected, variance = phi ·
+   expected) (Poisson when phi = 1), alarm when it is at most `alpha`: Farrington's own
+   nbPlugin rule on Farrington's baseline. `upperbound` is this single-week threshold.
+3. **Rise over weeks.** z(t) = Φ⁻¹(1 − mid-p upper tail), C(t) = max(0, C(t−1) + z(t) −
+   `cusum_k`); the week alarms when C(t) ≥ `cusum_h` (column `chart_alarm`; the why column
+   says which weeks: "3 weeks above expected: 9, 12, 21 against 4", and `chart_pvalue` is the
+   tail probability of their total). After an alarm the chart restarts at `hold`·h, not 0,
+   so a rise that goes on keeps alarming as one continuing surge.
+4. Both parts need Farrington's limit54 (enough cases in the last weeks). A week Farrington
+   cannot decide leaves C unchanged and is undecided.
 
 With k = 1 and h = 2.25 the chart signals on one week with z ≥ 3.25 (p ≈ 0.0006) or two
 weeks whose scores add up to 4.25 or more. Its in-control false-alarm rate per week is about
 1/ARL0 with Siegmund's approximation, ARL0 ≈ (e^(2kb) − 2kb − 1)/(2k²), b = h + 1.166: 0.0022
-for these values; with Farrington at alpha = 0.002 the nominal total is 0.0042 a week
-(`nominal_rate`). On the Noufaily design (`monitor simulate --detector farrington-cusum`) with
-b = 5 it measured FPR 0.0044 and POD 0.48 against Farrington's 0.0049 and 0.42 at
-alpha = 0.005 (README, "Choosing a detector"). k, h and alpha were chosen on simulations with
-seed 2 and scored on seed 1.
+for these values; with alpha = 0.002 the nominal total is 0.0042 a week (`nominal_rate`).
+Measured rates on the Noufaily design and on real data are in the README ("Choosing a
+detector"); k, h and alpha were chosen on simulations with seed 2 and scored on seed 1.
 
 A week with less than `b` years of history is fitted on as many whole years as it has, down
-to `b_min` (column `b_used`), so a series that is 3 or 4 years old is still watched by this
-detector rather than by the EARS fallback; Farrington's false-positive rate is higher with
-fewer years (0.0062 with b = 3 against 0.0050 with b = 5 on the Noufaily design).
-
-`upperbound` is the smallest count above which this week would alarm (alarm ⇔ count >
-upperbound, as for Farrington): the lower of Farrington's limit and the count the CUSUM needs.
-`pvalue` is Farrington's (so warnings and Benjamini–Hochberg see the single-week test) and
-`chart_alarm` marks alarms raised by the CUSUM alone, which false-discovery-rate control keeps
-(a chart has no single-week p-value; see `monitor.severity`).
+to `b_min` (column `b_used`); below that the series is judged by the `nb-recent` fallback.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from datetime import date
 
 import numpy as np
 import pandas as pd
 from pydantic import Field
-from scipy import special
 
-
-from monitor.detectors import farrington
-from monitor.detectors._dist import norm_isf, norm_sf
+from monitor.detectors import _nb, farrington
+from monitor.detectors._nb import Z_MAX, Z_MIN, arl0, counts_to_signal, normal_scores, upper_tail_mid  # noqa: F401 (public here)
 from monitor.detectors.ears import check_positions
 
 SUMMARY = (
-    "Farrington + CUSUM: alarm when Farrington's single-week test fires at alpha, or when a CUSUM of "
-    "Farrington's normal scores (reset after each alarm) reaches cusum_h, so a rise spread over two or "
-    "three weeks is caught too; limit54 applies to both."
+    "Farrington + CUSUM: alarm when the week's count has P(count or more) <= alpha under Farrington's "
+    "negative binomial (the threshold shown), or when a CUSUM of the weeks' normal scores reaches cusum_h "
+    "(a rise over several weeks; restarts at hold*h after an alarm, so a rise that goes on stays one alert); "
+    "the baseline becomes the mean of the last recent_window weeks when they are significantly above "
+    "Farrington's (a settled escalation stops alarming); limit54 applies to both."
 )
-
-#: Clipping of the normal scores: a count of 0 where thousands are expected, or a count far
-#: beyond anything the model allows, would otherwise give ±inf.
-Z_MIN, Z_MAX = -5.0, 8.0
 
 
 class FarringtonCusumParams(farrington.FarringtonParams):
@@ -77,6 +73,15 @@ class FarringtonCusumParams(farrington.FarringtonParams):
     )
     cusum_k: float = Field(1.0, ge=0, allow_inf_nan=False, description="Reference value subtracted from each week's normal score.")
     cusum_h: float = Field(2.25, gt=0, allow_inf_nan=False, description="Decision interval: alarm when the CUSUM of normal scores reaches h.")
+    hold: float = Field(
+        0.5, ge=0, lt=1, allow_inf_nan=False, description="After an alarm the CUSUM restarts at hold·h (0: at 0), so a rise that goes on stays one alert."
+    )
+    recent_window: int = Field(8, ge=2, le=104, description="Weeks whose mean becomes the baseline when they are significantly above Farrington's.")
+    recent_gap: int = Field(1, ge=0, le=26, description="Weeks just before the judged week left out of the recent level.")
+    shift_alpha: float = Field(
+        0.001, gt=0, lt=1, allow_inf_nan=False,
+        description="The recent weeks replace Farrington's baseline when their total has P(total or more) <= shift_alpha under it.",
+    )
 
 
 def min_history(params: FarringtonCusumParams, start: date | None = None) -> int:
@@ -108,83 +113,9 @@ def years_for(params: FarringtonCusumParams, t: int, start: date | None = None) 
     return min(params.b, params.b_min)  # too short even for b_min: Farrington says so (alarm NA, note)
 
 
-def arl0(k: float, h: float) -> float:
-    """In-control average run length of a one-sided CUSUM of N(0, 1) scores (Siegmund's approximation)."""
-    b = h + 1.166
-    if k == 0:
-        return b * b
-    return (math.exp(2 * k * b) - 2 * k * b - 1) / (2 * k * k)
-
-
 def nominal_rate(params: FarringtonCusumParams) -> float:
     """Nominal false alarms per week: Farrington's alpha plus the CUSUM's 1/ARL0 (an upper bound; limit54 lowers it)."""
     return float(params.alpha + 1 / arl0(params.cusum_k, params.cusum_h))
-
-
-def upper_tail_mid(y: np.ndarray, mu: np.ndarray, phi: np.ndarray) -> np.ndarray:
-    """Mid-p upper tail P(Y > y) + ½·P(Y = y) of NegBin(mean mu, variance phi·mu) (Poisson where phi <= 1)."""
-    y, mu, phi = np.broadcast_arrays(np.asarray(y, float), np.asarray(mu, float), np.asarray(phi, float))
-    return 0.5 * (_at_least(y, mu, phi) + _at_least(y + 1, mu, phi))
-
-
-def _at_least(y: np.ndarray, mu: np.ndarray, phi: np.ndarray) -> np.ndarray:
-    # P(Y >= y) as in farrington._NegBin / _Poisson: regularised incomplete beta / gamma
-    out = np.ones(y.shape)
-    with np.errstate(all="ignore"):
-        pos = y > 0
-        nb = pos & (phi > 1)
-        po = pos & ~(phi > 1)
-        out[nb] = special.betaincc(mu[nb] / (phi[nb] - 1), y[nb], 1 / phi[nb])
-        out[po] = special.gammainc(y[po], mu[po])
-    return out
-
-
-def normal_scores(y: np.ndarray, mu: np.ndarray, phi: np.ndarray) -> np.ndarray:
-    """z = Φ⁻¹(1 − mid-p upper tail), clipped to [Z_MIN, Z_MAX]; NaN where an input is NaN."""
-    z = norm_isf(upper_tail_mid(y, mu, phi))
-    bad = np.isnan(np.asarray(y, float)) | np.isnan(np.asarray(mu, float)) | np.isnan(np.asarray(phi, float))
-    return np.where(bad, np.nan, np.clip(z, Z_MIN, Z_MAX))
-
-
-def counts_to_signal(target_z: np.ndarray, mu: np.ndarray, phi: np.ndarray) -> np.ndarray:
-    """Smallest integer count whose normal score is >= target_z (so the chart reaches h), element-wise.
-
-    0 where any count will do (target at or below Z_MIN), inf where none can (above Z_MAX
-    or beyond 2^60), NaN where mu or phi is not finite. The mid-p tail falls as the count
-    rises, so a doubling search brackets the answer and bisection finds it.
-    """
-    target_z, mu, phi = (np.asarray(v, dtype=float) for v in np.broadcast_arrays(target_z, mu, phi))
-    out = np.full(target_z.shape, np.nan)
-    ok = np.isfinite(mu) & np.isfinite(phi) & ~np.isnan(target_z)
-    out[ok & (target_z <= Z_MIN)] = 0.0
-    out[ok & (target_z > Z_MAX)] = np.inf
-    todo = np.flatnonzero(ok & (target_z > Z_MIN) & (target_z <= Z_MAX))
-    if todo.size == 0:
-        return out
-    tail, m, f = norm_sf(target_z[todo]), mu[todo], phi[todo]
-
-    def signals(y: np.ndarray, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
-        return upper_tail_mid(y, m[rows], f[rows]) <= tail[rows]
-
-    hi = np.ceil(m + 8 * np.sqrt(np.maximum(f, 1) * m) + 8)
-    for _ in range(60):  # double until the count signals
-        short = np.flatnonzero(~signals(hi))
-        if short.size == 0:
-            break
-        hi[short] *= 2
-    else:
-        hi[~signals(hi)] = np.inf
-    lo = np.full(hi.shape, -1.0)  # invariant: lo does not signal (or is -1), hi does
-    while True:
-        gap = np.flatnonzero(np.isfinite(hi) & (hi - lo > 1))
-        if gap.size == 0:
-            break
-        mid = np.floor((lo[gap] + hi[gap]) / 2)
-        hit = signals(mid, gap)
-        hi[gap[hit]] = mid[hit]
-        lo[gap[~hit]] = mid[~hit]
-    out[todo] = hi
-    return out
 
 
 def detect(counts: pd.Series, params: FarringtonCusumParams, *, weeks: Sequence[int]) -> pd.DataFrame:
@@ -196,11 +127,13 @@ def detect(counts: pd.Series, params: FarringtonCusumParams, *, weeks: Sequence[
         weeks: 0-based positions to return; the chart runs over every week from the first
             to the last of them (C = 0 before the first).
 
-    Returns one row per position: Farrington's columns (`expected`, `pvalue`, `mu0`, `phi`,
-    `trend_used`, `trend_coef`) with `alarm` the combined rule, `upperbound` the smallest
-    count above which the week alarms, `score` the CUSUM after the week (before a reset),
-    then `b_used` (years of reference), `z` (the week's normal score), `farrington_alarm`,
-    `chart_alarm` (the CUSUM alone alarmed) and `note`.
+    Returns one row per position: `expected` (the baseline in use), `upperbound` (the
+    single-week threshold), `alarm` (the combined rule), `score` (the CUSUM after the week,
+    before a restart), `pvalue` (the single-week P(Y ≥ y)), Farrington's own columns (`mu0`,
+    `phi`, `trend_used`, `trend_coef`), then `model` ("farrington" or "recent"),
+    `recent_level`, `phi_used`, `b_used` (years of reference), `z` (the week's normal score),
+    `farrington_alarm` (Farrington's own alarm), `single_alarm`, `chart_alarm` (the CUSUM
+    alone alarmed), `chart_pvalue`, `why` and `note`.
     """
     return detect_many([counts], params, [weeks])[0]
 
@@ -228,54 +161,56 @@ def detect_many(series: Sequence[pd.Series], params: FarringtonCusumParams, week
     return out
 
 
+
+
 def _chart(counts: pd.Series, f: pd.DataFrame, params: FarringtonCusumParams, run: list[int], pos: list[int]) -> pd.DataFrame:
-    """Add the CUSUM to Farrington's result `f` for the consecutive positions `run`; keep the rows of `pos`."""
+    """Baseline, single-week test and CUSUM on Farrington's result `f` for the consecutive positions `run`; keep `pos`."""
+    from monitor.detectors.nb_recent import NbRecentParams, level_and_dispersion
+
+    values = counts.to_numpy(dtype=float, na_value=np.nan)
+    idx = np.asarray(run, dtype=int)
     y = f["count"].to_numpy(dtype=float)
     mu0 = f["mu0"].to_numpy(dtype=float)
-    phi = f["phi"].to_numpy(dtype=float)
+    phi_f = np.maximum(f["phi"].to_numpy(dtype=float), 1.0)
     decided = ~f["alarm"].isna().to_numpy()
-    farr_alarm = f["alarm"].fillna(False).to_numpy(dtype=bool)
-    z = normal_scores(y, mu0, phi)
-    values = counts.to_numpy(dtype=float, na_value=np.nan)
-    k, h = params.cusum_k, params.cusum_h
+    recent = NbRecentParams(window=params.recent_window, gap=params.recent_gap, min_weeks=params.recent_window)
+    level, phi_r = level_and_dispersion(values, recent)
+    level, phi_r = level[idx], phi_r[idx]
+    # the recent weeks' total against what Farrington expects for them (this week's mu0 for each)
+    width = float(params.recent_window)
+    total = level * width - 0.5
+    shifted = decided & np.isfinite(level) & (level > mu0)
+    p_shift = np.where(shifted, _nb.p_at_least(np.where(shifted, total, 0), np.where(shifted, mu0 * width, 1), phi_f), 1.0)
+    shifted &= p_shift <= params.shift_alpha
+    expected = np.where(shifted, level, mu0)
+    phi = np.where(shifted, np.fmax(phi_f, phi_r), phi_f)
+    eligible = np.array([farrington._enough_cases(values, t, params.limit54) for t in run], dtype=bool)
+    out = _nb.judge(y, expected, phi, decided, eligible, alpha=params.alpha, k=params.cusum_k, h=params.cusum_h, hold=params.hold)
+    decided &= out["usable"]
 
-    n = len(run)
-    stat = np.full(n, np.nan)
-    upper = f["upperbound"].to_numpy(dtype=float).copy()
-    alarm: list[bool | None] = [None] * n
-    chart = np.zeros(n, dtype=bool)
+    def boolean(values: np.ndarray) -> pd.arrays.BooleanArray:
+        return pd.array([bool(v) if d else None for v, d in zip(values, decided)], dtype="boolean")
+
     notes = f["note"].astype(str).tolist()
-    before = np.full(n, np.nan)  # the chart before each decided week with enough cases (for upperbound)
-    previous = 0.0
-    for i, t in enumerate(run):
-        if not decided[i]:
-            stat[i] = previous
-            continue
-        enough = farrington._enough_cases(values, t, params.limit54)
-        if enough:
-            before[i] = previous
-        zi = z[i] if np.isfinite(z[i]) else 0.0
-        stat[i] = max(0.0, previous + zi - k)
-        chart[i] = bool(enough and stat[i] >= h and not farr_alarm[i])
-        alarm[i] = bool(farr_alarm[i] or chart[i])
-        previous = 0.0 if alarm[i] else stat[i]
-        if not np.isfinite(z[i]):
-            notes[i] = (notes[i] + "; " if notes[i] else "") + "no normal score (mu0 or phi undefined): the CUSUM is unchanged"
-
-    keep = np.searchsorted(np.asarray(run), np.asarray(pos, dtype=int)) if pos else np.zeros(0, dtype=int)
-    # the smallest count that alarms: Farrington's (count > U) or the CUSUM's (score >= h + k - C(t-1)),
-    # searched only for the weeks returned (a weekly run keeps a few of the chart's 157)
-    needed = counts_to_signal(h + k - before[keep], mu0[keep], phi[keep]) - 1
-    upper[keep] = np.where(np.isnan(upper[keep]), needed, np.fmin(upper[keep], needed))
-    out = f.copy()
-    out["upperbound"] = upper
-    out["alarm"] = pd.array(alarm, dtype="boolean")
-    out["score"] = stat
-    b_used = out.pop("b_used")
-    out = out.drop(columns=["note"])
-    out["b_used"] = b_used.astype(int)
-    out["z"] = z
-    out["farrington_alarm"] = f["alarm"].astype("boolean")
-    out["chart_alarm"] = pd.array([c if a is not None else None for c, a in zip(chart, alarm)], dtype="boolean")
-    out["note"] = notes
-    return out.iloc[keep].reset_index(drop=True)
+    res = f.drop(columns=["note", "b_used"]).copy()
+    res["expected"] = np.where(decided, expected, f["expected"].to_numpy(dtype=float))
+    res["upperbound"] = np.where(decided, out["upperbound"], np.nan)
+    res["alarm"] = boolean(out["alarm"])
+    res["score"] = out["stat"]
+    res["pvalue"] = np.where(decided, out["pvalue"], np.nan)
+    res["model"] = np.where(shifted, "recent", np.where(decided, "farrington", ""))
+    res["recent_level"] = level
+    res["phi_used"] = np.where(decided, phi, np.nan)
+    res["b_used"] = f["b_used"].astype(int).to_numpy()
+    res["z"] = out["z"]
+    res["farrington_alarm"] = f["alarm"].astype("boolean").to_numpy()
+    res["single_alarm"] = boolean(out["single_alarm"])
+    res["chart_alarm"] = boolean(out["chart_alarm"])
+    res["chart_pvalue"] = out["chart_pvalue"]
+    res["why"] = [
+        (w + f"; baseline = mean of the last {params.recent_window} weeks (a new level)") if w and s else w
+        for w, s in zip(out["why"], shifted)
+    ]
+    res["note"] = notes
+    keep = np.searchsorted(idx, np.asarray(pos, dtype=int)) if pos else np.zeros(0, dtype=int)
+    return res.iloc[keep].reset_index(drop=True)

@@ -39,8 +39,19 @@ DETECTOR_WORDS = {
     "farrington-cusum": (
         "Farrington flexible (Noufaily et al. 2013, as in R `surveillance`) at level `alpha`, combined with a CUSUM: "
         "each week's count becomes a normal score under Farrington's negative-binomial model, the scores above `cusum_k` "
-        "accumulate, and an alarm is raised when a single week passes Farrington's threshold or the accumulated excess "
-        "reaches `cusum_h` (then it restarts), so a rise spread over two or three weeks is caught too."
+        "accumulate, and an alarm is raised when a single week passes the threshold shown (the single-week threshold) "
+        "or the accumulated excess reaches `cusum_h`, so a rise spread over two or three weeks is caught too (the "
+        "details then name the weeks behind it). After an alarm the CUSUM restarts at `hold` × `cusum_h`, so a rise "
+        "that goes on stays one continuing alert. The baseline learns a new level: when the last `recent_window` weeks "
+        "are together significantly above Farrington's expectation (at `shift_alpha`), their mean becomes the expected "
+        "count (the chart's expected line jumps to it), so a settled escalation stops alarming within that many weeks."
+    ),
+    "nb-recent": (
+        "Negative-binomial bound on the recent level, for short or sparse history: the expected count is the mean of "
+        "the last `window` weeks (leaving out the `gap` weeks just before) plus half an event, never zero; the "
+        "dispersion comes from its own one-week-ahead errors (at least `phi_min`); an alarm when the chance of this "
+        "count or more is at most `alpha` (the threshold shown is never below one event), or when a CUSUM of the "
+        "weeks' normal scores reaches `cusum_h` (a rise over several weeks)."
     ),
     "ears": (
         "EARS C1/C2/C3 (CDC Early Aberration Reporting System): mean and standard deviation of the last few weeks; "
@@ -323,7 +334,7 @@ def _key_messages(result: RunResult) -> list[str]:
         summary += f", {len(warnings)} at the warning level"
     summary += f", {len(undecided)} undecided"
     if fallback:
-        summary += f", {len(fallback)} checked with EARS because their detector lacked history"
+        summary += f", {len(fallback)} checked with the nb-recent fallback because their detector lacked history"
     out.append(f"- {summary}.")
     resolved = [r for r in result.results if r.status == "resolved" and not r.detection.alarm]
     if resolved:
@@ -421,7 +432,7 @@ def _glance_table(result: RunResult) -> list[str]:
     ]
     out += md_table(["Series", "This week", "Expected", "Level vs baseline", "Trend", "Status", "Detector"], rows, "lrrlcll")
     if any(r.detection.fallback_from for r in result.results):
-        out += ["", "† The configured detector needs more history than this series has, so EARS was used instead."]
+        out += ["", "† The configured detector needs more history than this series has, so the nb-recent fallback was used instead."]
     return out + [""]
 
 
@@ -540,7 +551,8 @@ def _flagged_details(result: RunResult, charts: Mapping[str, str], settings: Any
         out += [
             f"{fmt_num(d.observed)} {_metric_unit(r)} in {week_dates(result)} against {fmt_num(d.expected)} expected; "
             f"threshold {fmt_num(d.threshold)}, exceedance score {fmt_score(d.score)}, p-value {fmt_p(d.pvalue)} "
-            f"({detector}). Status: {_status_phrase(r)}; trend {md_escape(r.trend)}.",
+            f"({detector}). Status: {_status_phrase(r)}; trend {md_escape(r.trend)}."
+            + (f" Alarmed by the rise over several weeks: {md_escape(d.why)}." if d.why else ""),
             "",
         ]
         out += ["**Incidents behind the alarm**", ""] + _incident_rows(r, settings)
@@ -566,8 +578,11 @@ def _method(result: RunResult) -> list[str]:
         "or when both are 5 events or fewer (as ACLED Trendfinder).",
         "- **NA / undecided**: the detector could not compute a baseline (too little history, a model that did not "
         "fit); the series is neither flagged nor cleared, and the reason is given in the At a glance table.",
-        "- **Fallback**: a series with too little history for its configured detector is checked with EARS instead "
-        "(marked †); EARS alarms deserve a closer look at the incidents.",
+        "- **Fallback**: a series with too little history for its configured detector (Farrington needs 3 years) is "
+        "checked with nb-recent instead (marked †; see above), from its first 5 weeks on.",
+        "- **Floor**: no week with fewer events than the series' `min_count` alerts or warns, whatever the detector.",
+        "- **Ranking**: flagged series are listed strongest evidence first: the smaller of the week's p-value and, "
+        "for a rise over several weeks, the p-value of those weeks' total.",
         "- **Late reports**: the most recent weeks may still grow as incidents are reported late or revised.",
     ]
     if result.false_alarms is not None:

@@ -58,7 +58,12 @@ def plot_series(result: SeriesResult, *, week_start: date, annotations: Sequence
     alarmed = np.array([bool(a) if not pd.isna(a) else False for a in alarm], dtype=bool)
     undecided = np.array([pd.isna(a) for a in alarm], dtype=bool)
     warned = history["level"].astype(str).eq("warning").to_numpy() if "level" in history else np.zeros(len(history), dtype=bool)
-    # weeks the configured detector lacked history for were checked by the EARS fallback:
+    # weeks whose baseline learned a new level (farrington-cusum's model "recent"): the expected line
+    # is drawn thicker there, so the reader sees where the detector took the escalation as the new normal
+    learned = (
+        history["model"].fillna("").astype(str).eq("recent").to_numpy() if "model" in history else np.zeros(len(history), dtype=bool)
+    )
+    # weeks the configured detector lacked history for were checked by the nb-recent fallback:
     # drawn in grey, with hollow markers, so they never pass for the main detector's alarms
     fallback = (
         history["fallback_from"].fillna("").astype(str).ne("").to_numpy()
@@ -87,6 +92,9 @@ def plot_series(result: SeriesResult, *, week_start: date, annotations: Sequence
         x_steps = np.append(weeks, weeks[-1] + seven)
         ax.step(x_steps, np.append(expected, expected[-1:]), where="post", color=EXPECTED, lw=1.8, zorder=4)
         ax.step(x_steps, np.append(upper, upper[-1:]), where="post", color=THRESHOLD, lw=1.6, ls="--", zorder=4)
+        if learned.any():
+            level = np.where(learned & ~fallback, expected, np.nan)
+            ax.step(x_steps, np.append(level, level[-1:]), where="post", color=EXPECTED, lw=4.0, alpha=0.45, zorder=4)
         if fallback.any():
             ax.step(x_steps, np.append(fb_expected, fb_expected[-1:]), where="post", color=FALLBACK, lw=1.0, zorder=4)
             ax.step(x_steps, np.append(fb_upper, fb_upper[-1:]), where="post", color=FALLBACK, lw=1.0, ls="--", zorder=4)
@@ -154,11 +162,14 @@ def plot_series(result: SeriesResult, *, week_start: date, annotations: Sequence
         handles.insert(2, Patch(color=WARNING, label="warning week"))
     if undecided.any():
         handles.insert(2, Patch(color=UNDECIDED, label="undecided (too little history)"))
+    if learned.any():
+        handles.append(matplotlib.lines.Line2D([], [], color=EXPECTED, lw=4.0, alpha=0.45, label="expected = new level (recent weeks)"))
     if fallback.any():
         configured = next(f for f in history["fallback_from"].astype(str) if f)
+        used = next((d for d, f in zip(history["detector"].astype(str), history["fallback_from"].astype(str)) if f), "fallback")
         handles.append(matplotlib.lines.Line2D(
             [], [], color=FALLBACK, lw=1.0, ls="--", marker="v", mfc="none",
-            label=f"EARS fallback (too little history for {configured})"))
+            label=f"{used} fallback (too little history for {configured})"))
     # below the axes: inside it would hide bars or annotation labels
     rows = 1 if len(handles) <= 5 else 2
     fig.legend(handles=handles, loc="lower center", fontsize=9, frameon=False, ncol=math.ceil(len(handles) / rows))

@@ -1,0 +1,257 @@
+"""Negative-binomial tails, thresholds and the CUSUM chart shared by `farrington-cusum` and `nb-recent`.
+
+Conflict counts are overdispersed: a week's count is modelled as a negative binomial with
+mean mu and variance phi·mu (phi ≤ 1: Poisson), the same model Farrington's threshold uses.
+Everything here is vectorised over weeks and pure (arrays in, arrays out):
+
+* `p_at_least` is the single-week p-value P(Y ≥ y): a real tail probability;
+* `threshold` is the largest count that does not alarm at level alpha (never below 0);
+* `normal_scores` turns counts into z-scores that are close to N(0, 1) under the model
+  whatever the mean, so one CUSUM (k, h) fits sparse and busy series alike;
+* `chart` runs the one-sided CUSUM with a partial restart after an alarm (`hold`), so a
+  sustained rise stays one continuing alert instead of alarm, quiet, alarm;
+* `run_pvalue` is the tail probability of a chart run's total, the evidence a chart alarm
+  is ranked on, and `explain_run` says in words which weeks are behind it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import special
+
+from monitor.detectors._dist import norm_isf, norm_sf
+
+#: Clipping of the normal scores: a count of 0 where thousands are expected, or a count far
+#: beyond anything the model allows, would otherwise give ±inf.
+Z_MIN, Z_MAX = -5.0, 8.0
+
+
+def _arrays(*values):
+    return np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in values))
+
+
+def p_at_least(y, mu, phi) -> np.ndarray:
+    """P(Y ≥ y) for Y ~ NegBin(mean mu, variance phi·mu), Poisson where phi ≤ 1; 1 where y ≤ 0.
+
+    The regularised incomplete beta / gamma functions give the tail directly (accurate far
+    out, where 1 − cdf would round to 0). NaN where an input is NaN or mu is not positive.
+    """
+    y, mu, phi = _arrays(y, mu, phi)
+    out = np.ones(y.shape)
+    with np.errstate(all="ignore"):
+        pos = y > 0
+        nb = pos & (phi > 1)
+        po = pos & ~(phi > 1)
+        out[nb] = special.betaincc(mu[nb] / (phi[nb] - 1), y[nb], 1 / phi[nb])
+        out[po] = special.gammainc(y[po], mu[po])
+    bad = np.isnan(y) | np.isnan(mu) | np.isnan(phi) | ~(mu > 0)
+    out[bad] = np.nan
+    return out
+
+
+def upper_tail_mid(y, mu, phi) -> np.ndarray:
+    """Mid-p upper tail P(Y > y) + ½·P(Y = y) (what the normal scores are made from)."""
+    y, mu, phi = _arrays(y, mu, phi)
+    return 0.5 * (p_at_least(y, mu, phi) + p_at_least(y + 1, mu, phi))
+
+
+def normal_scores(y, mu, phi) -> np.ndarray:
+    """z = Φ⁻¹(1 − mid-p upper tail), clipped to [Z_MIN, Z_MAX]; NaN where an input is NaN."""
+    z = norm_isf(upper_tail_mid(y, mu, phi))
+    return np.where(np.isnan(z), np.nan, np.clip(z, Z_MIN, Z_MAX))
+
+
+def threshold(mu, phi, alpha: float) -> np.ndarray:
+    """The largest count u with P(Y ≥ u) > alpha: a count alarms at level alpha exactly when it is > u.
+
+    Never below 0 (a count of 0 never alarms); NaN where mu or phi is not usable.
+    """
+    mu, phi = _arrays(mu, phi)
+    out = np.full(mu.shape, np.nan)
+    ok = np.isfinite(mu) & (mu > 0) & np.isfinite(phi)
+    if not ok.any():
+        return out
+    m, f = mu[ok], phi[ok]
+    # smallest y with P(Y >= y) <= alpha, by doubling then bisection (the tail falls as y rises)
+    hi = np.ceil(m + 10 * np.sqrt(np.maximum(f, 1) * m) + 10)
+    for _ in range(60):
+        short = p_at_least(hi, m, f) > alpha
+        if not short.any():
+            break
+        hi[short] *= 2
+    lo = np.zeros(hi.shape)  # P(Y >= 0) = 1 > alpha: lo never alarms, hi does
+    while True:
+        gap = hi - lo > 1
+        if not gap.any():
+            break
+        mid = np.floor((lo + hi) / 2)
+        alarms = p_at_least(mid, m, f) <= alpha
+        hi = np.where(gap & alarms, mid, hi)
+        lo = np.where(gap & ~alarms, mid, lo)
+    out[ok] = hi - 1
+    return out
+
+
+def counts_to_signal(target_z, mu, phi) -> np.ndarray:
+    """Smallest integer count whose normal score is >= target_z (so the chart reaches h), element-wise.
+
+    0 where any count will do (target at or below Z_MIN), inf where none can (above Z_MAX
+    or beyond 2^60), NaN where mu or phi is not finite. The mid-p tail falls as the count
+    rises, so a doubling search brackets the answer and bisection finds it.
+    """
+    target_z, mu, phi = _arrays(target_z, mu, phi)
+    out = np.full(target_z.shape, np.nan)
+    ok = np.isfinite(mu) & (mu > 0) & np.isfinite(phi) & ~np.isnan(target_z)
+    out[ok & (target_z <= Z_MIN)] = 0.0
+    out[ok & (target_z > Z_MAX)] = np.inf
+    todo = np.flatnonzero(ok & (target_z > Z_MIN) & (target_z <= Z_MAX))
+    if todo.size == 0:
+        return out
+    tail, m, f = norm_sf(target_z[todo]), mu[todo], phi[todo]
+
+    def signals(y: np.ndarray, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        return upper_tail_mid(y, m[rows], f[rows]) <= tail[rows]
+
+    hi = np.ceil(m + 8 * np.sqrt(np.maximum(f, 1) * m) + 8)
+    for _ in range(60):  # double until the count signals
+        short = np.flatnonzero(~signals(hi))
+        if short.size == 0:
+            break
+        hi[short] *= 2
+    else:
+        hi[~signals(hi)] = np.inf
+    lo = np.full(hi.shape, -1.0)  # invariant: lo does not signal (or is -1), hi does
+    while True:
+        gap = np.flatnonzero(np.isfinite(hi) & (hi - lo > 1))
+        if gap.size == 0:
+            break
+        mid = np.floor((lo[gap] + hi[gap]) / 2)
+        hit = signals(mid, gap)
+        hi[gap[hit]] = mid[hit]
+        lo[gap[~hit]] = mid[~hit]
+    out[todo] = hi
+    return out
+
+
+def arl0(k: float, h: float) -> float:
+    """In-control average run length of a one-sided CUSUM of N(0, 1) scores (Siegmund's approximation)."""
+    b = h + 1.166
+    if k == 0:
+        return b * b
+    return (math.exp(2 * k * b) - 2 * k * b - 1) / (2 * k * k)
+
+
+def chart(
+    z: np.ndarray, single: np.ndarray, decided: np.ndarray, eligible: np.ndarray, *, k: float, h: float, hold: float
+) -> dict[str, np.ndarray]:
+    """The one-sided CUSUM C(t) = max(0, C(t−1) + z(t) − k) over consecutive weeks, with alarms.
+
+    Parameters:
+        z: each week's normal score (NaN: no score, the chart is unchanged).
+        single: the single-week test alarmed this week.
+        decided: the week can be judged (False: alarm NA, the chart is unchanged).
+        eligible: the week may alarm at all (Farrington's limit54, enough events).
+        k, h: reference value and decision interval.
+        hold: after an alarm the chart restarts at hold·h, not 0, so a rise that goes on
+            keeps alarming (one continuing alert) while a week back at the expected level
+            (z ≤ k) lets it fall below h; 0 is the classic full restart.
+
+    Returns arrays: `stat` (C after the week, before any restart), `before` (C before the
+    week), `chart_alarm` (the chart alone alarmed), `alarm` (single or chart, False where
+    not eligible; meaningful only where decided) and `run_start` (for a week whose chart is
+    above 0: the index of the first week of the run that built it up).
+    """
+    n = len(z)
+    stat, before = np.full(n, np.nan), np.full(n, np.nan)
+    chart_alarm, alarm = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    run_start = np.full(n, -1, dtype=int)
+    previous, start = 0.0, -1
+    for i in range(n):
+        before[i] = previous
+        if not decided[i]:
+            stat[i] = previous
+            run_start[i] = start
+            continue
+        zi = z[i] if np.isfinite(z[i]) else 0.0
+        value = max(0.0, previous + zi - k)
+        if value > 0 and previous == 0:
+            start = i
+        elif value == 0:
+            start = -1
+        stat[i] = value
+        run_start[i] = start if value > 0 else -1
+        chart_alarm[i] = bool(eligible[i] and value >= h and not single[i])
+        alarm[i] = bool(eligible[i] and (single[i] or value >= h))
+        previous = min(value, hold * h) if alarm[i] else value
+    return {"stat": stat, "before": before, "chart_alarm": chart_alarm, "alarm": alarm, "run_start": run_start}
+
+
+def run_pvalue(y: np.ndarray, mu: np.ndarray, phi: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """P(total ≥ observed total) over each week's chart run (weeks start[i]..i), NaN without a run.
+
+    The run's total is modelled as NegBin(Σ mu, phi·Σ mu) with this week's phi: the evidence
+    that the weeks behind a chart alarm, taken together, are above what was expected.
+    """
+    out = np.full(len(y), np.nan)
+    for i in np.flatnonzero(start >= 0):
+        s = int(start[i])
+        out[i] = float(p_at_least(np.nansum(y[s : i + 1]), np.nansum(mu[s : i + 1]), phi[i]))
+    return out
+
+
+def explain_run(y: np.ndarray, mu: np.ndarray, start: int, i: int) -> str:
+    """'3 weeks above expected: 9, 12, 21 against 4' for the chart run start..i."""
+    counts = ", ".join(f"{v:g}" for v in y[start : i + 1])
+    expected = float(np.nanmean(mu[start : i + 1]))
+    weeks = i - start + 1
+    return f"{weeks} week{'s' if weeks != 1 else ''} above expected: {counts} against {_round(expected)}"
+
+
+def _round(x: float) -> str:
+    return f"{x:.0f}" if x >= 10 else f"{x:.1f}".rstrip("0").rstrip(".") if x >= 1 else f"{x:.2f}"
+
+
+def judge(
+    y: np.ndarray,
+    mu: np.ndarray,
+    phi: np.ndarray,
+    decided: np.ndarray,
+    eligible: np.ndarray,
+    *,
+    alpha: float,
+    k: float,
+    h: float,
+    hold: float,
+) -> dict[str, np.ndarray]:
+    """The single-week test at `alpha` and the CUSUM (`chart`) on expected counts `mu`, consecutive weeks.
+
+    Returns arrays: `pvalue` (P(Y ≥ y)), `upperbound` (the single-week threshold: the
+    largest count that does not alarm on its own), `z`, `stat`, `single_alarm`,
+    `chart_alarm`, `alarm`, `chart_pvalue` (`run_pvalue` of the run behind a chart alarm,
+    NaN otherwise) and `why` (a sentence for chart alarms, '' otherwise).
+    """
+    y, mu, phi = (np.asarray(v, dtype=float) for v in (y, mu, phi))
+    usable = decided & np.isfinite(mu) & (mu > 0) & np.isfinite(phi)
+    pvalue = np.where(usable, p_at_least(y, mu, phi), np.nan)
+    upper = np.where(usable, threshold(mu, phi, alpha), np.nan)
+    single = usable & eligible & (pvalue <= alpha)
+    z = np.where(usable, normal_scores(y, mu, phi), np.nan)
+    c = chart(z, single, usable, eligible, k=k, h=h, hold=hold)
+    chart_p = run_pvalue(y, mu, phi, np.where(c["chart_alarm"], c["run_start"], -1))
+    why = np.array(
+        [explain_run(y, mu, int(c["run_start"][i]), i) if c["chart_alarm"][i] else "" for i in range(len(y))], dtype=object
+    )
+    return {
+        "pvalue": pvalue,
+        "upperbound": upper,
+        "z": z,
+        "stat": c["stat"],
+        "single_alarm": single,
+        "chart_alarm": c["chart_alarm"],
+        "alarm": c["alarm"] & usable,
+        "usable": usable,
+        "chart_pvalue": chart_p,
+        "why": why,
+    }

@@ -1,0 +1,127 @@
+"""nb-recent: a negative-binomial bound on the recent level, for short and sparse history.
+
+Made for the series Farrington cannot fit yet (it needs years of history) and for conflict
+counts, which are overdispersed and often zero. For each week t:
+
+1. **Level.** The expected count is the mean of the `window` weeks before t, leaving out
+   the `gap` weeks just before it (so the first weeks of a surge do not raise their own
+   baseline), plus half an event spread over the window: (Σ y + 0.5) / n. An empty window
+   therefore expects 0.5 / n events, never 0, and a category that first appears in the data
+   is judged from its first week on, not against an expected count of zero. At least
+   `min_weeks` weeks must be in the window (`min_history` = gap + min_weeks).
+2. **Dispersion.** phi = Σ (y_s − level_s)² / Σ level_s over the one-week-ahead errors of
+   the `phi_weeks` weeks before t (its own track record), floored at `phi_min`; the week's
+   count is NegBin(mean level, variance phi·level), Poisson when phi = 1.
+3. **Single week.** The p-value is the real tail P(Y ≥ y); the week alarms when it is at
+   most `alpha`. `upperbound` is the largest count that does not alarm (never below 0).
+4. **Rise over weeks.** A CUSUM of the counts' normal scores (as in `farrington-cusum`,
+   same k, h and hold) catches a rise that doubles over three or four weeks without one
+   extreme week.
+
+The series' `min_count` (default 3 events) applies on top, as for every detector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from monitor.detectors import _nb
+from monitor.detectors.ears import check_positions
+
+SUMMARY = (
+    "Negative-binomial bound on the recent level, for short or sparse history: expected = mean of the "
+    "last `window` weeks (leaving out `gap`) plus half an event, dispersion from its own one-week-ahead "
+    "errors (at least phi_min); alarm when P(count or more) <= alpha, or when a CUSUM of normal scores "
+    "reaches cusum_h (a rise over several weeks)."
+)
+
+
+class NbRecentParams(BaseModel):
+    """Settings of nb-recent (defaults: 8-week level leaving out 1 week, alpha = 0.002, CUSUM k = 1, h = 2.25)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    window: int = Field(8, ge=2, le=104, description="Weeks whose mean is the expected level.")
+    gap: int = Field(1, ge=0, le=26, description="Weeks just before the judged week left out of the level.")
+    min_weeks: int = Field(4, ge=1, le=104, description="Weeks of the window that must exist before a week is judged.")
+    phi_weeks: int = Field(52, ge=4, le=520, description="Weeks of one-week-ahead errors the dispersion is estimated on.")
+    phi_min: float = Field(1.0, ge=1.0, allow_inf_nan=False, description="Floor of the dispersion (1: Poisson).")
+    alpha: float = Field(0.002, gt=0, lt=1, allow_inf_nan=False, description="One-sided level of the single-week test.")
+    cusum_k: float = Field(1.0, ge=0, allow_inf_nan=False, description="Reference value subtracted from each week's normal score.")
+    cusum_h: float = Field(2.25, gt=0, allow_inf_nan=False, description="Decision interval: alarm when the CUSUM reaches h.")
+    hold: float = Field(
+        0.5, ge=0, lt=1, allow_inf_nan=False, description="After an alarm the CUSUM restarts at hold·h (0: at 0), so a rise that goes on stays one alert."
+    )
+
+
+def min_history(params: NbRecentParams) -> int:
+    """Weeks before the first week that can be judged: the gap plus `min_weeks` of window."""
+    return params.gap + min(params.min_weeks, params.window)
+
+
+def level_and_dispersion(y: np.ndarray, params: NbRecentParams) -> tuple[np.ndarray, np.ndarray]:
+    """Expected level and dispersion for every position of `y` (NaN where the window is too short)."""
+    n = len(y)
+    csum = np.concatenate([[0.0], np.cumsum(np.nan_to_num(y))])
+    t = np.arange(n)
+    end = t - params.gap  # window is [end - window, end)
+    begin = np.maximum(end - params.window, 0)
+    width = np.maximum(end - begin, 0)
+    ok = width >= min(params.min_weeks, params.window)
+    level = np.full(n, np.nan)
+    level[ok] = (csum[end[ok]] - csum[begin[ok]] + 0.5) / width[ok]
+    # dispersion from the one-week-ahead errors of the phi_weeks weeks before t
+    has = np.isfinite(level)
+    num = np.where(has, (np.nan_to_num(y) - np.nan_to_num(level)) ** 2, 0.0)
+    den = np.where(has, np.nan_to_num(level), 0.0)
+    cnum, cden = np.concatenate([[0.0], np.cumsum(num)]), np.concatenate([[0.0], np.cumsum(den)])
+    lo = np.maximum(t - params.phi_weeks, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        raw = (cnum[t] - cnum[lo]) / (cden[t] - cden[lo])
+    phi = np.where(np.isfinite(raw), np.maximum(raw, params.phi_min), params.phi_min)
+    phi[~ok] = np.nan
+    return level, phi
+
+
+def detect(counts: pd.Series, params: NbRecentParams, *, weeks: Sequence[int]) -> pd.DataFrame:
+    """Judge the weeks at positions `weeks` of `counts`; the CUSUM runs from the first to the last of them.
+
+    Returns the detector column contract plus `phi`, `z`, `single_alarm`, `chart_alarm`,
+    `chart_pvalue` (tail probability of the run behind a chart alarm) and `why`.
+    """
+    pos = check_positions(counts, weeks)
+    run = list(range(min(pos), max(pos) + 1)) if pos else []
+    y_all = counts.to_numpy(dtype=float, na_value=np.nan)
+    level, phi = level_and_dispersion(y_all, params)
+    idx = np.asarray(run, dtype=int)
+    y, mu, f = y_all[idx], level[idx], phi[idx]
+    decided = np.isfinite(mu) & np.isfinite(y)
+    out = _nb.judge(
+        y, mu, f, decided, np.ones(len(idx), dtype=bool), alpha=params.alpha, k=params.cusum_k, h=params.cusum_h, hold=params.hold
+    )
+    need = min_history(params)
+    notes = ["" if d else f"too little history: needs {need} weeks before the week" if t < need else "count missing" for t, d in zip(run, decided)]
+    frame = pd.DataFrame(
+        {
+            "week_start": pd.DatetimeIndex(counts.index)[idx] if len(idx) else pd.DatetimeIndex([]),
+            "count": y,
+            "expected": mu,
+            "upperbound": out["upperbound"],
+            "alarm": pd.array([bool(a) if d else None for a, d in zip(out["alarm"], decided)], dtype="boolean"),
+            "score": out["stat"],
+            "pvalue": out["pvalue"],
+            "phi": f,
+            "z": out["z"],
+            "single_alarm": pd.array([bool(a) if d else None for a, d in zip(out["single_alarm"], decided)], dtype="boolean"),
+            "chart_alarm": pd.array([bool(a) if d else None for a, d in zip(out["chart_alarm"], decided)], dtype="boolean"),
+            "chart_pvalue": out["chart_pvalue"],
+            "why": out["why"],
+            "note": notes,
+        }
+    )
+    keep = np.searchsorted(idx, np.asarray(pos, dtype=int)) if pos else np.zeros(0, dtype=int)
+    return frame.iloc[keep].reset_index(drop=True)
