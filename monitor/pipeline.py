@@ -781,9 +781,8 @@ def backtest_store(
     last_week defaults to the latest week with data (`monitor.coverage.choose_week`); first_week to
     `weeks` - 1 weeks before it. NoDataError when no source's data reaches last_week.
     """
-    from monitor.detectors import FALLBACK
-
     from monitor.backtest import ReplaySeries, backtest
+    from monitor.detectors import FALLBACK
 
     coverage = choose_week(config, store, week=last_week, now=now)
     if not coverage.reached:
@@ -815,9 +814,8 @@ def backtest_csv(path: Path, *, config: Config, detector: str, params: dict | No
 
     Replays the last `weeks` weeks of the file (None: every week).
     """
-    from monitor.detectors import FALLBACK
-
     from monitor.backtest import ReplaySeries, backtest
+    from monitor.detectors import FALLBACK
 
     frame = _read_counts_csv(path)
     model = config.params_for(detector, overrides=params)
@@ -845,9 +843,7 @@ def detect_csv(path: Path, *, config: Config, detector: str, params: dict, last:
     series fall back to the config's nb-recent. Each series is checked on its own; with a
     `series` column every output row starts with it.
     """
-    from monitor.detectors import FALLBACK
-
-    from monitor.detectors import run_detector
+    from monitor.detectors import FALLBACK, run_detector
 
     frame = _read_counts_csv(path)
     model = config.params_for(detector, overrides=params)

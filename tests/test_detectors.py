@@ -1,4 +1,4 @@
-"""The detector registry: names, parameter parsing and messages, EARS fallback, describe()."""
+"""The detector registry: names, parameter parsing and messages, nb-recent fallback, describe()."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from monitor.detectors import (
     run_detector,
 )
 from monitor.detectors.ears import CORE_COLUMNS, EarsParams
-from monitor.detectors.ears import detect as ears_detect
+from monitor.detectors.nb_recent import NbRecentParams
 from monitor.errors import DetectorError
 
 
@@ -25,7 +25,8 @@ def _series(values) -> pd.Series:
 
 def test_registered_names():
     assert set(DETECTORS) == {
-        "farrington", "ears", "glrnb", "cusum", "acled-surge", "acled-threat", "highest-in", "trendfinder", "farrington-cusum"
+        "farrington", "ears", "glrnb", "cusum", "acled-surge", "acled-threat", "highest-in", "trendfinder", "farrington-cusum",
+        "nb-recent",
     }
     for name, spec in DETECTORS.items():
         assert spec.name == name and spec.summary
@@ -42,7 +43,7 @@ def test_unknown_detector_suggests_the_nearest(name, suggestion):
         get_detector(name)
     assert str(err.value) == (
         f"unknown detector '{name}' (did you mean '{suggestion}'?); "
-        "valid detectors: acled-surge, acled-threat, cusum, ears, farrington, farrington-cusum, glrnb, highest-in, trendfinder"
+        "valid detectors: acled-surge, acled-threat, cusum, ears, farrington, farrington-cusum, glrnb, highest-in, nb-recent, trendfinder"
     )
 
 
@@ -106,7 +107,10 @@ def test_parse_param_pairs():
         parse_param_pairs(["b=3", "b=5"])
 
 
-def test_fallback_to_ears_on_a_short_series():
+def test_fallback_to_nb_recent_on_a_short_series():
+    from monitor.detectors.nb_recent import NbRecentParams
+    from monitor.detectors.nb_recent import detect as nb_detect
+
     rng = np.random.default_rng(3)
     counts = _series(rng.poisson(3, 40).tolist())
     params = make_params("farrington", {})
@@ -117,18 +121,18 @@ def test_fallback_to_ears_on_a_short_series():
     assert tuple(out.columns[:7]) == CORE_COLUMNS
     assert list(out.columns[-3:]) == ["detector", "fallback_from", "note"]
     assert str(out["alarm"].dtype) == "boolean"
-    early, late = out.iloc[:7], out.iloc[7:]
-    # Weeks 7..39: EARS C1 with its defaults, exactly what ears.detect gives.
-    assert (late["detector"] == "ears").all() and (late["fallback_from"] == "farrington").all()
-    ears = ears_detect(counts, EarsParams(), weeks=range(7, 40))
-    for column in ("expected", "upperbound", "score", "pvalue", "baseline_sd"):
-        np.testing.assert_allclose(late[column].to_numpy(), ears[column].to_numpy())
-    assert late["alarm"].tolist() == ears["alarm"].tolist()
-    assert late["note"].iloc[0] == f"too little history for farrington (needs {need} weeks, has 7): EARS C1 used"
-    # Weeks 0..6: too short for EARS as well, undecided under the configured detector.
+    early, late = out.iloc[:5], out.iloc[5:]
+    # Weeks 5..39: nb-recent with its defaults, exactly what nb_recent.detect gives (its chart from week 5).
+    assert (late["detector"] == "nb-recent").all() and (late["fallback_from"] == "farrington").all()
+    nb = nb_detect(counts, NbRecentParams(), weeks=range(5, 40))
+    for column in ("expected", "upperbound", "score", "pvalue", "phi"):
+        np.testing.assert_allclose(late[column].to_numpy(), nb[column].to_numpy())
+    assert late["alarm"].tolist() == nb["alarm"].tolist()
+    assert late["note"].iloc[0] == f"too little history for farrington (needs {need} weeks, has 5): nb-recent used"
+    # Weeks 0..4: too short for nb-recent as well, undecided under the configured detector.
     assert (early["detector"] == "farrington").all() and (early["fallback_from"] == "").all()
     assert early["alarm"].isna().all()
-    assert early["note"].str.endswith("EARS C1 fallback needs 7 weeks").all()
+    assert early["note"].str.endswith("nb-recent fallback needs 5 weeks").all()
 
 
 @pytest.mark.parametrize(("start", "first"), [("2001-01-01", 158), ("2001-02-19", 159)])
@@ -138,7 +142,7 @@ def test_farrington_takes_over_from_the_fallback_where_r_starts_fitting(start, f
     counts = pd.Series(np.full(first + 2, 4.0), index=pd.date_range(start, periods=first + 2, freq="7D"))
     params = make_params("farrington", {"b": "3", "w": "3"})
     out = run_detector("farrington", params, counts, weeks=[first - 1, first, first + 1])
-    assert out["detector"].tolist() == ["ears", "farrington", "farrington"]
+    assert out["detector"].tolist() == ["nb-recent", "farrington", "farrington"]
     assert out.loc[0, "note"].startswith(f"too little history for farrington (needs {first} weeks, has {first - 1})")
     assert out["alarm"].iloc[1:].notna().all()
 
@@ -148,11 +152,11 @@ def test_fallback_rows_keep_the_requested_order_and_columns():
     params = make_params("acled-threat", {})
     out = run_detector("acled-threat", params, counts, weeks=[56, 3, 20, 55])
     assert out["week_start"].tolist() == [counts.index[t] for t in (56, 3, 20, 55)]
-    assert out["detector"].tolist() == ["acled-threat", "acled-threat", "ears", "acled-threat"]
+    assert out["detector"].tolist() == ["acled-threat", "acled-threat", "nb-recent", "acled-threat"]
     assert out["fallback_from"].tolist() == ["", "", "acled-threat", ""]
     # Extra columns of both detectors are kept, NaN where the other one ran.
-    assert list(out.columns[7:-3]) == ["recent_mean", "baseline_sd", "stat"]
-    assert np.isnan(out.loc[2, "recent_mean"]) and np.isnan(out.loc[0, "baseline_sd"])
+    assert list(out.columns[7:-3]) == ["recent_mean", "phi", "z", "single_alarm", "chart_alarm", "chart_pvalue", "why"]
+    assert np.isnan(out.loc[2, "recent_mean"]) and np.isnan(out.loc[0, "phi"])
 
 
 def test_no_fallback():
@@ -226,7 +230,7 @@ def test_run_detector_many_equals_one_call_per_series(name):
     assert len(together) == len(alone)
     for a, b in zip(together, alone):
         pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-12)
-    assert any((f["detector"] == "ears").any() for f in together[:-1]) or name == "ears"
+    assert any((f["detector"] == "nb-recent").any() for f in together[:-1]) or name == "ears"
     assert any(f["alarm"].fillna(False).any() for f in together)
 
 
@@ -244,8 +248,8 @@ def test_detection_split_over_processes_equals_one_process(monkeypatch):
     ]  # fmt: skip
     models = [("farrington-cusum", make_params("farrington-cusum", {}))] * len(series)
     monkeypatch.setattr(pipeline, "PARALLEL_MIN_SERIES", 3)
-    one = pipeline._detect_grouped(series, models, lookback=4, fallback_params=EarsParams(), workers=1)
-    two = pipeline._detect_grouped(series, models, lookback=4, fallback_params=EarsParams(), workers=2)
+    one = pipeline._detect_grouped(series, models, lookback=4, fallback_params=NbRecentParams(), workers=1)
+    two = pipeline._detect_grouped(series, models, lookback=4, fallback_params=NbRecentParams(), workers=2)
     assert len(one) == len(two) == 7
     for a, b in zip(one, two):
         pd.testing.assert_frame_equal(a, b)

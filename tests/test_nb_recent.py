@@ -7,8 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from monitor.detectors import FALLBACK, apply_min_count, make_params, run_detector
-from monitor.detectors import _nb
+from monitor.detectors import FALLBACK, _nb, apply_min_count, make_params, run_detector
 from monitor.detectors.nb_recent import NbRecentParams, detect, level_and_dispersion, min_history
 from monitor.severity import SeveritySettings, assign_levels
 

@@ -75,11 +75,13 @@ def test_zero_filled_series_with_filter_group_and_rollup():
     series = {s.key: s for s in build_series(records, [definition], week=date(2023, 2, 27))}
     assert set(series) == {"is/admin1=Homs", "is/admin1=Hama", "is/total"}
     homs, hama, total = series["is/admin1=Homs"], series["is/admin1=Hama"], series["is/total"]
-    # every series of a definition spans the same consecutive weeks, from its first record to `week`
-    for s in (homs, hama, total):
-        assert s.counts.index[0] == pd.Timestamp("2023-01-02")
+    # each group spans consecutive weeks from its own first record to `week` (Hama's IS events begin
+    # in the week of 2023-01-16: never years or weeks of zeros it did not have); the total from the first of all
+    for s, first in ((homs, "2023-01-02"), (hama, "2023-01-16"), (total, "2023-01-02")):
+        assert s.counts.index[0] == pd.Timestamp(first)
         assert s.counts.index[-1] == pd.Timestamp("2023-02-27")
         assert (s.counts.index.to_series().diff().dropna() == pd.Timedelta(days=7)).all()
+        assert s.counts.iloc[0] > 0 and s.min_count == 3  # the definition's floor travels with the series
     assert homs.counts.tolist() == [1, 0, 0, 0, 0, 0, 0, 0, 0]  # the government-only Homs event is filtered out
     assert hama.counts.sum() == 2  # the 2023-03-08 event is after the week and ignored
     assert total.counts.sum() == 3

@@ -194,8 +194,12 @@ def test_demo_week_levels_and_report_under_both_settings(demo_dir):
     from monitor.detectors.farrington_cusum import nominal_rate
 
     config = load_config(demo_dir / "monitor.toml")
-    assert {r.detection.detector for r in per_series.results} == {"farrington-cusum"}
+    used = {r.detection.detector for r in per_series.results}
+    assert used <= {"farrington-cusum", "nb-recent"} and "farrington-cusum" in used
+    assert all(r.detection.fallback_from == "farrington-cusum" for r in per_series.results if r.detection.detector == "nb-recent")
     rate = nominal_rate(config.params_for("farrington-cusum"))
+    nb, fc = config.params_for("nb-recent"), config.params_for("farrington-cusum")
+    assert (nb.alpha, nb.cusum_k, nb.cusum_h) == (fc.alpha, fc.cusum_k, fc.cusum_h)  # so one nominal rate covers both
     assert budget.expected_alerts == pytest.approx(rate * budget.calibrated)
 
 

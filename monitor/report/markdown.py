@@ -21,7 +21,6 @@ from urllib.parse import quote
 
 from monitor.types import RunResult, SeriesResult
 
-
 # Markdown/HTML metacharacters: HTML-significant ones become entities, the rest get a
 # backslash (CommonMark: any ASCII punctuation may be backslash-escaped; GFM tables accept `\|`).
 _ESCAPES = {c: "\\" + c for c in "\\`*_[]|~$#!{}"}
