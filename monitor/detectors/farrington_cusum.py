@@ -181,7 +181,11 @@ def _chart(counts: pd.Series, f: pd.DataFrame, params: FarringtonCusumParams, ru
     total = level * width - 0.5
     shifted = decided & np.isfinite(level) & (level > mu0)
     p_shift = np.where(shifted, _nb.p_at_least(np.where(shifted, total, 0), np.where(shifted, mu0 * width, 1), phi_f), 1.0)
-    shifted &= p_shift <= params.shift_alpha
+    # a new level, not one spike: most of the recent weeks are above Farrington's expectation
+    above = np.array(
+        [np.sum(values[max(t - params.recent_gap - params.recent_window, 0) : max(t - params.recent_gap, 0)] > m) for t, m in zip(run, mu0)]
+    )
+    shifted &= (p_shift <= params.shift_alpha) & (2 * above > params.recent_window)
     expected = np.where(shifted, level, mu0)
     phi = np.where(shifted, np.fmax(phi_f, phi_r), phi_f)
     eligible = np.array([farrington._enough_cases(values, t, params.limit54) for t in run], dtype=bool)
