@@ -1,8 +1,8 @@
 """The `monitor` command: parse options, call one library function, print the result.
 
 Exit codes: 0 ok (for `check`: nothing flagged), 1 failure (a message names the file,
-line, key or value and the fix; for `ingest`: a file was refused or rows were rejected),
-2 usage error, 3 `check`/`detect` flagged something, 4 `run`: the report was written but
+line, key or value and the fix; for `ingest`: a file was refused or rows were rejected;
+a --series that matches no series), 2 usage error, 3 `check`/`detect` flagged something, 4 `run`: the report was written but
 the email could not be delivered (it is retried next run), 5 `run`/`ingest`/`demo`/`alerts flush`:
 another run holds the database's run lock, 6 `check`/`report`/`backtest`/`run`: no source's
 data reaches the week (monitor.coverage). Only this module (and schedule.py) reads the
@@ -87,8 +87,10 @@ def cli(ctx: click.Context, config_path: Path | None, db_path: Path | None, debu
       0  success; for check and detect: nothing flagged
       1  failure: one line per problem names the file and line, or the config key,
          and the fix; for ingest also: rows were rejected (the good rows are kept,
-         `monitor rejects` lists the others)
-      2  usage error (unknown option, missing argument, a --week that is no week)
+         `monitor rejects` lists the others); for check, backtest and silence add:
+         --series matches no series (the nearest keys are named)
+      2  usage error (unknown option, missing argument, a --week that is no week,
+         silence add --series matching several series without --all-matching)
       3  check / detect: at least one series is flagged in the week checked
       4  run / demo / alerts flush: the report was written but a digest could not
          be delivered; it waits in the outbox

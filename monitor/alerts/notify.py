@@ -88,6 +88,7 @@ class Notice:
     kind: str  # new | escalated | reminder | resolved | continuing
     change: Change
     silence_command: str = ""
+    check_command: str = ""  # the `monitor check` of this series and week: its numbers again, from the database
     children: list["Notice"] = field(default_factory=list)
 
     @property
@@ -218,6 +219,11 @@ def silence_command(r: SeriesResult, week_end: date, *, today: date | None = Non
             "--comment 'reason'")
 
 
+def check_command(r: SeriesResult, week: str) -> str:
+    """The command that checks this one series for the reported week again, pasted into a shell as printed."""
+    return f"monitor check --week {week} --series {shell_quote(KEY_PREFIX + r.series.key)}"
+
+
 def _parent_of(child: SeriesResult, candidates: Sequence[Notice]) -> Notice | None:
     labels = set(child.series.labels)
     best = None
@@ -263,7 +269,8 @@ def plan(result: RunResult, changes: Sequence[Change], settings: Any, silences: 
             if silence is not None:
                 silenced[c.key] = dict(silence)
                 continue
-            notice = Notice(kind, c, silence_command(c.result, result.week_end, today=result.generated_at.date()))
+            notice = Notice(kind, c, silence_command(c.result, result.week_end, today=result.generated_at.date()),
+                            check_command=check_command(c.result, result.week))
             (continuing if kind == "continuing" else per_route)[route.name].append(notice)
             if kind != "continuing":
                 reached.add(c.key)
