@@ -1,8 +1,8 @@
 """The `monitor` command: parse options, call one library function, print the result.
 
 Exit codes: 0 ok (for `check`: nothing flagged), 1 failure (a message names the file,
-line, key or value and the fix; for `ingest`: a file was refused or rows were rejected),
-2 usage error, 3 `check`/`detect` flagged something, 4 `run`: the report was written but
+line, key or value and the fix; for `ingest`: a file was refused or rows were rejected;
+a --series that matches no series), 2 usage error, 3 `check`/`detect` flagged something, 4 `run`: the report was written but
 the email could not be delivered (it is retried next run), 5 `run`/`ingest`/`demo`/`alerts flush`:
 another run holds the database's run lock, 6 `check`/`report`/`backtest`/`run`: no source's
 data reaches the week (monitor.coverage). Only this module (and schedule.py) reads the
@@ -87,8 +87,10 @@ def cli(ctx: click.Context, config_path: Path | None, db_path: Path | None, debu
       0  success; for check and detect: nothing flagged
       1  failure: one line per problem names the file and line, or the config key,
          and the fix; for ingest also: rows were rejected (the good rows are kept,
-         `monitor rejects` lists the others)
-      2  usage error (unknown option, missing argument, a --week that is no week)
+         `monitor rejects` lists the others); for check, backtest and silence add:
+         --series matches no series (the nearest keys are named)
+      2  usage error (unknown option, missing argument, a --week that is no week,
+         silence add --series matching several series without --all-matching)
       3  check / detect: at least one series is flagged in the week checked
       4  run / demo / alerts flush: the report was written but a digest could not
          be delivered; it waits in the outbox
@@ -257,7 +259,9 @@ def _emit(rows: list[dict], columns: list[str], fmt: str) -> None:
 
 @cli.command()
 @click.option("--week", help="week to check, e.g. 2023-W08 (default: the latest complete week with data)")
-@click.option("--series", "series_filter", help="only series whose key or name contains this text")
+@click.option("--series", "series_filter",
+              help="only series whose key or name contains this text (case-insensitive), or exactly one: key:<series key>; "
+                   "one that matches no series fails (exit 1) naming the nearest keys")
 @click.option("--detector", help="use this detector instead of each series' own")
 @click.option("--param", "params", multiple=True, help="detector parameter key=value (with --detector), repeatable")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
@@ -280,6 +284,7 @@ def check(ctx, week, series_filter, detector, params, fmt) -> None:
             series_filter=series_filter, detector=detector, params=_params(params), with_context=False,
         )
     _no_data_series(result)
+    _problems(result)
     if not result.results:
         raise MonitorError(
             f"no series to check for {result.week}" + (f" matching '{series_filter}'" if series_filter else "")
@@ -318,6 +323,12 @@ def _no_data_series(result) -> None:
         reach = "; ".join(dict.fromkeys(result.no_data.values()))
         click.echo(f"{len(result.no_data)} of {len(result.results)} series have no data for {result.week} ({reach}): "
                    "not judged, see their note", err=True)  # fmt: skip
+
+
+def _problems(result) -> None:
+    """On stderr, one line per [[series]] definition that yielded no series and why (the others were judged)."""
+    for problem in result.problems:
+        click.echo(f"warning: {_one_line(problem.message)}", err=True)
 
 
 def _alarm_cell(alarm: bool | None, fmt: str):
@@ -374,6 +385,7 @@ def report(ctx, week) -> None:
         _announce(coverage, "reporting on", fatal=False)  # the report is written all the same, leading with it
         result, files = report_week(config, store, week=coverage.week, now=now)
     _no_data_series(result)
+    _problems(result)
     click.echo(f"{result.week}: {len(result.flagged)} of {len(result.results)} series flagged; report: {files.markdown}")
     ctx.exit(EXIT_NO_DATA if result.no_data_line else 0)
 
@@ -382,6 +394,7 @@ def _print_outcome(outcome) -> None:
     if outcome.result.no_data_line:  # before anything else: nothing in the week was judged (exit 6)
         click.echo(f"error: {outcome.result.no_data_line}", err=True)
     _no_data_series(outcome.result)
+    _problems(outcome.result)
     ids = {r.file: r.ingest_id for r in outcome.ingest.rejected}
     for r in outcome.ingest.results:
         if not r.skipped:
@@ -592,10 +605,15 @@ def silence() -> None:
 @click.option("--until", "until", required=True, help="last day of the silence, YYYY-MM-DD (inclusive)")
 @click.option("--comment", required=True, help="why (shown in every report while the silence lasts)")
 @click.option("--author", default=None, help="who (default: $USER)")
+@click.option("--all-matching", is_flag=True,
+              help="silence every series the text matches (and any later one it matches); without it, a text matching several is refused")
 @click.pass_context
-def silence_add(ctx, series_filter, until, comment, author) -> None:
-    """Add a silence."""
+def silence_add(ctx, series_filter, until, comment, author, all_matching) -> None:
+    """Add a silence. --series must match a series in the database (exit 1 naming the nearest keys if none);
+    text matching several lists them and needs --all-matching (exit 2 without)."""
     import getpass
+
+    from monitor.pipeline import silence_targets
 
     try:
         day = date.fromisoformat(until)
@@ -611,9 +629,24 @@ def silence_add(ctx, series_filter, until, comment, author) -> None:
     except (KeyError, OSError):
         who = "unknown"
     config = _config(ctx)
+    text = series_filter.strip()
     with _store(config, create=False) as store:
-        silence_id = store.add_silence(filter=series_filter.strip(), until=day, comment=comment.strip(), author=who, now=now)
-    click.echo(f"silence #{silence_id}: series matching '{series_filter.strip()}' not emailed until {day} (by {who}: {comment.strip()})")
+        keys = silence_targets(config, store, series_filter=text, now=now)
+        if len(keys) > 1 and not all_matching:
+            from monitor.series import shell_quote
+
+            shown = "\n".join(f"  {shell_quote('key:' + k)}" for k in keys[:20])
+            more = f"\n  ... and {len(keys) - 20} more" if len(keys) > 20 else ""
+            raise click.UsageError(
+                f"--series {text!r} matches {len(keys)} series:\n{shown}{more}\n"
+                "silence one with --series 'key:<series key>', or all of them, and any later series it matches, with --all-matching"
+            )
+        silence_id = store.add_silence(filter=text, until=day, comment=comment.strip(), author=who, now=now)
+    matched = f" ({len(keys)} series now: {', '.join(keys[:5])}{', ...' if len(keys) > 5 else ''})" if len(keys) > 1 else ""
+    click.echo(f"silence #{silence_id}: series matching '{text}'{matched} not emailed until {day} (by {who}: {comment.strip()})")
+    if not keys:  # nothing ingested yet: a silence may be set up ahead of the data
+        click.echo(f"warning: no series in {config.db_path} yet to check --series {text!r} against; "
+                   "the silence holds for whatever series it matches once there are some", err=True)  # fmt: skip
 
 
 @silence.command("list")

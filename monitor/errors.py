@@ -47,3 +47,7 @@ class NoDataError(MonitorError):
     """No source's data reaches the week asked for: nothing in it can be judged (exit code 6)."""
 
     exit_code = 6
+
+
+class UnknownSeriesError(MonitorError):
+    """A --series that matches none of the series in the database (the message names the nearest keys)."""

@@ -35,17 +35,31 @@ import pandas as pd
 from monitor import faults
 from monitor.config import Config
 from monitor.coverage import choose_week, series_without_data
-from monitor.errors import IngestError, MonitorError, NoDataError, StoreError
+from monitor.errors import IngestError, MonitorError, NoDataError, StoreError, UnknownSeriesError
 from monitor.series import (
+    KEY_PREFIX,
     build_series,
     cells_frame,
+    definition_problems,
     incidents_behind,
     last_complete_week,
+    nearest_keys,
+    series_matches,
+    shell_quote,
     trend_arrow,
     week_label,
 )
 from monitor.severity import assign_levels, false_alarm_budget
-from monitor.types import Detection, IngestResult, RejectedRows, ReportFiles, RunResult, SeriesResult, WeeklySeries
+from monitor.types import (
+    Detection,
+    IngestResult,
+    RejectedRows,
+    ReportFiles,
+    RunResult,
+    SeriesProblem,
+    SeriesResult,
+    WeeklySeries,
+)
 
 #: Exit codes of `monitor run` (documented in the README).
 EXIT_OK = 0
@@ -207,7 +221,20 @@ def _definition(config: Config, name: str):
 
 
 def build_all_series(config: Config, store, *, week: date, series_filter: str | None = None) -> list[WeeklySeries]:
-    """Every configured series up to `week`, optionally only those whose key or label contains `series_filter`."""
+    """Every configured series up to `week`, optionally only those `series_filter` matches
+    (monitor.series.series_matches: `key:<series key>` exactly, else text in the key or name).
+
+    UnknownSeriesError (exit 1) when the filter matches none of the series there are, naming the nearest keys.
+    """
+    return series_and_problems(config, store, week=week, series_filter=series_filter)[0]
+
+
+def series_and_problems(
+    config: Config, store, *, week: date, series_filter: str | None = None
+) -> tuple[list[WeeklySeries], list[SeriesProblem]]:
+    """`build_all_series` and the [[series]] definitions that yielded no series, with why
+    (monitor.series.definition_problems). The fast path of one spelled-out key reads only that
+    series' incidents and questions no definition."""
     from monitor.series import WEEKDAYS, week_start_of
 
     week_end = week + timedelta(days=6)
@@ -224,17 +251,45 @@ def build_all_series(config: Config, store, *, week: date, series_filter: str | 
                               detector_of=config.detector_params, starts=starts)  # fmt: skip
         series = _matching(series, series_filter)
         if series:
-            return series
+            return series, []
         # nothing as typed (e.g. in another letter case, which the filter ignores): read everything
     cells = store.incident_cells(end=week_end, columns=_cell_columns(config), week_start=start_day)
-    series = build_series(cells_frame(cells, counts), config.series, week=week, week_start=config.week.start,
+    records = cells_frame(cells, counts)
+    series = build_series(records, config.series, week=week, week_start=config.week.start,
                           detector_of=config.detector_params)  # fmt: skip
-    return _matching(series, series_filter) if series_filter else series
+    problems = definition_problems(records[records["date"] <= pd.Timestamp(week_end)], config.series, series,
+                                   week=week_label(week))  # fmt: skip
+    if not series_filter:
+        return series, problems
+    chosen = _matching(series, series_filter)
+    if series and not chosen:
+        raise UnknownSeriesError(unknown_series_message(series_filter, series))
+    return chosen, problems
+
+
+def silence_targets(config: Config, store, *, series_filter: str, now: datetime) -> list[str]:
+    """The keys of the series `series_filter` matches, for `monitor silence add`: the series as of the
+    latest week with data. UnknownSeriesError (exit 1) when it matches none of the series there are;
+    [] when there are none yet (nothing ingested, or no [[series]] yields any)."""
+    week = choose_week(config, store, week=None, now=now).week
+    return [s.key for s in build_all_series(config, store, week=week, series_filter=series_filter)]
+
+
+def unknown_series_message(series_filter: str, series: Sequence[WeeklySeries]) -> str:
+    """`no series matches --series 'X' (of N); nearest: ...` and how to name one exactly."""
+    near = nearest_keys(series_filter, series)
+    text = f"no series matches --series {shell_quote(series_filter)} (of {len(series):,} series)"
+    if near:
+        text += "; nearest: " + ", ".join(shell_quote(KEY_PREFIX + k) for k in near)
+    else:
+        sample = [shell_quote(KEY_PREFIX + s.key) for s in series[:5]]
+        text += f" (e.g. {', '.join(sample)}{', ...' if len(series) > 5 else ''})"
+    return (text + ". Name one series exactly as 'key:<series key>' (the keys `monitor check --format csv` lists), "
+            "or give any text of the keys or names")
 
 
 def _matching(series: list[WeeklySeries], series_filter: str | None) -> list[WeeklySeries]:
-    needle = (series_filter or "").lower()
-    return [s for s in series if needle in s.key.lower() or needle in f"{s.title} {s.label}".lower()]
+    return [s for s in series if series_matches(series_filter or "", s)]
 
 
 def _filter_values(definition) -> dict[str, list[str]]:
@@ -262,11 +317,13 @@ def _exact_labels(config: Config, series_filter: str | None):
     of one series then reads only its own incidents. None otherwise. The last label is left
     out (the filter may stop inside its value), and so is any filter that another
     definition's title could match or whose definition filters on actors."""
+    if series_filter and series_filter.startswith(KEY_PREFIX):  # exactly one key: its last label is whole too
+        series_filter = series_filter[len(KEY_PREFIX):] + "|"
     if not series_filter or "/" not in series_filter:
         return None
     name, _, rest = series_filter.partition("/")
     definition = next((d for d in config.series if d.name == name), None)
-    needle = series_filter.lower()
+    needle = series_filter.rstrip("|").lower()
     if definition is None or any(needle in (d.title or d.name).lower() for d in config.series):
         return None
     if definition.filters.actor or definition.filters.actor_contains:
@@ -474,7 +531,7 @@ def detect_week(
     """
     from monitor.detectors import FALLBACK
 
-    series = build_all_series(config, store, week=week, series_filter=series_filter)
+    series, problems = series_and_problems(config, store, week=week, series_filter=series_filter)
     coverage = choose_week(config, store, week=week, now=now)
     no_data = series_without_data(config, [(s.key, _definition(config, s.definition)) for s in series], coverage)
     lookback = config.report.lookback_weeks if with_context else 0
@@ -544,6 +601,7 @@ def detect_week(
         false_alarms=budget,
         no_data=no_data,
         no_data_line="" if coverage.reached else coverage.no_data_message(),
+        problems=tuple(problems),
     )
 
 

@@ -7,6 +7,7 @@ week (`2023-W07`) and gives every other week start one unambiguous label too.
 
 from __future__ import annotations
 
+import difflib
 import re
 from datetime import date, datetime, timedelta
 from typing import Iterable, Sequence
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from monitor.errors import MonitorError
-from monitor.types import WeeklySeries
+from monitor.types import SeriesProblem, WeeklySeries
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _WEEK_LABEL = re.compile(r"^(\d{4})-W(\d{2})$")
@@ -109,6 +110,148 @@ def _explode_actors(frame: pd.DataFrame, filters) -> pd.DataFrame:
     if filters.actor or filters.actor_contains:
         both = both[_actor_matches(both["actor"], filters).to_numpy()]
     return both
+
+
+#: Prefix of a series filter that names one series exactly by its key (`key:is_attacks/admin1=Homs`), as the
+#: digest's silence commands and `check --series` accept it.
+KEY_PREFIX = "key:"
+
+
+def shell_quote(text: str) -> str:
+    """`text` as one POSIX shell word, always in single quotes (a key may hold spaces, quotes, `$` or `;`):
+    what shlex.quote gives, also for text that would be safe bare, so every printed key reads alike."""
+    return "'" + text.replace("'", "'\"'\"'") + "'" if text else "''"
+
+
+def series_matches(text: str, series: WeeklySeries) -> bool:
+    """A series filter: "key:<series key>" matches that series only; any other text matches series whose key
+    or name ('Islamic State events — Homs', or without the dash) contains it, case-insensitive; empty matches all."""
+    if text.startswith(KEY_PREFIX):
+        return series.key == text[len(KEY_PREFIX):]
+    needle = text.strip().lower()
+    title = series.title or series.definition
+    names = (series.key, f"{title} — {series.label}", f"{title} {series.label}")
+    return not needle or any(needle in name.lower() for name in names)
+
+
+def nearest(value: str, candidates: Iterable[str], *, n: int = 3) -> list[str]:
+    """Up to `n` candidates closest to `value` (difflib, case-insensitive), then those containing it or
+    contained in it ('ISIS' finds 'IS'); [] if none is close."""
+    pool = sorted({str(c) for c in candidates if str(c)})
+    lower = {c.lower(): c for c in pool}
+    wanted = value.strip().lower()
+    if wanted.startswith(KEY_PREFIX):
+        wanted = wanted[len(KEY_PREFIX):]
+    close = [lower[c] for c in difflib.get_close_matches(wanted, list(lower), n=n, cutoff=0.6)]
+    if wanted:
+        close += [c for c in pool if c not in close and (wanted in c.lower() or c.lower() in wanted)]
+    return close[:n]
+
+
+def nearest_keys(text: str, series: Iterable[WeeklySeries], *, n: int = 5) -> list[str]:
+    """The keys of the (up to `n`) series closest to a --series text that matched none, closest first; []
+    if none is close. Text shaped like a key (`is_attacks/admin1=Hom`) is compared label value by label
+    value within its definition, so one letter off names that series rather than every key sharing the
+    prefix; other text is compared with each series' name and label values (difflib ratio, case-insensitive)."""
+    wanted = text.strip().lower()
+    if wanted.startswith(KEY_PREFIX):
+        wanted = wanted[len(KEY_PREFIX):]
+    ratio = lambda a, b: difflib.SequenceMatcher(None, a, b.lower()).ratio()  # noqa: E731
+    scored = []
+    for s in series:
+        values = " · ".join(v for _, v in s.labels) or "total"
+        if "/" in wanted:
+            name, _, rest = wanted.partition("/")
+            typed = " · ".join(part.partition("=")[2] or part for part in rest.split("|"))
+            score = 0.25 * ratio(name, s.definition) + 0.75 * ratio(typed, values)
+        else:
+            title = s.title or s.definition
+            score = max(ratio(wanted, name) for name in (s.key, values, f"{title} — {s.label}", *(v for _, v in s.labels)))
+        scored.append((score, s.key))
+    best = max((score for score, _ in scored), default=0.0)
+    close = sorted((-score, key) for score, key in scored if score >= max(0.6, best - 0.1))
+    return [key for _, key in close[:n]]
+
+
+def _quoted(values: Iterable[str]) -> str:
+    return ", ".join(repr(v) for v in values)
+
+
+def definition_problems(records: pd.DataFrame, definitions: Iterable, built: Iterable[WeeklySeries], *, week: str = "") -> list[SeriesProblem]:
+    """Why each definition that produced no series produced none: the filter values that match no
+    record (with the nearest values in the data), the filters that match only apart, or groups all
+    under `min_events`.
+
+    records: the frame `build_series` read (`combined_frame` / `cells_frame`), already cut at the week.
+    built: the series `build_series` made from it. A definition with series is not questioned: a filter
+    list means "any of", so a value absent from the data is allowed (the example config lists ACLED's
+    and UCDP's event types side by side and a database may hold only one source).
+    An empty `records` (nothing ingested up to the week) gives no problems: that is reported as no data.
+    """
+    made = {s.definition for s in built}
+    if records.empty:
+        return []
+    upto = f" up to {week}" if week else ""
+    out = []
+    for d in definitions:
+        if d.name in made:
+            continue
+        f = d.filters
+        dead: list[SeriesProblem] = []
+        # a list means "any of": a filter is at fault when none of its values matches (a value absent from the
+        # data beside others that match is allowed, e.g. ACLED's and UCDP's event types side by side)
+        for name in ("source", "country", "admin1", "admin2", "event_type", "sub_event_type"):
+            wanted = list(getattr(f, name))
+            present = _values(records, (name,))
+            if wanted and not present & set(wanted):
+                dead.append(_dead(d.name, name, wanted, present, upto))
+        if f.actor or f.actor_contains:  # `actor` and `actor_contains`: either suffices, so both are at fault or neither
+            names = _values(records, ("actor1", "actor2"))
+            if not names & set(f.actor) and not any(n.lower() in a.lower() for a in names for n in f.actor_contains):
+                if f.actor:
+                    dead.append(_dead(d.name, "actor", list(f.actor), names, upto))
+                if f.actor_contains:
+                    dead.append(_dead(d.name, "actor_contains", list(f.actor_contains), names, upto, contains=True))
+        if dead:
+            out += dead
+            continue
+        used = [f"{k}={v!r}" for k, v in f.model_dump().items() if v]
+        from_filters = records[filter_mask(records, f)] if used else records
+        if from_filters.empty:
+            out.append(SeriesProblem(d.name, "", (), f"series '{d.name}': its filters {', '.join(used)} each match some "
+                                     f"incidents{upto} but never the same ones (every listed condition must hold)"))  # fmt: skip
+        else:
+            out.append(SeriesProblem(d.name, "", (), f"series '{d.name}': {int(from_filters['events'].sum()):,} events match its "
+                                     f"filters{upto}, but no group of {', '.join(d.group_by)} reaches min_events = {d.min_events} "
+                                     "and rollup = false (lower min_events or set rollup = true)"))  # fmt: skip
+    return out
+
+
+def _values(records: pd.DataFrame, columns: Sequence[str]) -> set[str]:
+    """The distinct non-empty values of these columns in the records."""
+    out: set[str] = set()
+    for column in columns:
+        if column in records:
+            out |= set(records[column].dropna().astype(str).unique())
+    out.discard("")
+    return out
+
+
+def _dead(definition: str, name: str, missing: list[str], present: set[str], upto: str, *, contains: bool = False) -> SeriesProblem:
+    """A problem naming the filter values that match nothing and, for each, the nearest values in the data."""
+    near: list[str] = []
+    for value in missing:
+        near += [c for c in nearest(value, present) if c not in near]
+    verb = "is contained in no actor name" if contains else "matches no incident"
+    text = f"series '{definition}': filter {name}={missing!r} {verb}{upto}"
+    if near:
+        text += f"; nearest values in the data: {_quoted(near)}"
+    elif present:
+        sample = sorted(present)[:5]
+        text += f"; no close value among the data's {len(present):,} ({_quoted(sample)}{', ...' if len(present) > 5 else ''})"
+    else:
+        text += "; the data has no values in that column"
+    return SeriesProblem(definition, name, tuple(missing), text, tuple(near))
 
 
 def series_key(definition: str, labels: Sequence[tuple[str, str]]) -> str:

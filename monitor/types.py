@@ -262,6 +262,21 @@ class SeriesResult:
 
 
 @dataclass(frozen=True)
+class SeriesProblem:
+    """A [[series]] definition that yields no series: which one, the filter at fault (or "" for the
+    definition as a whole), the values of it that match no incident, and the nearest values in the data."""
+
+    definition: str
+    filter: str
+    values: tuple[str, ...]
+    message: str
+    nearest: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
 class Annotation:
     """A dated event drawn on every chart, e.g. 2023-02-06 Turkey–Syria earthquake."""
 
@@ -302,6 +317,8 @@ class RunResult:
     no_data: dict[str, str] = field(default_factory=dict)
     #: when no source in use reaches the week: the line saying so and what to do (the report leads with it)
     no_data_line: str = ""
+    #: [[series]] definitions that yielded no series, and why (monitor.series.definition_problems)
+    problems: tuple[SeriesProblem, ...] = ()
 
     @property
     def warnings(self) -> tuple[SeriesResult, ...]:

@@ -164,6 +164,8 @@ def _text_body(result: RunResult, digest: Digest, *, report: str, group_by: str)
                     out.append(f"    also ({c.kind}): {_name(c.result)}: {_clean(_facts(c))}")
                 if kind in ("new", "escalated", "reminder"):
                     out.append(f"    silence: {n.silence_command}")
+                    if n.check_command:
+                        out.append(f"    check:   {n.check_command}")
         out.append("")
     out += [
         f"Report: {report}",
@@ -217,6 +219,8 @@ def _html_body(result: RunResult, digest: Digest, *, report: str, group_by: str,
                        'style="max-width:100%;height:auto"></p>')
         if n.silence_command:
             out.append(f"<p>Silence: <code>{e(n.silence_command)}</code></p>")
+        if n.check_command:
+            out.append(f"<p>Check: <code>{e(n.check_command)}</code></p>")
     out.append(f"<p>Report: <code>{e(report)}</code> (attached).</p>")
     out.append("<p style=\"color:#666\">An alert means this week's count is above what the series' own history makes "
                "normal; see Method in the report.</p>")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from monitor.alerts.lifecycle import (
@@ -28,6 +28,7 @@ from monitor.alerts.lifecycle import (
     step,
     unannounce,
 )
+from monitor.series import KEY_PREFIX, series_matches, shell_quote
 from monitor.types import RunResult, SeriesResult
 
 #: Monday 5 January 1970: week indexes count weeks from it.
@@ -46,17 +47,10 @@ def series_name(r: SeriesResult) -> str:
     return f"{r.series.title or r.series.definition} — {r.series.label}"
 
 
-#: Prefix of a filter that names one series exactly by its key (what the digest's silence commands use).
-KEY_PREFIX = "key:"
-
-
 def matches(text: str, r: SeriesResult) -> bool:
-    """A series filter: "key:<series key>" matches that series only; any other text matches series whose key
-    or name contains it (case-insensitive); empty matches everything."""
-    if text.startswith(KEY_PREFIX):
-        return r.series.key == text[len(KEY_PREFIX):]
-    needle = text.strip().lower()
-    return not needle or needle in r.series.key.lower() or needle in series_name(r).lower()
+    """A series filter (monitor.series.series_matches): "key:<series key>" matches that series only; any other
+    text matches series whose key or name contains it (case-insensitive); empty matches everything."""
+    return series_matches(text, r.series)
 
 
 def _rank(severity: str) -> int:
@@ -94,6 +88,7 @@ class Notice:
     kind: str  # new | escalated | reminder | resolved | continuing
     change: Change
     silence_command: str = ""
+    check_command: str = ""  # the `monitor check` of this series and week: its numbers again, from the database
     children: list["Notice"] = field(default_factory=list)
 
     @property
@@ -214,11 +209,19 @@ def silence_for(r: SeriesResult, silences: Iterable[Mapping[str, Any]]) -> Mappi
     return next((s for s in silences if matches(str(s["filter"]), r)), None)
 
 
-def silence_command(r: SeriesResult, week_end: date) -> str:
-    """The command that silences this series for four weeks from the end of the reported week."""
-    until = date.fromordinal(week_end.toordinal() + 28)
-    key = (KEY_PREFIX + r.series.key).replace("'", "'\\''")
-    return f"monitor silence add --series '{key}' --until {until.isoformat()} --comment 'reason'"
+def silence_command(r: SeriesResult, week_end: date, *, today: date | None = None) -> str:
+    """The command that silences this series, pasted into a shell as printed, for four weeks from the end
+    of the reported week; when that week ended more than three weeks before `today` (a catch-up run, the
+    demo), four weeks from `today` instead, so the date is never already past (`silence add` refuses it)."""
+    start = week_end if today is None or (today - week_end).days <= 21 else today
+    until = start + timedelta(days=28)
+    return (f"monitor silence add --series {shell_quote(KEY_PREFIX + r.series.key)} --until {until.isoformat()} "
+            "--comment 'reason'")
+
+
+def check_command(r: SeriesResult, week: str) -> str:
+    """The command that checks this one series for the reported week again, pasted into a shell as printed."""
+    return f"monitor check --week {week} --series {shell_quote(KEY_PREFIX + r.series.key)}"
 
 
 def _parent_of(child: SeriesResult, candidates: Sequence[Notice]) -> Notice | None:
@@ -266,7 +269,8 @@ def plan(result: RunResult, changes: Sequence[Change], settings: Any, silences: 
             if silence is not None:
                 silenced[c.key] = dict(silence)
                 continue
-            notice = Notice(kind, c, silence_command(c.result, result.week_end))
+            notice = Notice(kind, c, silence_command(c.result, result.week_end, today=result.generated_at.date()),
+                            check_command=check_command(c.result, result.week))
             (continuing if kind == "continuing" else per_route)[route.name].append(notice)
             if kind != "continuing":
                 reached.add(c.key)

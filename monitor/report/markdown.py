@@ -342,6 +342,10 @@ def _key_messages(result: RunResult) -> list[str]:
     problems = _problems_sentence(result)
     if problems:
         out.append(f"- {problems} (see Input problems).")
+    if result.problems:
+        names = ", ".join(dict.fromkeys(p.definition for p in result.problems))
+        out.append("- " + md_escape(f"Configuration problems: {_plural(len(set(p.definition for p in result.problems)), '[[series]] definition')} "
+                                    f"yielded no series ({names}); see Configuration problems."))  # fmt: skip
     budget = result.false_alarms
     if budget is not None and budget.calibrated:
         out.append(
@@ -614,6 +618,18 @@ def _alerts_section(result: RunResult) -> list[str]:
     return out
 
 
+def _config_problems(result: RunResult) -> list[str]:
+    """[[series]] definitions that yielded no series this week and why: which filter value matched no
+    incident, and the nearest values in the data (monitor.series.definition_problems)."""
+    if not result.problems:
+        return []
+    out = ["## Configuration problems", "",
+           "These [[series]] definitions yielded no series, so nothing they were meant to watch was checked; "
+           "the other series were. Fix the config (the nearest values in the data are named) and run the week again.", ""]  # fmt: skip
+    out += [f"- {md_escape(p.message)}" for p in result.problems]
+    return out + [""]
+
+
 def render_markdown(result: RunResult, *, charts: Mapping[str, str], settings: Any) -> str:
     """The weekly report as Markdown.
 
@@ -629,6 +645,7 @@ def render_markdown(result: RunResult, *, charts: Mapping[str, str], settings: A
         + _alerts_section(result)
         + _glance_table(result)
         + _input_problems(result)
+        + _config_problems(result)
         + _flagged_details(result, charts, settings)
         + _method(result)
     )
