@@ -157,16 +157,17 @@ class FalseAlarmBudget:
             parts.append(
                 f"False alarms are controlled across series with the Benjamini–Hochberg procedure: alerts at a false "
                 f"discovery rate of {s.fdr:g}, warnings at {s.warning_fdr:g}. With {self.calibrated} series tested this "
-                f"week, if none had a real surge about {self.expected_alerts:.2f} false alerts and "
-                f"{self.expected_warnings:.2f} false warnings would be expected a week (chance of any false alert in a "
-                f"week: {self.any_alert:.0%}); when there are real surges, on average no more than {s.fdr:.0%} of alerts are false."
+                f"week, if none had a real surge the nominal figures are about {self.expected_alerts:.2f} false alerts and "
+                f"{self.expected_warnings:.2f} false warnings a week (chance of any false alert in a "
+                f"week: {self.any_alert:.0%}); when there are real surges, on average no more than {s.fdr:.0%} of alerts "
+                "are false, nominally."
             )
         else:
             parts.append(
                 f"Each series is tested at its detector's own false-alarm rate (alpha; for farrington-cusum alpha plus "
                 f"its CUSUM's 1/ARL0) and warned at p ≤ {s.warning_alpha:g}. With "
-                f"{self.calibrated} series tested this way, if none had a real surge about {self.expected_alerts:.2f} "
-                f"false alerts and {self.expected_warnings:.2f} false warnings would be expected a week "
+                f"{self.calibrated} series tested this way, if none had a real surge the nominal figures are about "
+                f"{self.expected_alerts:.2f} false alerts and {self.expected_warnings:.2f} false warnings a week "
                 f"(chance of any false alert in a week: {self.any_alert:.0%}). Set `multiple_testing = \"fdr\"` in "
                 "[detection] to control the false discovery rate across series instead."
             )
