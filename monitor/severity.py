@@ -15,7 +15,9 @@ limit54 blanks `upperbound`). Detectors without p-values (ACLED rules, highest-i
 trendfinder, glrnb, cusum, EARS C3) keep their own alarm under FDR control and say so.
 
 Everything here is pure: frames in, frames out; the expected number of false alarms is
-computed, not guessed (`false_alarm_budget`).
+computed, not guessed (`false_alarm_budget`), but only nominally: it assumes calibrated,
+independent p-values, and real conflict data exceeds it. `monitor backtest` measures the
+real rate, which the report states instead when it has one (issue 11, item 4).
 """
 
 from __future__ import annotations
