@@ -11,6 +11,13 @@ decided across all series of that week (so Benjamini–Hochberg control replays 
   starts a fixed number of weeks back (`pipeline.STATEFUL_RUN_WEEKS`): each replayed week is
   run on its own, on the counts up to it, so the answer is the one the job would have given.
 
+The replay measures the false-alert burden the weekly report quotes (issue 11, item 4):
+alerts per 100 series-weeks, in all and outside known surges (`monitor.surges`), and the
+share of alerts per detector actually used (a fallback on short history counts under its
+own name). `monitor backtest` stores it in the database under a fingerprint of the
+detectors, their parameters and the alert levels; a report made with the same
+fingerprint states it instead of the nominal rate derived from alpha.
+
 What a replay cannot reproduce: the database holds today's version of every incident, so
 late reports and revisions that arrived after a week are in its counts; and the series set
 is the one of the last replayed week (a region that only later reached `min_events` is
@@ -19,10 +26,13 @@ replayed over its whole span).
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +43,12 @@ from pydantic import BaseModel
 from monitor.detectors import apply_min_count, get_detector, run_detector
 from monitor.series import week_label
 from monitor.severity import SeveritySettings, assign_levels
+from monitor.surges import RULE_TEXT, in_surge
 
 #: Columns of the detail table, one row per series and replayed week.
 DETAIL_COLUMNS: tuple[str, ...] = (
     "series", "week", "week_start", "observed", "expected", "threshold", "pvalue", "qvalue", "alarm", "level",
-    "detector", "note",
+    "detector", "note", "surge",
 )  # fmt: skip
 
 
@@ -62,10 +73,152 @@ class Backtest:
     first_week: date
     last_week: date
     settings: SeveritySettings
+    burden: Burden
+    fingerprint: str = ""  # see `fingerprint`: equal for a weekly run that decides its alerts the same way
+    config: dict[str, Any] = dataclasses.field(default_factory=dict)  # what the fingerprint was computed from
 
     @property
     def weeks(self) -> int:
         return len(self.per_week)
+
+
+def _per100(alerts: int, series_weeks: int) -> float:
+    return 100 * alerts / series_weeks if series_weeks else math.nan
+
+
+@dataclass(frozen=True)
+class Burden:
+    """The alert burden a backtest measured: what the report quotes as the false-alert rate.
+
+    Alerts are weeks at the alert level (emailed); warnings are counted apart and are not
+    alerts. Series-weeks include undecided ones (the weekly job runs them too). "Outside
+    surges" leaves out the series-weeks inside a known surge (`monitor.surges.RULE_TEXT`),
+    so its alerts are false alerts by that rule.
+    """
+
+    first_week: str
+    last_week: str
+    weeks: int
+    series: int
+    series_weeks: int
+    alerts: int
+    warnings: int
+    undecided: int
+    outside_series_weeks: int  # series-weeks outside every known surge
+    outside_alerts: int  # alerts in those weeks: false alerts by the surge rule
+    by_detector: dict[str, dict[str, int]]  # detector actually used -> {"alerts", "warnings", "series_weeks"}
+
+    @property
+    def per100(self) -> float:
+        """Alerts per 100 series-weeks, surges included."""
+        return _per100(self.alerts, self.series_weeks)
+
+    @property
+    def outside_per100(self) -> float:
+        """Alerts per 100 series-weeks outside known surges: the measured false-alert rate."""
+        return _per100(self.outside_alerts, self.outside_series_weeks)
+
+    @property
+    def warnings_per100(self) -> float:
+        return _per100(self.warnings, self.series_weeks)
+
+    def shares(self) -> str:
+        """Alerts per detector actually used, e.g. "farrington-cusum 58 (28%), ears 149 (72%)"."""
+        items = sorted(self.by_detector.items(), key=lambda kv: (-kv[1]["alerts"], kv[0]))
+        return ", ".join(f"{d} {n['alerts']} ({n['alerts'] / self.alerts:.0%})" if self.alerts else f"{d} 0" for d, n in items)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every figure, for backtest_summary.json and the database."""
+        return {
+            **dataclasses.asdict(self),
+            "alerts_per_100_series_weeks": _round(self.per100),
+            "warnings_per_100_series_weeks": _round(self.warnings_per100),
+            "alerts_per_100_series_weeks_outside_surges": _round(self.outside_per100),
+            "surge_rule": RULE_TEXT,
+        }
+
+
+def _round(x: float) -> float | None:
+    return None if math.isnan(x) else round(x, 4)
+
+
+def measure(detail: pd.DataFrame, *, first_week: date, last_week: date) -> Burden:
+    """The alert burden of a backtest's detail rows (DETAIL_COLUMNS), in all, outside surges and per detector."""
+    alert = detail["alarm"].fillna(False).to_numpy(dtype=bool)
+    warning = (detail["level"] == "warning").to_numpy()
+    outside = ~detail["surge"].to_numpy(dtype=bool)
+    by_detector = {
+        str(name): {
+            "alerts": int(alert[idx].sum()),
+            "warnings": int(warning[idx].sum()),
+            "series_weeks": int(len(idx)),
+        }
+        for name, idx in detail.groupby("detector", sort=True).indices.items()
+    }
+    return Burden(
+        first_week=week_label(first_week),
+        last_week=week_label(last_week),
+        weeks=int(detail["week"].nunique()),
+        series=int(detail["series"].nunique()),
+        series_weeks=len(detail),
+        alerts=int(alert.sum()),
+        warnings=int(warning.sum()),
+        undecided=int(detail["alarm"].isna().sum()),
+        outside_series_weeks=int(outside.sum()),
+        outside_alerts=int((alert & outside).sum()),
+        by_detector=by_detector,
+    )
+
+
+def fingerprint(
+    models: Iterable[tuple[str, BaseModel]],
+    *,
+    fallback_params: BaseModel | None,
+    settings: SeveritySettings,
+    min_counts: Iterable[int] = (),
+) -> tuple[str, dict[str, Any]]:
+    """A short hash of what decides the alerts: each detector with its parameters, the fallback, the levels.
+
+    Parameters:
+        models: (detector name, parameters) of every series, as the run resolves them.
+        fallback_params: the short-history fallback's parameters (its class names the detector).
+        settings: the alert/warning levels and multiple-testing control.
+        min_counts: the series' `min_count` floors (a different floor alerts differently).
+
+    Returns the hash and the configuration it was computed from. A backtest and a weekly
+    run with the same hash judged their weeks the same way.
+    """
+    detectors: dict[str, set[str]] = {}
+    for name, params in models:
+        detectors.setdefault(name, set()).add(json.dumps(params.model_dump(mode="json"), sort_keys=True))
+    config = {
+        "detectors": {name: [json.loads(p) for p in sorted(ps)] for name, ps in sorted(detectors.items())},
+        "fallback": None
+        if fallback_params is None
+        else {"model": type(fallback_params).__name__, "params": fallback_params.model_dump(mode="json")},
+        "severity": dataclasses.asdict(settings),
+        "min_count": sorted({int(m) for m in min_counts}),
+    }
+    text = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16], config
+
+
+@dataclass(frozen=True)
+class MeasuredRate:
+    """A stored backtest's false-alert rate, as the weekly report states it."""
+
+    first_week: str
+    last_week: str
+    weeks: int
+    series: int
+    series_weeks: int
+    alerts_per100: float
+    outside_per100: float  # alerts per 100 series-weeks outside known surges
+    ran_at: datetime | None
+
+    def per_week(self, series: int) -> float:
+        """False alerts a week expected for `series` series at the measured rate."""
+        return self.outside_per100 / 100 * series
 
 
 def replay_counts(
@@ -118,11 +271,13 @@ def backtest(
         )
         if out.empty:
             continue
-        parts.append(out.assign(series=s.key))
+        # weeks inside a known surge, by the stated rule on the counts (not on the detector's answer)
+        surge_weeks = counts.index[first:][in_surge(counts.to_numpy(dtype=float).tolist(), lo=first)]
+        parts.append(out.assign(series=s.key, surge=pd.to_datetime(out["week_start"]).isin(surge_weeks)))
     if parts:
         frame = assign_levels(pd.concat(parts, ignore_index=True), settings, by="week_start")
     else:
-        frame = pd.DataFrame(columns=["series", "week_start", "count", "expected", "upperbound", "pvalue", "qvalue", "alarm", "level", "detector", "note"])
+        frame = pd.DataFrame(columns=["series", "week_start", "count", "expected", "upperbound", "pvalue", "qvalue", "alarm", "level", "detector", "note", "surge"])
     detail = pd.DataFrame(
         {
             "series": frame["series"].astype(str),
@@ -137,9 +292,16 @@ def backtest(
             "level": frame["level"].astype(str),
             "detector": frame["detector"].astype(str),
             "note": frame["note"].astype(str),
+            "surge": frame["surge"].astype(bool),
         },
         columns=list(DETAIL_COLUMNS),
     ).sort_values(["series", "week_start"], kind="stable", ignore_index=True)
+    digest, used = fingerprint(
+        ((s.detector, s.params) for s in series),
+        fallback_params=fallback_params,
+        settings=settings,
+        min_counts=(s.min_count for s in series),
+    )
     return Backtest(
         detail=detail,
         per_series=_per_series(detail),
@@ -147,6 +309,9 @@ def backtest(
         first_week=first_week,
         last_week=last_week,
         settings=settings,
+        burden=measure(detail, first_week=first_week, last_week=last_week),
+        fingerprint=digest,
+        config=used,
     )
 
 
@@ -208,6 +373,14 @@ def summary_lines(result: Backtest) -> list[str]:
         f"{alerts} alerts in all ({alerts / weeks:.2f} a week; {quiet} of {weeks} weeks had none), "
         f"{int(result.per_week['warnings'].sum())} warnings, {int(result.per_week['undecided'].sum())} undecided series-weeks.",
     ]
+    b = result.burden
+    lines += [
+        f"Alerts per 100 series-weeks: {b.per100:.2f} in all, {b.outside_per100:.2f} outside known surges "
+        f"({b.outside_alerts} alerts in {b.outside_series_weeks:,} series-weeks: the false-alert rate reports quote). "
+        f"Warnings are counted apart, not as alerts: {b.warnings} ({b.warnings_per100:.2f} per 100 series-weeks).",
+        f"Alerts by detector used: {b.shares() or 'none'}.",
+        f"Known surge: {RULE_TEXT} ({b.series_weeks - b.outside_series_weeks:,} series-weeks in-surge).",
+    ]
     busiest = result.per_week.sort_values(["alerts", "week"], ascending=[False, True], kind="stable").head(3)
     busiest = busiest[busiest["alerts"] > 0]
     if len(busiest):
@@ -236,15 +409,22 @@ def _csv_text(frame: pd.DataFrame) -> str:
 
 
 def write_backtest(result: Backtest, out_dir: Path, *, title: str) -> Path:
-    """Write backtest_detail.csv, backtest_series.csv, backtest_weeks.csv and backtest.md; return the .md path."""
+    """Write backtest_detail.csv, backtest_series.csv, backtest_weeks.csv, backtest_summary.json and backtest.md.
+
+    Returns the .md path.
+    """
     from monitor.report.files import atomic_write
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    detail = result.detail.assign(alarm=result.detail["alarm"].map(lambda a: "" if pd.isna(a) else int(bool(a))))
+    detail = result.detail.assign(
+        alarm=result.detail["alarm"].map(lambda a: "" if pd.isna(a) else int(bool(a))), surge=result.detail["surge"].astype(int)
+    )
     atomic_write(out_dir / "backtest_detail.csv", _csv_text(detail))
     atomic_write(out_dir / "backtest_series.csv", _csv_text(result.per_series))
     atomic_write(out_dir / "backtest_weeks.csv", _csv_text(result.per_week))
+    summary = {"title": title, "multiple_testing": result.settings.multiple_testing, **result.burden.as_dict()}
+    atomic_write(out_dir / "backtest_summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
     lines = [f"# Backtest: {title}", "", *summary_lines(result), "", "## Alerts per series", ""]
     lines += markdown_table(result.per_series)
     lines += ["", "## Alerts per week", ""]

@@ -521,9 +521,13 @@ def demo(ctx, out_dir: Path, wait: float) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("backtest"), show_default=True)
 @click.pass_context
 def backtest(ctx, first, last, weeks, series_filter, detector, params, counts_file, out_dir) -> None:
-    """Replay the detectors over past weeks, each as if it were the current one; alarms per series and per week."""
+    """Replay the detectors over past weeks, each as if it were the current one; alerts per 100 series-weeks.
+
+    On the database, the measured false-alert rate (alerts per 100 series-weeks outside known
+    surges) is stored there; reports with the same detectors, parameters and levels quote it.
+    """
     from monitor.backtest import summary_lines, write_backtest
-    from monitor.pipeline import backtest_csv, backtest_store
+    from monitor.pipeline import backtest_csv, run_backtest
 
     config = _config(ctx)
     if params and not detector:
@@ -542,7 +546,7 @@ def backtest(ctx, first, last, weeks, series_filter, detector, params, counts_fi
         now = _now()
         with _store(config, create=False) as store:
             _announce(choose_week(config, store, week=last_week, now=now), "replaying up to", option="--to")
-            result = backtest_store(
+            result = run_backtest(
                 config, store, first_week=first_week, last_week=last_week, weeks=weeks or 52,
                 now=now, series_filter=series_filter, detector=detector, params=_params(params),
             )
@@ -556,7 +560,14 @@ def backtest(ctx, first, last, weeks, series_filter, detector, params, counts_fi
         click.echo(_table(top[columns].to_dict("records"), columns))
         if len(result.per_series) > len(top):
             click.echo(f"... {len(result.per_series) - len(top)} more series in the tables")
-    click.echo(f"wrote {markdown} and the CSV tables beside it")
+    click.echo(f"wrote {markdown} and the CSV and JSON tables beside it")
+    if counts_file is not None:
+        click.echo("the measured rate is not stored (--counts is not the database's data)")
+    elif series_filter:
+        click.echo(f"stored the measured rate in {config.db_path.name}; reports quote only a backtest of all series (no --series)")
+    elif result.burden.series_weeks:
+        click.echo(f"stored the measured rate in {config.db_path.name}: reports with this configuration "
+                   f"(fingerprint {result.fingerprint}) quote it")  # fmt: skip
 
 
 @cli.command()

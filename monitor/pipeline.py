@@ -49,6 +49,7 @@ from monitor.series import (
     trend_arrow,
     week_label,
 )
+from monitor.backtest import fingerprint
 from monitor.severity import assign_levels, false_alarm_budget
 from monitor.types import (
     Detection,
@@ -581,6 +582,9 @@ def detect_week(
         used.setdefault(FALLBACK, fallback_params.model_dump())
     week_rows = pd.DataFrame([f.iloc[-1] for f in frames]) if frames else pd.DataFrame(columns=["alarm", "detector"])
     budget = false_alarm_budget(week_rows, severity, params_of=used)
+    measured = measured_rate(
+        store, fingerprint(models, fallback_params=fallback_params, settings=severity, min_counts=(s.min_count for s in series))[0]
+    )
     stats = store.stats(until=week + timedelta(days=6))
     starts = [s.counts.index[0].date() for s in series if len(s.counts)]
     return RunResult(
@@ -599,6 +603,7 @@ def detect_week(
         synthetic=config.report.synthetic_data,
         notes=tuple(_run_notes(results, coverage=coverage)),
         false_alarms=budget,
+        measured_rate=measured,
         no_data=no_data,
         no_data_line="" if coverage.reached else coverage.no_data_message(),
         problems=tuple(problems),
@@ -865,6 +870,50 @@ def backtest_store(
     return backtest(
         replay, first_week=first, last_week=last, settings=config.detection.severity, fallback_params=config.params_for(FALLBACK)
     )
+
+
+def run_backtest(
+    config: Config,
+    store,
+    *,
+    first_week: date | None,
+    last_week: date | None,
+    weeks: int,
+    now: datetime,
+    series_filter: str | None = None,
+    detector: str | None = None,
+    params: dict | None = None,
+):
+    """`monitor backtest` on the database: `backtest_store`, then store the measured false-alert rate.
+
+    The rate (`monitor.backtest.Burden`) is kept under the replay's fingerprint, so a weekly
+    report whose detectors, parameters and levels are the same quotes it (issue 11, item 4).
+    """
+    result = backtest_store(
+        config, store, first_week=first_week, last_week=last_week, weeks=weeks, now=now,
+        series_filter=series_filter, detector=detector, params=params,
+    )  # fmt: skip
+    if result.burden.series_weeks:
+        store.record_backtest(
+            result.burden.as_dict(), detector=", ".join(result.config["detectors"]), fingerprint=result.fingerprint,
+            config=result.config, series_filter=series_filter or "", ran_at=now,
+        )  # fmt: skip
+    return result
+
+
+def measured_rate(store, digest: str):
+    """The latest stored backtest rate with fingerprint `digest` over all series (no --series), or None."""
+    from monitor.backtest import MeasuredRate
+
+    for row in store.backtests(fingerprint=digest):
+        if row["series_filter"] or row["outside_per_100"] is None:
+            continue
+        return MeasuredRate(
+            first_week=row["first_week"], last_week=row["last_week"], weeks=int(row["weeks"]), series=int(row["series"]),
+            series_weeks=int(row["series_weeks"]), alerts_per100=float(row["alerts_per_100"]),
+            outside_per100=float(row["outside_per_100"]), ran_at=row["ran_at"],
+        )  # fmt: skip
+    return None
 
 
 def backtest_csv(path: Path, *, config: Config, detector: str, params: dict | None, weeks: int | None):

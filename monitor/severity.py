@@ -15,7 +15,9 @@ limit54 blanks `upperbound`). Detectors without p-values (ACLED rules, highest-i
 trendfinder, glrnb, cusum, EARS C3) keep their own alarm under FDR control and say so.
 
 Everything here is pure: frames in, frames out; the expected number of false alarms is
-computed, not guessed (`false_alarm_budget`).
+computed, not guessed (`false_alarm_budget`), but only nominally: it assumes calibrated,
+independent p-values, and real conflict data exceeds it. `monitor backtest` measures the
+real rate, which the report states instead when it has one (issue 11, item 4).
 """
 
 from __future__ import annotations
@@ -161,16 +163,17 @@ class FalseAlarmBudget:
             parts.append(
                 f"False alarms are controlled across series with the Benjamini–Hochberg procedure: alerts at a false "
                 f"discovery rate of {s.fdr:g}, warnings at {s.warning_fdr:g}. With {self.calibrated} series tested this "
-                f"week, if none had a real surge about {self.expected_alerts:.2f} false alerts and "
-                f"{self.expected_warnings:.2f} false warnings would be expected a week (chance of any false alert in a "
-                f"week: {self.any_alert:.0%}); when there are real surges, on average no more than {s.fdr:.0%} of alerts are false."
+                f"week, if none had a real surge the nominal figures are about {self.expected_alerts:.2f} false alerts and "
+                f"{self.expected_warnings:.2f} false warnings a week (chance of any false alert in a "
+                f"week: {self.any_alert:.0%}); when there are real surges, on average no more than {s.fdr:.0%} of alerts "
+                "are false, nominally."
             )
         else:
             parts.append(
                 f"Each series is tested at its detector's own false-alarm rate (alpha; for farrington-cusum alpha plus "
                 f"its CUSUM's 1/ARL0) and warned at p ≤ {s.warning_alpha:g}. With "
-                f"{self.calibrated} series tested this way, if none had a real surge about {self.expected_alerts:.2f} "
-                f"false alerts and {self.expected_warnings:.2f} false warnings would be expected a week "
+                f"{self.calibrated} series tested this way, if none had a real surge the nominal figures are about "
+                f"{self.expected_alerts:.2f} false alerts and {self.expected_warnings:.2f} false warnings a week "
                 f"(chance of any false alert in a week: {self.any_alert:.0%}). Set `multiple_testing = \"fdr\"` in "
                 "[detection] to control the false discovery rate across series instead."
             )

@@ -210,6 +210,36 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             " sub_event_type, source, actor1, actor2, fatalities)",
         ),
     ),
+    (
+        # The false-alert rate `monitor backtest` measured (issue 11, item 4): the weekly report
+        # quotes the latest one whose fingerprint matches its own detectors and levels.
+        "0006_backtest_burden",
+        (
+            """CREATE TABLE backtests (
+                id INTEGER PRIMARY KEY,
+                ran_at TEXT NOT NULL,
+                first_week TEXT NOT NULL,
+                last_week TEXT NOT NULL,
+                weeks INTEGER NOT NULL,
+                series_filter TEXT NOT NULL DEFAULT '',
+                detector TEXT NOT NULL,
+                fingerprint TEXT NOT NULL,
+                config TEXT NOT NULL,
+                series INTEGER NOT NULL,
+                series_weeks INTEGER NOT NULL,
+                alerts INTEGER NOT NULL,
+                alerts_per_100 REAL,
+                warnings INTEGER NOT NULL,
+                undecided INTEGER NOT NULL,
+                outside_series_weeks INTEGER NOT NULL,
+                outside_alerts INTEGER NOT NULL,
+                outside_per_100 REAL,
+                surge_rule TEXT NOT NULL,
+                by_detector TEXT NOT NULL
+            )""",
+            "CREATE INDEX idx_backtests_fingerprint ON backtests (fingerprint, id)",
+        ),
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -657,6 +687,39 @@ class Store:
         rows = list(self.db.query("SELECT * FROM runs ORDER BY id"))
         for row in rows:
             row["summary"] = json.loads(row["summary"])
+        return rows
+
+    # ---- measured false-alert rates ----------------------------------------------------
+
+    def record_backtest(
+        self, burden: dict[str, Any], *, detector: str, fingerprint: str, config: dict, series_filter: str, ran_at: datetime
+    ) -> int:
+        """Store a backtest's measured burden (`monitor.backtest.Burden.as_dict()`); return its id."""
+        with self._transaction():
+            cursor = self.db.execute(
+                """INSERT INTO backtests (ran_at, first_week, last_week, weeks, series_filter, detector, fingerprint, config,
+                       series, series_weeks, alerts, alerts_per_100, warnings, undecided, outside_series_weeks,
+                       outside_alerts, outside_per_100, surge_rule, by_detector)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                [
+                    _iso(ran_at), burden["first_week"], burden["last_week"], burden["weeks"], series_filter, detector,
+                    fingerprint, json.dumps(config, sort_keys=True, default=str), burden["series"], burden["series_weeks"],
+                    burden["alerts"], burden["alerts_per_100_series_weeks"], burden["warnings"], burden["undecided"],
+                    burden["outside_series_weeks"], burden["outside_alerts"],
+                    burden["alerts_per_100_series_weeks_outside_surges"], burden["surge_rule"],
+                    json.dumps(burden["by_detector"], sort_keys=True),
+                ],
+            )  # fmt: skip
+            return int(cursor.lastrowid)
+
+    def backtests(self, *, fingerprint: str | None = None) -> list[dict[str, Any]]:
+        """Stored backtest burdens, newest first (only those of `fingerprint` when given); JSON columns decoded."""
+        where, args = ("WHERE fingerprint = ?", [fingerprint]) if fingerprint else ("", [])
+        rows = list(self.db.query(f"SELECT * FROM backtests {where} ORDER BY ran_at DESC, id DESC", args))
+        for row in rows:
+            row["config"] = json.loads(row["config"])
+            row["by_detector"] = json.loads(row["by_detector"])
+            row["ran_at"] = datetime.fromisoformat(row["ran_at"])
         return rows
 
     # ---- alert lifecycle, outbox, silences ---------------------------------------------

@@ -304,6 +304,9 @@ class RunResult:
     notes: tuple[str, ...] = ()  # run-level remarks for the report
     #: what the severity setting means in false alarms a week (monitor.severity.FalseAlarmBudget)
     false_alarms: Any = None
+    #: the false-alert rate a stored `monitor backtest` of the same configuration measured
+    #: (monitor.backtest.MeasuredRate); None: none was run, and the report says the figure is nominal
+    measured_rate: Any = None
     #: series key -> its alert lifecycle this week, e.g. "firing since 2023-W07", "silenced (#3 until 2023-03-20)"
     alert_notes: dict[str, str] = field(default_factory=dict)
     #: silences in force when the run was made (dicts: id, filter, until, comment, author)

@@ -10,7 +10,8 @@ Usage (from the project root):
 
 Everything is measured as a user would see it: the real `monitor` CLI of this
 interpreter's environment runs in child processes, and every figure is computed from the
-`backtest_detail.csv` tables it writes (nothing is imported from the package).
+`backtest_detail.csv` tables it writes; only the surge rule (`monitor.surges`, which
+`monitor backtest` also uses for its false-alert rate outside surges) is imported from the package.
 
 Per configuration (written as TOML into `<workdir>/<name>/monitor.toml`):
 
@@ -92,18 +93,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchlib import in_workdir, print_table  # noqa: E402
 
+# The surge rule lives in the package, so `monitor backtest`'s false-alert rate outside surges
+# and this benchmark use one definition (issue 11, item 4).
+from monitor.surges import (  # noqa: E402, F401
+    CATCH_RULES,
+    SURGE_MIN,
+    SURGE_RATIO,
+    SURGE_RULES,
+    SurgeScore,
+    episode_window,
+    score_surges,
+    surge_episodes,
+    surge_flags,
+)
+
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PEERS: tuple[str, ...] = ("acled-surge", "highest-in", "trendfinder")
 #: --from of the backtest that reads the series' whole counts: before any data, so every
 #: series is replayed from its first week.
 COUNTS_FROM = "1990-W01"
 
-#: Surge definition: 4-week sum >= SURGE_MIN and >= SURGE_RATIO x the base of the 8 weeks before.
-SURGE_MIN = 10.0
-SURGE_RATIO = 2.0
-SURGE_RULES = ("level", "sum")
-CATCH_RULES = ("window", "surge")
-WEEKS_PER_YEAR = 52
 
 UCDP_TOML = """\
 [database]
@@ -198,94 +207,7 @@ SETUPS: dict[str, Setup] = {
 }
 
 
-# ----------------------------------------------------------------------------- surges (pure functions)
-
-
-def surge_flags(counts: Sequence[float], rule: str = "level", *, min_sum: float = SURGE_MIN, ratio: float = SURGE_RATIO) -> list[bool]:
-    """Per week: is it a surge week? (4-week sum >= min_sum and >= ratio x the base of the 8 weeks before).
-
-    rule "level": base = the 8-week sum's 4-week equivalent (S8 / 2); "sum": base = the 8-week sum.
-    The first 11 weeks (no full 8 weeks before the 4-week window) are never surge weeks.
-    """
-    if rule not in SURGE_RULES:
-        raise ValueError(f"surge rule {rule!r}: expected one of {', '.join(SURGE_RULES)}")
-    flags = []
-    for t in range(len(counts)):
-        if t < 11:
-            flags.append(False)
-            continue
-        s4 = sum(counts[t - 3 : t + 1])
-        s8 = sum(counts[t - 11 : t - 3])
-        base = s8 / 2 if rule == "level" else s8
-        flags.append(s4 >= min_sum and s4 >= ratio * base)
-    return flags
-
-
-def surge_episodes(flags: Sequence[bool], lo: int = 0, hi: int | None = None) -> list[tuple[int, int]]:
-    """Runs of consecutive surge weeks within positions lo..hi (inclusive), as (onset, last) pairs."""
-    hi = len(flags) - 1 if hi is None else hi
-    episodes: list[tuple[int, int]] = []
-    for t in range(max(lo, 0), min(hi, len(flags) - 1) + 1):
-        if not flags[t]:
-            continue
-        if episodes and episodes[-1][1] == t - 1:
-            episodes[-1] = (episodes[-1][0], t)
-        else:
-            episodes.append((t, t))
-    return episodes
-
-
-def episode_window(onset: int, last: int, catch: str = "window") -> tuple[int, int]:
-    """Weeks (inclusive) in which an alert catches the surge: from onset - 3 ("window") or onset ("surge") to its last week."""
-    if catch not in CATCH_RULES:
-        raise ValueError(f"catch rule {catch!r}: expected one of {', '.join(CATCH_RULES)}")
-    return (onset - 3 if catch == "window" else onset, last)
-
-
-@dataclass
-class SurgeScore:
-    """Surges, surges caught, and the alerts, alert episodes and series-weeks outside every surge window."""
-
-    surges: int = 0
-    caught: int = 0
-    outside_alerts: int = 0
-    outside_weeks: int = 0
-    #: alert episodes (runs of consecutive alerted weeks) whose first week is outside every window
-    outside_onsets: int = 0
-
-    def add(self, other: SurgeScore) -> None:
-        self.surges += other.surges
-        self.caught += other.caught
-        self.outside_alerts += other.outside_alerts
-        self.outside_weeks += other.outside_weeks
-        self.outside_onsets += other.outside_onsets
-
-    @property
-    def per_series_year(self) -> float:
-        return self.outside_alerts / (self.outside_weeks / WEEKS_PER_YEAR) if self.outside_weeks else float("nan")
-
-    @property
-    def onsets_per_series_year(self) -> float:
-        return self.outside_onsets / (self.outside_weeks / WEEKS_PER_YEAR) if self.outside_weeks else float("nan")
-
-
-def score_surges(alerts: dict[int, bool], windows: Sequence[tuple[int, int]], lo: int, hi: int) -> SurgeScore:
-    """Catch and burden of one series: `alerts` maps replayed positions lo..hi to alerted or not.
-
-    A surge is caught when some position of its window alerts; weeks of lo..hi outside every
-    window count for the burden outside surges (alerts, and alert episodes by their first week).
-    """
-    inside: set[int] = set()
-    caught = 0
-    for a, b in windows:
-        inside.update(range(a, b + 1))
-        caught += any(alerts.get(t, False) for t in range(a, b + 1))
-    outside = [t for t in range(lo, hi + 1) if t not in inside]
-    onsets = [t for t in outside if alerts.get(t, False) and not alerts.get(t - 1, False)]
-    return SurgeScore(
-        surges=len(windows), caught=caught, outside_alerts=sum(bool(alerts.get(t, False)) for t in outside),
-        outside_weeks=len(outside), outside_onsets=len(onsets),
-    )  # fmt: skip
+# ----------------------------------------------------------------------------- named surges (pure functions)
 
 
 def first_alert(alerts: dict[int, bool], onset: int, *, before: int = 1, after: int = 8) -> int | None:

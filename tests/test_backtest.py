@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
@@ -66,7 +67,9 @@ def test_backtest_counts_alerts_per_series_and_week(demo_dir):
 def test_cli_backtest_writes_tables_and_refuses_bad_options(demo_dir, tmp_path):
     runner = CliRunner()
     out = tmp_path / "bt"
-    args = ["--config", str(demo_dir / "monitor.toml"), "backtest", "--to", "2023-W09", "--weeks", "4", "--out", str(out)]
+    db = tmp_path / "monitor.db"  # a backtest stores its measured rate: keep the shared demo database unchanged
+    shutil.copyfile(demo_dir / "monitor.db", db)
+    args = ["--config", str(demo_dir / "monitor.toml"), "--db", str(db), "backtest", "--to", "2023-W09", "--weeks", "4", "--out", str(out)]
     result = runner.invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert "Replayed 4 weeks (2023-W06 to 2023-W09) of 23 series" in result.output

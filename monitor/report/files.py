@@ -150,6 +150,12 @@ def _summary(result: RunResult) -> dict[str, Any]:
         "undecided": sum(1 for r in result.results if r.detection.alarm is None),
         "multiple_testing": result.false_alarms.multiple_testing if result.false_alarms is not None else "",
         "expected_false_alerts": round(result.false_alarms.expected_alerts, 4) if result.false_alarms is not None else None,
+        # nominal (from alpha) unless a stored `monitor backtest` of this configuration measured it (issue 11, item 4)
+        "false_alerts_basis": "measured" if result.measured_rate is not None else "nominal",
+        "measured_false_alerts_a_week": round(result.measured_rate.per_week(len(result.results)), 4)
+        if result.measured_rate is not None else None,
+        "measured_false_alerts_per_100_series_weeks": result.measured_rate.outside_per100
+        if result.measured_rate is not None else None,
         "synthetic": result.synthetic,
         "records_total": result.records_total,
     }

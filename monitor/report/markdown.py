@@ -346,14 +346,74 @@ def _key_messages(result: RunResult) -> list[str]:
         names = ", ".join(dict.fromkeys(p.definition for p in result.problems))
         out.append("- " + md_escape(f"Configuration problems: {_plural(len(set(p.definition for p in result.problems)), '[[series]] definition')} "
                                     f"yielded no series ({names}); see Configuration problems."))  # fmt: skip
-    budget = result.false_alarms
-    if budget is not None and budget.calibrated:
-        out.append(
-            f"- Expected false alerts a week under the current setting ({md_escape(budget.multiple_testing)}): "
-            f"{budget.expected_alerts:.2f} (see Method)."
-        )
+    line = _false_alert_line(result)
+    if line:
+        out.append(f"- {line}")
     out.append("")
     return out
+
+
+def _about(x: float) -> str:
+    """A rate to two significant digits, whole numbers from 10 up (0.032, 0.3, 1.4, 12)."""
+    return f"{x:.0f}" if x >= 10 else f"{x:.2g}"
+
+
+def _backtest_command(result: RunResult) -> str:
+    from datetime import timedelta
+
+    from monitor.series import week_label
+
+    return f"`monitor backtest --from {week_label(result.week_start - timedelta(weeks=51))} --to {result.week}`"
+
+
+def _false_alert_line(result: RunResult) -> str:
+    """The false-alert figure of the key messages: measured by a stored backtest, or the nominal one, labelled so.
+
+    Issue 11, item 4: a nominal rate from alpha is not what real conflict data gives; the
+    report quotes a backtest of the same configuration when there is one.
+    """
+    measured, budget = result.measured_rate, result.false_alarms
+    if measured is not None:
+        n = len(result.results)
+        return (
+            f"False alerts: measured by `monitor backtest` over {measured.first_week}..{measured.last_week}: "
+            f"{measured.outside_per100:.2f} alerts per 100 series-weeks outside surges, i.e. about "
+            f"{_about(measured.per_week(n))} false alerts a week for these {n} series"
+            + (f" (only {measured.weeks} weeks replayed: rough; see Method)." if measured.weeks < 26 else " (see Method).")
+        )
+    if budget is not None and budget.calibrated:
+        return (
+            f"Expected false alerts a week: {budget.expected_alerts:.2f}, a nominal figure from the detectors' alpha "
+            f"({md_escape(budget.multiple_testing)}); on real data it is usually exceeded. Measure it with "
+            f"{_backtest_command(result)} (see Method)."
+        )
+    return ""
+
+
+def _false_alert_method(result: RunResult) -> str:
+    """The Method section's false-alert sentences: the nominal budget, then what was measured or how to measure it."""
+    from monitor.surges import RULE_TEXT
+
+    parts = [] if result.false_alarms is None else [result.false_alarms.sentence()]
+    m = result.measured_rate
+    if m is not None:
+        n = len(result.results)
+        ran = f", run {m.ran_at:%Y-%m-%d}" if m.ran_at is not None else ""
+        short = " (a short backtest: a rough figure)" if m.weeks < 26 else ""
+        parts.append(
+            f"Measured: `monitor backtest` of this configuration over {m.first_week}..{m.last_week} ({m.weeks} weeks, "
+            f"{m.series} series, {m.series_weeks:,} series-weeks{ran}) gave {m.alerts_per100:.2f} alerts per 100 "
+            f"series-weeks, {m.outside_per100:.2f} outside known surges ({RULE_TEXT}){short}; at that rate about "
+            f"{_about(m.per_week(n))} false alerts a week are expected for the {n} series checked here. Warnings are "
+            "not counted as alerts."
+        )
+    elif parts:
+        parts.append(
+            "These figures are nominal: they assume independent, calibrated p-values, and real conflict data "
+            "(overdispersion, trends, reporting artefacts) usually gives more. "
+            f"{_backtest_command(result)} measures the rate on this database; reports then state the measured rate."
+        )
+    return " ".join(parts)
 
 
 def _flagged_table(result: RunResult) -> list[str]:
@@ -588,9 +648,10 @@ def _method(result: RunResult) -> list[str]:
         "for a rise over several weeks, the p-value of those weeks' total.",
         "- **Late reports**: the most recent weeks may still grow as incidents are reported late or revised.",
     ]
-    if result.false_alarms is not None:
-        # our own words; the only names in it are registered detector names
-        out.append(f"- **False alarms**: {result.false_alarms.sentence()}")
+    false_alarms = _false_alert_method(result)
+    if false_alarms:
+        # our own words; the only names in it are registered detector names and week labels
+        out.append(f"- **False alarms**: {false_alarms}")
     out.append("")
     return out
 
