@@ -49,18 +49,29 @@ def _scipy_dist(mu: float, phi: float):
 
 
 def test_rule_matches_its_definition_week_by_week(series, result):
-    """Baseline: Farrington's mu0 unless the 8 weeks before the gap week are significantly above it;
+    """Baseline: Farrington's mu0, or mu0 x (observed / expected over the 8 weeks before the gap week) when
+    that total is significantly above Farrington's expectation and most of those weeks are above theirs;
     alarm = P(Y >= y) <= alpha, or CUSUM of mid-p normal scores >= h (limit54 holds); after an
     alarm the chart restarts at hold * h. Recomputed here from scipy's distributions."""
     p = FarringtonCusumParams()
-    f = farr.detect(series, farrington_part(p), weeks=WEEKS)
+    pre = p.recent_gap + p.recent_window
+    f_all = farr.detect(series, farrington_part(p), weeks=list(range(WEEKS[0] - pre, WEEKS[-1] + 1)))
+    mu0_of = dict(zip(range(WEEKS[0] - pre, WEEKS[-1] + 1), f_all["mu0"]))
+    f = f_all.iloc[pre:].reset_index(drop=True)
     y = series.to_numpy(dtype=float)
     c, expected_alarm, expected_score, shifts = 0.0, [], [], 0
     for i, t in enumerate(WEEKS):
         mu0, phi = f["mu0"][i], max(f["phi"][i], 1.0)
-        window = y[t - p.recent_gap - p.recent_window : t - p.recent_gap]
-        level = (window.sum() + 0.5) / p.recent_window
-        shifted = level > mu0 and _scipy_dist(p.recent_window * mu0, phi).sf(window.sum() - 1) <= p.shift_alpha
+        weeks = range(t - p.recent_gap - p.recent_window, t - p.recent_gap)
+        observed = sum(y[s] for s in weeks)
+        expected = sum(mu0_of[s] for s in weeks)  # Farrington's expectation for each recent week
+        above = sum(y[s] > mu0_of[s] for s in weeks)
+        level = mu0 * observed / expected
+        shifted = (
+            observed > expected
+            and _scipy_dist(expected, phi).sf(observed - 1) <= p.shift_alpha
+            and 2 * above > p.recent_window
+        )
         shifts += shifted
         assert result["model"][i] == ("recent" if shifted else "farrington"), t
         mu = level if shifted else mu0

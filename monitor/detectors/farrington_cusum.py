@@ -8,15 +8,18 @@ fitted on the same weeks of past years, keeps expecting the old level. This dete
 Farrington flexible (`monitor.detectors.farrington`, every parameter as there) and adds:
 
 1. **Baseline.** Farrington fits its quasi-Poisson model for each week t and gives mu0(t)
-   and phi(t). The baseline learns a new level: when the `recent_window` weeks before t
-   (leaving out the `recent_gap` weeks just before it) add up to significantly more than
-   Farrington expects for them (P(total or more) ≤ `shift_alpha` under the same negative
-   binomial), the expected count is their mean instead (column `model` = "recent", the
-   chart draws it), and phi is the larger of Farrington's and the recent weeks' own
-   dispersion (as in `nb-recent`). In a settled escalation the new level becomes the
-   baseline within `recent_window` weeks, so the series stops alarming; while the rise
-   goes on, each week is still above the level of the weeks before it. The test is strict,
-   so a series in control keeps Farrington's baseline (and its parity with R).
+   and phi(t). The baseline learns a new level: over the `recent_window` weeks before t
+   (leaving out the `recent_gap` weeks just before it), compare what was observed with what
+   Farrington expected for each of those weeks. When their total is significantly above
+   (P(total or more) ≤ `shift_alpha` under the same negative binomial) and most of those
+   weeks are above their own expectation (a new level, not one spike), the expected count
+   is mu0(t) × observed / expected (column `model` = "recent", `recent_level`; seasonality
+   is kept, and the chart draws it thicker), and phi is the larger of Farrington's and the
+   recent weeks' own dispersion (as in `nb-recent`). In a settled escalation the new level
+   becomes the baseline within `recent_window` weeks, so the series stops alarming; while
+   the rise goes on, each week is still above the level of the weeks before it. For the
+   first weeks Farrington fits, the recent weeks are compared with this week's mu0. The
+   test is strict, so a series in control keeps Farrington's baseline.
 2. **Single week.** p-value = P(Y ≥ y) under NegBin(mean = expected, variance = phi ·
    expected) (Poisson when phi = 1), alarm when it is at most `alpha`: Farrington's own
    nbPlugin rule on Farrington's baseline. `upperbound` is this single-week threshold.
@@ -56,8 +59,8 @@ SUMMARY = (
     "Farrington + CUSUM: alarm when the week's count has P(count or more) <= alpha under Farrington's "
     "negative binomial (the threshold shown), or when a CUSUM of the weeks' normal scores reaches cusum_h "
     "(a rise over several weeks; restarts at hold*h after an alarm, so a rise that goes on stays one alert); "
-    "the baseline becomes the mean of the last recent_window weeks when they are significantly above "
-    "Farrington's (a settled escalation stops alarming); limit54 applies to both."
+    "the baseline rises to the level of the last recent_window weeks when they are significantly above "
+    "Farrington's expectation, most of them above it (a settled escalation stops alarming); limit54 applies to both."
 )
 
 
@@ -76,11 +79,13 @@ class FarringtonCusumParams(farrington.FarringtonParams):
     hold: float = Field(
         0.5, ge=0, lt=1, allow_inf_nan=False, description="After an alarm the CUSUM restarts at hold·h (0: at 0), so a rise that goes on stays one alert."
     )
-    recent_window: int = Field(8, ge=2, le=104, description="Weeks whose mean becomes the baseline when they are significantly above Farrington's.")
+    recent_window: int = Field(
+        8, ge=2, le=104, description="Recent weeks whose level (observed / Farrington's expected) becomes the baseline when significantly above 1."
+    )
     recent_gap: int = Field(1, ge=0, le=26, description="Weeks just before the judged week left out of the recent level.")
     shift_alpha: float = Field(
         0.001, gt=0, lt=1, allow_inf_nan=False,
-        description="The recent weeks replace Farrington's baseline when their total has P(total or more) <= shift_alpha under it.",
+        description="The recent weeks' level replaces Farrington's baseline when their total has P(total or more) <= shift_alpha under it.",
     )
 
 
@@ -144,48 +149,69 @@ def detect_many(series: Sequence[pd.Series], params: FarringtonCusumParams, week
         raise ValueError(f"detect_many needs one list of weeks per series (got {len(series)} series and {len(weeks)} lists of weeks)")
     positions = [check_positions(counts, w) for counts, w in zip(series, weeks)]
     runs = [list(range(min(pos), max(pos) + 1)) if pos else [] for pos in positions]
+    # Farrington is also fitted on the recent weeks before the run: the learned level compares them with it
+    pre = params.recent_gap + params.recent_window
+    fits = [list(range(max(run[0] - pre, 0), run[-1] + 1)) if run else [] for run in runs]
     starts = [pd.DatetimeIndex(counts.index)[0].date() if len(counts) else None for counts in series]
-    years = [np.array([years_for(params, t, start) for t in run], dtype=int) for run, start in zip(runs, starts)]
+    years = [np.array([years_for(params, t, start) for t in fit], dtype=int) for fit, start in zip(fits, starts)]
     frames: list[list[pd.DataFrame]] = [[] for _ in series]
     for b in sorted({int(v) for y in years for v in y}, reverse=True):  # one batch per number of years
-        parts = farrington.detect_many(series, farrington_part(params, b=b), [np.asarray(run)[y == b] for run, y in zip(runs, years)])
+        parts = farrington.detect_many(series, farrington_part(params, b=b), [np.asarray(fit)[y == b] for fit, y in zip(fits, years)])
         for i, part in enumerate(parts):
             if len(part):
                 frames[i].append(part.assign(b_used=b))
     out = []
-    for counts, parts, run, pos in zip(series, frames, runs, positions):
+    for counts, parts, fit, run, pos in zip(series, frames, fits, runs, positions):
         f = pd.concat(parts).sort_values("week_start", kind="stable").reset_index(drop=True) if parts else None
         if f is None:
             f = farrington.detect(counts, farrington_part(params), weeks=[]).assign(b_used=pd.Series(dtype=int))
-        out.append(_chart(counts, f, params, run, pos))
+        out.append(_chart(counts, f, params, fit, run, pos))
     return out
 
 
 
 
-def _chart(counts: pd.Series, f: pd.DataFrame, params: FarringtonCusumParams, run: list[int], pos: list[int]) -> pd.DataFrame:
-    """Baseline, single-week test and CUSUM on Farrington's result `f` for the consecutive positions `run`; keep `pos`."""
+def _chart(
+    counts: pd.Series, fitted: pd.DataFrame, params: FarringtonCusumParams, fit: list[int], run: list[int], pos: list[int]
+) -> pd.DataFrame:
+    """Baseline, single-week test and CUSUM for the consecutive positions `run`; keep the rows of `pos`.
+
+    fitted: Farrington's result for the positions `fit` (the run and the recent weeks before it).
+    """
     from monitor.detectors.nb_recent import NbRecentParams, level_and_dispersion
 
     values = counts.to_numpy(dtype=float, na_value=np.nan)
     idx = np.asarray(run, dtype=int)
+    off = len(fit) - len(run)  # the run is the tail of the fitted weeks
+    mu0_all = fitted["mu0"].to_numpy(dtype=float)
+    y_all = fitted["count"].to_numpy(dtype=float)
+    f = fitted.iloc[off:].reset_index(drop=True)
     y = f["count"].to_numpy(dtype=float)
     mu0 = f["mu0"].to_numpy(dtype=float)
     phi_f = np.maximum(f["phi"].to_numpy(dtype=float), 1.0)
     decided = ~f["alarm"].isna().to_numpy()
-    recent = NbRecentParams(window=params.recent_window, gap=params.recent_gap, min_weeks=params.recent_window)
-    level, phi_r = level_and_dispersion(values, recent)
-    level, phi_r = level[idx], phi_r[idx]
-    # the recent weeks' total against what Farrington expects for them (this week's mu0 for each)
-    width = float(params.recent_window)
-    total = level * width - 0.5
-    shifted = decided & np.isfinite(level) & (level > mu0)
-    p_shift = np.where(shifted, _nb.p_at_least(np.where(shifted, total, 0), np.where(shifted, mu0 * width, 1), phi_f), 1.0)
-    # a new level, not one spike: most of the recent weeks are above Farrington's expectation
-    above = np.array(
-        [np.sum(values[max(t - params.recent_gap - params.recent_window, 0) : max(t - params.recent_gap, 0)] > m) for t, m in zip(run, mu0)]
-    )
-    shifted &= (p_shift <= params.shift_alpha) & (2 * above > params.recent_window)
+    # the recent weeks against Farrington's expectation for each of them (seasonality kept): their total
+    # observed / expected is the level ratio; a significant ratio, with most of the weeks above their
+    # expectation, makes mu0 x ratio the baseline (a new level, not one spike)
+    width, gap = params.recent_window, params.recent_gap
+    observed, expected_sum, above = np.full(len(run), np.nan), np.full(len(run), np.nan), np.zeros(len(run))
+    for j in range(len(run)):
+        lo, hi = off + j - gap - width, off + j - gap
+        if lo < 0:
+            continue
+        m, o = mu0_all[lo:hi], y_all[lo:hi]
+        if not np.isfinite(o).all():
+            continue
+        if not (np.isfinite(m).all() and (m > 0).all()):  # the first weeks Farrington fits: this week's mu0 for each
+            m = np.full(width, mu0[j])
+        observed[j], expected_sum[j], above[j] = o.sum(), m.sum(), np.sum(o > m)
+    ok = decided & np.isfinite(expected_sum) & (observed > expected_sum)
+    p_shift = np.ones(len(run))
+    p_shift[ok] = _nb.p_at_least(observed[ok], expected_sum[ok], phi_f[ok])
+    shifted = ok & (p_shift <= params.shift_alpha) & (2 * above > width)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        level = mu0 * observed / expected_sum
+    phi_r = level_and_dispersion(values, NbRecentParams(window=width, gap=gap, min_weeks=width))[1][idx]
     expected = np.where(shifted, level, mu0)
     phi = np.where(shifted, np.fmax(phi_f, phi_r), phi_f)
     eligible = np.array([farrington._enough_cases(values, t, params.limit54) for t in run], dtype=bool)
@@ -203,7 +229,7 @@ def _chart(counts: pd.Series, f: pd.DataFrame, params: FarringtonCusumParams, ru
     res["score"] = out["stat"]
     res["pvalue"] = np.where(decided, out["pvalue"], np.nan)
     res["model"] = np.where(shifted, "recent", np.where(decided, "farrington", ""))
-    res["recent_level"] = level
+    res["recent_level"] = level  # mu0 x the recent weeks' observed / expected
     res["phi_used"] = np.where(decided, phi, np.nan)
     res["b_used"] = f["b_used"].astype(int).to_numpy()
     res["z"] = out["z"]
@@ -212,7 +238,7 @@ def _chart(counts: pd.Series, f: pd.DataFrame, params: FarringtonCusumParams, ru
     res["chart_alarm"] = boolean(out["chart_alarm"])
     res["chart_pvalue"] = out["chart_pvalue"]
     res["why"] = [
-        (w + f"; baseline = mean of the last {params.recent_window} weeks (a new level)") if w and s else w
+        (w + f"; baseline raised to the level of the last {params.recent_window} weeks") if w and s else w
         for w, s in zip(out["why"], shifted)
     ]
     res["note"] = notes

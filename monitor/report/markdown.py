@@ -42,8 +42,9 @@ DETECTOR_WORDS = {
         "or the accumulated excess reaches `cusum_h`, so a rise spread over two or three weeks is caught too (the "
         "details then name the weeks behind it). After an alarm the CUSUM restarts at `hold` × `cusum_h`, so a rise "
         "that goes on stays one continuing alert. The baseline learns a new level: when the last `recent_window` weeks "
-        "are together significantly above Farrington's expectation (at `shift_alpha`), their mean becomes the expected "
-        "count (the chart's expected line jumps to it), so a settled escalation stops alarming within that many weeks."
+        "are together significantly above Farrington's expectation for them (at `shift_alpha`) and most of them are above "
+        "it, the expected count is raised by their ratio of observed to expected (drawn thicker on the chart), so a "
+        "settled escalation stops alarming within that many weeks."
     ),
     "nb-recent": (
         "Negative-binomial bound on the recent level, for short or sparse history: the expected count is the mean of "
