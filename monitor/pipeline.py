@@ -354,13 +354,37 @@ def resolve_params(config: Config, series: WeeklySeries, *, detector: str | None
 #: `check`, `run` and the chart all see the same chart whatever they display.
 STATEFUL_RUN_WEEKS = 156
 
+#: Shortest chart of a stateful detector with an in-control window (cusum, glrnb) on a series
+#: too short for the window and a full chart: the weeks before it go to the in-control model.
+#: A year, so the weeks `run` re-checks (`report.lookback_weeks` <= 52) all lie on the chart.
+STATEFUL_MIN_RUN_WEEKS = 52
+
+
+def chart_start(spec, params, n: int) -> int:
+    """First position of a stateful detector's chart on a series of `n` weeks (the reported week is n - 1).
+
+    The chart runs over the last `STATEFUL_RUN_WEEKS` weeks, never before `min_history`. A
+    detector that fits an in-control model on the weeks before its chart (cusum, glrnb:
+    `in_control_weeks`, W) starts later on a short series, so the model gets the history that
+    exists rather than its first year: at week W, or `STATEFUL_MIN_RUN_WEEKS` before the end
+    if that is earlier. E.g. with W = 104 a 185-week series charts weeks 104..184 against a
+    model of weeks 0..103, a 130-week one weeks 78..129 against weeks 0..77, and from 260 weeks
+    on the chart is the last 156 weeks and the model the 104 weeks before them (issue 11, item 5).
+    """
+    start = max(spec.min_history(params), n - STATEFUL_RUN_WEEKS)
+    window = spec.in_control_weeks(params) if spec.in_control_weeks else 0
+    if window:
+        start = max(start, min(window, n - STATEFUL_MIN_RUN_WEEKS))
+    return start
+
 
 def detect_counts(counts: pd.Series, *, lookback: int, detector: str, params, fallback_params, min_count: int = 0) -> pd.DataFrame:
     """Run a detector (with the nb-recent fallback) on weekly counts and return the last `lookback` + 1 weeks.
 
-    A stateful detector runs from a fixed start (`STATEFUL_RUN_WEEKS` back, or as soon as
-    it or its fallback can judge a week), not from the first displayed week. No week with
-    a count below `min_count` alerts (`apply_min_count`).
+    A stateful detector runs its chart from a fixed start (`chart_start`, or as soon as it or
+    its fallback can judge a week), not from the first displayed week; displayed weeks before
+    the chart of a detector with an in-control window (cusum, glrnb) are judged by the
+    fallback. No week with a count below `min_count` alerts (`apply_min_count`).
     """
     return detect_counts_many(
         [counts], lookback=lookback, detector=detector, params=params, fallback_params=fallback_params, min_counts=[min_count]
@@ -375,17 +399,23 @@ def detect_counts_many(
 
     spec = get_detector(detector)
     fb = get_detector(FALLBACK)
-    firsts, weeks = [], []
+    firsts, weeks, charts = [], [], []
     for counts in series:
         n = len(counts)
         first = max(0, n - lookback - 1)
-        need = spec.series_min_history(params, counts) if spec.series_min_history else spec.min_history(params)
-        if fb.name != spec.name:  # the fallback judges the weeks before that, from its own first week on
-            need = min(need, fb.min_history(fallback_params or fb.params()))
-        start = min(first, max(need, n - STATEFUL_RUN_WEEKS)) if (spec.stateful or fb.stateful) else first
+        if spec.in_control_weeks:  # weeks shown before the chart go to the fallback
+            chart = chart_start(spec, params, n)
+            start = min(first, chart)
+        else:  # the chart (of the detector or its fallback) starts where either can first judge a week
+            chart = 0
+            need = spec.series_min_history(params, counts) if spec.series_min_history else spec.min_history(params)
+            if fb.name != spec.name:
+                need = min(need, fb.min_history(fallback_params or fb.params()))
+            start = min(first, max(need, n - STATEFUL_RUN_WEEKS)) if (spec.stateful or fb.stateful) else first
         firsts.append(first - start)
         weeks.append(list(range(start, n)))
-    outs = run_detector_many(detector, params, series, weeks=weeks, fallback_params=fallback_params)
+        charts.append(chart)
+    outs = run_detector_many(detector, params, series, weeks=weeks, fallback_params=fallback_params, chart_starts=charts)
     floors = list(min_counts) if min_counts is not None else [0] * len(outs)
     return [apply_min_count(out.iloc[skip:].reset_index(drop=True), m) for out, skip, m in zip(outs, firsts, floors)]
 

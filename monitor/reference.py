@@ -100,7 +100,10 @@ def params_from_r_call(r_call: str) -> tuple[str, dict[str, str]]:
         control["reset"] = "false"  # surveillance's cusum never resets after an alarm
     if detector == "ears" and control["alpha"] == "NULL":
         control["alpha"] = "0.025" if control["method"].strip('"') == "C3" else "0.001"
-    return detector, {R_NAMES[k]: v.strip('"').removeprefix("c(").removesuffix(")") for k, v in control.items()}
+    params = {R_NAMES[k]: v.strip('"').removeprefix("c(").removesuffix(")") for k, v in control.items()}
+    if detector in ("glrnb", "cusum"):
+        params["in_control_weeks"] = "0"  # R fits the in-control model on every week before the range
+    return detector, params
 
 
 def load_case(folder: Path, row: dict[str, str]) -> ReferenceCase:

@@ -113,3 +113,45 @@ def test_params_from_strings_and_validation():
         with pytest.raises(ValidationError):
             CusumParams.model_validate(bad)
     assert all(f.description for f in CusumParams.model_fields.values())
+
+
+def _level_changed_long_ago() -> pd.Series:
+    # 3 years at 5 a week, 1 year at 20, then 26 monitored weeks at 20 (issue 11, item 5)
+    rng = np.random.default_rng(7)
+    return _series(np.concatenate([rng.poisson(5, 156), rng.poisson(20, 52 + 26)]).astype(float))
+
+
+def test_a_level_reached_a_year_ago_is_the_in_control_level_not_the_first_year():
+    counts = _level_changed_long_ago()
+    monitored = range(208, 234)
+    out = detect(counts, CusumParams(), weeks=monitored)
+    assert out["alarm"].notna().all() and out["alarm"].sum() < len(monitored) / 2
+    # before: the weekly job charted such a series from week 52 against its first year
+    first_year = detect(counts, CusumParams(), weeks=range(52, 234)).iloc[-len(monitored):]
+    assert first_year["alarm"].sum() >= 20 > 2 * out["alarm"].sum()  # 23 against 9 of the 26 weeks
+
+
+def test_in_control_window_is_every_week_before_the_run_up_to_the_cap():
+    rng = np.random.default_rng(3)
+    values = rng.poisson(np.repeat([3.0, 8.0, 15.0], 100)).astype(float)
+    counts = _series(values)
+    for params, first, window in [
+        (CusumParams(m="mean"), 250, slice(146, 250)),  # capped: the last 104 weeks
+        (CusumParams(m="mean"), 80, slice(0, 80)),  # fewer: all there are
+        (CusumParams(m="mean", in_control_weeks=0), 250, slice(0, 250)),  # R: every week before
+        (CusumParams(m="mean", in_control_weeks=156), 250, slice(94, 250)),
+    ]:
+        out = detect(counts, params, weeks=range(first, first + 5))
+        assert out["expected"].tolist() == pytest.approx([values[window].mean()] * 5)
+    # the GLM sees only the window: dropping a year before it (harmonics keep their phase) changes nothing
+    full = detect(counts, CusumParams(), weeks=range(260, 270))
+    cut = detect(counts.iloc[52:], CusumParams(), weeks=range(208, 218))
+    assert full["expected"].tolist() == pytest.approx(cut["expected"].tolist(), rel=1e-12)
+
+
+def test_in_control_weeks_validation():
+    assert CusumParams().in_control_weeks == 104
+    assert CusumParams.model_validate({"in_control_weeks": "0"}).in_control_weeks == 0
+    assert CusumParams(m="mean", in_control_weeks=10).in_control_weeks == 10
+    with pytest.raises(ValidationError, match="in_control_weeks=30 is shorter than the 52 weeks"):
+        CusumParams(in_control_weeks=30)

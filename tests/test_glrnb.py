@@ -132,3 +132,29 @@ def test_params_from_strings_and_validation():
         with pytest.raises(ValidationError):
             GlrnbParams.model_validate(bad)
     assert all(f.description for f in GlrnbParams.model_fields.values())
+
+
+def test_a_level_reached_a_year_ago_is_the_in_control_level_not_the_first_year():
+    # 3 years at 5 a week, 1 year at 20, then 26 monitored weeks at 20 (issue 11, item 5)
+    rng = np.random.default_rng(7)
+    counts = _series(np.concatenate([rng.poisson(5, 156), rng.poisson(20, 52 + 26)]).astype(float))
+    out = detect(counts, GlrnbParams(), weeks=range(208, 234))
+    assert out["alarm"].notna().all() and out["alarm"].sum() < 26 / 2
+    assert out["expected"].mean() == pytest.approx(12.5, rel=0.05)  # the model saw weeks 104..207
+
+
+def test_in_control_window_is_every_week_before_the_run_up_to_the_cap():
+    values = _seasonal(320)
+    values[:150] *= 4  # an old level the capped window no longer sees
+    counts = _series(values)
+    full = detect(counts, GlrnbParams(), weeks=range(260, 270))
+    cut = detect(counts.iloc[156:], GlrnbParams(), weeks=range(104, 114))  # weeks 156..259: exactly the window
+    assert full["expected"].tolist() == pytest.approx(cut["expected"].tolist(), rel=1e-9)
+    assert full["nb_alpha"].tolist() == pytest.approx(cut["nb_alpha"].tolist(), rel=1e-9)
+    r = detect(counts, GlrnbParams(in_control_weeks=0), weeks=range(260, 270))  # R: every week before the run
+    assert r["expected"].iloc[0] > 1.5 * full["expected"].iloc[0]
+    short = detect(counts, GlrnbParams(), weeks=range(60, 70))  # fewer than the cap: all there are
+    assert short["expected"].tolist() == pytest.approx(detect(counts, GlrnbParams(in_control_weeks=0), weeks=range(60, 70))["expected"].tolist())
+    with pytest.raises(ValidationError, match="in_control_weeks=40 is shorter than the 52 weeks"):
+        GlrnbParams(in_control_weeks=40)
+    assert GlrnbParams(s=0, in_control_weeks=10).in_control_weeks == 10

@@ -173,6 +173,39 @@ def test_stateful_detectors_answer_the_same_whatever_the_lookback(demo_run, tmp_
     assert {r.series.key for r in full.flagged} >= {"is/admin1=Homs", "is/admin1=Hama", "is/admin1=Deir ez Zor"}
 
 
+@pytest.mark.parametrize(
+    ("n", "window", "start"),
+    [(80, 104, 52), (130, 104, 78), (185, 104, 104), (260, 104, 104), (300, 104, 144), (185, 0, 52), (300, 0, 144), (185, 156, 133)],
+)
+def test_chart_start_leaves_the_in_control_model_the_history_that_exists(n, window, start):
+    """cusum/glrnb chart a short series from week `in_control_weeks` (or a year before its end), not
+    from its first year's end; from 156 + window weeks on, the last 156 weeks (issue 11, item 5)."""
+    from monitor.detectors import get_detector, make_params
+    from monitor.pipeline import chart_start
+
+    for name in ("cusum", "glrnb"):
+        assert chart_start(get_detector(name), make_params(name, {"in_control_weeks": window}), n) == start
+    assert chart_start(get_detector("farrington-cusum"), make_params("farrington-cusum", {}), 400) == 400 - 156  # no window: as before
+
+
+def test_weeks_shown_before_the_chart_start_go_to_the_fallback_and_the_chart_is_the_checked_one():
+    import numpy as np
+
+    from monitor.detectors import make_params
+    from monitor.pipeline import detect_counts
+
+    rng = np.random.default_rng(5)
+    counts = pd.Series(rng.poisson(np.linspace(4, 12, 185)).astype(float),
+                       index=pd.date_range("2004-01-05", periods=185, freq="7D"), name="count")  # fmt: skip
+    params = make_params("cusum", {})
+    shown = detect_counts(counts, lookback=155, detector="cusum", params=params, fallback_params=None)
+    assert len(shown) == 156 and shown["detector"].tolist() == ["nb-recent"] * 75 + ["cusum"] * 81  # weeks 29..103, 104..184
+    assert shown.loc[0, "note"].startswith("too little history for cusum (needs 52 weeks, has 29)")
+    assert shown.loc[74, "note"].startswith("before the cusum chart's start (week 105 of the series")
+    checked = detect_counts(counts, lookback=0, detector="cusum", params=params, fallback_params=None)
+    pd.testing.assert_frame_equal(shown.tail(1).reset_index(drop=True)[checked.columns], checked, check_dtype=False)
+
+
 def test_check_of_one_series_reads_only_its_incidents_and_answers_as_the_full_run(demo_run, tmp_path):
     """A `--series` filter that spells out a key narrows the SQL to that series' labels; the
     answer for that series is the one the whole run gives."""
@@ -219,9 +252,9 @@ def test_charts_drawn_in_worker_processes_are_the_same_pngs(demo_run, tmp_path, 
 
 
 def test_check_of_a_group_that_starts_late_gets_the_weeks_of_the_full_run(tmp_path):
-    """A group whose first incident is years after its definition's first still gets the
-    definition's weeks when `check` reads only its incidents; a key typed in another case
-    matches as the filter always did."""
+    """A group whose first incident is years after its definition's first starts at its own first
+    incident (judged from then on, never against years of zeros), the same whether `check` reads
+    only its incidents or the whole run; a key typed in another case matches as the filter always did."""
     import random
     from datetime import date, timedelta
 
@@ -250,6 +283,9 @@ def test_check_of_a_group_that_starts_late_gets_the_weeks_of_the_full_run(tmp_pa
         for typed in (key, key.lower()):
             one = detect_week(config, store, week=WEEK, now=NOW, series_filter=typed, with_context=False).results
             assert [r.series.key for r in one] == [key], typed
-            assert one[0].series.counts.index[0] == full[key].series.counts.index[0] == pd.Timestamp("2019-01-07")
+            first = pd.Timestamp(one[0].series.counts.index[0])
+            assert first == full[key].series.counts.index[0] and pd.Timestamp("2022-01-03") <= first < pd.Timestamp("2022-01-31")
+            assert one[0].series.counts.iloc[0] > 0
             assert one[0].series.counts.equals(full[key].series.counts)
-            assert one[0].detection.expected == full[key].detection.expected and one[0].detection.detector == "farrington-cusum"
+            # a year of history: judged by the short-history fallback, identically in both reads
+            assert one[0].detection.expected == full[key].detection.expected and one[0].detection.detector == "nb-recent"

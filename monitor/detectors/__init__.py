@@ -48,6 +48,10 @@ class DetectorSpec:
     detect_many: Callable[..., list[pd.DataFrame]] | None = None
     #: optional ``series_min_history(params, counts)``: `min_history` for this series' calendar.
     series_min_history: Callable[[BaseModel, pd.Series], int] | None = None
+    #: optional ``in_control_weeks(params)``: the most weeks a stateful detector fits its
+    #: in-control model on, just before its chart (0: all of them); the weekly job starts the
+    #: chart of a short series late enough to give the model that many (`pipeline.chart_start`).
+    in_control_weeks: Callable[[BaseModel], int] | None = None
 
 
 DETECTORS: dict[str, DetectorSpec] = {
@@ -72,8 +76,14 @@ DETECTORS: dict[str, DetectorSpec] = {
         DetectorSpec(
             "trendfinder", signals.TrendfinderParams, signals.detect_trendfinder, signals.trendfinder_min_history, signals.TRENDFINDER_SUMMARY
         ),
-        DetectorSpec("glrnb", glrnb.GlrnbParams, glrnb.detect, glrnb.min_history, glrnb.SUMMARY, stateful=True),
-        DetectorSpec("cusum", cusum.CusumParams, cusum.detect, cusum.min_history, cusum.SUMMARY, stateful=True),
+        DetectorSpec(
+            "glrnb", glrnb.GlrnbParams, glrnb.detect, glrnb.min_history, glrnb.SUMMARY, stateful=True,
+            in_control_weeks=glrnb.in_control_weeks,
+        ),  # fmt: skip
+        DetectorSpec(
+            "cusum", cusum.CusumParams, cusum.detect, cusum.min_history, cusum.SUMMARY, stateful=True,
+            in_control_weeks=cusum.in_control_weeks,
+        ),  # fmt: skip
         DetectorSpec(
             "farrington-cusum",
             farrington_cusum.FarringtonCusumParams,
@@ -161,6 +171,7 @@ def run_detector(
     weeks: Sequence[int],
     fallback: str = FALLBACK,
     fallback_params: BaseModel | None = None,
+    chart_start: int = 0,
 ) -> pd.DataFrame:
     """Run detector `name` on the positions `weeks` of `counts`, with a short-history fallback.
 
@@ -175,12 +186,18 @@ def run_detector(
             (alarm NA and its note, plus the fallback's requirement).
         fallback_params: the fallback's parameters (e.g. from the config's
             [detectors.nb-recent]); None: its defaults.
+        chart_start: first position `name` itself judges (a stateful detector's chart start,
+            see `pipeline.chart_start`); earlier positions are judged by the fallback as if
+            their history were too short (without a fallback, by `name` from the first of
+            `weeks`). 0: wherever `min_history` allows.
 
     Returns the detector column contract, with the fallback's extra columns added where
     they differ, and the columns `detector` (the detector actually used) and
     `fallback_from` ("" or `name`) just before `note`.
     """
-    return run_detector_many(name, params, [counts], weeks=[weeks], fallback=fallback, fallback_params=fallback_params)[0]
+    return run_detector_many(
+        name, params, [counts], weeks=[weeks], fallback=fallback, fallback_params=fallback_params, chart_starts=[chart_start]
+    )[0]
 
 
 def run_detector_many(
@@ -191,8 +208,10 @@ def run_detector_many(
     weeks: Sequence[Sequence[int]],
     fallback: str = FALLBACK,
     fallback_params: BaseModel | None = None,
+    chart_starts: Sequence[int] | None = None,
 ) -> list[pd.DataFrame]:
-    """`run_detector` on many series at once (`weeks[i]` are the positions of `series[i]`).
+    """`run_detector` on many series at once (`weeks[i]` are the positions of `series[i]`,
+    `chart_starts[i]` its `chart_start`; None: 0 for every series).
 
     The frames equal those of one `run_detector` call per series; detectors with a batch
     engine (`DetectorSpec.detect_many`) fit all series in one call, which is what makes a
@@ -203,6 +222,9 @@ def run_detector_many(
         raise DetectorError(f"detector {name}: parameters must be {spec.params.__name__}, not {type(params).__name__}")
     if len(series) != len(weeks):
         raise ValueError(f"run_detector_many needs one list of weeks per series (got {len(series)} and {len(weeks)})")
+    chart_starts = [0] * len(series) if chart_starts is None else list(chart_starts)
+    if len(chart_starts) != len(series):
+        raise ValueError(f"run_detector_many needs one chart start per series (got {len(series)} and {len(chart_starts)})")
     need = spec.min_history(params)
     fb_spec = get_detector(fallback) if fallback and fallback != name else None
     fb_params = (fallback_params or fb_spec.params()) if fb_spec else None
@@ -210,11 +232,12 @@ def run_detector_many(
 
     needs = [spec.series_min_history(params, c) if spec.series_min_history else need for c in series]
     plans = []  # per series: positions, (main + neither) keys, neither keys, backup keys
-    for counts, w, need in zip(series, weeks, needs):
+    for counts, w, need, chart in zip(series, weeks, needs, chart_starts):
         pos = ears.check_positions(counts, w)
-        main = [k for k, t in enumerate(pos) if t >= need]
-        backup = [k for k, t in enumerate(pos) if t < need and fb_spec and t >= fb_need]
-        neither = [k for k, t in enumerate(pos) if t < need and not (fb_spec and t >= fb_need)]
+        first = max(need, chart) if fb_spec else need  # without a fallback, nothing else can judge them
+        main = [k for k, t in enumerate(pos) if t >= first]
+        backup = [k for k, t in enumerate(pos) if t < first and fb_spec and t >= fb_need]
+        neither = [k for k, t in enumerate(pos) if t < first and not (fb_spec and t >= fb_need)]
         own = sorted(main + neither) if (main or neither or not pos) else None
         plans.append((pos, own, neither, backup))
 
@@ -245,7 +268,7 @@ def run_detector_many(
             out["detector"] = fb_spec.name
             out["fallback_from"] = name
             out["note"] = [
-                _join(f"too little history for {name} (needs {needs[i]} weeks, has {pos[k]}): {_label(fb_spec.name, fb_params)} used", note)
+                _join(_before(name, needs[i], chart_starts[i], pos[k]) + f": {_label(fb_spec.name, fb_params)} used", note)
                 for k, note in zip(backup, out["note"])
             ]
             parts.append(out)
@@ -259,6 +282,12 @@ def run_detector_many(
         result["alarm"] = result["alarm"].astype("boolean")
         results.append(result)
     return results
+
+
+def _before(name: str, need: int, chart: int, t: int) -> str:
+    if t < need:
+        return f"too little history for {name} (needs {need} weeks, has {t})"
+    return f"before the {name} chart's start (week {chart + 1} of the series, after its in-control weeks)"
 
 
 def _label(name: str, params: BaseModel) -> str:

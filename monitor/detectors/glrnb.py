@@ -1,9 +1,16 @@
 """Negative-binomial GLR-CUSUM (Höhle & Paul 2008), as R `surveillance::glrnb`.
 
 In-control model: a negative-binomial GLM ``log mu0(t) = b0 [+ b1 t] + Σ_{s=1..S} (γ_s cos(2πst/52) +
-δ_s sin(2πst/52))`` fitted by maximum likelihood (the algorithm of R's ``MASS::glm.nb``) on every
-week BEFORE the first monitored week; its dispersion gives ``alpha`` (variance mu + alpha·mu²)
-unless `alpha` is set. Out of control the mean is ``mu0(t)·exp(kappa)`` from an unknown week on,
+δ_s sin(2πst/52))`` fitted by maximum likelihood (the algorithm of R's ``MASS::glm.nb``) on the
+in-control weeks; its dispersion gives ``alpha`` (variance mu + alpha·mu²) unless `alpha` is set.
+
+In-control weeks: the last `in_control_weeks` weeks (104, two years) just BEFORE the first
+monitored week, or all the weeks before it when there are fewer; at least `min_history` of them
+(52 with harmonics or a trend, else 8), else the weeks are undecided. `in_control_weeks = 0`
+takes every week before the run, as R does (its range fixes the fit on weeks 1..range[1]-1):
+on a series that escalated years ago that compares today with its first years, so the default
+caps the window (issue 11, item 5). The weekly job starts the chart late enough on a short
+series to fill the window (`pipeline.chart_start`). Out of control the mean is ``mu0(t)·exp(kappa)`` from an unknown week on,
 and the generalized likelihood ratio statistic of week n is
 
     GLR(n) = max_{k} sup_{kappa >= 0} Σ_{t=k..n} [kappa·y_t + (y_t + 1/alpha)·log((1 + alpha·mu0_t)/(1 + alpha·mu0_t·e^kappa))],
@@ -36,8 +43,8 @@ from monitor.detectors.ears import check_positions, result_frame
 
 SUMMARY = (
     "Negative-binomial GLR-CUSUM (as R surveillance::glrnb): alarm when the likelihood ratio of "
-    "a rise since some past week, against a seasonal NB model fitted on the weeks before the "
-    "monitored run, reaches c_arl; restarts after each alarm."
+    "a rise since some past week, against a seasonal NB model fitted on the (at most in_control_weeks) "
+    "weeks before the monitored run, reaches c_arl; restarts after each alarm."
 )
 
 PERIOD = 52  # weeks per year in the harmonic terms (R: the sts frequency)
@@ -59,6 +66,11 @@ class GlrnbParams(BaseModel):
     m: int = Field(-1, ge=-1, description="Look at most m weeks back for the start of the change; -1: all weeks since the last alarm (R M).")
     change: Literal["intercept"] = Field("intercept", description="Kind of change detected: a multiplicative rise of the mean (R change).")
     dir: Literal["inc"] = Field("inc", description="Direction of the change: inc (rises) only (R dir).")
+    in_control_weeks: int = Field(
+        104, ge=0,
+        description="Fit the in-control NB model on the last in_control_weeks weeks before the monitored run (all of them "
+        "if fewer, at least 52 with s > 0 or trend, else 8); 0: every week before the run, as R.",
+    )  # fmt: skip
 
     @field_validator("alpha", mode="before")
     @classmethod
@@ -76,12 +88,28 @@ class GlrnbParams(BaseModel):
     def _window(self) -> GlrnbParams:
         if self.m != -1 and self.m < self.m_tilde:
             raise ValueError(f"m={self.m} must be -1 (no window) or at least m_tilde={self.m_tilde}")
+        need = min_history(self)
+        if 0 < self.in_control_weeks < need:
+            raise ValueError(
+                f"in_control_weeks={self.in_control_weeks} is shorter than the {need} weeks the in-control model needs: "
+                f"use at least {need}, or 0 for every week before the run"
+            )
         return self
 
 
 def min_history(params: GlrnbParams) -> int:
     """Weeks before the monitored run needed to fit the in-control model: one year (52 weeks)."""
     return PERIOD if (params.s > 0 or params.trend) else 8
+
+
+def in_control_weeks(params: GlrnbParams) -> int:
+    """Most weeks the in-control model is fitted on, just before the monitored run (0: all of them)."""
+    return params.in_control_weeks
+
+
+def in_control(first: int, params: GlrnbParams) -> np.ndarray:
+    """Positions the in-control model is fitted on when the monitored run starts at `first` (missing counts included)."""
+    return np.arange(max(0, first - params.in_control_weeks) if params.in_control_weeks else 0, first)
 
 
 # --------------------------------------------------------------------------------------
@@ -263,7 +291,7 @@ def detect(counts: pd.Series, params: GlrnbParams, *, weeks: Sequence[int]) -> p
         params: the glrnb settings.
         weeks: 0-based positions to return; the chart runs over every week from the first
             to the last of them (a run of consecutive weeks), the in-control model being
-            fitted on all weeks before the first.
+            fitted on the (at most `in_control_weeks`) weeks just before the first.
 
     Returns one row per position: the core columns (`expected` = mu0, `upperbound` = the
     smallest count alarming this week given the weeks since the last alarm, `score` = the
@@ -282,7 +310,7 @@ def detect(counts: pd.Series, params: GlrnbParams, *, weeks: Sequence[int]) -> p
     problem = ""
     mu0 = nan.copy()
     alpha = params.alpha
-    train = np.arange(first)
+    train = in_control(first, params)
     train = train[~np.isnan(y[train])]
     if first < need:
         problem = f"too little history for glrnb (needs {need} weeks before the monitored run, has {first})"

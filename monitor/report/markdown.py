@@ -67,11 +67,12 @@ DETECTOR_WORDS = {
     ),
     "glrnb": (
         "Negative-binomial GLR-CUSUM (Höhle & Paul 2008, as R `surveillance::glrnb`): accumulates evidence of a "
-        "sustained rise since some past week against a seasonal model of the weeks before; suited to slow surges."
+        "sustained rise since some past week against a seasonal model of the (at most two) years before; suited to slow surges."
     ),
     "cusum": (
         "CUSUM of standardised counts (as R `surveillance::cusum`, restarting after each alarm): accumulates "
-        "excesses over the expected count, so several moderately high weeks in a row raise an alarm."
+        "excesses over the expected count (a seasonal model of the (at most two) years before), so several moderately "
+        "high weeks in a row raise an alarm."
     ),
     "highest-in": (
         "OCHA HDX Signals rule: an alarm when the last weeks' total is the highest in 3 years (a warning at 1 year), "
