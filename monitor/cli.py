@@ -102,6 +102,16 @@ def cli(ctx: click.Context, config_path: Path | None, db_path: Path | None, debu
     """
     ctx.meta["monitor.debug"] = debug
     ctx.obj = {"config_path": config_path, "db_path": db_path}
+    if not debug:
+        # statsmodels and numpy warn about fits the detectors already handle (perfect separation on a
+        # constant window, a zero in a log): what matters reaches the user as a note, not a warning
+        # (--debug shows them). Worker processes read the setting from the environment.
+        import os
+
+        from monitor.parallel import hide_library_warnings
+
+        hide_library_warnings()
+        os.environ["MONITOR_QUIET_WARNINGS"] = "1"
 
 
 def _config(ctx: click.Context):

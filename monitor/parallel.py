@@ -39,6 +39,19 @@ def worker_count(setting: int) -> int:
 def _quiet_worker() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if os.environ.get("MONITOR_QUIET_WARNINGS") == "1":  # set by the CLI without --debug (see there)
+        hide_library_warnings()
+
+
+def hide_library_warnings() -> None:
+    """Keep library warnings (statsmodels' perfect separation, numpy's log of 0) off the terminal.
+
+    A filter is not enough: statsmodels puts "always" filters for its own warnings in front
+    when it is imported, so the display itself is switched off.
+    """
+    import warnings
+
+    warnings.showwarning = lambda *args, **kwargs: None
 
 
 def chunks(items: Sequence[T], parts: int) -> list[list[T]]:

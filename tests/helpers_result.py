@@ -152,7 +152,7 @@ def make_result(
         results=tuple(results),
         annotations=(EARTHQUAKE,),
         synthetic=synthetic,
-        notes=("1 series had too little history for their detector and were checked with EARS instead.",
+        notes=("1 series had too little history for their detector and were checked with nb-recent instead.",
                "1 series could not be decided this week (see the note column)."),
     )
 

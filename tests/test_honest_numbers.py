@@ -217,7 +217,10 @@ def _about(x: float) -> str:
 
 
 def _series_counts(key: str, counts: dict[str, list[int]]) -> list[int]:
-    """The weekly counts of a series key, `events/admin1=Homs` or `events/total`, zero-filled from START."""
+    """The weekly counts of a series key, `events/admin1=Homs` or `events/total`, zero-filled from START
+    (a group's series starts at its own first event, a total at the first of all)."""
     name, cut = key.split("/", 1)
     areas = AREAS[name] if cut == "total" else (cut.split("=", 1)[1],)
-    return [int(sum(week)) for week in zip(*(counts[a] for a in areas))]
+    values = [int(sum(week)) for week in zip(*(counts[a] for a in areas))]
+    first = next(i for i, v in enumerate(values) if v)
+    return values[first:]

@@ -25,11 +25,18 @@ def _dist(mu: float, phi: float):
 
 def test_level_and_dispersion_follow_their_definition():
     """Level = (sum of the 8 weeks before the gap week + 0.5) / 8; phi = sum of squared one-week-ahead
-    errors over the sum of levels, 52 weeks back, floored at 1: recomputed here with plain loops."""
+    errors over the sum of levels, 52 weeks back, past surge weeks left out, floored at 1: recomputed
+    here with plain loops and scipy's distributions."""
     rng = np.random.default_rng(3)
     y = rng.negative_binomial(2, 2 / 7, 120).astype(float)
     p = NbRecentParams()
     level, phi = level_and_dispersion(y, p)
+
+    def first_phi(s: int) -> float:
+        past = [r for r in range(max(s - p.phi_weeks, 0), s) if np.isfinite(level[r])]
+        den = sum(level[r] for r in past)
+        return max(sum((y[r] - level[r]) ** 2 for r in past) / den, 1.0) if den > 0 else 1.0
+
     for t in range(120):
         end = t - p.gap
         window = y[max(end - p.window, 0) : max(end, 0)]
@@ -38,8 +45,10 @@ def test_level_and_dispersion_follow_their_definition():
             continue
         assert level[t] == pytest.approx((window.sum() + 0.5) / len(window))
         past = [s for s in range(max(t - p.phi_weeks, 0), t) if np.isfinite(level[s])]
-        num = sum((y[s] - level[s]) ** 2 for s in past)
-        den = sum(level[s] for s in past)
+        # weeks that were surges when they happened, under a first estimate from every week, are left out
+        kept = [s for s in past if not (y[s] > level[s] and _dist(level[s], first_phi(s)).sf(y[s] - 1) <= p.outlier_alpha)]
+        num = sum((y[s] - level[s]) ** 2 for s in kept)
+        den = sum(level[s] for s in kept)
         want = max(num / den, 1.0) if den > 0 else 1.0
         assert phi[t] == pytest.approx(want)
     assert min_history(p) == 5
@@ -86,22 +95,25 @@ def test_a_gradual_doubling_without_an_extreme_week_is_caught_by_the_chart():
 
 
 def test_in_control_alarm_rate_is_near_nominal_after_warm_up():
-    """Simulated NB counts, sparse to busy, after 30 weeks: within 2.5 times the nominal 0.0042 a week.
+    """Simulated NB counts, sparse to busy, after 30 weeks: within twice the nominal 0.0042 a week, and
+    under 0.015 where counts are sparse and overdispersed.
 
     A level estimated from 8 weeks runs above nominal where counts are sparse and overdispersed
-    (measured 0.0101 at mean 2, phi 3; 0.002-0.006 elsewhere): the plug-in bound does not carry
-    the level's own uncertainty. The Noufaily figures of the default detector are in the README."""
+    (measured 0.0125 at mean 2, phi 3 with this seed; 0.002-0.006 elsewhere): the plug-in bound
+    does not carry the level's own uncertainty, and leaving past surge weeks out of the
+    dispersion (what keeps one offensive from blunting a year of alarms) trims phi a little.
+    The README states these figures; the Noufaily figures of the default detector are there too."""
     rng = np.random.default_rng(7)
     index = pd.date_range("2018-01-01", periods=160, freq="7D")
-    for mu, phi in ((0.5, 1.0), (2.0, 3.0), (8.0, 2.0), (30.0, 1.5)):
+    nominal = 0.002 + 1 / _nb.arl0(1.0, 2.25)
+    for mu, phi, bound in ((0.5, 1.0, 2 * nominal), (2.0, 3.0, 0.015), (8.0, 2.0, 2 * nominal), (30.0, 1.5, 2 * nominal)):
         alarms = weeks = 0
         for _ in range(60):
             y = rng.negative_binomial(mu / (phi - 1), 1 / phi, 160) if phi > 1 else rng.poisson(mu, 160)
             out = apply_min_count(detect(pd.Series(y.astype(float), index=index), NbRecentParams(), weeks=range(35, 160)), 3)
             alarms += int(out["alarm"].fillna(False).sum())
             weeks += len(out)
-        nominal = 0.002 + 1 / _nb.arl0(1.0, 2.25)
-        assert alarms / weeks <= 2.5 * nominal, (mu, phi, alarms / weeks)
+        assert alarms / weeks <= bound, (mu, phi, alarms / weeks)
 
 
 def test_fallback_is_nb_recent_and_ears_stays_available():

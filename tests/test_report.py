@@ -73,7 +73,7 @@ def test_key_messages_are_sentences_with_the_numbers(text):
         "in alert for 3 weeks." in text
     )
     assert "- Islamic State events in Hama rose to 6 events this week against 1.0 expected (threshold 4.9); new this week." in text
-    assert "8 series checked: 4 flagged (1 new, 3 continuing), 1 undecided, 1 checked with EARS" in text
+    assert "8 series checked: 4 flagged (1 new, 3 continuing), 1 undecided, 1 checked with the nb-recent fallback" in text
 
 
 def test_flagged_table_is_ranked_with_every_column(text, result):

@@ -380,7 +380,7 @@ def test_registry_summaries_and_fallback():
     # Too little history for highest-in: EARS C1 steps in, and has no warning column values.
     counts = _series([2] * 150 + [9] + [2] * 49 + [20])
     out = run_detector("highest-in", make_params("highest-in", {}), counts, weeks=[150, 200])
-    assert out["detector"].tolist() == ["ears", "highest-in"] and "needs 159 weeks, has 150" in out.loc[0, "note"]
+    assert out["detector"].tolist() == ["nb-recent", "highest-in"] and "needs 159 weeks, has 150" in out.loc[0, "note"]
     assert pd.isna(out.loc[0, "warning"]) and bool(out.loc[1, "warning"]) and bool(out.loc[1, "alarm"])
     assert str(out["alarm"].dtype) == "boolean"
 

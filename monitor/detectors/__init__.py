@@ -314,13 +314,13 @@ def apply_min_count(frame: pd.DataFrame, min_count: int) -> pd.DataFrame:
                 values = out[col].astype("boolean")
                 values[hit & ~values.isna().to_numpy()] = False
                 out[col] = values
-        if "upperbound" in out:
-            upper = pd.to_numeric(out["upperbound"], errors="coerce").to_numpy(dtype=float)
-            out["upperbound"] = np.where(decided, np.fmax(upper, float(min_count - 1)), upper)
         if "note" in out and was.any():
             notes = out["note"].astype(str).to_numpy(dtype=object)
             notes[was] = [_join(n, f"fewer than min_count = {min_count} events: not an alert") for n in notes[was]]
             out["note"] = notes
+    if min_count > 0 and "upperbound" in out:  # the threshold shown is never below the floor
+        upper = pd.to_numeric(out["upperbound"], errors="coerce").to_numpy(dtype=float)
+        out["upperbound"] = np.where(decided, np.fmax(upper, float(min_count - 1)), upper)
     out["floor_ok"] = ~below
     return out
 

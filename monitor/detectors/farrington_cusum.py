@@ -40,6 +40,8 @@ detector"); k, h and alpha were chosen on simulations with seed 2 and scored on 
 
 A week with less than `b` years of history is fitted on as many whole years as it has, down
 to `b_min` (column `b_used`); below that the series is judged by the `nb-recent` fallback.
+Where every reference week was empty Farrington's mean collapses towards 0; the expected
+count is never below half an event over the reference weeks, 0.5 / (b · (2w + 1)).
 """
 
 from __future__ import annotations
@@ -183,11 +185,15 @@ def _chart(
     values = counts.to_numpy(dtype=float, na_value=np.nan)
     idx = np.asarray(run, dtype=int)
     off = len(fit) - len(run)  # the run is the tail of the fitted weeks
-    mu0_all = fitted["mu0"].to_numpy(dtype=float)
+    # Farrington's mean can collapse towards 0 where every reference week was empty (5e-10 for a
+    # region with an event a quarter): never below half an event over its reference weeks
+    floor = 0.5 / (fitted["b_used"].to_numpy(dtype=float) * (2 * params.w + 1))
+    mu0_all = np.fmax(fitted["mu0"].to_numpy(dtype=float), floor)
+    mu0_all[~np.isfinite(fitted["mu0"].to_numpy(dtype=float))] = np.nan
     y_all = fitted["count"].to_numpy(dtype=float)
     f = fitted.iloc[off:].reset_index(drop=True)
     y = f["count"].to_numpy(dtype=float)
-    mu0 = f["mu0"].to_numpy(dtype=float)
+    mu0 = mu0_all[off:]
     phi_f = np.maximum(f["phi"].to_numpy(dtype=float), 1.0)
     decided = ~f["alarm"].isna().to_numpy()
     # the recent weeks against Farrington's expectation for each of them (seasonality kept): their total

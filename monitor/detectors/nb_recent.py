@@ -11,8 +11,9 @@ counts, which are overdispersed and often zero. For each week t:
    `min_weeks` weeks must be in the window (`min_history` = gap + min_weeks).
 2. **Dispersion.** phi = Σ (y_s − level_s)² / Σ level_s over the one-week-ahead errors of
    the `phi_weeks` weeks before t (its own track record), floored at `phi_min`, leaving out
-   the weeks that were surges when they happened (error above `outlier` = 2.58 standard
-   deviations of that week's own estimate, as Farrington down-weights past outbreaks); the
+   the weeks that were surges when they happened (P(count or more) ≤ `outlier_alpha` under
+   that week's level and a first estimate of phi, as Farrington down-weights past
+   outbreaks), so one offensive does not blunt the alarms of the following year; the
    week's count is NegBin(mean level, variance phi·level), Poisson when phi = 1.
 3. **Single week.** The p-value is the real tail P(Y ≥ y); the week alarms when it is at
    most `alpha`. `upperbound` is the largest count that does not alarm (never below 0).
@@ -52,9 +53,9 @@ class NbRecentParams(BaseModel):
     min_weeks: int = Field(4, ge=1, le=104, description="Weeks of the window that must exist before a week is judged.")
     phi_weeks: int = Field(52, ge=4, le=520, description="Weeks of one-week-ahead errors the dispersion is estimated on.")
     phi_min: float = Field(1.0, ge=1.0, allow_inf_nan=False, description="Floor of the dispersion (1: Poisson).")
-    outlier: float = Field(
-        2.58, gt=0, allow_inf_nan=False,
-        description="Weeks whose count was this many standard deviations above their level are left out of the dispersion.",
+    outlier_alpha: float = Field(
+        0.002, gt=0, lt=1, allow_inf_nan=False,
+        description="Weeks that were this improbable when they happened (P(count or more) at most this) are left out of the dispersion.",
     )
     alpha: float = Field(0.002, gt=0, lt=1, allow_inf_nan=False, description="One-sided level of the single-week test.")
     cusum_k: float = Field(1.0, ge=0, allow_inf_nan=False, description="Reference value subtracted from each week's normal score.")
@@ -81,8 +82,7 @@ def level_and_dispersion(y: np.ndarray, params: NbRecentParams) -> tuple[np.ndar
     level = np.full(n, np.nan)
     level[ok] = (csum[end[ok]] - csum[begin[ok]] + 0.5) / width[ok]
     # dispersion from the one-week-ahead errors of the phi_weeks weeks before t; weeks that were
-    # surges when they happened (error above `outlier` standard deviations) are left out, as
-    # Farrington down-weights past outbreaks, so one offensive does not blunt the next year's alarms
+    # surges when they happened (improbable under a first estimate) are left out
     has = np.isfinite(level)
     err = np.nan_to_num(y) - np.nan_to_num(level)
     den = np.where(has, np.nan_to_num(level), 0.0)
@@ -97,8 +97,8 @@ def level_and_dispersion(y: np.ndarray, params: NbRecentParams) -> tuple[np.ndar
         return np.where(np.isfinite(raw), np.maximum(raw, params.phi_min), params.phi_min)
 
     first = rolling(has)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        surge = has & (err > 0) & (err**2 > params.outlier**2 * first * den)
+    surge = has & (err > 0)
+    surge[surge] = _nb.p_at_least(y[surge], level[surge], first[surge]) <= params.outlier_alpha
     phi = rolling(has & ~surge)
     phi[~ok] = np.nan
     return level, phi

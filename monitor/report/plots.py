@@ -155,7 +155,9 @@ def plot_series(result: SeriesResult, *, week_start: date, annotations: Sequence
         Patch(color=BAR, label="weekly count"),
         Patch(color=ALARM, label="alarm week"),
         matplotlib.lines.Line2D([], [], color=EXPECTED, lw=1.8, label=f"expected ({detector})"),
-        matplotlib.lines.Line2D([], [], color=THRESHOLD, lw=1.6, ls="--", label="threshold"),
+        # detectors with a CUSUM also alarm below it, on a rise over several weeks
+        matplotlib.lines.Line2D([], [], color=THRESHOLD, lw=1.6, ls="--",
+                                label="single-week threshold" if "chart_alarm" in history else "threshold"),
         Patch(facecolor=CURRENT, edgecolor="black", label="reported week"),
     ]
     if warned.any():
