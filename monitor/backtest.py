@@ -123,7 +123,7 @@ class Burden:
         return _per100(self.warnings, self.series_weeks)
 
     def shares(self) -> str:
-        """Alerts per detector actually used, e.g. "farrington-cusum 58 (28%), ears 149 (72%)"."""
+        """Alerts per detector actually used, e.g. "farrington-cusum 22 (34%), nb-recent 42 (66%)"."""
         items = sorted(self.by_detector.items(), key=lambda kv: (-kv[1]["alerts"], kv[0]))
         return ", ".join(f"{d} {n['alerts']} ({n['alerts'] / self.alerts:.0%})" if self.alerts else f"{d} 0" for d, n in items)
 

@@ -34,7 +34,7 @@ Per configuration (written as TOML into `<workdir>/<name>/monitor.toml`):
    `--peers` (default), the peer rules `acled-surge`, `highest-in` and `trendfinder`;
 4. per rule: alerts (`alarm` = 1), series-weeks, alerts per 100 series-weeks, alerts on
    weeks with two events or fewer, alerts per detector actually used (the `detector`
-   column: the default falls back to `ears` on short history), surges caught and alerts
+   column: the default falls back to `nb-recent` on short history), surges caught and alerts
    per series-year outside surges, the named surges (UCDP), a side-by-side table, a
    verdict and the issue's targets as PASS/FAIL lines. Nothing is asserted; the exit
    status is 1 only when a command fails.
