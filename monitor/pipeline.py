@@ -117,10 +117,14 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def ingest_files(store, paths: Iterable[Path], *, config: Config, now: datetime, format: str | None = None) -> IngestOutcome:
+def ingest_files(
+    store, paths: Iterable[Path], *, config: Config, now: datetime, format: str | None = None, again: bool = False
+) -> IngestOutcome:
     """Ingest files one by one: each file is one transaction; a refused file changes nothing.
 
-    A file whose exact content (sha256) was ingested before is skipped without parsing.
+    A file whose exact content (sha256) was ingested before is skipped without parsing, unless
+    `again` (`monitor ingest --again`: read it anyway, upserting as usual) or every row of that
+    ingest was rejected (`Store.ingested`: after fixing the mapping or the clock, it is read again).
     """
     from monitor.sources import open_file
 
@@ -135,7 +139,7 @@ def ingest_files(store, paths: Iterable[Path], *, config: Config, now: datetime,
             refused.append(_unreadable(path, exc))
             continue
         faults.point("ingest.hashed")
-        if store.ingested(sha):
+        if not again and store.ingested(sha):
             results.append(IngestResult(str(path), sha, "", "", 0, 0, 0, 0, 0, skipped=True))
             continue
         try:
