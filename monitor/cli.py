@@ -172,7 +172,8 @@ def ingest(ctx: click.Context, files: tuple[Path, ...], fmt: str | None, again: 
     row of it was rejected (fix the mapping or the clock, then ingest it again) or
     --again is given. Exit 1 if any file was refused or any row rejected, with one line on stderr
     per refused file and per rejected row (the first 20); 5 if another run holds the
-    database's lock; else 0.
+    database's lock (the lock of the file the database path resolves to; a database with
+    other hard links is refused: make a copy instead); else 0.
     """
     from monitor.lock import run_lock
     from monitor.pipeline import REJECT_LINES, ingest_files

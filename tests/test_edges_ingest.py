@@ -14,13 +14,19 @@ command at a time is enough, as separate `python -m monitor` processes where two
 
 from __future__ import annotations
 
+import os
 import sqlite3
+from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from monitor.cli import cli
+from monitor.errors import LockError, StoreError
+from monitor.lock import lock_path, run_lock
 from tests.helpers_incidents import write_incidents
+from tests.test_overlap import Monitor, Pause, held_message, procs  # noqa: F401 (procs: the fixture)
 
 NOW = "2023-03-06T06:00:00+00:00"
 
@@ -107,3 +113,92 @@ def test_again_reads_a_file_already_ingested_and_upserts_its_rows(tmp_path):
     code, out, _ = cli_run("ingest", "--again", str(data), config=config)
     assert (code, out) == (0, f"{data}: acled, {rows} rows read, 0 inserted, 1 updated, {rows - 1} unchanged, 0 rejected\n")
     assert query(db, "SELECT event_date FROM incidents WHERE source_id = 'SYR1'") == [("2021-01-05",)]
+
+
+# ---- item 4: links do not defeat the run lock ---------------------------------------------------------------
+
+
+def plain_config(folder: Path, db: str) -> Path:
+    path = folder / "monitor.toml"
+    path.write_text(f'[database]\npath = "{db}"\n', encoding="utf-8")
+    return path
+
+
+def clock() -> datetime:
+    return datetime(2023, 3, 6, 6, 0, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("link", ["file", "folder"])
+def test_a_symlinked_database_path_takes_the_lock_of_its_target(tmp_path, link):
+    (tmp_path / "data").mkdir()
+    target = tmp_path / "data" / "m.db"
+    sqlite3.connect(target).close()
+    if link == "file":
+        os.symlink(target, tmp_path / "link.db")
+        via = tmp_path / "link.db"
+    else:
+        os.symlink(tmp_path / "data", tmp_path / "linked")
+        via = tmp_path / "linked" / "m.db"
+    assert lock_path(via) == lock_path(target) == tmp_path / "data" / "m.db.lock"
+    with run_lock(target, clock=clock):
+        with pytest.raises(LockError, match="another incident-monitor run holds"):
+            with run_lock(via, clock=clock):
+                pass
+
+
+def test_an_ingest_through_a_symlink_waits_for_a_run_on_the_target(tmp_path, procs):
+    """Two real processes, one naming the database by its path, one through a symlink: the second exits 5."""
+    (tmp_path / "data").mkdir()
+    os.symlink(tmp_path / "data" / "m.db", tmp_path / "link.db")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    direct, linked = plain_config(tmp_path / "a", "../data/m.db"), plain_config(tmp_path / "b", "../link.db")
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    rows = write_incidents(first, ["Homs"], prefix="A", weeks=20) + write_incidents(second, ["Hama"], prefix="B", weeks=20)
+    pause = Pause(tmp_path / "pause")
+    holder = Monitor("ingest", str(first), config=direct, pause="lock.acquired", pause_dir=pause.folder)
+    procs.append(holder)
+    assert pause.reached("lock.acquired", by=procs) == holder.pid
+    intruder = Monitor("ingest", str(second), config=linked)
+    procs.append(intruder)
+    assert intruder.finish() == (5, "", held_message(tmp_path / "data", holder.pid))
+    pause.release("lock.acquired")
+    assert holder.finish()[0] == 0
+    code, out, err = Monitor("ingest", str(second), config=linked).finish()  # now it is free: through the link
+    assert code == 0 and "60 inserted" in out, out + err
+    assert query(tmp_path / "data" / "m.db", "SELECT count(*) FROM incidents") == [(rows,)]
+    assert not (tmp_path / "link.db.lock").exists()
+
+
+def test_a_hard_linked_database_is_refused_with_the_fix(tmp_path, procs):
+    """A run holds the lock of data/m.db; a hard link to it would have its own lock: the run through it is refused."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    write_incidents(first, ["Homs"], prefix="A", weeks=20)
+    write_incidents(second, ["Hama"], prefix="B", weeks=20)
+    direct, linked = plain_config(tmp_path / "a", "../data/m.db"), plain_config(tmp_path / "b", "../other.db")
+    assert cli_run("ingest", str(first), config=direct)[0] == 0  # the database exists
+    pause = Pause(tmp_path / "pause")
+    holder = Monitor("ingest", "--again", str(first), config=direct, pause="lock.acquired", pause_dir=pause.folder)
+    procs.append(holder)
+    assert pause.reached("lock.acquired", by=procs) == holder.pid
+    os.link(tmp_path / "data" / "m.db", tmp_path / "other.db")
+    before = query(tmp_path / "data" / "m.db", "SELECT count(*) FROM ingests")
+    intruder = Monitor("ingest", str(second), config=linked)
+    procs.append(intruder)
+    code, out, err = intruder.finish()
+    assert (code, out) == (1, ""), err
+    assert err == (f"error: {tmp_path / 'other.db'}: the database file has 1 other hard link(s), so two runs could "
+                   "write it at once under different lock files; make a copy instead of a hard link\n")  # fmt: skip
+    assert query(tmp_path / "data" / "m.db", "SELECT count(*) FROM ingests") == before  # nothing written through the link
+    pause.release("lock.acquired")
+    assert holder.finish()[0] == 0
+    # while the link exists, no run takes the database by either name
+    with pytest.raises(StoreError, match="make a copy instead of a hard link"):
+        with run_lock(tmp_path / "data" / "m.db", clock=clock):
+            pass
+    os.unlink(tmp_path / "other.db")
+    with run_lock(tmp_path / "data" / "m.db", clock=clock):
+        pass
