@@ -170,7 +170,8 @@ def ingest(ctx: click.Context, files: tuple[Path, ...], fmt: str | None, again: 
     used is kept in the `rejects` table (`monitor rejects`) and the file's other rows are
     ingested. A file whose content (sha256) was ingested before is skipped, unless every
     row of it was rejected (fix the mapping or the clock, then ingest it again) or
-    --again is given. Exit 1 if any file was refused or any row rejected, with one line on stderr
+    --again is given. The sha256 logged and the rows parsed come from one read of
+    the file (copied to $TMPDIR while hashed), so a pipe works: `cat f.csv | monitor ingest /dev/stdin`. Exit 1 if any file was refused or any row rejected, with one line on stderr
     per refused file and per rejected row (the first 20); 5 if another run holds the
     database's lock (the lock of the file the database path resolves to; a database with
     other hard links is refused: make a copy instead); else 0.

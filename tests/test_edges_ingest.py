@@ -202,3 +202,89 @@ def test_a_hard_linked_database_is_refused_with_the_fix(tmp_path, procs):
     os.unlink(tmp_path / "other.db")
     with run_lock(tmp_path / "data" / "m.db", clock=clock):
         pass
+
+
+# ---- item 6: the hash is that of the bytes parsed --------------------------------------------------------------
+
+
+REWRITE = """import sys
+path, start, end = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+data = open(sys.argv[4], "rb").read()
+with open(path, "r+b") as f:  # in place, as a sync tool or an exporter rewriting its output does
+    if start == 0:
+        f.truncate(0)
+    f.seek(start)
+    f.write(data[start:end])
+"""
+
+
+def rewrite(path: Path, original: Path, start: int, end: int) -> None:
+    """Another process writes bytes start..end of `original` into `path` (truncating it first when start is 0)."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-c", REWRITE, str(path), str(start), str(end), str(original)], check=True, timeout=60)
+
+
+def test_a_file_rewritten_in_place_during_an_ingest_is_not_recorded_as_whole(tmp_path, procs, monkeypatch):
+    """Held between reading the file and parsing it, `monitor ingest` sees another process truncate the file and
+    write its first half back; the rest follows later. What was stored must be what the logged sha256 says."""
+    import hashlib
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    monkeypatch.setenv("TMPDIR", str(spool))  # the ingest process's temporary copy goes here
+    config = plain_config(tmp_path, "m.db")
+    data, original = tmp_path / "acled.csv", tmp_path / "original.csv"
+    rows = write_incidents(original, ["Homs", "Hama"], prefix="SYR", weeks=60)
+    data.write_bytes(original.read_bytes())
+    size = original.stat().st_size
+    pause = Pause(tmp_path / "pause")
+    ingest = Monitor("ingest", str(data), config=config, pause="ingest.hashed", pause_dir=pause.folder)
+    procs.append(ingest)
+    assert pause.reached("ingest.hashed", by=procs) == ingest.pid
+    rewrite(data, original, 0, size // 2)  # the rewrite begins while the ingest is under way
+    pause.release("ingest.hashed")
+    code, out, err = ingest.finish()
+    rewrite(data, original, size // 2, size)  # ... and ends: the same file as before
+    assert data.read_bytes() == original.read_bytes()
+
+    db = tmp_path / "m.db"
+    stored = query(db, "SELECT count(*) FROM incidents")[0][0]
+    [(logged, rows_read)] = query(db, "SELECT sha256, rows_read FROM ingests")
+    assert (code, err) == (0, ""), out + err
+    assert (stored, rows_read) == (rows, rows)  # the bytes read once, before the rewrite
+    assert logged == hashlib.sha256(original.read_bytes()).hexdigest()
+    assert list(spool.iterdir()) == []  # the temporary copy is gone
+
+    code, out, _ = cli_run("ingest", str(data), config=config)
+    assert (code, out) == (0, f"{data}: already ingested (same sha256), nothing to do\n")
+    assert query(db, "SELECT count(*) FROM incidents") == [(rows,)]
+
+
+def test_a_pipe_can_be_ingested(tmp_path):
+    """`cat FILE | monitor ingest /dev/stdin`: the stream is read once, hashed and parsed; the same bytes again are skipped."""
+    import subprocess
+    import sys
+
+    from tests.test_overlap import ROOT, _env
+
+    config = plain_config(tmp_path, "m.db")
+    data = tmp_path / "acled.csv"
+    rows = write_incidents(data, ["Homs"], prefix="SYR", weeks=30)
+    command = f"cat {data} | {sys.executable} -m monitor --config {config} ingest /dev/stdin"
+    done = subprocess.run(command, shell=True, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr) == (0, ""), done.stdout + done.stderr
+    assert done.stdout == f"/dev/stdin: acled, {rows} rows read, {rows} inserted, 0 updated, 0 unchanged, 0 rejected\n"
+    assert query(tmp_path / "m.db", "SELECT file, rows_read FROM ingests") == [("/dev/stdin", rows)]
+
+    again = subprocess.run(command, shell=True, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
+    assert (again.returncode, again.stdout) == (0, "/dev/stdin: already ingested (same sha256), nothing to do\n")
+    code, out, _ = cli_run("ingest", str(data), config=config)  # the file itself: the same bytes
+    assert (code, out) == (0, f"{data}: already ingested (same sha256), nothing to do\n")
+
+    # an empty pipe is refused as empty, as an empty file is
+    command = f"printf '' | {sys.executable} -m monitor --config {config} ingest /dev/stdin"
+    done = subprocess.run(command, shell=True, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == "error: /dev/stdin: line 1: the file is empty (expected a CSV file with a header row)\n"
