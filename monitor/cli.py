@@ -159,23 +159,29 @@ _WAIT_OPTION = click.option(
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None, help="input format (default: ingest.format, usually auto)")
+@click.option("--again", is_flag=True, default=False,
+              help="read files already ingested (same sha256) again, upserting their rows (e.g. after fixing a mapping)")
 @_WAIT_OPTION
 @click.pass_context
-def ingest(ctx: click.Context, files: tuple[Path, ...], fmt: str | None, wait: float) -> None:
+def ingest(ctx: click.Context, files: tuple[Path, ...], fmt: str | None, again: bool, wait: float) -> None:
     """Read incident files into the database (upsert on source and event id).
 
     A file that cannot be read at all is refused and changes nothing; a row that cannot be
     used is kept in the `rejects` table (`monitor rejects`) and the file's other rows are
-    ingested. Exit 1 if any file was refused or any row rejected, with one line on stderr
+    ingested. A file whose content (sha256) was ingested before is skipped, unless every
+    row of it was rejected (fix the mapping or the clock, then ingest it again) or
+    --again is given. The sha256 logged and the rows parsed come from one read of
+    the file (copied to $TMPDIR while hashed), so a pipe works: `cat f.csv | monitor ingest /dev/stdin`. Exit 1 if any file was refused or any row rejected, with one line on stderr
     per refused file and per rejected row (the first 20); 5 if another run holds the
-    database's lock; else 0.
+    database's lock (the lock of the file the database path resolves to; a database with
+    other hard links is refused: make a copy instead); else 0.
     """
     from monitor.lock import run_lock
     from monitor.pipeline import REJECT_LINES, ingest_files
 
     config = _config(ctx)
     with run_lock(config.db_path, clock=_now, wait=wait, command="monitor ingest"), _store(config) as store:
-        outcome = ingest_files(store, files, config=config, now=_now(), format=fmt)
+        outcome = ingest_files(store, files, config=config, now=_now(), format=fmt, again=again)
     for r in outcome.results:
         if r.skipped:
             click.echo(f"{r.file}: already ingested (same sha256), nothing to do")

@@ -1,5 +1,9 @@
 """One run at a time: an exclusive lock on a file beside the database (`<db>.lock`).
 
+The lock file sits beside the file the database path resolves to, so a symlinked
+`database.path` takes the same lock as its target; a database file with other hard links is
+refused, since a run through another name would take another lock (issue 12, item 4).
+
 `monitor run`, `monitor ingest` and each job of `monitor schedule` hold it while they
 write the database, so cron and the scheduler never run the weekly job twice at once.
 The lock is `flock(2)`: the kernel drops it when the holder's file is closed, so an
@@ -32,9 +36,30 @@ CLI_HINT_WAITED = "try again later or pass a longer --wait"
 
 
 def lock_path(db_path: Path) -> Path:
-    """The lock file of a database: `monitor.db` → `monitor.db.lock`."""
-    db_path = Path(db_path)
-    return db_path.with_name(db_path.name + ".lock")
+    """The lock file of a database: `monitor.db` → `monitor.db.lock`, beside the file the path resolves to.
+
+    Symbolic links (of the file or of its folders) are followed (os.path.realpath), so every
+    path that reaches one database takes one lock (issue 12, item 4).
+    """
+    real = Path(os.path.realpath(db_path))
+    return real.with_name(real.name + ".lock")
+
+
+def _identity(db_path: Path) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of the database file, None while it does not exist yet; a file with other
+    hard links is refused (StoreError): a lock beside one name cannot see a run through another."""
+    try:
+        st = os.stat(db_path)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return None  # not ours to judge here: the store names the problem when it opens the file
+    if st.st_nlink > 1:
+        raise StoreError(
+            f"{db_path}: the database file has {st.st_nlink - 1} other hard link(s), so two runs could write it at "
+            "once under different lock files; make a copy instead of a hard link"
+        )
+    return st.st_dev, st.st_ino
 
 
 def holder(path: Path) -> dict:
@@ -70,15 +95,23 @@ def run_lock(
     stop: polled while waiting; when it returns True, give up at once.
     Raises LockError (exit code 5) naming the path and the holder when the lock stays held,
     StoreError (one line, exit code 1) when the lock file cannot be created or opened: the database's
-    folder is missing, not a folder, read-only or not writable by this user.
+    folder is missing, not a folder, read-only or not writable by this user; or when the database file
+    has other hard links (make a copy instead). The lock is keyed on the database's identity: its real
+    path (symlinks followed), and its st_dev/st_ino checked again once the lock is held.
     """
-    path = lock_path(db_path)
+    real = Path(os.path.realpath(db_path))
+    identity = _identity(real)
+    path = lock_path(real)
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
         raise StoreError(_cannot_open(path, exc)) from None
     try:
         _acquire(fd, path, wait=wait, hint=hint, stop=stop)
+        # the identity again, now that no other run can change it: a link made or a file swapped meanwhile
+        now_id = _identity(real)
+        if Path(os.path.realpath(db_path)) != real or None not in (identity, now_id) and now_id != identity:
+            raise StoreError(f"{db_path}: the database file changed while its lock was taken ({real}); run the command again")
         since = clock().astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         info = {"pid": os.getpid(), "host": socket.gethostname(), "since": since, "command": command}
         os.ftruncate(fd, 0)

@@ -469,8 +469,15 @@ class Store:
             self.db.conn.executemany("INSERT INTO rejects (ingest_id, file, line, reason, raw) VALUES (?, ?, ?, ?, ?)", rows)
 
     def ingested(self, sha256: str) -> bool:
-        """Whether a file with exactly this content (sha256) was ingested before."""
-        return self.db.execute("SELECT 1 FROM ingests WHERE sha256 = ? LIMIT 1", [sha256]).fetchone() is not None
+        """Whether a file with exactly this content (sha256) was ingested before and is done.
+
+        An ingest that rejected every row it read is not done (issue 12, item 5): the rows were
+        refused by a mapping's date_format or a wrong clock, so once that is fixed the same file
+        must be read again. Its log entry and rejects stay.
+        """
+        return self.db.execute(
+            "SELECT 1 FROM ingests WHERE sha256 = ? AND NOT (rejected > 0 AND rejected >= rows_read) LIMIT 1", [sha256]
+        ).fetchone() is not None
 
     # ---- reading --------------------------------------------------------------------
 

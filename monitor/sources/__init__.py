@@ -72,19 +72,23 @@ def detect_format(header: list[str], mappings: Sequence[Any] = ()) -> str:
     return fmt
 
 
-def open_file(path: Path | str, *, format: str = "auto", mappings: Sequence[Any] = (), now: datetime) -> FileStream:
+def open_file(
+    path: Path | str, *, format: str = "auto", mappings: Sequence[Any] = (), now: datetime, read_from: Path | str | None = None
+) -> FileStream:
     """Check one incident file and read its header; its rows are parsed as the stream is read.
 
     format: auto (from the header), acled, acled-legacy, ucdp, generic, counts, or the
         name of a generic mapping. mappings: generic column mappings (GenericMapping).
     now: the ingest time; events dated after it are rejected. Close the stream (or read
-    it to the end) to close the file.
+    it to the end) to close the file. read_from: a copy of the file to read instead (the
+    file named in messages and the ingest log stays `path`): monitor.pipeline parses the
+    spooled copy whose bytes it hashed.
     """
     path = Path(path)
     try:
-        if path.is_dir():
+        if path.is_dir() and read_from is None:
             raise IngestError(f"{path}: is a folder, not a file (name the files in it, e.g. {path / '*.csv'})")
-        table = open_table(path)
+        table = open_table(Path(read_from), name=path) if read_from is not None else open_table(path)
     except OSError as exc:
         raise IngestError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
     try:

@@ -166,18 +166,20 @@ def _cut(data: bytes) -> int:
     return i if data[i] >= 0xC0 else len(data)
 
 
-def check_bytes(path: Path) -> tuple[str, tuple[int, str] | None, bool]:
+def check_bytes(path: Path, *, name: Path | None = None) -> tuple[str, tuple[int, str] | None, bool]:
     """Encoding name, (line, byte) of the first non-UTF-8 byte (None when UTF-8) and whether a
     UTF-8 byte-order mark starts the file, read in blocks.
 
     Refuses an empty file, UTF-16, binary data (a NUL byte) and bytes that are neither
     UTF-8 nor Windows-1252, naming the line (counted as the csv reader counts them).
-    Blocks are cut after a line break, so each block decodes on its own.
+    Blocks are cut after a line break, so each block decodes on its own. `name`: the file
+    messages name when `path` is a copy of it (default: path).
     """
+    data_path, path = path, Path(name) if name is not None else path
     bad: tuple[int, str] | None = None
     content = False
     bom = False
-    with open(path, "rb") as handle:
+    with open(data_path, "rb") as handle:
         line = 1  # line number of the piece's first byte
         carry = b""
         first = True
@@ -220,7 +222,7 @@ def check_bytes(path: Path) -> tuple[str, tuple[int, str] | None, bool]:
     if bad is None:
         return ("utf-8-sig" if bom else "utf-8"), None, bom
     # Legacy ACLED exports are Windows-1252; the caller refuses cp1252 for other formats.
-    with open(path, "rb") as handle:
+    with open(data_path, "rb") as handle:
         for block in iter(lambda: handle.read(_BLOCK), b""):
             try:
                 block.decode("cp1252")  # a single-byte code: any cut is safe
@@ -231,10 +233,15 @@ def check_bytes(path: Path) -> tuple[str, tuple[int, str] | None, bool]:
     return "cp1252", bad, bom
 
 
-def open_table(path: Path) -> Table:
-    """Check the file's bytes, open it and read its header row (the caller closes the Table)."""
-    encoding, not_utf8, bom = check_bytes(path)
+def open_table(path: Path, *, name: Path | None = None) -> Table:
+    """Check the file's bytes, open it and read its header row (the caller closes the Table).
+
+    name: the file that messages, rejects and the ingest log name when `path` is a copy of it
+    (monitor.pipeline reads a spooled copy; default: path).
+    """
+    encoding, not_utf8, bom = check_bytes(path, name=name)
     raw = open(path, "rb")
+    path = Path(name) if name is not None else path
     if bom and encoding != "utf-8-sig":
         raw.read(3)  # a UTF-8 byte-order mark on a file that is cp1252 after it: not part of the header
     # newline="" splits on \r\n, \r and \n alike and keeps the endings, as the csv module expects.
