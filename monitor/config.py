@@ -121,7 +121,7 @@ class SmtpSettings(_Settings):
     password_file: str = Field(
         "", description="file holding the SMTP password, readable by its owner only (chmod 600); when set, used instead of password_env"
     )
-    timeout: float = Field(30.0, gt=0, description="seconds before giving up on the server")
+    timeout: float = Field(30.0, gt=0, le=86400, allow_inf_nan=False, description="seconds before giving up on the server")
 
 
 class RouteSettings(_Settings):
@@ -241,9 +241,20 @@ class ScheduleSettings(_Settings):
             raise ValueError(
                 "write weekdays as names (mon..sun): APScheduler 3 numbers them from Monday = 0, cron from Sunday = 0"
             )
+        if fields[2] != "*" and fields[4] != "*":
+            # APScheduler 3 fires when day AND weekday match; cron fires when either does
+            raise ValueError(
+                f"gives both a day of the month ('{fields[2]}') and a weekday ('{fields[4]}'): cron runs when either matches, "
+                "APScheduler only when both do, so weeks would be skipped; keep one of them and write '*' for the other"
+            )
+        from datetime import datetime, timezone
+
         from monitor.schedule import parse_cron
 
-        parse_cron(value)  # ValueError naming the bad field
+        trigger = parse_cron(value)  # ValueError naming the bad field
+        start = datetime(2000, 1, 1, tzinfo=timezone.utc)
+        if trigger.get_next_fire_time(None, start) is None:
+            raise ValueError(f"never fires (no date matches '{value}'), so the weekly job would never run")
         return value
 
     @field_validator("timezone")
@@ -350,6 +361,11 @@ def load_config(path: Path | str | None = None, *, db: Path | str | None = None)
             problem = str(exc)[: where.start()] if where else str(exc)
             place = f" line {where.group(1)}, column {where.group(2)}:" if where else ""
             raise ConfigError(f"{path}:{place} not valid TOML: {problem} (TOML syntax: https://toml.io)") from None
+        except RecursionError:
+            raise ConfigError(f"{path}: not a usable config: tables or arrays nested too deeply to read") from None
+        except ValueError as exc:  # an integer of thousands of digits (Python's limit on int conversion)
+            what = "an integer with thousands of digits; no setting takes a number that large" if "digits" in str(exc) else str(exc)
+            raise ConfigError(f"{path}: not a usable config: {what}") from None
         base = path.resolve().parent
     return config_from_dict(raw, base_dir=base, db=db, label=label)
 
