@@ -605,7 +605,9 @@ def deliver(
         client = _SSLClient(timeout=smtp.timeout, context=context) if smtp.security == "ssl" else _Client(timeout=smtp.timeout)
         client.deadline = time.monotonic() + smtp.deadline
         client._host = smtp.host  # noqa: SLF001 (what smtplib's constructor sets; STARTTLS and SSL check the certificate against it)
-        client.connect(smtp.host, smtp.port)
+        code, reply = client.connect(smtp.host, smtp.port)
+        if code != 220:  # what smtplib's constructor checks (e.g. 421 busy, 554 no service here)
+            raise smtplib.SMTPConnectError(code, reply)
         stage = "ehlo"
         client.ehlo()
         if smtp.security == "starttls":
