@@ -418,7 +418,9 @@ def _transaction(client: _Bounded, message: EmailMessage, *, sender: str, recipi
     once. Recipients refused with a 5xx only are dropped, and the message goes to the rest.
     """
     international = any(not a.isascii() for a in (sender, *recipients))
-    options = ["SMTPUTF8", "BODY=8BITMIME"] if international and client.has_extn("smtputf8") else []
+    if international and not client.has_extn("smtputf8"):  # as smtplib's send_message refuses it
+        raise smtplib.SMTPNotSupportedError("a non-ASCII address needs SMTPUTF8, which the server does not offer")
+    options = ["SMTPUTF8", "BODY=8BITMIME"] if international else []
     code, reply = client.mail(sender, options)
     if code != 250:
         raise _Answer(f"sender {sender} refused ({code} {_text(reply)})", code=code)
@@ -455,8 +457,11 @@ def _transaction(client: _Bounded, message: EmailMessage, *, sender: str, recipi
         raise _Unknown(f"no final answer within {data_timeout:g} s" if timed_out else "the server closed the connection") from None
     finally:
         client.read_timeout = None
-    if code != 250:
-        raise _Answer(f"the server answered {code} {_text(reply)} to the message", code=code)
+    if 200 <= code < 300:
+        return
+    if not 400 <= code < 600:  # an answer that is no answer: the message may have been stored all the same
+        raise _Unknown(f"an unreadable final answer ({_clean(_text(reply))[:80] or 'empty'})")
+    raise _Answer(f"the server answered {code} {_text(reply)} to the message", code=code)
 
 
 def _write_eml(message: EmailMessage, eml_dir: Path) -> Path:
