@@ -19,10 +19,10 @@ import smtplib
 import socket
 import ssl
 import time
-from email.generator import BytesGenerator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timezone
+from email.generator import BytesGenerator
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
@@ -324,10 +324,10 @@ class _Bounded:
             raise _Deadline("deadline")
         return min(timeout, left) if timeout is not None else left
 
-    def _get_socket(self, host, port, timeout):  # noqa: ANN001, ANN202 (smtplib's hook)
+    def _get_socket(self, host, port, timeout):  # smtplib's hook: the connection waits no longer than the deadline
         return super()._get_socket(host, port, self._budget(timeout))
 
-    def send(self, s):  # noqa: ANN001, ANN201
+    def send(self, s):
         if self.sock:
             self.sock.settimeout(self._budget(self.timeout))
         return super().send(s)
@@ -345,7 +345,7 @@ class _Bounded:
             if chunk.endswith(b"\n"):
                 return kept if kept.endswith(b"\n") else kept + b"\r\n"
 
-    def getreply(self):  # noqa: ANN201 (smtplib's signature)
+    def getreply(self):  # smtplib's, reading lines of any length within the deadline
         resp = []
         if self.file is None:
             self.file = self.sock.makefile("rb")
@@ -441,7 +441,7 @@ def _transaction(client: _Bounded, message: EmailMessage, *, sender: str, recipi
     code, reply = client.docmd("data")
     if code != 354:
         raise _Answer(f"DATA: the server answered {code} {_text(reply)}", code=code)
-    body = smtplib._quote_periods(_flatten(message, international=international))  # noqa: SLF001 (smtplib's own quoting)
+    body = smtplib._quote_periods(_flatten(message, international=international))  # smtplib's own dot-stuffing
     if body[-2:] != b"\r\n":
         body += b"\r\n"
     client.send(body + b".\r\n")
@@ -609,7 +609,7 @@ def deliver(
     try:
         client = _SSLClient(timeout=smtp.timeout, context=context) if smtp.security == "ssl" else _Client(timeout=smtp.timeout)
         client.deadline = time.monotonic() + smtp.deadline
-        client._host = smtp.host  # noqa: SLF001 (what smtplib's constructor sets; STARTTLS and SSL check the certificate against it)
+        client._host = smtp.host  # as smtplib's constructor sets it: STARTTLS and SSL check the certificate against it
         code, reply = client.connect(smtp.host, smtp.port)
         if code != 220:  # what smtplib's constructor checks (e.g. 421 busy, 554 no service here)
             raise smtplib.SMTPConnectError(code, reply)
