@@ -431,7 +431,10 @@ def _print_outcome(outcome) -> None:
     if outcome.delivery_error:
         click.echo(
             f"error: {outcome.outbox_pending} message(s) left in the outbox, to be sent by the next run or "
-            f"`monitor alerts flush`: {outcome.delivery_error}", err=True)
+            f"`monitor alerts flush`"
+            + (f"; {outcome.unknown} of unknown outcome kept, not resent (`monitor alerts flush --resend-unknown`)"
+               if getattr(outcome, "unknown", 0) else "")
+            + f": {outcome.delivery_error}", err=True)
     elif not outcome.delivered:
         click.echo("alert digest: nothing new to announce")
 
@@ -712,9 +715,11 @@ def alerts() -> None:
 
 @alerts.command("flush")
 @_WAIT_OPTION
+@click.option("--resend-unknown", is_flag=True,
+              help="also resend messages of unknown outcome (sent whole, no final answer): their recipients may get them twice")
 @click.pass_context
-def alerts_flush(ctx, wait: float) -> None:
-    """Send the messages waiting in the outbox (exit 4 if some are still undelivered)."""
+def alerts_flush(ctx, wait: float, resend_unknown: bool) -> None:
+    """Send the messages waiting in the outbox (exit 4 if some are still undelivered or their outcome is unknown)."""
     from monitor.alerts.outbox import flush
     from monitor.lock import run_lock
     from monitor.pipeline import EXIT_DELIVERY_FAILED
@@ -722,12 +727,17 @@ def alerts_flush(ctx, wait: float) -> None:
     config = _config(ctx)
     # the run lock: a flush during a weekly run could otherwise send the run's messages a second time
     with run_lock(config.db_path, clock=_now, wait=wait, command="monitor alerts flush"), _store(config, create=False) as store:
+        requeued = store.resend_unknown() if resend_unknown else 0
         result = flush(store, settings=config.alerts, password=config.smtp_password, now=_now(),
                        eml_dir_for=lambda w: config.report_settings.folder / w)  # fmt: skip
+    if requeued:
+        click.echo(f"resending {requeued} message(s) of unknown outcome (their recipients may get them twice)")
     for d in result.delivered:
         click.echo(f"delivered #{d['id']} ({d['route']}, {d['week']}) via {d['path'] or 'SMTP'}: {d['subject']}")
     if result.failed:
-        click.echo(f"error: {result.pending} message(s) still in the outbox: {result.error}", err=True)
+        unknown = (f"; {result.unknown} message(s) of unknown outcome kept, not resent (the server may have them): "
+                   "see `monitor alerts list`, resend with `monitor alerts flush --resend-unknown`") if result.unknown else ""  # fmt: skip
+        click.echo(f"error: {result.pending} message(s) still in the outbox{unknown}: {result.error}", err=True)
         ctx.exit(EXIT_DELIVERY_FAILED)
     if not result.delivered:
         click.echo("outbox empty: nothing to send")
@@ -744,11 +754,15 @@ def alerts_list(ctx) -> None:
     rows = [{"series": s.series, "state": s.state, "severity": s.severity, "since": s.since_week,
              "announced": s.announced_week or "-", "last_week": s.last_week} for s in sorted(states, key=lambda s: s.series)]  # fmt: skip
     click.echo(_table(rows, ["series", "state", "severity", "since", "announced", "last_week"]) if rows else "no alerts")
-    pending = [o for o in outbox if o["sent_at"] is None and not o["dead_at"]]
+    pending = [o for o in outbox if o["sent_at"] is None and not o["dead_at"] and not o["unknown_at"]]
     dead = [o for o in outbox if o["dead_at"]]
-    click.echo(f"outbox: {len(outbox)} message(s), {len(pending)} pending, {len(dead)} refused for good")
+    unknown = [o for o in outbox if o["unknown_at"] and o["sent_at"] is None and not o["dead_at"]]
+    click.echo(f"outbox: {len(outbox)} message(s), {len(pending)} pending, {len(dead)} refused for good"
+               + (f", {len(unknown)} of unknown outcome (not resent; `monitor alerts flush --resend-unknown`)" if unknown else ""))
     for o in pending:
         click.echo(f"  #{o['id']} {o['week']} {o['route']}: {o['subject']} ({o['attempts']} attempt(s); {o['last_error'] or 'not tried'})")
+    for o in unknown:
+        click.echo(f"  unknown #{o['id']} {o['week']} {o['route']}: {o['subject']} ({o['unknown_at']}: {o['last_error']})")
     for o in dead:
         click.echo(f"  refused #{o['id']} {o['week']} {o['route']}: {o['subject']} ({o['dead_at']}: {o['last_error']})")
 

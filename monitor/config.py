@@ -122,6 +122,19 @@ class SmtpSettings(_Settings):
         "", description="file holding the SMTP password, readable by its owner only (chmod 600); when set, used instead of password_env"
     )
     timeout: float = Field(30.0, gt=0, le=86400, allow_inf_nan=False, description="seconds before giving up on the server")
+    data_timeout: float = Field(
+        600.0, gt=0, allow_inf_nan=False, description="seconds to wait for the answer to the end of a message (RFC 5321: 10 minutes)"
+    )
+    deadline: float = Field(
+        900.0, gt=0, allow_inf_nan=False, description="seconds one SMTP conversation may take in all; at least data_timeout"
+    )
+
+    @model_validator(mode="after")
+    def _deadline_covers_data(self) -> "SmtpSettings":
+        if self.deadline < self.data_timeout:
+            raise ValueError(f"deadline ({self.deadline:g} s) is shorter than data_timeout ({self.data_timeout:g} s): "
+                             "raise deadline or lower data_timeout")  # fmt: skip
+        return self
 
 
 class RouteSettings(_Settings):

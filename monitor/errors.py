@@ -30,11 +30,14 @@ class DeliveryError(MonitorError):
 
     permanent: the server refused this message for good (5xx on its sender, recipients or
     content); retrying it will not help, while other messages may still go through.
+    unknown: the whole message was sent but no final answer came (timeout or disconnect after
+    the end of DATA); the server may have accepted it, so it is not resent automatically.
     """
 
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
+    def __init__(self, message: str, *, permanent: bool = False, unknown: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.unknown = unknown
 
 
 class LockError(MonitorError):

@@ -103,6 +103,7 @@ class WeeklyOutcome:
     queued: int = 0  # messages this run put in the outbox
     delivered: tuple[dict, ...] = ()  # every message delivered by this run (outbox id, route, channel, path, series)
     outbox_pending: int = 0  # messages left in the outbox
+    unknown: int = 0  # messages this run sent whole without a final answer (kept, not resent: issue 12)
     emailed: bool = True  # False with --no-email or alerts.enabled = false: the alert lifecycle was not advanced
 
     @property
@@ -821,6 +822,7 @@ def run_weekly(
         queued=queued,
         delivered=delivered,
         outbox_pending=len(pending_rows) if emailing else 0,
+        unknown=flushed.unknown if flushed else 0,
         emailed=emailing,
     )
     faults.point("run.before-record")
@@ -836,6 +838,7 @@ def run_weekly(
             "queued": queued,
             "announced": list(outcome.announced),
             "outbox_pending": outcome.outbox_pending,
+            "outbox_unknown": outcome.unknown,
             "ingested_files": [i.file for i in ingest.results if not i.skipped],
             "refused": list(ingest.refused),
             "error": outcome.delivery_error,
@@ -864,13 +867,13 @@ def _previous_weeks(store, week: str) -> Callable[[str], str]:
 
 
 def _run_status(outcome: WeeklyOutcome, *, all_held: bool) -> str:
-    """ok, ingest-refused, delivery-failed (messages wait in the outbox), or no-data: nothing reached the week, so
+    """ok, ingest-refused, delivery-failed (messages wait in the outbox, or one's outcome is unknown), or no-data: nothing reached the week, so
     nothing was judged; the scheduler's catch-up runs the week again (a re-run judges it once its data is in).
     A report-only run (--no-email, alerts off) of such a week is no-data too: recorded `ok`, it would settle the
     week with every series read as quiet (issue 11)."""
     if all_held:
         return "no-data"
-    if outcome.outbox_pending:
+    if outcome.outbox_pending or outcome.unknown:  # unknown: the digest may not have arrived, and is not resent
         return "delivery-failed"
     return "ingest-refused" if outcome.ingest.refused else "ok"
 

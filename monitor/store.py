@@ -240,6 +240,13 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "CREATE INDEX idx_backtests_fingerprint ON backtests (fingerprint, id)",
         ),
     ),
+    (
+        # A message whose whole content reached the server but whose final answer never came
+        # (timeout or disconnect after the end of DATA) may have been accepted: it waits for the
+        # user's word (`monitor alerts flush --resend-unknown`) instead of being resent (issue 12, item 3).
+        "0007_outbox_unknown_outcome",
+        ("ALTER TABLE outbox ADD COLUMN unknown_at TEXT",),
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -784,11 +791,11 @@ class Store:
 
     def outbox(self, *, pending: bool = False) -> list[dict[str, Any]]:
         """Outbox messages, oldest first, without the message bytes; if `pending`, only those still to send
-        (not sent, and not refused for good: `dead_at` is set on those)."""
-        where = " WHERE sent_at IS NULL AND dead_at IS NULL" if pending else ""
+        (not sent, not refused for good: `dead_at` is set on those, and not of unknown outcome: `unknown_at`)."""
+        where = " WHERE sent_at IS NULL AND dead_at IS NULL AND unknown_at IS NULL" if pending else ""
         rows = list(self.db.query(
             "SELECT id, week, route, recipients, subject, message_id, series, created_at, attempts, last_error,"
-            f" last_attempt_at, sent_at, channel, dead_at FROM outbox{where} ORDER BY id"
+            f" last_attempt_at, sent_at, channel, dead_at, unknown_at FROM outbox{where} ORDER BY id"
         ))  # fmt: skip
         for row in rows:
             row["recipients"] = json.loads(row["recipients"])
@@ -827,6 +834,24 @@ class Store:
                 " WHERE id = ? AND sent_at IS NULL",
                 [error, _iso(now), _iso(now), outbox_id],
             )
+
+    def mark_unknown(self, outbox_id: int, *, error: str, now: datetime) -> None:
+        """Message `outbox_id` was sent whole but its final answer never came: it leaves the queue until
+        `resend_unknown`, kept with the reason (the server may have accepted it)."""
+        with self._transaction():
+            self.db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, last_attempt_at = ?, unknown_at = ?"
+                " WHERE id = ? AND sent_at IS NULL",
+                [error, _iso(now), _iso(now), outbox_id],
+            )
+
+    def resend_unknown(self) -> int:
+        """Put every message of unknown outcome back in the queue (the user asked); returns how many."""
+        with self._transaction():
+            cur = self.db.execute(
+                "UPDATE outbox SET unknown_at = NULL WHERE unknown_at IS NOT NULL AND sent_at IS NULL AND dead_at IS NULL"
+            )
+        return int(cur.rowcount)
 
     def add_silence(self, *, filter: str, until: date, comment: str, author: str, now: datetime) -> int:
         """Store a silence: alerts of series matching `filter` are not emailed until `until` (inclusive)."""

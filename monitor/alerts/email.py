@@ -9,15 +9,20 @@ silence → dedup → send → record order), so a failed send is retried by the
 from __future__ import annotations
 
 import base64
+import binascii
+import copy
 import hashlib
 import html
+import io
 import re
 import smtplib
 import socket
 import ssl
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timezone
+from email.generator import BytesGenerator
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
@@ -34,6 +39,12 @@ from monitor.types import ReportFiles, RunResult, SeriesResult
 WEEK_HEADER = "X-Incident-Monitor-Week"
 ROUTE_HEADER = "X-Incident-Monitor-Route"
 MAX_SUBJECT_NAMES = 4
+
+
+#: Longest reply line kept (the rest of a longer line is read and dropped). smtplib turns a
+#: line over 8,192 bytes into "500 Line too long", which after DATA would set an accepted
+#: message aside as refused (issue 12, item 3).
+MAX_REPLY_KEPT = 512
 
 
 @dataclass(frozen=True)
@@ -292,6 +303,167 @@ def _fix_boundaries(message: EmailMessage, *, seed: str) -> None:
 # ---------------------------------------------------------------------------- delivering
 
 
+class _Deadline(TimeoutError):
+    """The conversation's overall deadline (alerts.smtp.deadline) passed."""
+
+
+class _Bounded:
+    """smtplib client whose every read and write waits at most `timeout` seconds and ends by `deadline`.
+
+    smtplib's own timeout bounds each socket read, so a server sending a continuation line every
+    few seconds kept a run (and the run lock) forever (issue 12, item 2). Reply lines of any
+    length are read; only their first MAX_REPLY_KEPT bytes are kept.
+    """
+
+    deadline: float = float("inf")  # time.monotonic() value
+    read_timeout: float | None = None  # per read; None: self.timeout
+
+    def _budget(self, timeout: float | None) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise _Deadline("deadline")
+        return min(timeout, left) if timeout is not None else left
+
+    def _get_socket(self, host, port, timeout):  # smtplib's hook: the connection waits no longer than the deadline
+        return super()._get_socket(host, port, self._budget(timeout))
+
+    def send(self, s):
+        if self.sock:
+            self.sock.settimeout(self._budget(self.timeout))
+        return super().send(s)
+
+    def _line(self) -> bytes:
+        kept = b""
+        while True:
+            if self.sock:
+                self.sock.settimeout(self._budget(self.read_timeout or self.timeout))
+            chunk = self.file.readline(8192)
+            if not chunk:
+                return kept
+            if len(kept) < MAX_REPLY_KEPT:
+                kept += chunk[: MAX_REPLY_KEPT - len(kept)]
+            if chunk.endswith(b"\n"):
+                return kept if kept.endswith(b"\n") else kept + b"\r\n"
+
+    def getreply(self):  # smtplib's, reading lines of any length within the deadline
+        resp = []
+        if self.file is None:
+            self.file = self.sock.makefile("rb")
+        while True:
+            try:
+                line = self._line()
+            except _Deadline:
+                self.close()
+                raise
+            except OSError as exc:
+                self.close()
+                if isinstance(exc, TimeoutError) and self.deadline - time.monotonic() <= 0.01:
+                    raise _Deadline("deadline") from None  # the read was cut short by the deadline, not its own timeout
+                raise smtplib.SMTPServerDisconnected(f"Connection unexpectedly closed: {exc}") from None
+            if not line:
+                self.close()
+                raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+            resp.append(line[4:].strip(b" \t\r\n"))
+            try:
+                code = int(line[:3])
+            except ValueError:
+                code = -1
+                break
+            if line[3:4] != b"-":
+                break
+        return code, b"\n".join(resp)
+
+
+class _Client(_Bounded, smtplib.SMTP):
+    pass
+
+
+class _SSLClient(_Bounded, smtplib.SMTP_SSL):
+    pass
+
+
+class _Answer(Exception):
+    """The server answered a step of the transaction with something other than success."""
+
+    def __init__(self, text: str, *, code: int) -> None:
+        super().__init__(text)
+        self.code = code
+
+
+class _Unknown(Exception):
+    """The end of DATA was sent and no final answer came: the server may have the message."""
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+
+
+def _flatten(message: EmailMessage, *, international: bool) -> bytes:
+    """The message as smtplib's send_message sends it (Bcc removed, CRLF line ends)."""
+    copied = copy.copy(message)
+    del copied["Bcc"]
+    del copied["Resent-Bcc"]
+    with io.BytesIO() as out:
+        policy = message.policy.clone(utf8=True) if international else None
+        (BytesGenerator(out, policy=policy) if policy else BytesGenerator(out)).flatten(copied, linesep="\r\n")
+        return out.getvalue()
+
+
+def _transaction(client: _Bounded, message: EmailMessage, *, sender: str, recipients: Sequence[str], data_timeout: float) -> None:
+    """MAIL, RCPT, DATA; raises _Answer for a refusal (its code says temporary or permanent), _Unknown once the
+    end of DATA was sent without a final answer.
+
+    A recipient refused with a 4xx (greylisting) makes the whole message wait for a later
+    attempt: it is not sent to the others now, so the next attempt reaches everyone exactly
+    once. Recipients refused with a 5xx only are dropped, and the message goes to the rest.
+    """
+    international = any(not a.isascii() for a in (sender, *recipients))
+    if international and not client.has_extn("smtputf8"):  # as smtplib's send_message refuses it
+        raise smtplib.SMTPNotSupportedError("a non-ASCII address needs SMTPUTF8, which the server does not offer")
+    options = ["SMTPUTF8", "BODY=8BITMIME"] if international else []
+    code, reply = client.mail(sender, options)
+    if code != 250:
+        raise _Answer(f"sender {sender} refused ({code} {_text(reply)})", code=code)
+    refused: dict[str, tuple[int, bytes]] = {}
+    for rcpt in recipients:
+        code, reply = client.rcpt(rcpt)
+        if code not in (250, 251):
+            refused[rcpt] = (code, reply)
+            if code == 421:  # the server is closing the connection: ask no more
+                break
+    if refused:
+        listed = "; ".join(f"{r} ({c} {_text(m)})" for r, (c, m) in refused.items())
+        temporary = [c for c, _ in refused.values() if not 500 <= c < 600]
+        if temporary:
+            raise _Answer(f"recipients refused for now: {listed}; the message waits for the next attempt", code=temporary[0])
+        if len(refused) == len(recipients):
+            raise _Answer(f"all recipients refused: {listed}", code=next(iter(refused.values()))[0])
+    code, reply = client.docmd("data")
+    if code != 354:
+        raise _Answer(f"DATA: the server answered {code} {_text(reply)}", code=code)
+    body = smtplib._quote_periods(_flatten(message, international=international))  # smtplib's own dot-stuffing
+    if body[-2:] != b"\r\n":
+        body += b"\r\n"
+    client.send(body + b".\r\n")
+    # RFC 5321 4.5.3.2.6: wait up to 10 minutes for the answer to the end of DATA; the server may
+    # be storing the message, and giving up early makes the next attempt a duplicate
+    client.read_timeout = data_timeout
+    try:
+        code, reply = client.getreply()
+    except _Deadline:
+        raise _Unknown("no final answer before the conversation's deadline (alerts.smtp.deadline)") from None
+    except (smtplib.SMTPServerDisconnected, OSError) as exc:
+        timed_out = "timed out" in str(exc) or isinstance(exc, TimeoutError)
+        raise _Unknown(f"no final answer within {data_timeout:g} s" if timed_out else "the server closed the connection") from None
+    finally:
+        client.read_timeout = None
+    if 200 <= code < 300:
+        return
+    if not 400 <= code < 600:  # an answer that is no answer: the message may have been stored all the same
+        raise _Unknown(f"an unreadable final answer ({_clean(_text(reply))[:80] or 'empty'})")
+    raise _Answer(f"the server answered {code} {_text(reply)} to the message", code=code)
+
+
 def _write_eml(message: EmailMessage, eml_dir: Path) -> Path:
     week = re.sub(r"[^A-Za-z0-9_-]+", "-", str(message.get(WEEK_HEADER) or "")).strip("-") or "digest"
     eml_dir = Path(eml_dir)
@@ -309,6 +481,12 @@ def _smtp_reply(exc: smtplib.SMTPResponseException) -> str:
 
 def _describe(exc: BaseException, *, stage: str, smtp: Any, sender: str) -> str:
     """The problem in a few words, with what to check."""
+    if isinstance(exc, _Deadline):
+        return f"{stage}: the conversation took longer than alerts.smtp.deadline ({smtp.deadline:g} s)"
+    if isinstance(exc, _Answer):
+        return f"{stage}: {exc}"
+    if isinstance(exc, binascii.Error):  # smtplib decodes the AUTH challenge (CRAM-MD5) with no check of its own
+        return f"login: the server's authentication challenge is not valid base64 ({exc}); the server is misbehaving"
     if isinstance(exc, smtplib.SMTPAuthenticationError):
         return f"login refused for user '{smtp.username}' ({_smtp_reply(exc)}); check the username and password"
     if isinstance(exc, smtplib.SMTPNotSupportedError):
@@ -348,11 +526,11 @@ def _describe(exc: BaseException, *, stage: str, smtp: Any, sender: str) -> str:
 
 
 def _permanent(exc: BaseException, stage: str) -> bool:
-    """A refusal of this message itself (5xx to its sender, recipients or data), not of the connection or login."""
-    if isinstance(exc, (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused)):
-        return True
-    code = getattr(exc, "smtp_code", 0)
-    return stage == "send" and isinstance(exc, smtplib.SMTPResponseException) and 500 <= int(code or 0) < 600
+    """A refusal of this message itself (a 5xx to its sender, recipients or data), not of the connection or login.
+
+    A 4xx at any step (451 greylisting, 421 closing down) is temporary: the message waits (issue 12, item 1).
+    """
+    return stage == "send" and isinstance(exc, _Answer) and 500 <= exc.code < 600
 
 
 def _secret(password: Any) -> SecretStr:
@@ -397,12 +575,15 @@ def deliver(
     """Send the digest by SMTP, or write `<eml_dir>/digest-<week>.eml` when no server is configured.
 
     settings: alert settings; reads `recipients`, `sender` and `smtp` (host, port,
-        security "starttls" | "ssl" | "none", username, timeout).
+        security "starttls" | "ssl" | "none", username, timeout, data_timeout, deadline).
     password: the SMTP password, used only when smtp.username is set: its text, a SecretStr,
         or a function returning either (e.g. `Config.smtp_password`, called only then; a
         MonitorError it raises, such as a password file others can read, becomes a DeliveryError).
-    Raises DeliveryError with one line naming host:port and the problem (never the password).
-    A message accepted for some recipients but refused for others counts as delivered.
+    Raises DeliveryError with one line naming host:port and the problem (never the password):
+    `permanent` for a 5xx refusal of the message, `unknown` when the end of DATA was sent and
+    no final answer came (timeout, deadline or disconnect: the server may have the message).
+    A message accepted for some recipients but refused for good (5xx) for others counts as
+    delivered; a 4xx to any recipient makes the whole message wait for the next attempt.
     """
     message_id = str(message.get("Message-ID") or "")
     smtp = settings.smtp
@@ -423,13 +604,15 @@ def deliver(
             raise DeliveryError(f"{where}: {exc}") from None
         _usable(secret, username=smtp.username, env=getattr(smtp, "password_env", "MONITOR_SMTP_PASSWORD"), where=where)
     context = ssl.create_default_context()
-    client: smtplib.SMTP | None = None
+    client: _Bounded | None = None
     stage = "connect"
     try:
-        if smtp.security == "ssl":
-            client = smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=smtp.timeout, context=context)
-        else:
-            client = smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout)
+        client = _SSLClient(timeout=smtp.timeout, context=context) if smtp.security == "ssl" else _Client(timeout=smtp.timeout)
+        client.deadline = time.monotonic() + smtp.deadline
+        client._host = smtp.host  # as smtplib's constructor sets it: STARTTLS and SSL check the certificate against it
+        code, reply = client.connect(smtp.host, smtp.port)
+        if code != 220:  # what smtplib's constructor checks (e.g. 421 busy, 554 no service here)
+            raise smtplib.SMTPConnectError(code, reply)
         stage = "ehlo"
         client.ehlo()
         if smtp.security == "starttls":
@@ -440,8 +623,11 @@ def deliver(
             stage = "login"
             client.login(smtp.username, secret.get_secret_value())
         stage = "send"
-        client.send_message(message, from_addr=settings.sender, to_addrs=recipients)
-    except (smtplib.SMTPException, OSError) as exc:
+        _transaction(client, message, sender=settings.sender, recipients=recipients, data_timeout=smtp.data_timeout)
+    except _Unknown as exc:
+        raise DeliveryError(f"{where}: outcome unknown: the whole message was sent, then {exc}; the server may have "
+                            "accepted it", unknown=True) from None  # fmt: skip
+    except (smtplib.SMTPException, OSError, _Answer, binascii.Error) as exc:
         problem = _mask(_describe(exc, stage=stage, smtp=smtp, sender=settings.sender), username=smtp.username, secret=secret)
         raise DeliveryError(f"{where}: {_clean(problem)}", permanent=_permanent(exc, stage)) from None
     finally:

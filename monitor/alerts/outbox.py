@@ -15,6 +15,12 @@ point `outbox.accepted`), the next run or flush sends it again. Mail cannot be u
 at-least-once is the honest guarantee there; the stored bytes are sent both times, Message-ID
 included, so clients that thread or deduplicate by Message-ID show it once. Only that message
 is repeated: each message is marked sent as soon as the server accepted it, before the next.
+
+A 4xx answer at any step (greylisting at RCPT, 421 at MAIL) leaves the message pending, to be
+retried. When the whole message was sent but the server's final answer never came (RFC 5321
+asks clients to wait 10 minutes for it: `alerts.smtp.data_timeout`; or the connection dropped),
+the server may have stored it: the message is marked of unknown outcome and is not resent
+unless the user asks (`monitor alerts flush --resend-unknown`), which may duplicate it.
 """
 
 from __future__ import annotations
@@ -39,12 +45,14 @@ class FlushResult:
     delivered: list[dict[str, Any]] = field(default_factory=list)
     failed: list[dict[str, Any]] = field(default_factory=list)
     pending: int = 0  # messages still in the outbox afterwards
+    unknown: int = 0  # messages this flush sent whole without a final answer (kept, not resent)
 
     @property
     def error(self) -> str:
-        return "; ".join(
-            f"#{f['id']} ({f['route']}){' refused for good' if f.get('permanent') else ''}: {f['error']}" for f in self.failed
-        )
+        def state(f: dict[str, Any]) -> str:
+            return " refused for good" if f.get("permanent") else " outcome unknown, not resent" if f.get("unknown") else ""
+
+        return "; ".join(f"#{f['id']} ({f['route']}){state(f)}: {f['error']}" for f in self.failed)
 
 
 def queue(store, result: RunResult, files: ReportFiles, plan: Plan, *, settings: Any, now: datetime, report: str | None = None) -> list[int]:
@@ -75,7 +83,10 @@ def flush(store, *, settings: Any, password: Any, eml_dir_for: Callable[[str], P
     (attempts, last error) and the flush stops: the rest stay pending, nothing is lost. A
     refusal of one message for good (5xx to its sender, recipients or content) sets that
     message aside as dead (kept with the reason, listed by `monitor alerts list`) and the
-    flush goes on, so one bad address never blocks the others.
+    flush goes on, so one bad address never blocks the others. A message sent whole whose final
+    answer never came (timeout, deadline or disconnect after the end of DATA) may have been
+    accepted: it is marked of unknown outcome (kept with the reason, not resent until
+    `Store.resend_unknown`, i.e. `monitor alerts flush --resend-unknown`) and the flush stops.
     """
     from monitor.alerts.email import deliver
 
@@ -88,11 +99,18 @@ def flush(store, *, settings: Any, password: Any, eml_dir_for: Callable[[str], P
             delivery = deliver(message, settings=settings, password=password, eml_dir=eml_dir_for(row["week"]),
                                recipients=row["recipients"] or None)  # fmt: skip
         except DeliveryError as exc:
-            failure = {"id": row["id"], "route": row["route"], "week": row["week"], "error": str(exc), "permanent": exc.permanent}
+            unknown = getattr(exc, "unknown", False)
+            failure = {"id": row["id"], "route": row["route"], "week": row["week"], "error": str(exc), "permanent": exc.permanent,
+                       "unknown": unknown}  # fmt: skip
             out.failed.append(failure)
             if exc.permanent:  # refused for good: set aside (kept, with the reason) and go on with the others
                 store.mark_dead(row["id"], error=str(exc), now=now)
                 continue
+            if unknown:  # sent whole, no final answer: the server may have it; resending is the user's call
+                store.mark_unknown(row["id"], error=str(exc), now=now)
+                out.unknown += 1
+                out.pending = len(pending) - i - 1  # the ones after it wait: the server is in trouble
+                return out
             store.mark_failed(row["id"], error=str(exc), now=now)  # the server is down or busy: try again later
             out.pending = len(pending) - i  # this message and the ones after it
             return out
