@@ -1147,8 +1147,11 @@ def _write_new(path: Path, text: str) -> None:
     import os
     import tempfile
 
+    from monitor.report.files import file_mode
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, file_mode())  # a normal file's mode, not mkstemp's 0600
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         try:

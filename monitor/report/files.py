@@ -72,6 +72,9 @@ def atomic_write(path: Path, data: bytes | str) -> Path:
     payload = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file 0600; a report, chart or digest gets a normal file's mode (0666 less the
+        # umask, e.g. 0644), so the rest of the team can read what the job writes
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
             handle.flush()
@@ -83,6 +86,13 @@ def atomic_write(path: Path, data: bytes | str) -> Path:
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def file_mode() -> int:
+    """The mode `open()` would give a new file: 0666 less the process umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def _fsync_dir(folder: Path) -> None:
