@@ -97,9 +97,10 @@ def test_two_label_tuples_that_shared_a_key_are_two_series_and_the_surge_is_aler
         check = invoke(config, "check", "--week", WEEK, "--series", f"key:{key}", "--format", "csv")
         assert check.exit_code == code, check.output
         assert [r.split(",")[0] for r in check.stdout.splitlines()[1:]] == [key]
-    # the old, ambiguous spelling names neither series
+    # the old, ambiguous spelling names neither series, and the error names both as they are spelled now
     old = invoke(config, "check", "--week", WEEK, "--series", f"key:{OLD_KEY}")
     assert old.exit_code == 1 and "no series matches" in old.stderr
+    assert f"'key:{SURGING_KEY}'" in old.stderr and f"'key:{QUIET_KEY}'" in old.stderr
 
     silence = invoke(config, "silence", "add", "--series", f"key:{QUIET_KEY}", "--until", "2023-04-30",
                      "--comment", "c", "--author", "t")  # fmt: skip
