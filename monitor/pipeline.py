@@ -52,6 +52,7 @@ from monitor.series import (
     series_matches,
     shell_quote,
     trend_arrow,
+    unescape_label,
     week_label,
 )
 from monitor.backtest import fingerprint
@@ -399,6 +400,7 @@ def _exact_labels(config: Config, series_filter: str | None):
         column, sep, value = label.partition("=")
         if not sep or column != dim or dim == "actor":
             break
+        value = unescape_label(value)  # `|`, `=` and `%` in a label are percent-encoded in its key
         equal[dim] = "" if value == "(unknown)" else value
     return (definition, equal) if equal else None
 

@@ -162,7 +162,7 @@ def nearest_keys(text: str, series: Iterable[WeeklySeries], *, n: int = 5) -> li
         values = " · ".join(v for _, v in s.labels) or "total"
         if "/" in wanted:
             name, _, rest = wanted.partition("/")
-            typed = " · ".join(part.partition("=")[2] or part for part in rest.split("|"))
+            typed = " · ".join(unescape_label(part.partition("=")[2] or part) for part in rest.split("|"))
             score = 0.25 * ratio(name, s.definition) + 0.75 * ratio(typed, values)
         else:
             title = s.title or s.definition
@@ -254,11 +254,75 @@ def _dead(definition: str, name: str, missing: list[str], present: set[str], upt
     return SeriesProblem(definition, name, tuple(missing), text, tuple(near))
 
 
+#: Characters of a label value that would make a series key ambiguous (issue 12, item 7), percent-encoded
+#: in keys as in URLs: `%` itself, `|` between labels and `=` between a dimension and its value. Every
+#: other character is kept as it is, so the keys of ordinary labels stay what they always were.
+_KEY_ESCAPES = {"%": "%25", "|": "%7C", "=": "%3D"}
+_KEY_UNESCAPE = re.compile(r"%(25|7C|3D)", re.IGNORECASE)
+
+
+def escape_label(value: str) -> str:
+    """A label value as written in a series key: `%`, `|` and `=` percent-encoded (`A|B` → `A%7CB`)."""
+    return "".join(_KEY_ESCAPES.get(c, c) for c in value)
+
+
+def unescape_label(text: str) -> str:
+    """The label value a series key spells (`A%7CB` → `A|B`); the inverse of `escape_label`."""
+    return _KEY_UNESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+
+
 def series_key(definition: str, labels: Sequence[tuple[str, str]]) -> str:
-    """`is_attacks/admin1=Homs`, or `is_attacks/total` for the roll-up."""
+    """`is_attacks/admin1=Homs`, or `is_attacks/total` for the roll-up. Label values are escaped
+    (`escape_label`), so two different label tuples never share a key: admin1 `A|admin2=B` gives
+    `is_attacks/admin1=A%7Cadmin2%3DB`, not the key of admin1 `A` and admin2 `B`."""
     if not labels:
         return f"{definition}/total"
-    return definition + "/" + "|".join(f"{k}={v}" for k, v in labels)
+    return definition + "/" + "|".join(f"{k}={escape_label(v)}" for k, v in labels)
+
+
+def legacy_key_readings(key: str, dimensions: Sequence[str]) -> list[tuple[tuple[str, str], ...]]:
+    """Every label tuple a key written before label values were escaped (before schema 0008) may stand for.
+
+    Such a key joined raw values, so `d/admin1=A|admin2=B` is admin1 `A` and admin2 `B`, or admin1
+    `A|admin2=B`: each `|` followed by a dimension and `=` may start a new label or continue a value. A
+    dimension is used once per key. One reading: the key can be rewritten; several: it is ambiguous;
+    none (not a key of labels): []. The roll-up `d/total` reads as ((),).
+    """
+    _, slash, rest = key.partition("/")
+    if not slash or not rest:
+        return []
+    if rest == "total":
+        return [()]
+    parts = rest.split("|")
+    out: list[tuple[tuple[str, str], ...]] = []
+
+    def walk(i: int, done: tuple[tuple[str, str], ...]) -> None:
+        # parts[i] starts a label; it ends before any later part that can start one, or at the end
+        dim, sep, value = parts[i].partition("=")
+        if not sep or dim not in dimensions or dim in dict(done):
+            return
+        for j in range(i + 1, len(parts) + 1):
+            label = (dim, "|".join([value, *parts[i + 1 : j]]))
+            if j == len(parts):
+                out.append((*done, label))
+            else:
+                walk(j, (*done, label))
+
+    walk(0, ())
+    return out
+
+
+def parse_key(key: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """(definition, labels) of a series key, the inverse of `series_key`: `is_attacks/admin1=A%7CB` →
+    ('is_attacks', (('admin1', 'A|B'),)); labels () for `…/total`. A part without `=` keeps "" as its dimension."""
+    definition, _, rest = key.partition("/")
+    if rest == "total" or not rest:
+        return definition, ()
+    labels = []
+    for part in rest.split("|"):
+        dim, sep, value = part.partition("=")
+        labels.append((dim, unescape_label(value)) if sep else ("", unescape_label(part)))
+    return definition, tuple(labels)
 
 
 def combined_frame(incidents: pd.DataFrame, counts: pd.DataFrame) -> pd.DataFrame:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
@@ -35,7 +35,8 @@ CELL_COLUMNS: tuple[str, ...] = ("country", "admin1", "admin2", "event_type", "s
 _CHUNK = 500
 
 #: (name, statements). Append only: the position + 1 is the PRAGMA user_version it leads to.
-MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+#: A statement is SQL, or a function of the database for a change SQL alone cannot make (0008).
+MIGRATIONS: tuple[tuple[str, tuple[str | Callable[[sqlite_utils.Database], None], ...]], ...] = (
     (
         "0001_initial",
         (
@@ -247,8 +248,69 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "0007_outbox_unknown_outcome",
         ("ALTER TABLE outbox ADD COLUMN unknown_at TEXT",),
     ),
+    (
+        # Label values are escaped in series keys (`A|admin2=B` → `A%7Cadmin2%3DB`, issue 12, item 7):
+        # stored keys whose labels hold `|`, `=` or `%` are rewritten where they read one way only.
+        "0008_escaped_series_keys",
+        (lambda db: _rekey_series(db),),
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+
+#: Tables holding series keys in a `series` column (migration 0008).
+_KEYED_TABLES = ("detections", "announcements", "alert_states", "alert_events")
+
+
+def _rekey_series(db: sqlite_utils.Database) -> None:
+    """Migration 0008: rewrite series keys stored before label values were escaped in them.
+
+    A key whose labels hold no `|`, `=` or `%` is unchanged. Any other is rewritten to the escaped key
+    of the labels it reads as (monitor.series.legacy_key_readings); when it reads several ways
+    (`d/admin1=A|admin2=B`: admin1 `A` and admin2 `B`, or admin1 `A|admin2=B`), the reading whose
+    values all occur in the stored incidents or counts is taken; if that still leaves several, or
+    none, the rows stay under their old key, which now names the reading of ordinary labels (the
+    series whose rows they most likely are: before 0008 the two shared these rows anyway).
+    Covers detections, announcements, alert states and events, outbox series lists and `key:` silences.
+    """
+    from monitor.series import KEY_PREFIX, legacy_key_readings, series_key
+    from monitor.types import DIMENSIONS
+
+    keys: set[str] = set()
+    for table in _KEYED_TABLES:
+        keys |= {k for (k,) in db.execute(f"SELECT DISTINCT series FROM {table}")}
+    outbox = [(i, json.loads(text)) for i, text in db.execute("SELECT id, series FROM outbox")]
+    keys |= {k for _, listed in outbox for k in listed}
+    silences = [(i, f) for i, f in db.execute("SELECT id, filter FROM silences") if f.startswith(KEY_PREFIX)]
+    keys |= {f[len(KEY_PREFIX):] for _, f in silences}
+
+    stored: dict[str, set[str]] = {}  # the distinct values of a dimension in the data, read when first needed
+
+    def occurs(dim: str, value: str) -> bool:
+        if dim not in stored:
+            columns = [("incidents", "actor1"), ("incidents", "actor2"), ("counts", "actor")] if dim == "actor" else [
+                ("incidents", dim), ("counts", dim)]  # fmt: skip
+            stored[dim] = {v for table, column in columns for (v,) in db.execute(f"SELECT DISTINCT {column} FROM {table}")}
+        return ("" if value == "(unknown)" else value) in stored[dim]
+
+    renamed: dict[str, str] = {}
+    for key in keys:
+        readings = legacy_key_readings(key, DIMENSIONS)
+        if len(readings) > 1:
+            readings = [r for r in readings if all(occurs(dim, value) for dim, value in r)]
+        if len(readings) == 1:
+            new = series_key(key.partition("/")[0], readings[0])
+            if new != key:
+                renamed[key] = new
+    if not renamed:
+        return
+    for table in _KEYED_TABLES:
+        # OR IGNORE: a row already under the new key (only possible for contrived old keys) is kept as it is
+        db.conn.executemany(f"UPDATE OR IGNORE {table} SET series = ? WHERE series = ?", [(n, o) for o, n in renamed.items()])
+    db.conn.executemany("UPDATE outbox SET series = ? WHERE id = ?",
+                        [(json.dumps([renamed.get(k, k) for k in listed]), i) for i, listed in outbox
+                         if any(k in renamed for k in listed)])  # fmt: skip
+    db.conn.executemany("UPDATE silences SET filter = ? WHERE id = ?",
+                        [(KEY_PREFIX + renamed[f[len(KEY_PREFIX):]], i) for i, f in silences if f[len(KEY_PREFIX):] in renamed])  # fmt: skip
 
 
 def _iso(value: date | datetime | None) -> str | None:
@@ -330,7 +392,7 @@ class Store:
                 if number <= version:
                     continue
                 for sql in statements:
-                    self.db.execute(sql)
+                    sql(self.db) if callable(sql) else self.db.execute(sql)
                 self.db.execute(
                     "INSERT INTO migrations (name, version, applied_at) VALUES (?, ?, strftime('%Y-%m-%dT%H:%M:%S', 'now'))",
                     [name, number],
