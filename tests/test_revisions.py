@@ -204,3 +204,19 @@ def test_a_timestamp_that_is_not_unix_seconds_rejects_its_row(tmp_path, config):
 )
 def test_newer_or_same(incoming, stored_revision, replaces):
     assert newer_or_same(incoming, stored_revision) is replaces
+
+
+def test_the_report_and_the_ingest_log_carry_the_older_count(tmp_path, config):
+    from monitor.report.markdown import latest_ingest_text
+    from monitor.store import Store
+
+    newer = write_csv(tmp_path / "acled_new.csv", ACLED_HEADER, [acled_row("SYR1", **NEWER)])
+    older = write_csv(tmp_path / "acled_old.csv", ACLED_HEADER, [acled_row("SYR1", **OLDER)])
+    assert ingest(config, newer)[0] == 0
+    with Store(config.parent / "m.db") as store:
+        assert latest_ingest_text(store.last_ingest()).endswith(": 1 inserted, 0 updated, 0 rejected")
+    assert ingest(config, older)[0] == 0
+    with Store(config.parent / "m.db") as store:
+        last = store.last_ingest()
+        assert (last.updated, last.unchanged, last.older) == (0, 0, 1)
+        assert latest_ingest_text(last).endswith(": 0 inserted, 0 updated, 1 older (kept the stored revision), 0 rejected")
