@@ -168,7 +168,10 @@ def ingest(ctx: click.Context, files: tuple[Path, ...], fmt: str | None, again: 
 
     A file that cannot be read at all is refused and changes nothing; a row that cannot be
     used is kept in the `rejects` table (`monitor rejects`) and the file's other rows are
-    ingested. A file whose content (sha256) was ingested before is skipped, unless every
+    ingested. A stored event is replaced only by a row of the same or a newer revision
+    (ACLED `timestamp`); an older row is counted as "older (kept the stored revision)" and
+    changes nothing; rows without a revision (legacy ACLED, UCDP, mapped CSV) replace it as
+    the latest ingest. A file whose content (sha256) was ingested before is skipped, unless every
     row of it was rejected (fix the mapping or the clock, then ingest it again) or
     --again is given. The sha256 logged and the rows parsed come from one read of
     the file (copied to $TMPDIR while hashed), so a pipe works: `cat f.csv | monitor ingest /dev/stdin`. Exit 1 if any file was refused or any row rejected, with one line on stderr
@@ -188,7 +191,7 @@ def ingest(ctx: click.Context, files: tuple[Path, ...], fmt: str | None, again: 
         else:
             click.echo(
                 f"{r.file}: {r.format}, {r.rows_read} rows read, {r.inserted} inserted, {r.updated} updated, "
-                f"{r.unchanged} unchanged, {r.rejected} rejected"
+                f"{r.unchanged} unchanged, {_older(r)}{r.rejected} rejected"
             )
     for line in outcome.refused:
         click.echo(f"error: {_one_line(line)}", err=True)
@@ -202,6 +205,11 @@ def ingest(ctx: click.Context, files: tuple[Path, ...], fmt: str | None, again: 
             click.echo(f"{_one_line(rows.file)}: ... and {rows.total - len(shown)} more rejected rows "
                        f"(monitor rejects --ingest {rows.ingest_id})", err=True)  # fmt: skip
     ctx.exit(1 if outcome.refused or outcome.rejected else 0)
+
+
+def _older(r) -> str:
+    """'2 older (kept the stored revision), ' when rows older than their stored revision were kept out, else ''."""
+    return f"{r.older} older (kept the stored revision), " if r.older else ""
 
 
 def _one_line(text: str) -> str:
@@ -415,7 +423,7 @@ def _print_outcome(outcome) -> None:
     for r in outcome.ingest.results:
         if not r.skipped:
             hint = f" (monitor rejects --ingest {ids[r.file]})" if r.file in ids else ""
-            click.echo(f"ingested {r.file}: {r.inserted} inserted, {r.updated} updated, {r.rejected} rejected{hint}")
+            click.echo(f"ingested {r.file}: {r.inserted} inserted, {r.updated} updated, {_older(r)}{r.rejected} rejected{hint}")
     for line in outcome.ingest.refused:
         click.echo(f"error: {_one_line(line)}", err=True)
     result = outcome.result

@@ -254,6 +254,12 @@ MIGRATIONS: tuple[tuple[str, tuple[str | Callable[[sqlite_utils.Database], None]
         "0008_escaped_series_keys",
         (lambda db: _rekey_series(db),),
     ),
+    (
+        # Rows older than the stored revision of their event are kept out (issue 12, item 8):
+        # the ingest log counts them beside inserted, updated and unchanged.
+        "0009_ingest_older",
+        ("ALTER TABLE ingests ADD COLUMN older INTEGER NOT NULL DEFAULT 0",),
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -319,6 +325,24 @@ def _iso(value: date | datetime | None) -> str | None:
 
 def _date(value: str | None) -> date | None:
     return None if not value else date.fromisoformat(value[:10])
+
+
+def _revision(value: str) -> int | None:
+    """A revision as a number (ACLED `timestamp`: Unix seconds of the event's last edit); None: no revision."""
+    v = value.strip() if value else ""
+    return int(v) if v.isascii() and v.isdigit() else None
+
+
+def newer_or_same(incoming: str, stored: str) -> bool:
+    """Whether a row of revision `incoming` may replace the stored row of revision `stored`.
+
+    Only when both carry a revision are they compared (as whole numbers): an older incoming
+    row never replaces a newer stored one (issue 12, item 8). A row without a revision (legacy
+    ACLED, UCDP GED, mapped CSV), or a stored row without one, is replaced as before: the
+    latest ingest wins, since nothing says which of the two is older.
+    """
+    new, old = _revision(incoming), _revision(stored)
+    return new is None or old is None or new >= old
 
 
 def _num(value: float) -> float | None:
@@ -434,11 +458,12 @@ class Store:
 
         data: a stream from `sources.open_file` (written batch by batch as it is parsed) or
         a whole ParsedFile. Re-ingesting the same rows inserts and updates nothing; a row
-        whose content changed is updated in place. Any error, including a problem found
+        whose content changed is updated in place, unless its revision is older than the stored
+        one (`newer_or_same`): then the stored row stays and the row counts as `older`. Any error, including a problem found
         late in the file, rolls the whole file back (StoreError for SQLite errors).
         """
         stream = data if isinstance(data, FileStream) else FileStream.of(data)
-        inserted = updated = unchanged = 0
+        inserted = updated = unchanged = older = 0
         try:
             with self._transaction():
                 cursor = self.db.execute(
@@ -449,14 +474,14 @@ class Store:
                 ingest_id = cursor.lastrowid
                 upsert = self._upsert_counts if stream.kind == "counts" else self._upsert_incidents
                 for items, rejects in stream:
-                    ins, upd, same = upsert(items, ingest_id)
-                    inserted, updated, unchanged = inserted + ins, updated + upd, unchanged + same
+                    ins, upd, same, old = upsert(items, ingest_id)
+                    inserted, updated, unchanged, older = inserted + ins, updated + upd, unchanged + same, older + old
                     self._insert_rejects(stream.path, rejects, ingest_id)
                     faults.point("ingest.batch-written")
                 self.db.execute(
-                    "UPDATE ingests SET source = ?, rows_read = ?, inserted = ?, updated = ?, unchanged = ?, rejected = ?"
-                    " WHERE id = ?",
-                    [stream.source, stream.rows_read, inserted, updated, unchanged, stream.rejected, ingest_id],
+                    "UPDATE ingests SET source = ?, rows_read = ?, inserted = ?, updated = ?, unchanged = ?, older = ?,"
+                    " rejected = ? WHERE id = ?",
+                    [stream.source, stream.rows_read, inserted, updated, unchanged, older, stream.rejected, ingest_id],
                 )
                 faults.point("ingest.before-commit")
         except (sqlite3.Error, OverflowError) as exc:  # OverflowError: an int beyond SQLite's 64-bit INTEGER
@@ -466,15 +491,17 @@ class Store:
         return IngestResult(
             file=str(stream.path), sha256=sha256, format=stream.format, source=stream.source,
             rows_read=stream.rows_read, inserted=inserted, updated=updated, unchanged=unchanged,
-            rejected=stream.rejected,
+            rejected=stream.rejected, older=older,
         )
 
-    def _upsert_incidents(self, incidents: Iterable[Incident], ingest_id: int) -> tuple[int, int, int]:
+    def _upsert_incidents(self, incidents: Iterable[Incident], ingest_id: int) -> tuple[int, int, int, int]:
+        """Insert new events, update changed ones; (inserted, updated, unchanged, older)."""
         content = INCIDENT_FIELDS[2:]  # everything but the key (source, source_id)
+        rev = content.index("revision")
         by_source: dict[str, dict[str, tuple]] = {}
         for inc in incidents:
             by_source.setdefault(inc.source, {})[inc.source_id] = tuple(getattr(inc, f) for f in content)
-        inserted = updated = unchanged = 0
+        inserted = updated = unchanged = older = 0
         cols = ", ".join(content)
         for source, rows in by_source.items():
             stored: dict[str, tuple] = {}
@@ -487,7 +514,10 @@ class Store:
                 ):
                     stored[found[0]] = tuple(found[1:])
             new = [(source, sid, *values, ingest_id) for sid, values in rows.items() if sid not in stored]
-            changed = [(*values, ingest_id, source, sid) for sid, values in rows.items() if sid in stored and stored[sid] != values]
+            # an older revision never replaces a newer one: the stored row stays as it is
+            kept = {sid for sid, values in rows.items() if sid in stored and not newer_or_same(values[rev], stored[sid][rev])}
+            changed = [(*values, ingest_id, source, sid) for sid, values in rows.items()
+                       if sid in stored and sid not in kept and stored[sid] != values]  # fmt: skip
             if new:
                 self.db.conn.executemany(
                     f"INSERT INTO incidents (source, source_id, {cols}, ingest_id) VALUES ({', '.join('?' * (len(content) + 3))})",
@@ -500,10 +530,12 @@ class Store:
                 )
             inserted += len(new)
             updated += len(changed)
-            unchanged += len(rows) - len(new) - len(changed)
-        return inserted, updated, unchanged
+            older += len(kept)
+            unchanged += len(rows) - len(new) - len(changed) - len(kept)
+        return inserted, updated, unchanged, older
 
-    def _upsert_counts(self, rows: Iterable[CountRow], ingest_id: int) -> tuple[int, int, int]:
+    def _upsert_counts(self, rows: Iterable[CountRow], ingest_id: int) -> tuple[int, int, int, int]:
+        """As `_upsert_incidents`; counts carry no revision, so none is ever `older` (the latest ingest wins)."""
         incoming = {tuple(getattr(r, k) for k in COUNT_KEYS): (r.count, r.fatalities) for r in rows}
         by_source: dict[str, set[str]] = {}
         for key in incoming:
@@ -530,7 +562,7 @@ class Store:
         if changed:
             where = " AND ".join(f"{k} = ?" for k in COUNT_KEYS)
             self.db.conn.executemany(f"UPDATE counts SET count = ?, fatalities = ?, ingest_id = ? WHERE {where}", changed)
-        return len(new), len(changed), len(incoming) - len(new) - len(changed)
+        return len(new), len(changed), len(incoming) - len(new) - len(changed), 0
 
     def _insert_rejects(self, path: Path, rejects: Iterable[Reject], ingest_id: int) -> None:
         rows = [(ingest_id, str(path), r.line, r.reason, r.raw) for r in rejects]
@@ -698,7 +730,7 @@ class Store:
         return IngestResult(
             file=row["file"], sha256=row["sha256"], format=row["format"], source=row["source"],
             rows_read=row["rows_read"], inserted=row["inserted"], updated=row["updated"],
-            unchanged=row["unchanged"], rejected=row["rejected"], ingested_at=row["ingested_at"],
+            unchanged=row["unchanged"], rejected=row["rejected"], ingested_at=row["ingested_at"], older=row["older"],
         )
 
     def ingests(self) -> list[dict[str, Any]]:

@@ -33,7 +33,7 @@ INCIDENT_FIELDS: tuple[str, ...] = (
     "actor2",
     "fatalities",  # int >= 0
     "notes",
-    "revision",  # the source's revision marker (ACLED `timestamp`), or ""
+    "revision",  # the source's revision marker (ACLED `timestamp`, Unix seconds), or "": see store.newer_or_same
 )
 
 #: Dimensions a series definition may group by or filter on.
@@ -177,6 +177,8 @@ class IngestResult:
     updated: int
     unchanged: int
     rejected: int
+    #: rows older than the stored revision of their event (ACLED `timestamp`): the stored row was kept
+    older: int = 0
     skipped: bool = False  # the exact same file (sha256) had been ingested before
     ingested_at: str = ""  # ISO time the ingest was recorded (from the ingest log)
 

@@ -265,9 +265,10 @@ def latest_ingest_text(ingest) -> str:
     if ingest is None:
         return "none yet"
     when = str(ingest.ingested_at)[:16].replace("T", " ")
+    older = f"{ingest.older:,} older (kept the stored revision), " if ingest.older else ""
     return (
         f"{md_escape(Path(ingest.file).name)} at {when}: {ingest.inserted:,} inserted, "
-        f"{ingest.updated:,} updated, {ingest.rejected:,} rejected"
+        f"{ingest.updated:,} updated, {older}{ingest.rejected:,} rejected"
     )
 
 

@@ -41,6 +41,12 @@ def parse(table: Table, *, now: datetime, legacy: bool) -> FileStream:
     def get(row: list[str], i: int | None) -> str:
         return row[i].strip() if i is not None else ""
 
+    def revision(row: list[str]) -> str:
+        # Unix seconds of the event's last edit: the store compares it so that an older
+        # revision never replaces a newer one (issue 12, item 8); "1.676e9" reads as 1676000000
+        value = get(row, i_rev)
+        return str(whole(value, name["timestamp"])) if value else ""
+
     def convert(row: list[str]) -> Incident:
         source_id = row[i_id].strip()
         if not source_id:
@@ -63,7 +69,7 @@ def parse(table: Table, *, now: datetime, legacy: bool) -> FileStream:
             actor2=get(row, text["actor2"]),
             fatalities=whole(row[i_fat], name["fatalities"]),
             notes=get(row, text["notes"]),
-            revision=get(row, i_rev),
+            revision=revision(row),
         )
 
     parts = batches(

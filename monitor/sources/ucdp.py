@@ -103,6 +103,8 @@ def parse(table: Table, *, now: datetime) -> FileStream:
             actor2=row[i["side_b"]].strip(),
             fatalities=whole(row[i["best"]], name["best"]),
             notes=get(row, opt["source_headline"]),
+            # GED event files carry no version column (19.1 and 20.1+ alike; the release is only in
+            # the file name), so a UCDP event has no revision: the latest ingest wins (issue 12, item 8)
             revision="",
         )
 
