@@ -296,8 +296,10 @@ def test_injection_payloads_are_stored_and_matched_literally(tmp_path):
         prefix = "ID'; DROP TABLE counts;--"
         assert conn.execute("SELECT count(*) FROM incidents WHERE substr(source_id, 1, ?) = ?", [len(prefix), prefix]).fetchone() == (n,)
 
+    from monitor.series import escape_label  # '%' in a label is escaped in its key (issue 12, item 7)
+
     # series filters are text: '%' and '_' match themselves, not everything
-    assert _checked(config, "%") == _checked(config, "_") == [f"violence/admin1={PERCENT}"]
+    assert _checked(config, "%") == _checked(config, "_") == [f"violence/admin1={escape_label(PERCENT)}"]
     assert _checked(config, "'); DROP TABLE incidents;--") == [f"violence/admin1={PAYLOAD}"]
     assert len(_checked(config, "violence")) == 4  # three places and the total
 
@@ -317,8 +319,8 @@ def test_injection_payloads_are_stored_and_matched_literally(tmp_path):
         assert {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")} == tables
         assert conn.execute("SELECT count(*) FROM incidents").fetchone()[0] == n
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    assert {"violence/admin1=Homs", f"violence/admin1={PERCENT}"} <= flagged  # both surged ...
-    assert "violence/admin1=Homs" in emailed and f"violence/admin1={PERCENT}" not in emailed  # ... one was silenced
+    assert {"violence/admin1=Homs", f"violence/admin1={escape_label(PERCENT)}"} <= flagged  # both surged ...
+    assert "violence/admin1=Homs" in emailed and f"violence/admin1={escape_label(PERCENT)}" not in emailed  # ... one was silenced
 
 
 # ---- no shell ---------------------------------------------------------------------------------------------
