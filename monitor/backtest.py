@@ -5,8 +5,9 @@ to that one, exactly as the weekly job would have on that Monday, and the week's
 decided across all series of that week (so Benjamini–Hochberg control replays too):
 
 * detectors without state (Farrington, EARS, the ACLED rules, highest-in, trendfinder) look
-  only backwards from the week they judge, so one pass over all positions equals a
-  week-by-week replay (the nb-recent fallback is decided per week, as in the weekly job);
+  only backwards from the week they judge, so one pass over the weeks they judge equals a
+  week-by-week replay; the weeks their nb-recent fallback judges (too little history) carry
+  its chart and are replayed one by one, as the weekly job runs them;
 * stateful detectors (CUSUM, GLR) carry a chart from week to week that the weekly job
   starts a fixed number of weeks back (`pipeline.STATEFUL_RUN_WEEKS`): each replayed week is
   run on its own, on the counts up to it, so the answer is the one the job would have given.
@@ -230,15 +231,20 @@ def replay_counts(
     n = len(counts)
     if first >= n:
         return pd.DataFrame()
-    if not get_detector(detector).stateful:
-        out = run_detector(detector, params, counts, weeks=range(first, n), fallback_params=fallback_params)
-        return apply_min_count(out, min_count)
+    spec = get_detector(detector)
+    # weeks judged by a chart (the detector's, or its fallback's on weeks with too little history)
+    # are replayed one by one; the weeks a detector without a chart judges itself, in one pass
+    own = spec.series_min_history(params, counts) if spec.series_min_history else spec.min_history(params)
+    one_by_one = n if spec.stateful else min(max(first, own), n)
     rows = [
         detect_counts(
             counts.iloc[: t + 1], lookback=0, detector=detector, params=params, fallback_params=fallback_params, min_count=min_count
         )
-        for t in range(first, n)
+        for t in range(first, one_by_one)
     ]
+    if one_by_one < n:
+        out = run_detector(detector, params, counts, weeks=range(one_by_one, n), fallback_params=fallback_params)
+        rows.append(apply_min_count(out, min_count))
     return pd.concat(rows, ignore_index=True)
 
 

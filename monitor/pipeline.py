@@ -472,12 +472,16 @@ def detect_counts_many(
         if spec.in_control_weeks:  # weeks shown before the chart go to the fallback
             chart = chart_start(spec, params, n)
             start = min(first, chart)
-        else:  # the chart (of the detector or its fallback) starts where either can first judge a week
+        else:
             chart = 0
-            need = spec.series_min_history(params, counts) if spec.series_min_history else spec.min_history(params)
-            if fb.name != spec.name:
-                need = min(need, fb.min_history(fallback_params or fb.params()))
-            start = min(first, max(need, n - STATEFUL_RUN_WEEKS)) if (spec.stateful or fb.stateful) else first
+            own = spec.series_min_history(params, counts) if spec.series_min_history else spec.min_history(params)
+            fb_need = fb.min_history(fallback_params or fb.params()) if fb.name != spec.name else own
+            if spec.stateful:  # its chart, or its fallback's, from where either can first judge a week
+                start = min(first, max(min(own, fb_need), n - STATEFUL_RUN_WEEKS))
+            elif fb.stateful and first < own:  # shown weeks judged by the fallback: its chart from a fixed start
+                start = min(first, max(fb_need, n - STATEFUL_RUN_WEEKS))
+            else:  # a detector without a chart on weeks it judges itself: only the shown weeks
+                start = first
         firsts.append(first - start)
         weeks.append(list(range(start, n)))
         charts.append(chart)

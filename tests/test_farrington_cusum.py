@@ -11,14 +11,13 @@ from scipy import stats
 
 from monitor.detectors import farrington as farr
 from monitor.detectors import make_params, run_detector
+from monitor.detectors._nb import normal_scores, upper_tail_mid
 from monitor.detectors.farrington_cusum import (
     FarringtonCusumParams,
     arl0,
     detect,
     farrington_part,
     nominal_rate,
-    normal_scores,
-    upper_tail_mid,
 )
 from monitor.evaluate import SCENARIOS, series_rng, simulate_series
 from monitor.severity import SeveritySettings, assign_levels, false_alarm_budget
@@ -252,20 +251,3 @@ def test_short_histories_use_as_many_years_as_they_have(series):
     # with b_min = 5 the same weeks are too short: undecided, as plain Farrington with b = 5
     strict = detect(short, FarringtonCusumParams(b_min=5), weeks=weeks)
     assert strict["alarm"].isna().all()
-
-
-def test_counts_to_signal_is_the_smallest_count_reaching_the_target():
-    """Checked by brute force: the first count whose normal score reaches the target, sparse to busy."""
-    from monitor.detectors.farrington_cusum import counts_to_signal
-
-    rng = np.random.default_rng(11)
-    mu = np.exp(rng.uniform(-3, 6, 300))
-    phi = np.where(rng.random(300) < 0.3, 1.0, rng.uniform(1.01, 6, 300))
-    target = rng.uniform(-1, 7, 300)
-    got = counts_to_signal(target, mu, phi)
-    for g, t, m, f in zip(got, target, mu, phi):
-        ys = np.arange(0, int(m * 20 + 400), dtype=float)
-        scores = normal_scores(ys, np.full(ys.size, m), np.full(ys.size, f))
-        assert g == ys[np.argmax(scores >= t)], (t, m, f)
-    edge = counts_to_signal(np.array([-6.0, 9.0, 1.0]), np.array([2.0, 2.0, np.nan]), np.array([1.0, 1.0, 1.0]))
-    assert edge[0] == 0 and edge[1] == np.inf and np.isnan(edge[2])

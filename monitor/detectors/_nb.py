@@ -21,7 +21,7 @@ import math
 import numpy as np
 from scipy import special
 
-from monitor.detectors._dist import norm_isf, norm_sf
+from monitor.detectors._dist import norm_isf
 
 #: Clipping of the normal scores: a count of 0 where thousands are expected, or a count far
 #: beyond anything the model allows, would otherwise give ±inf.
@@ -91,47 +91,6 @@ def threshold(mu, phi, alpha: float) -> np.ndarray:
         hi = np.where(gap & alarms, mid, hi)
         lo = np.where(gap & ~alarms, mid, lo)
     out[ok] = hi - 1
-    return out
-
-
-def counts_to_signal(target_z, mu, phi) -> np.ndarray:
-    """Smallest integer count whose normal score is >= target_z (so the chart reaches h), element-wise.
-
-    0 where any count will do (target at or below Z_MIN), inf where none can (above Z_MAX
-    or beyond 2^60), NaN where mu or phi is not finite. The mid-p tail falls as the count
-    rises, so a doubling search brackets the answer and bisection finds it.
-    """
-    target_z, mu, phi = _arrays(target_z, mu, phi)
-    out = np.full(target_z.shape, np.nan)
-    ok = np.isfinite(mu) & (mu > 0) & np.isfinite(phi) & ~np.isnan(target_z)
-    out[ok & (target_z <= Z_MIN)] = 0.0
-    out[ok & (target_z > Z_MAX)] = np.inf
-    todo = np.flatnonzero(ok & (target_z > Z_MIN) & (target_z <= Z_MAX))
-    if todo.size == 0:
-        return out
-    tail, m, f = norm_sf(target_z[todo]), mu[todo], phi[todo]
-
-    def signals(y: np.ndarray, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
-        return upper_tail_mid(y, m[rows], f[rows]) <= tail[rows]
-
-    hi = np.ceil(m + 8 * np.sqrt(np.maximum(f, 1) * m) + 8)
-    for _ in range(60):  # double until the count signals
-        short = np.flatnonzero(~signals(hi))
-        if short.size == 0:
-            break
-        hi[short] *= 2
-    else:
-        hi[~signals(hi)] = np.inf
-    lo = np.full(hi.shape, -1.0)  # invariant: lo does not signal (or is -1), hi does
-    while True:
-        gap = np.flatnonzero(np.isfinite(hi) & (hi - lo > 1))
-        if gap.size == 0:
-            break
-        mid = np.floor((lo[gap] + hi[gap]) / 2)
-        hit = signals(mid, gap)
-        hi[gap[hit]] = mid[hit]
-        lo[gap[~hit]] = mid[~hit]
-    out[todo] = hi
     return out
 
 

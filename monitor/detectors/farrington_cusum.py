@@ -54,7 +54,7 @@ import pandas as pd
 from pydantic import Field
 
 from monitor.detectors import _nb, farrington
-from monitor.detectors._nb import Z_MAX, Z_MIN, arl0, counts_to_signal, normal_scores, upper_tail_mid  # noqa: F401 (public here)
+from monitor.detectors._nb import arl0
 from monitor.detectors.ears import check_positions
 
 SUMMARY = (
