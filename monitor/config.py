@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, Strict, ValidationError, field_validator, model_validator
 
 from monitor.errors import ConfigError
-from monitor.series import WEEKDAYS
+from monitor.weeks import WEEKDAYS
 from monitor.types import DIMENSIONS, INCIDENT_FIELDS, Annotation
 
 #: Where `monitor` looks for a config when neither --config nor $MONITOR_CONFIG is given.

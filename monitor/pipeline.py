@@ -198,7 +198,7 @@ def _ingest_copy(store, path: Path, copy: Path, sha: str, *, config: Config, now
         return []
     try:
         stream = open_file(path, format=format or config.ingest.format, mappings=config.ingest.mappings, now=now,
-                           read_from=copy)  # fmt: skip
+                           read_from=copy, week_start=config.week.start)  # fmt: skip
         faults.point("ingest.parsed")  # the file is checked and its header read; rows are parsed as they are written
         results.append(store.ingest(stream, sha256=sha, now=now))
         faults.point("ingest.committed")

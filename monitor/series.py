@@ -17,21 +17,9 @@ import pandas as pd
 
 from monitor.errors import MonitorError
 from monitor.types import SeriesProblem, WeeklySeries
+from monitor.weeks import WEEKDAYS, week_label, week_start_of
 
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _WEEK_LABEL = re.compile(r"^(\d{4})-W(\d{2})$")
-
-
-def week_start_of(day: date, *, start: str = "monday") -> date:
-    """The first day of the week containing `day`."""
-    offset = (day.weekday() - WEEKDAYS.index(start)) % 7
-    return day - timedelta(days=offset)
-
-
-def week_label(week_start: date) -> str:
-    """ISO label of a week, e.g. 2023-W07 (the ISO week of its middle day)."""
-    year, week, _ = (week_start + timedelta(days=3)).isocalendar()
-    return f"{year:04d}-W{week:02d}"
 
 
 def parse_week(label: str, *, start: str = "monday") -> date:

@@ -73,7 +73,8 @@ def detect_format(header: list[str], mappings: Sequence[Any] = ()) -> str:
 
 
 def open_file(
-    path: Path | str, *, format: str = "auto", mappings: Sequence[Any] = (), now: datetime, read_from: Path | str | None = None
+    path: Path | str, *, format: str = "auto", mappings: Sequence[Any] = (), now: datetime, read_from: Path | str | None = None,
+    week_start: str = "monday",
 ) -> FileStream:
     """Check one incident file and read its header; its rows are parsed as the stream is read.
 
@@ -82,7 +83,8 @@ def open_file(
     now: the ingest time; events dated after it are rejected. Close the stream (or read
     it to the end) to close the file. read_from: a copy of the file to read instead (the
     file named in messages and the ingest log stays `path`): monitor.pipeline parses the
-    spooled copy whose bytes it hashed.
+    spooled copy whose bytes it hashed. week_start: the configured first day of the week
+    (`week.start`); a counts row dated on another day is rejected.
     """
     path = Path(path)
     try:
@@ -92,13 +94,13 @@ def open_file(
     except OSError as exc:
         raise IngestError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
     try:
-        return _parse(table, path, format, mappings, now)
+        return _parse(table, path, format, mappings, now, week_start)
     except BaseException:
         table.close()
         raise
 
 
-def _parse(table, path: Path, format: str, mappings: Sequence[Any], now: datetime) -> FileStream:
+def _parse(table, path: Path, format: str, mappings: Sequence[Any], now: datetime, week_start: str) -> FileStream:
     line = table.header_line
     mapping = None
     if format == "auto":
@@ -126,17 +128,19 @@ def _parse(table, path: Path, format: str, mappings: Sequence[Any], now: datetim
     if fmt == "ucdp":
         return ucdp.parse(table, now=now)
     if fmt == "counts":
-        return counts.parse(table, now=now)
+        return counts.parse(table, now=now, week_start=week_start)
     return generic.parse(table, now=now, mapping=mapping)
 
 
-def read_file(path: Path | str, *, format: str = "auto", mappings: Sequence[Any] = (), now: datetime) -> ParsedFile:
+def read_file(
+    path: Path | str, *, format: str = "auto", mappings: Sequence[Any] = (), now: datetime, week_start: str = "monday"
+) -> ParsedFile:
     """Read one incident file whole into a ParsedFile; rows that cannot be used become rejects.
 
     Arguments as for `open_file`. For files of any size, give `open_file`'s stream to
     `Store.ingest` instead: it never holds more than one batch.
     """
-    stream = open_file(path, format=format, mappings=mappings, now=now)
+    stream = open_file(path, format=format, mappings=mappings, now=now, week_start=week_start)
     items: list = []
     rejects: list = []
     for batch, bad in stream:

@@ -6,14 +6,19 @@ rows are keyed by (source, week_start, keys), so the same export delivered again
 another file name updates the rows it wrote before instead of adding them a second time.
 Files that must not overwrite each other name their own `source` in that column.
 `count` and `fatalities` are whole numbers in 0..2**63-1; any other value rejects the row.
+`week_start` must fall on the configured first day of the week (`week.start`, Monday by
+default): a row dated on another day is rejected with the week it would have been counted
+in, rather than moved there silently (a Sunday-start export read as Monday weeks shifts every
+count six days back, into the week before its surge).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from monitor.sources._csv import Dates, Table, batches, fail, whole
+from monitor.sources._csv import Dates, RowError, Table, batches, fail, whole
 from monitor.types import DIMENSIONS, CountRow, FileStream
+from monitor.weeks import WEEKDAYS, week_label, week_start_of
 
 #: The source of rows from a file without a `source` column (or with an empty cell there).
 SOURCE = "counts"
@@ -24,7 +29,8 @@ def is_counts(lower: set[str]) -> bool:
     return "week_start" in lower and "count" in lower
 
 
-def parse(table: Table, *, now: datetime) -> FileStream:
+def parse(table: Table, *, now: datetime, week_start: str = "monday") -> FileStream:
+    """week_start: the configured first day of the week; rows dated on another day are rejected."""
     extra = [h for h in table.header if h and h.lower() not in ALLOWED]
     if extra:
         raise fail(
@@ -37,8 +43,25 @@ def parse(table: Table, *, now: datetime) -> FileStream:
     keys = {k: col.get(k) for k in DIMENSIONS}
     i_fat, i_src = col.get("fatalities"), col.get("source")
 
+    first_day = WEEKDAYS.index(week_start)
+    off_week: dict[date, str] = {}
+
+    def on_week_start(day: date) -> str:
+        if day.weekday() == first_day:
+            return day.isoformat()
+        reason = off_week.get(day)
+        if reason is None:
+            start = week_start_of(day, start=week_start)
+            reason = off_week[day] = (
+                f"{name['week_start']} {day.isoformat()} is a {WEEKDAYS[day.weekday()].capitalize()}, but weeks start on "
+                f"{week_start.capitalize()} (week.start in the config): the row would be counted in the week of "
+                f"{start.isoformat()} ({week_label(start)}); date each row by the first day of its week, "
+                f"or set week.start = \"{WEEKDAYS[day.weekday()]}\" if the file's weeks are the ones to report"
+            )
+        raise RowError(reason)
+
     def convert(row: list[str]) -> CountRow:
-        week = dates.parse(row[col["week_start"]], name["week_start"]).isoformat()
+        week = on_week_start(dates.parse(row[col["week_start"]], name["week_start"]))
         labels = {k: (row[i].strip() if i is not None else "") for k, i in keys.items()}
         return CountRow(
             source=(row[i_src].strip() if i_src is not None else "") or SOURCE,
