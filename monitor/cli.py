@@ -63,7 +63,7 @@ class _Group(click.Group):
             for line in str(exc).splitlines() or [type(exc).__name__]:  # a config with several problems: one line each
                 click.echo(f"error: {line}", err=True)
             ctx.exit(getattr(exc, "exit_code", 1))
-        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, BrokenPipeError):  # BrokenPipeError: the reader went away (`monitor status | head`); click ends quietly
             raise
         except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug
             if ctx.meta.get("monitor.debug"):
@@ -120,8 +120,9 @@ def _config(ctx: click.Context):
     return load_config(ctx.obj["config_path"], db=ctx.obj["db_path"])
 
 
-def _store(config, *, create: bool = True):
-    """The database; commands that only read it refuse to create an empty one by mistake."""
+def _store(config, *, create: bool = True, read_only: bool = False):
+    """The database; commands that only read it refuse to create an empty one by mistake, and those that
+    write nothing (read_only) read it on a read-only filesystem too."""
     from monitor.store import Store
 
     if not create and not config.db_path.exists():
@@ -129,7 +130,7 @@ def _store(config, *, create: bool = True):
             f"database {config.db_path} does not exist: ingest files first (`monitor ingest FILE...`), "
             "or point --db / database.path at an existing one"
         )
-    return Store(config.db_path)
+    return Store(config.db_path, read_only=read_only)
 
 
 def _week(config, week: str | None, *, option: str = "--week") -> date | None:
@@ -226,7 +227,7 @@ def _one_line(text: str) -> str:
 def rejects(ctx, ingest_id, limit, fmt) -> None:
     """Rows that ingests rejected: without --ingest, the ingests that rejected any; with it, its rows and why."""
     config = _config(ctx)
-    with _store(config, create=False) as store:
+    with _store(config, create=False, read_only=True) as store:
         if ingest_id is None:
             rows = [i for i in store.ingests() if i["rejected"]]
             rows = rows[-limit:] if limit else rows
@@ -300,7 +301,7 @@ def check(ctx, week, series_filter, detector, params, fmt) -> None:
         raise click.UsageError("--param needs --detector")
     now = _now()
     start = _week(config, week)
-    with _store(config, create=False) as store:
+    with _store(config, create=False, read_only=True) as store:
         coverage = choose_week(config, store, week=start, now=now)
         _announce(coverage, "checking")
         result = detect_week(
@@ -499,7 +500,7 @@ def status_command(ctx, limit, fmt) -> None:
     from monitor.status import status
 
     config = _config(ctx)
-    with _store(config, create=False) as store:
+    with _store(config, create=False, read_only=True) as store:
         info = status(config, store, now=_now(), runs=limit)
     if fmt == "json":
         click.echo(json.dumps(info, indent=2, default=str))
@@ -694,7 +695,7 @@ def silence_list(ctx, show_all) -> None:
     """List active silences (--all: every silence)."""
     config = _config(ctx)
     now = _now()
-    with _store(config, create=False) as store:
+    with _store(config, create=False, read_only=True) as store:
         rows = store.silences() if show_all else store.active_silences(now)
     if not rows:
         click.echo("no active silences" if not show_all else "no silences")
@@ -756,7 +757,7 @@ def alerts_flush(ctx, wait: float, resend_unknown: bool) -> None:
 def alerts_list(ctx) -> None:
     """Every series with an alert state (pending, firing, recovering, resolved) and the outbox."""
     config = _config(ctx)
-    with _store(config, create=False) as store:
+    with _store(config, create=False, read_only=True) as store:
         states = [s for s in store.alert_states().values() if s.state]
         outbox = store.outbox()
     rows = [{"series": s.series, "state": s.state, "severity": s.severity, "since": s.since_week,

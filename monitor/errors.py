@@ -54,3 +54,32 @@ class NoDataError(MonitorError):
 
 class UnknownSeriesError(MonitorError):
     """A --series that matches none of the series in the database (the message names the nearest keys)."""
+
+
+#: Below this much free space on the database's disk, a failed write is put down to a full disk.
+NEARLY_FULL = 1 << 20
+
+
+def disk_hint(path) -> str:
+    """Why writing next to `path` (the database, its -wal/-shm files or its lock) may fail, as the
+    end of an error message: " (the disk holding /data is full: ...)", or "" when its folder is on a
+    writable filesystem with room. SQLite says only "disk I/O error" or "database or disk is full"
+    and names no file; this says where, and what to do."""
+    import os
+    from pathlib import Path
+
+    folder = Path(path).parent
+    try:
+        info = os.statvfs(folder)
+    except OSError:
+        return ""
+    if info.f_flag & os.ST_RDONLY:
+        return (f" ({folder} is on a read-only filesystem: remount it read-write, or copy the database to a "
+                "writable disk and point --db / database.path there; check, status, rejects and the list commands "
+                "can read it where it is)")  # fmt: skip
+    free = info.f_bavail * info.f_frsize
+    if free < NEARLY_FULL:
+        return (f" (the disk holding {folder} is full: {free:,} bytes free; free some space there, or move the "
+                "database to a disk with room and point --db / database.path at it; what the database "
+                "holds is intact: SQLite rolls a failed write back)")  # fmt: skip
+    return ""

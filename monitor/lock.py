@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from monitor import faults
-from monitor.errors import LockError, StoreError
+from monitor.errors import LockError, StoreError, disk_hint
 
 #: Seconds between two attempts while waiting for the lock.
 POLL_SECONDS = 0.1
@@ -114,8 +114,11 @@ def run_lock(
             raise StoreError(f"{db_path}: the database file changed while its lock was taken ({real}); run the command again")
         since = clock().astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         info = {"pid": os.getpid(), "host": socket.gethostname(), "since": since, "command": command}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(info) + "\n").encode("utf-8"), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(info) + "\n").encode("utf-8"), 0)
+        except OSError as exc:  # a full disk (or quota): the database could not be written either
+            raise StoreError(f"{path}: cannot write the lock file: {exc.strerror or exc}{disk_hint(path)}") from None
         faults.point("lock.acquired")  # the overlap tests hold a run here
         faults.point("lock.held")  # killed here, the file still names us: the next run must not be blocked
         try:

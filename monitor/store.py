@@ -8,6 +8,7 @@ or the new state. Schema changes are new entries at the end of MIGRATIONS, never
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ import pandas as pd
 import sqlite_utils
 
 from monitor import faults
-from monitor.errors import StoreError
+from monitor.errors import StoreError, disk_hint
 from monitor.types import INCIDENT_FIELDS, CountRow, Detection, FileStream, Incident, IngestResult, ParsedFile, Reject
 
 if TYPE_CHECKING:
@@ -350,27 +351,58 @@ def _num(value: float) -> float | None:
     return None if value is None or value != value else float(value)
 
 
+def _storage_failure(exc: BaseException) -> bool:
+    """An SQLite error from the disk under the database (full, read-only, failing), not from the program."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return isinstance(exc, sqlite3.OperationalError) and name.startswith(("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY"))
+
+
+def _read_only_filesystem(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path.parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _read_only_uri(path: Path) -> str:
+    """An SQLite URI that reads `path` on a read-only filesystem. A WAL database needs its -shm file,
+    which cannot be made there; with nothing in its -wal file the database is whole and `immutable`
+    reads it without one. With a -wal file left behind (a writer stopped before checkpointing), its
+    pages matter: plain `mode=ro` reads them if the -shm file is there too, else fails with a hint."""
+    wal = path.with_name(path.name + "-wal")
+    pending = wal.exists() and wal.stat().st_size > 0
+    return path.resolve().as_uri() + ("?mode=ro" if pending else "?mode=ro&immutable=1")
+
+
 class Store:
     """The monitor's SQLite database; opening it applies pending migrations.
 
     path: the database file (created when missing; its folder must exist).
+    read_only: the caller only reads. On a read-only filesystem (a mounted backup, a read-only
+        volume) the file is then opened read-only instead of failing on the -shm file WAL mode
+        needs; without it, such a filesystem gives an error that says what to do.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         self.path = Path(path)
         self._check_file()
+        #: opened read-only because its filesystem is (only with read_only=True); writes then fail
+        self.read_only = read_only and _read_only_filesystem(self.path)
         try:
-            conn = sqlite3.connect(str(self.path), timeout=30)
+            if self.read_only:
+                conn = sqlite3.connect(_read_only_uri(self.path), uri=True, timeout=30)
+            else:
+                conn = sqlite3.connect(str(self.path), timeout=30)
             self.db = sqlite_utils.Database(conn, execute_plugins=False)
             self.db.execute("PRAGMA busy_timeout = 30000")
             self.db.execute("PRAGMA foreign_keys = ON")
-            if self.db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            if not self.read_only and self.db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                 self.db.execute("PRAGMA journal_mode = WAL")
             self._migrate()
         except sqlite3.DatabaseError as exc:
             self._close_quietly()
             damaged = "malformed" in str(exc) or "not a database" in str(exc)
-            hint = " (the file is damaged: restore it from a backup, or point --db / database.path at another file)" if damaged else ""
+            hint = " (the file is damaged: restore it from a backup, or point --db / database.path at another file)" if damaged else disk_hint(self.path)
             raise StoreError(f"{self.path}: cannot open the database: {exc}{hint}") from None
         except StoreError:
             self._close_quietly()
@@ -407,6 +439,12 @@ class Store:
             )
         if version == SCHEMA_VERSION:
             return
+        if self.read_only:
+            raise StoreError(
+                f"{self.path}: the database is at schema version {version} and this program needs {SCHEMA_VERSION}, "
+                f"which cannot be written on a read-only filesystem: run any monitor command once where the file is "
+                f"writable, or use the incident-monitor version that wrote it"
+            )
         with self._transaction():
             version = self._version()  # another process may have migrated while we waited
             self.db.execute(
@@ -434,12 +472,21 @@ class Store:
         try:
             yield
             faults.point("store.commit")  # the writes are done, not yet committed (overlap and crash tests)
-        except BaseException:
+        except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            if _storage_failure(exc):
+                raise StoreError(f"{self.path}: cannot write the database: {exc}{disk_hint(self.path)}") from None
             raise
         else:
-            conn.execute("COMMIT")
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if _storage_failure(exc):
+                    raise StoreError(f"{self.path}: cannot write the database: {exc}{disk_hint(self.path)}") from None
+                raise
 
     def close(self) -> None:
         """Close the connection (WAL content is checkpointed into the file)."""
@@ -485,7 +532,7 @@ class Store:
                 )
                 faults.point("ingest.before-commit")
         except (sqlite3.Error, OverflowError) as exc:  # OverflowError: an int beyond SQLite's 64-bit INTEGER
-            raise StoreError(f"{self.path}: ingest of {stream.path} failed and was rolled back: {exc}") from None
+            raise StoreError(f"{self.path}: ingest of {stream.path} failed and was rolled back: {exc}{disk_hint(self.path)}") from None
         finally:
             stream.close()
         return IngestResult(

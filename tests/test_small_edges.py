@@ -61,3 +61,18 @@ def test_a_20000_column_header_with_a_late_duplicate_is_refused_naming_it(tmp_pa
     result = CliRunner().invoke(cli, ["--config", str(tmp_path / "monitor.toml"), "ingest", str(path)], env={"MONITOR_NOW": NOW})
     assert result.exit_code == 1, result.output
     assert "appears more than once in the header" in result.output and "extra_19999" in result.output.lower(), result.output
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
+    """`monitor status | head -1`: the pipe closes before status is written; that was "unexpected BrokenPipeError"."""
+    import subprocess
+    import sys
+
+    from monitor.store import Store
+
+    Store(tmp_path / "m.db").close()
+    child = subprocess.Popen([sys.executable, "-m", "monitor", "--db", str(tmp_path / "m.db"), "status"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    child.stdout.close()  # before the interpreter has even started: every write meets a closed pipe
+    err = child.stderr.read().decode()
+    assert child.wait(timeout=60) == 1 and err == "", err
