@@ -9,7 +9,7 @@ decided across all series of that week (so Benjamini–Hochberg control replays 
   week-by-week replay; the weeks their nb-recent fallback judges (too little history) carry
   its chart and are replayed one by one, as the weekly job runs them;
 * stateful detectors (CUSUM, GLR) carry a chart from week to week that the weekly job
-  starts a fixed number of weeks back (`pipeline.STATEFUL_RUN_WEEKS`): each replayed week is
+  starts a fixed number of weeks back (`detection.STATEFUL_RUN_WEEKS`): each replayed week is
   run on its own, on the counts up to it, so the answer is the one the job would have given.
 
 The replay measures the false-alert burden the weekly report quotes (issue 11, item 4):
@@ -28,12 +28,11 @@ replayed over its whole span).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +40,16 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
+from monitor.assemble import build_all_series
+from monitor.config import Config
+from monitor.coverage import choose_week
+from monitor.detection import detect_counts, resolve_params
 from monitor.detectors import apply_min_count, get_detector, run_detector
+from monitor.errors import MonitorError, NoDataError
+from monitor.measured import fingerprint
 from monitor.series import week_label
 from monitor.severity import SeveritySettings, assign_levels
+from monitor.sources.counts import read_series_csv
 from monitor.surges import RULE_TEXT, in_surge
 
 #: Columns of the detail table, one row per series and replayed week.
@@ -171,63 +177,10 @@ def measure(detail: pd.DataFrame, *, first_week: date, last_week: date) -> Burde
     )
 
 
-def fingerprint(
-    models: Iterable[tuple[str, BaseModel]],
-    *,
-    fallback_params: BaseModel | None,
-    settings: SeveritySettings,
-    min_counts: Iterable[int] = (),
-) -> tuple[str, dict[str, Any]]:
-    """A short hash of what decides the alerts: each detector with its parameters, the fallback, the levels.
-
-    Parameters:
-        models: (detector name, parameters) of every series, as the run resolves them.
-        fallback_params: the short-history fallback's parameters (its class names the detector).
-        settings: the alert/warning levels and multiple-testing control.
-        min_counts: the series' `min_count` floors (a different floor alerts differently).
-
-    Returns the hash and the configuration it was computed from. A backtest and a weekly
-    run with the same hash judged their weeks the same way.
-    """
-    detectors: dict[str, set[str]] = {}
-    for name, params in models:
-        detectors.setdefault(name, set()).add(json.dumps(params.model_dump(mode="json"), sort_keys=True))
-    config = {
-        "detectors": {name: [json.loads(p) for p in sorted(ps)] for name, ps in sorted(detectors.items())},
-        "fallback": None
-        if fallback_params is None
-        else {"model": type(fallback_params).__name__, "params": fallback_params.model_dump(mode="json")},
-        "severity": dataclasses.asdict(settings),
-        "min_count": sorted({int(m) for m in min_counts}),
-    }
-    text = json.dumps(config, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16], config
-
-
-@dataclass(frozen=True)
-class MeasuredRate:
-    """A stored backtest's false-alert rate, as the weekly report states it."""
-
-    first_week: str
-    last_week: str
-    weeks: int
-    series: int
-    series_weeks: int
-    alerts_per100: float
-    outside_per100: float  # alerts per 100 series-weeks outside known surges
-    ran_at: datetime | None
-
-    def per_week(self, series: int) -> float:
-        """False alerts a week expected for `series` series at the measured rate."""
-        return self.outside_per100 / 100 * series
-
-
 def replay_counts(
     counts: pd.Series, *, detector: str, params: BaseModel, fallback_params: BaseModel | None, first: int, min_count: int = 0
 ) -> pd.DataFrame:
     """The detector's answer for positions `first`..end of `counts`, each week as if it were the current one."""
-    from monitor.pipeline import detect_counts
-
     n = len(counts)
     if first >= n:
         return pd.DataFrame()
@@ -419,7 +372,7 @@ def write_backtest(result: Backtest, out_dir: Path, *, title: str) -> Path:
 
     Returns the .md path.
     """
-    from monitor.report.files import atomic_write
+    from monitor.atomic import atomic_write
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -441,3 +394,104 @@ def write_backtest(result: Backtest, out_dir: Path, *, title: str) -> Path:
         "version of the data: late reports and revisions are included.",
     ]
     return atomic_write(out_dir / "backtest.md", "\n".join(lines) + "\n")
+
+
+def backtest_store(
+    config: Config,
+    store,
+    *,
+    first_week: date | None,
+    last_week: date | None,
+    weeks: int,
+    now: datetime,
+    series_filter: str | None = None,
+    detector: str | None = None,
+    params: dict | None = None,
+):
+    """`monitor backtest` on the database: replay the configured series (or one detector) week by week.
+
+    last_week defaults to the latest week with data (`monitor.coverage.choose_week`); first_week to
+    `weeks` - 1 weeks before it. NoDataError when no source's data reaches last_week.
+    """
+    from monitor.backtest import ReplaySeries, backtest
+    from monitor.detectors import FALLBACK
+
+    coverage = choose_week(config, store, week=last_week, now=now)
+    if not coverage.reached:
+        raise NoDataError(coverage.no_data_message(option="--to"))
+    last = coverage.week
+    first = first_week if first_week is not None else last - timedelta(weeks=weeks - 1)
+    if first > last:
+        raise MonitorError(
+            f"--from {week_label(first)} is after the last week to replay, {week_label(last)}"
+            + ("" if coverage.asked else " (the latest week with data)") + ": pass an earlier --from"
+        )
+    series = build_all_series(config, store, week=last, series_filter=series_filter)
+    if not series:
+        raise MonitorError(
+            "no series to backtest" + (f" matching '{series_filter}'" if series_filter else "")
+            + " (ingest data first, or check the [[series]] definitions)"
+        )
+    replay = []
+    for s in series:
+        name, model = resolve_params(config, s, detector=detector, overrides=params)
+        replay.append(ReplaySeries(key=s.key, counts=s.counts, detector=name, params=model, min_count=s.min_count))
+    return backtest(
+        replay, first_week=first, last_week=last, settings=config.detection.severity, fallback_params=config.params_for(FALLBACK)
+    )
+
+
+def run_backtest(
+    config: Config,
+    store,
+    *,
+    first_week: date | None,
+    last_week: date | None,
+    weeks: int,
+    now: datetime,
+    series_filter: str | None = None,
+    detector: str | None = None,
+    params: dict | None = None,
+):
+    """`monitor backtest` on the database: `backtest_store`, then store the measured false-alert rate.
+
+    The rate (`monitor.backtest.Burden`) is kept under the replay's fingerprint, so a weekly
+    report whose detectors, parameters and levels are the same quotes it (issue 11, item 4).
+    """
+    result = backtest_store(
+        config, store, first_week=first_week, last_week=last_week, weeks=weeks, now=now,
+        series_filter=series_filter, detector=detector, params=params,
+    )  # fmt: skip
+    if result.burden.series_weeks:
+        store.record_backtest(
+            result.burden.as_dict(), detector=", ".join(result.config["detectors"]), fingerprint=result.fingerprint,
+            config=result.config, series_filter=series_filter or "", ran_at=now,
+        )  # fmt: skip
+    return result
+
+
+def backtest_csv(path: Path, *, config: Config, detector: str, params: dict | None, weeks: int | None):
+    """`monitor backtest --counts FILE`: replay a detector over a CSV of week_start,count[,series].
+
+    Replays the last `weeks` weeks of the file (None: every week).
+    """
+    from monitor.backtest import ReplaySeries, backtest
+    from monitor.detectors import FALLBACK
+
+    frame = read_series_csv(path)
+    model = config.params_for(detector, overrides=params)
+    grouped = frame.groupby("series", sort=False) if "series" in frame.columns else [(path.stem, frame)]
+    replay = [
+        ReplaySeries(
+            key=str(name),
+            counts=pd.Series(sub["count"].to_numpy(dtype=float), index=pd.DatetimeIndex(sub["week_start"]), name="count"),
+            detector=detector,
+            params=model,
+        )
+        for name, sub in grouped
+    ]
+    last = max(s.counts.index[-1] for s in replay).date()
+    first = min(s.counts.index[0] for s in replay).date()
+    if weeks is not None:
+        first = max(first, last - timedelta(weeks=weeks - 1))
+    return backtest(replay, first_week=first, last_week=last, settings=config.detection.severity, fallback_params=config.params_for(FALLBACK))

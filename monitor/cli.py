@@ -22,12 +22,14 @@ import click
 
 from monitor import __version__
 from monitor.config import FORMATS
-from monitor.errors import LockError, MonitorError, NoDataError
-
-EXIT_FLAGGED = 3
-EXIT_LOCKED = LockError.exit_code
-EXIT_NO_DATA = NoDataError.exit_code
-
+from monitor.errors import (  # noqa: F401
+    EXIT_DELIVERY_FAILED,
+    EXIT_FLAGGED,
+    EXIT_LOCKED,
+    EXIT_NO_DATA,
+    MonitorError,
+    NoDataError,
+)
 
 #: Fixes every command's clock to this time (ISO 8601 with a UTC offset, e.g. 2023-03-06T06:00:00+00:00):
 #: to reproduce a past run byte for byte (report, digest Date and Message-ID, timestamps) and for the
@@ -180,8 +182,8 @@ def ingest(ctx: click.Context, files: tuple[Path, ...], fmt: str | None, again: 
     database's lock (the lock of the file the database path resolves to; a database with
     other hard links is refused: make a copy instead); else 0.
     """
+    from monitor.ingest import REJECT_LINES, ingest_files
     from monitor.lock import run_lock
-    from monitor.pipeline import REJECT_LINES, ingest_files
 
     config = _config(ctx)
     with run_lock(config.db_path, clock=_now, wait=wait, command="monitor ingest"), _store(config) as store:
@@ -294,7 +296,7 @@ def _emit(rows: list[dict], columns: list[str], fmt: str) -> None:
 def check(ctx, week, series_filter, detector, params, fmt) -> None:
     """Check the series in the database for one week; exit 3 if anything is flagged, 6 if no data reaches the week."""
     from monitor.coverage import choose_week
-    from monitor.pipeline import detect_week
+    from monitor.detection import detect_week
 
     config = _config(ctx)
     if params and not detector:
@@ -374,9 +376,9 @@ def _alarm_cell(alarm: bool | None, fmt: str):
 @click.pass_context
 def detect(ctx, file, detector, params, last, fmt) -> None:
     """Run a detector on a CSV of week_start,count[,series]; exit 3 if the last week of any series alarms."""
-    from monitor.pipeline import detect_csv
-
     import pandas as pd
+
+    from monitor.detection import detect_csv
 
     frame = detect_csv(file, config=_config(ctx), detector=detector, params=_params(params) or {}, last=last)
     frame = frame.assign(
@@ -527,7 +529,7 @@ def status_command(ctx, limit, fmt) -> None:
 @click.pass_context
 def demo(ctx, out_dir: Path, wait: float) -> None:
     """Generate synthetic Syria data (2020 – March 2023) and run the weekly job for 2023-W09."""
-    from monitor.pipeline import run_demo
+    from monitor.demo import run_demo
 
     if ctx.obj["config_path"] or ctx.obj["db_path"]:
         raise click.UsageError("demo writes its own config and database under --out; drop --config/--db (or $MONITOR_CONFIG)")
@@ -554,8 +556,12 @@ def backtest(ctx, first, last, weeks, series_filter, detector, params, counts_fi
     On the database, the measured false-alert rate (alerts per 100 series-weeks outside known
     surges) is stored there; reports with the same detectors, parameters and levels quote it.
     """
-    from monitor.backtest import summary_lines, write_backtest
-    from monitor.pipeline import backtest_csv, run_backtest
+    from monitor.backtest import (
+        backtest_csv,
+        run_backtest,
+        summary_lines,
+        write_backtest,
+    )
 
     config = _config(ctx)
     if params and not detector:
@@ -652,7 +658,7 @@ def silence_add(ctx, series_filter, until, comment, author, all_matching) -> Non
     text matching several lists them and needs --all-matching (exit 2 without)."""
     import getpass
 
-    from monitor.pipeline import silence_targets
+    from monitor.assemble import silence_targets
 
     try:
         day = date.fromisoformat(until)
@@ -731,7 +737,6 @@ def alerts_flush(ctx, wait: float, resend_unknown: bool) -> None:
     """Send the messages waiting in the outbox (exit 4 if some are still undelivered or their outcome is unknown)."""
     from monitor.alerts.outbox import flush
     from monitor.lock import run_lock
-    from monitor.pipeline import EXIT_DELIVERY_FAILED
 
     config = _config(ctx)
     # the run lock: a flush during a weekly run could otherwise send the run's messages a second time

@@ -19,16 +19,25 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, Strict, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from monitor.errors import ConfigError
-from monitor.weeks import WEEKDAYS
+from monitor.sources import FORMATS
 from monitor.types import DIMENSIONS, INCIDENT_FIELDS, Annotation
+from monitor.weeks import WEEKDAYS
 
 #: Where `monitor` looks for a config when neither --config nor $MONITOR_CONFIG is given.
 DEFAULT_CONFIG = Path("config/monitor.toml")
 CONFIG_ENV = "MONITOR_CONFIG"
-FORMATS = ("auto", "acled", "acled-legacy", "ucdp", "generic", "counts")
 
 
 class _Settings(BaseModel):
@@ -262,7 +271,7 @@ class ScheduleSettings(_Settings):
             )
         from datetime import datetime, timezone
 
-        from monitor.schedule import parse_cron
+        from monitor.cron import parse_cron
 
         trigger = parse_cron(value)  # ValueError naming the bad field
         start = datetime(2000, 1, 1, tzinfo=timezone.utc)

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from monitor.config import Config
-from monitor.series import last_full_week, week_label
+from monitor.errors import MonitorError
+from monitor.series import last_complete_week, last_full_week, week_label
 
 
 @dataclass(frozen=True)
@@ -117,8 +118,6 @@ def choose_week(config: Config, store, *, week: date | None, now: datetime) -> C
     """The week to judge and how far the data reaches it: `week` if given (refused if it has not ended
     yet), else the latest week a source in use completes, or the clock's last complete week if that
     is earlier (or nothing is ingested)."""
-    from monitor.pipeline import select_week
-
     last_complete = select_week(config, week=None, now=now)
     sources = sources_in_use(config, source_reach(store, start=config.week.start))
     weeks = [s.last_week for s in sources if s.last_week is not None]
@@ -144,3 +143,24 @@ def series_without_data(config: Config, keys_and_definitions, coverage: Coverage
 def lag_weeks(last_week: date | None, last_complete: date) -> int | None:
     """Weeks from a source's last complete week to the clock's last complete week (0: up to date)."""
     return None if last_week is None else max((last_complete - last_week).days // 7, 0)
+
+
+def select_week(config: Config, *, week: date | None, now: datetime) -> date:
+    """The week to report on: the given one, else the last week that has ended at `now`.
+
+    `now` is read in the schedule's time zone, so a Monday-morning run in Tokyo reports on
+    the week that has just ended there. A week that has not ended yet is refused: its
+    counts would be partial and every series would look quiet.
+    """
+    from zoneinfo import ZoneInfo
+
+    local = now.astimezone(ZoneInfo(config.schedule.timezone)) if now.tzinfo else now
+    last = last_complete_week(local, start=config.week.start)
+    if week is None:
+        return last
+    if week > last:
+        raise MonitorError(
+            f"week {week_label(week)} has not ended yet ({local:%Y-%m-%d %H:%M} {config.schedule.timezone}); "
+            f"the last complete week is {week_label(last)}"
+        )
+    return week

@@ -32,12 +32,15 @@ Same seed → identical frame and byte-identical CSV.
 from __future__ import annotations
 
 import os
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from monitor.pipeline import WeeklyOutcome
 
 __all__ = [
     "ACLED_COLUMNS",
@@ -73,10 +76,8 @@ SURGE_ADMIN1: tuple[str, ...] = ("Homs", "Hama", "Deir ez Zor")
 SYNTHETIC_SOURCE = "Synthetic (monitor demo)"
 _ID_PREFIX = "SYRD"
 
-# --------------------------------------------------------------------------------------------
 # Actors (ACLED names) and inter codes: 1 state forces, 2 rebel groups, 3 political militias,
 # 4 identity militias, 5 rioters, 6 protesters, 7 civilians, 8 external/other forces.
-# --------------------------------------------------------------------------------------------
 SYR = "Military Forces of Syria (2000-)"
 RUS = "Military Forces of Russia (2000-)"
 TUR = "Military Forces of Turkey (2016-)"
@@ -104,9 +105,7 @@ INTER: dict[str, int] = {
     "Unidentified Military Forces": 8, "Unidentified Communal Militia (Syria)": 4, "": 0,
 }  # fmt: skip
 
-# --------------------------------------------------------------------------------------------
 # Places: admin1 -> key -> (admin2, admin3, location, latitude, longitude). Approximate.
-# --------------------------------------------------------------------------------------------
 PLACES: dict[str, dict[str, tuple[str, str, str, float, float]]] = {
     "Aleppo": {
         "aleppo": ("Jebel Saman", "Jebel Saman", "Aleppo", 36.2021, 37.1343),
@@ -231,11 +230,9 @@ PLACES: dict[str, dict[str, tuple[str, str, str, float, float]]] = {
     },
 }
 
-# --------------------------------------------------------------------------------------------
 # Event templates: (event_type, sub_event_type, actor1, assoc1, actor2, assoc2, note, fatalities)
 # `note` is completed as "On <date>, <note with {loc} and {gov}>. <fatalities sentence>".
 # `fatalities` = (probability of at least one death, log-mean, log-sd) of the positive part.
-# --------------------------------------------------------------------------------------------
 _BT, _ERV, _VAC = "Battles", "Explosions/Remote violence", "Violence against civilians"
 _PROT, _RIOT, _SD = "Protests", "Riots", "Strategic developments"
 _CLASH, _SHELL, _AIR, _IED = "Armed clash", "Shelling/artillery/missile attack", "Air/drone strike", "Remote explosive/landmine/IED"
@@ -298,10 +295,8 @@ T: dict[str, tuple[str, str, str, str, str, str, str, tuple[float, float, float]
     "is_prison": (_BT, _CLASH, IS, "", SDF, "", "IS fighters clashed with the SDF around the Ghwayran (Al Sina'a) prison in {loc}, {gov}", (0.9, 2.3, 0.7)),
 }
 
-# --------------------------------------------------------------------------------------------
 # Streams: (name, admin1, weekly events at the 2022 level, gamma shape (NB dispersion),
 #           kind (day-of-week profile), modifiers, templates {key: weight}, places {key: weight})
-# --------------------------------------------------------------------------------------------
 _Stream = tuple[str, str, float, float, str, tuple[str, ...], dict[str, float], dict[str, float]]
 
 STREAMS: tuple[_Stream, ...] = (
@@ -411,9 +406,7 @@ _IS_SURGE_TEMPLATES: dict[str, dict[str, float]] = {
     "Hama": {"is_attack_reg": 3, "is_vac": 2, "is_mine_civ": 2, "is_ied": 1},
 }
 
-# --------------------------------------------------------------------------------------------
 # Real incidents named in docs/domain.md
-# --------------------------------------------------------------------------------------------
 _REAL_NOTE = (
     " [Real incident: date, place and fatalities as given in public reports (Counter Extremism"
     " Project 'ISIS Redux' and press reports; see docs/domain.md). All other demo rows are synthetic.]"
@@ -480,9 +473,7 @@ REAL_INCIDENTS: tuple[dict[str, Any], ...] = (
 
 _QUAKE = date(2023, 2, 6)
 
-# --------------------------------------------------------------------------------------------
 # Generation
-# --------------------------------------------------------------------------------------------
 _DOW = {  # Monday .. Sunday
     "pv": np.array([1.05, 1.05, 1.0, 1.0, 0.88, 0.97, 1.05]),
     "protest": np.array([0.55, 0.55, 0.55, 0.55, 3.2, 0.8, 0.8]),
@@ -712,3 +703,60 @@ def write_demo_csv(path: Path, *, seed: int = DEMO_SEED) -> Path:
     finally:
         partial.unlink(missing_ok=True)
     return path
+
+
+#: The demo reports on the week after the 2023-02-27 landmine killings in Hama.
+DEMO_WEEK = "2023-W09"
+DEMO_FILE = "syria_demo_acled_2020-01-01_2023-03-31.csv"
+
+
+def run_demo(out_dir: Path, *, now: datetime, wait: float = 0.0) -> WeeklyOutcome:
+    """Generate the synthetic Syria dataset under `out_dir`, then run the weekly job for 2023-W09.
+
+    Everything it makes (inbox CSV, monitor.toml, monitor.db, reports/, the .eml) stays in
+    `out_dir`. An existing monitor.toml there is kept, so a user can edit and re-run it.
+    Like `monitor run`, it holds the database's run lock (monitor.lock) while it writes the
+    inbox file and the database: `wait` seconds for another holder, then LockError (exit 5).
+    """
+    from importlib import resources
+
+    from monitor.config import load_config
+    from monitor.errors import MonitorError
+    from monitor.lock import run_lock
+    from monitor.pipeline import run_weekly
+    from monitor.series import parse_week
+    from monitor.store import Store
+
+    out_dir = Path(out_dir)
+    inbox = out_dir / "inbox"
+    config_path = out_dir / "monitor.toml"
+    try:
+        inbox.mkdir(parents=True, exist_ok=True)
+        if not config_path.exists():
+            _write_new(config_path, resources.files("monitor").joinpath("data/demo.toml").read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise MonitorError(f"cannot write the demo into {out_dir}: {exc.strerror or exc}") from None
+    config = load_config(config_path)
+    with run_lock(config.db_path, clock=lambda: now, wait=wait, command="monitor demo"), Store(config.db_path) as store:
+        write_demo_csv(inbox / DEMO_FILE)
+        return run_weekly(config, store, week=parse_week(DEMO_WEEK, start=config.week.start), now=now)
+
+
+def _write_new(path: Path, text: str) -> None:
+    """Create `path` with `text` in one step, keeping a file that exists already (e.g. written by a demo started
+    at the same moment): never a half-written file, never an overwritten one."""
+    import tempfile
+
+    from monitor.atomic import file_mode
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, file_mode())  # a normal file's mode, not mkstemp's 0600
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        try:
+            os.link(tmp, path)  # fails if the file exists: link, unlike rename, never replaces
+        except FileExistsError:
+            pass
+    finally:
+        os.unlink(tmp)

@@ -56,6 +56,16 @@ class UnknownSeriesError(MonitorError):
     """A --series that matches none of the series in the database (the message names the nearest keys)."""
 
 
+#: Exit codes of the command line, documented in the README and in `monitor --help`.
+EXIT_OK = 0
+EXIT_ERROR = 1  # a MonitorError, a refused file or rejected rows, a failed scheduled week
+EXIT_USAGE = 2  # click's: a bad option or argument
+EXIT_FLAGGED = 3  # check / detect: something was flagged
+EXIT_DELIVERY_FAILED = 4  # run / alerts flush: messages left in the outbox
+EXIT_LOCKED = LockError.exit_code
+EXIT_NO_DATA = NoDataError.exit_code
+
+
 #: Below this much free space on the database's disk, a failed write is put down to a full disk.
 NEARLY_FULL = 1 << 20
 

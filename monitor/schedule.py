@@ -10,7 +10,6 @@ or Ctrl-C stops it between weeks, after the week being run.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import time
 from collections.abc import Callable
@@ -22,7 +21,8 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from monitor.config import Config
-from monitor.errors import LockError, MonitorError
+from monitor.cron import parse_cron
+from monitor.errors import EXIT_ERROR, LockError, MonitorError
 
 JOB_ID = "weekly-run"
 WAKE_ID = "wake"
@@ -32,7 +32,6 @@ WAKE_ID = "wake"
 #: does "no-data" (no source's data reached the week: once a late file is in, the re-run judges it).
 DONE_STATUSES = frozenset({"ok", "ingest-refused", "delivery-failed"})
 FAILED = "failed"
-EXIT_ERROR = 1
 #: How long a scheduled job waits for a run holding the lock (e.g. `monitor run` from cron)
 #: before giving up until the next tick; a stop request ends the wait at once.
 JOB_LOCK_WAIT_SECONDS = 3600
@@ -42,25 +41,6 @@ JOB_LOCK_WAIT_SECONDS = 3600
 WAKE_SECONDS = 3600
 #: How often the main thread looks for a stop request (signal handlers only set a flag).
 STOP_POLL_SECONDS = 0.2
-
-
-_CRON_FIELDS = (("minute", "minute"), ("hour", "hour"), ("day", "day"), ("month", "month"), ("day_of_week", "weekday"))
-
-
-def parse_cron(expression: str, timezone: str = "UTC") -> CronTrigger:
-    """A cron trigger; ValueError naming the field and value APScheduler refused, and the field order, if invalid."""
-    try:
-        return CronTrigger.from_crontab(expression, timezone=timezone)
-    except ValueError as exc:
-        problem = re.sub(r"^Error validating expression '[^']*': ", "", str(exc))
-        field = ""
-        for (name, label), text in zip(_CRON_FIELDS, expression.split()):
-            try:
-                CronTrigger(**{name: text})
-            except ValueError:
-                field = f"{label} '{text}': "
-                break
-        raise ValueError(f"{field}{problem}; the fields are minute hour day month weekday, e.g. '0 6 * * mon'") from None
 
 
 def trigger(config: Config) -> CronTrigger:
@@ -116,7 +96,7 @@ def owed_weeks(config: Config, store, *, now: datetime) -> list[date]:
     history). A failed week stays owed: every catch-up retries it until it succeeds or leaves
     the window.
     """
-    from monitor.pipeline import select_week
+    from monitor.coverage import select_week
     from monitor.series import parse_week
 
     last = select_week(config, week=None, now=now)
@@ -152,7 +132,8 @@ def run_week(
     as a finished run), then the exception is raised again. A week that has not ended is a
     wrong request, not a run: select_week's error is raised and nothing is recorded.
     """
-    from monitor.pipeline import run_weekly, select_week
+    from monitor.coverage import select_week
+    from monitor.pipeline import run_weekly
     from monitor.series import week_label
 
     week = select_week(config, week=week, now=now)

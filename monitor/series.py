@@ -17,7 +17,7 @@ import pandas as pd
 
 from monitor.errors import MonitorError
 from monitor.types import SeriesProblem, WeeklySeries
-from monitor.weeks import WEEKDAYS, week_label, week_start_of
+from monitor.weeks import WEEKDAYS, week_label, week_start_of  # noqa: F401  (week_label: callers import it from here)
 
 _WEEK_LABEL = re.compile(r"^(\d{4})-W(\d{2})$")
 
@@ -529,3 +529,8 @@ def trend_arrow(counts: pd.Series) -> str:
         return "↑" if recent > 0 else "→"
     change = (recent - before) / before
     return "↑" if change > 0.25 else ("↓" if change < -0.25 else "→")
+
+
+def series_name(result) -> str:
+    """'Islamic State events — Homs': the definition's title and the label of a SeriesResult's series (raw, unescaped)."""
+    return f"{result.series.title or result.series.definition} — {result.series.label}"

@@ -73,7 +73,7 @@ def status(config: Config, store, *, now: datetime, runs: int = 10) -> dict[str,
     "sources" (`freshness`; weeks_behind counts from the clock's last complete week), "outbox", "silences"};
     outbox and silences are None when the store does not keep them.
     """
-    from monitor.pipeline import select_week
+    from monitor.coverage import select_week
     from monitor.schedule import next_run, owed_weeks
     from monitor.series import week_label
 

@@ -14,17 +14,24 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 import sqlite_utils
 
 from monitor import faults
 from monitor.errors import StoreError, disk_hint
-from monitor.types import INCIDENT_FIELDS, CountRow, Detection, FileStream, Incident, IngestResult, ParsedFile, Reject
-
-if TYPE_CHECKING:
-    from monitor.alerts.lifecycle import AlertState
+from monitor.types import (
+    INCIDENT_FIELDS,
+    AlertState,
+    CountRow,
+    Detection,
+    FileStream,
+    Incident,
+    IngestResult,
+    ParsedFile,
+    Reject,
+)
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 COUNT_KEYS: tuple[str, ...] = ("source", "week_start", "country", "admin1", "admin2", "event_type", "sub_event_type", "actor")
@@ -498,8 +505,7 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # ---- ingest -------------------------------------------------------------------
-
+    # ingest
     def ingest(self, data: ParsedFile | FileStream, *, sha256: str, now: datetime) -> IngestResult:
         """Write one file in one transaction: upsert incidents and counts, log the ingest and its rejects.
 
@@ -627,8 +633,7 @@ class Store:
             "SELECT 1 FROM ingests WHERE sha256 = ? AND NOT (rejected > 0 AND rejected >= rows_read) LIMIT 1", [sha256]
         ).fetchone() is not None
 
-    # ---- reading --------------------------------------------------------------------
-
+    # reading
     @staticmethod
     def _bounds(column: str, start: date | None, end: date | None) -> tuple[str, list[str]]:
         clauses, params = [], []
@@ -800,8 +805,7 @@ class Store:
         rows = list(self.db.query(f"SELECT * FROM ingests WHERE {column} = ? ORDER BY id DESC LIMIT 1", [value]))
         return rows[0] if rows else None
 
-    # ---- detections, alerts, runs ----------------------------------------------------
-
+    # detections, alerts, runs
     def save_detections(self, week: str, detections: Iterable[Detection]) -> None:
         """Store this week's detections, replacing earlier ones of the same (week, series)."""
         rows = [
@@ -844,8 +848,7 @@ class Store:
             row["summary"] = json.loads(row["summary"])
         return rows
 
-    # ---- measured false-alert rates ----------------------------------------------------
-
+    # measured false-alert rates
     def record_backtest(
         self, burden: dict[str, Any], *, detector: str, fingerprint: str, config: dict, series_filter: str, ran_at: datetime
     ) -> int:
@@ -877,11 +880,9 @@ class Store:
             row["ran_at"] = datetime.fromisoformat(row["ran_at"])
         return rows
 
-    # ---- alert lifecycle, outbox, silences ---------------------------------------------
-
+    # alert lifecycle, outbox, silences
     def alert_states(self) -> dict[str, AlertState]:
         """The lifecycle state of every series that has one, by series key."""
-        from monitor.alerts.lifecycle import AlertState
 
         return {row["series"]: AlertState(**row) for row in self.db.query("SELECT * FROM alert_states")}
 

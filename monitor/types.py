@@ -358,3 +358,22 @@ def rank_key(r: SeriesResult) -> tuple[float, float, float]:
     d = r.detection
     p = d.evidence_p if d.evidence_p == d.evidence_p else float("inf")
     return (p, -_nan_low(d.score), -d.observed if d.observed == d.observed else 0.0)
+
+
+@dataclass(frozen=True)
+class AlertState:
+    """Where a series stands (a row of the alert_states table)."""
+
+    series: str
+    state: str = ""  # "" | pending | firing | recovering | resolved
+    severity: str = ""  # highest severity seen in this episode
+    band: int = 0  # highest exceedance band seen in this episode
+    since_week: str = ""  # first flagged week of the episode
+    flagged_weeks: int = 0  # consecutive flagged weeks (pending / firing)
+    quiet_weeks: int = 0  # consecutive quiet weeks (recovering)
+    announced_week: str = ""  # last week a notification about this episode was queued
+    announced_index: int = -1  # its week index
+    announced_severity: str = ""
+    announced_band: int = 0
+    last_week: str = ""  # last week processed
+    last_index: int = -1

@@ -12,7 +12,7 @@ fresh database in a temp folder, then writes a config of `--definitions` definit
 a share `--typos` of them name their governorate with a letter too many, as a config with
 mistakes does (each such definition is then explained with the nearest names in the data).
 It times, in this process, the building of every series and the explanation of every
-definition that yields none (`pipeline.series_and_problems`), then `monitor check --week
+definition that yields none (`assemble.series_and_problems`), then `monitor check --week
 2019-W47 --format json` end to end as a child process (interpreter start-up and detection
 included). Nothing is asserted.
 
@@ -75,8 +75,8 @@ def main(argv=None) -> int:
         subprocess.run([*monitor, "--db", str(db), "ingest", str(UCDP)], env=env, check=True, capture_output=True)
         write_config(config, db, args.definitions, args.typos)
 
+        from monitor.assemble import series_and_problems
         from monitor.config import load_config
-        from monitor.pipeline import series_and_problems
         from monitor.series import parse_week
         from monitor.store import Store
 

@@ -45,13 +45,9 @@ from typing import Sequence
 
 import numpy as np
 
-#: Current ACLED export layout (31 columns), as in the ACLED sample in ../shared/data.
-ACLED_COLUMNS: tuple[str, ...] = (
-    "event_id_cnty", "event_date", "year", "time_precision", "disorder_type", "event_type", "sub_event_type",
-    "actor1", "assoc_actor_1", "inter1", "actor2", "assoc_actor_2", "inter2", "interaction", "civilian_targeting",
-    "iso", "region", "country", "admin1", "admin2", "admin3", "location", "latitude", "longitude", "geo_precision",
-    "source", "source_scale", "notes", "fatalities", "tags", "timestamp",
-)  # fmt: skip
+from monitor.demo import (
+    ACLED_COLUMNS,  # the current ACLED export layout (31 columns), as in ../shared/data
+)
 
 #: First and last event day: 520 whole weeks, Monday 2015-01-05 to Sunday 2024-12-29 (2024-W52).
 FIRST_DAY = date(2015, 1, 5)

@@ -90,7 +90,7 @@ def demo_dir(tmp_path_factory) -> Path:
     """
     from datetime import datetime, timezone
 
-    from monitor.pipeline import run_demo
+    from monitor.demo import run_demo
 
     out = tmp_path_factory.mktemp("demo_shared")
     run_demo(out, now=datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc))

@@ -91,6 +91,7 @@ def serve() -> None:
     import monitor.detectors  # noqa: F401
     import monitor.lock  # noqa: F401
     import monitor.pipeline  # noqa: F401
+    import monitor.detection  # noqa: F401
     import monitor.report.plots  # noqa: F401
     import monitor.schedule  # noqa: F401
     import monitor.sources  # noqa: F401

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from monitor.pipeline import alert_status
+from monitor.detection import alert_status
 from monitor.types import INCIDENT_FIELDS, Annotation, Detection, IngestResult, RunResult, SeriesResult, WeeklySeries
 
 W09 = date(2023, 2, 27)  # ISO 2023-W09, the week after the 2023-02-27 landmine killings in Hama

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from monitor.cli import cli
 from monitor.config import config_from_dict
-from monitor.pipeline import backtest_csv, backtest_store, detect_week
+from monitor.backtest import backtest_csv, backtest_store
+from monitor.detection import detect_week
 from monitor.series import parse_week, week_label
 from monitor.store import Store
 from tests.conftest import demo_config, load_reference, reference_cases

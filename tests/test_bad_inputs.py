@@ -320,7 +320,7 @@ def run_cli(args: list[str], *, cwd: Path, real: bool) -> tuple[int, str, str]:
 def seed_database(path: Path) -> None:
     """A database with three incidents, so 'unchanged' means something."""
     from monitor.config import config_from_dict
-    from monitor.pipeline import ingest_files
+    from monitor.ingest import ingest_files
     from monitor.store import Store
 
     config = config_from_dict({}, base_dir=path.parent)

@@ -237,7 +237,7 @@ def test_run_detector_many_equals_one_call_per_series(name):
 def test_detection_split_over_processes_equals_one_process(monkeypatch):
     """A large group of series is split over spawned worker processes; the frames must be the
     ones a single process computes (the chunks are contiguous and each series is independent)."""
-    from monitor import pipeline
+    from monitor import detection
     from monitor.types import WeeklySeries
 
     rng = np.random.default_rng(11)
@@ -247,9 +247,9 @@ def test_detection_split_over_processes_equals_one_process(monkeypatch):
         for i in range(7)
     ]  # fmt: skip
     models = [("farrington-cusum", make_params("farrington-cusum", {}))] * len(series)
-    monkeypatch.setattr(pipeline, "PARALLEL_MIN_SERIES", 3)
-    one = pipeline._detect_grouped(series, models, lookback=4, fallback_params=NbRecentParams(), workers=1)
-    two = pipeline._detect_grouped(series, models, lookback=4, fallback_params=NbRecentParams(), workers=2)
+    monkeypatch.setattr(detection, "PARALLEL_MIN_SERIES", 3)
+    one = detection._detect_grouped(series, models, lookback=4, fallback_params=NbRecentParams(), workers=1)
+    two = detection._detect_grouped(series, models, lookback=4, fallback_params=NbRecentParams(), workers=2)
     assert len(one) == len(two) == 7
     for a, b in zip(one, two):
         pd.testing.assert_frame_equal(a, b)

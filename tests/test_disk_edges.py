@@ -18,7 +18,6 @@ import sys
 import textwrap
 
 import pytest
-
 from helpers_incidents import write_incidents
 
 NOW = "2023-03-06T06:00:00+00:00"

@@ -88,7 +88,7 @@ def test_readme_documents_every_exit_code_the_cli_uses():
 OWNERS = {
     "matplotlib": ("monitor/report/",),
     "smtplib": ("monitor/alerts/email.py",),
-    "apscheduler": ("monitor/schedule.py",),
+    "apscheduler": ("monitor/schedule.py", "monitor/cron.py"),
     "sqlite_utils": ("monitor/store.py",),
     "sqlite3": ("monitor/store.py",),
     "click": ("monitor/cli.py",),

@@ -20,7 +20,7 @@ from monitor.alerts.lifecycle import AlertState
 from monitor.alerts.notify import advance, plan, week_index
 from monitor.errors import DeliveryError
 from monitor.report import write_report
-from monitor.report.markdown import fmt_num, fmt_p, fmt_score
+from monitor.numbers import fmt_num, fmt_p, fmt_score
 from tests.helpers_result import INJECTION_LABEL, alert_settings, make_result, report_settings
 from tests.smtp_server import Inbox, SmtpServer, free_port
 

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from monitor.config import load_config
-from monitor.pipeline import EXIT_DELIVERY_FAILED, run_demo, run_weekly
+from monitor.demo import run_demo
+from monitor.pipeline import EXIT_DELIVERY_FAILED, run_weekly
 from monitor.series import parse_week
 from monitor.store import Store
 from tests.smtp_server import SmtpServer
@@ -118,7 +119,7 @@ def test_digest_through_a_real_smtp_server_survives_an_outage_and_is_sent_once(d
 def test_check_with_another_detector_uses_the_configs_defaults_for_it(demo_run, tmp_path):
     """`check --detector ears` runs [detectors.ears] from the config; --param goes on top."""
     from monitor.config import config_from_dict
-    from monitor.pipeline import detect_week
+    from monitor.detection import detect_week
 
     demo_dir, _ = demo_run
     config = config_from_dict(
@@ -157,7 +158,7 @@ def test_no_email_run_says_what_is_pending(demo_run, tmp_path):
 def test_stateful_detectors_answer_the_same_whatever_the_lookback(demo_run, tmp_path):
     """A CUSUM's verdict for 2023-W09 must not depend on how many weeks `check` or `run` display."""
     from monitor.config import config_from_dict
-    from monitor.pipeline import detect_week
+    from monitor.detection import detect_week
 
     demo_dir, _ = demo_run
     config = config_from_dict(
@@ -181,7 +182,7 @@ def test_chart_start_leaves_the_in_control_model_the_history_that_exists(n, wind
     """cusum/glrnb chart a short series from week `in_control_weeks` (or a year before its end), not
     from its first year's end; from 156 + window weeks on, the last 156 weeks (issue 11, item 5)."""
     from monitor.detectors import get_detector, make_params
-    from monitor.pipeline import chart_start
+    from monitor.detection import chart_start
 
     for name in ("cusum", "glrnb"):
         assert chart_start(get_detector(name), make_params(name, {"in_control_weeks": window}), n) == start
@@ -192,7 +193,7 @@ def test_weeks_shown_before_the_chart_start_go_to_the_fallback_and_the_chart_is_
     import numpy as np
 
     from monitor.detectors import make_params
-    from monitor.pipeline import detect_counts
+    from monitor.detection import detect_counts
 
     rng = np.random.default_rng(5)
     counts = pd.Series(rng.poisson(np.linspace(4, 12, 185)).astype(float),
@@ -210,7 +211,8 @@ def test_check_of_one_series_reads_only_its_incidents_and_answers_as_the_full_ru
     """A `--series` filter that spells out a key narrows the SQL to that series' labels; the
     answer for that series is the one the whole run gives."""
     from monitor.config import config_from_dict
-    from monitor.pipeline import _exact_labels, detect_week
+    from monitor.assemble import _exact_labels
+    from monitor.detection import detect_week
 
     demo_dir, _ = demo_run
     config = config_from_dict(
@@ -259,7 +261,8 @@ def test_check_of_a_group_that_starts_late_gets_the_weeks_of_the_full_run(tmp_pa
     from datetime import date, timedelta
 
     from monitor.config import config_from_dict
-    from monitor.pipeline import detect_week, ingest_files
+    from monitor.detection import detect_week
+    from monitor.ingest import ingest_files
 
     rng = random.Random(4)
     lines = ["event_id_cnty,event_date,event_type,actor1,country,admin1,fatalities"]

@@ -286,7 +286,7 @@ def test_atomic_write_names_its_temp_file_by_pid_and_leaves_nothing_behind(tmp_p
     """The temp file carries the writer's pid (so `remove_stale_temps` keeps a live writer's file)."""
     import os
 
-    from monitor.report.files import _TEMP, atomic_write
+    from monitor.atomic import _TEMP, atomic_write
 
     seen = []
     real_replace = os.replace

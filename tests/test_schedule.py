@@ -18,7 +18,7 @@ import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from monitor.config import config_from_dict, load_config
-from monitor.pipeline import select_week
+from monitor.coverage import select_week
 from monitor.schedule import JOB_ID, WAKE_ID, build_scheduler, catch_up, owed_weeks, trigger, weekly_job
 from monitor.series import week_label
 from monitor.store import Store

@@ -152,7 +152,7 @@ def _series_by_key(series) -> dict:
 def test_series_from_weekly_cells_equal_series_from_every_incident(shared_data, tmp_path, week_start):
     """The weekly run counts series from SQL-aggregated weekly cells (Store.incident_cells), not
     from every incident row; both must give the same series, whatever the week's first day."""
-    from monitor.pipeline import _cell_columns
+    from monitor.assemble import _cell_columns
     from monitor.series import WEEKDAYS, cells_frame, combined_frame, week_start_of
     from monitor.sources import open_file
     from monitor.store import Store

@@ -12,7 +12,7 @@ import pytest
 
 from monitor.config import config_from_dict, load_config
 from monitor.errors import ConfigError
-from monitor.pipeline import detect_week
+from monitor.detection import detect_week
 from monitor.report.markdown import render_markdown
 from monitor.series import parse_week
 from monitor.severity import SeveritySettings, _bh_null, assign_levels, bh_adjusted, false_alarm_budget
@@ -214,7 +214,7 @@ def test_demo_digest_announces_alerts_only_and_counts_the_warnings(demo_dir):
     message = email.message_from_bytes(eml.read_bytes(), policy=policy.default)
     text = next(p for p in message.walk() if p.get_content_type() == "text/plain").get_content()
     assert f"{len(warned)} at the warning level" in text
-    from monitor.report.markdown import series_name
+    from monitor.series import series_name
 
     assert all(series_name(r) in text for r in result.flagged)
     for r in warned:  # named in the report, not announced in the digest

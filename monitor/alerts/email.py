@@ -30,10 +30,11 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from monitor.alerts.notify import KINDS, Digest, Notice, group_label, series_name
+from monitor.alerts.notify import KINDS, Digest, Notice, group_label
+from monitor.atomic import atomic_write, remove_stale_temps
 from monitor.errors import DeliveryError, MonitorError
-from monitor.report.files import atomic_write, remove_stale_temps
-from monitor.report.markdown import fmt_num, fmt_p, fmt_score
+from monitor.numbers import fmt_num, fmt_p, fmt_score
+from monitor.series import series_name
 from monitor.types import ReportFiles, RunResult, SeriesResult
 
 WEEK_HEADER = "X-Incident-Monitor-Week"
@@ -56,7 +57,7 @@ class Delivery:
     path: Path | None = None
 
 
-# ---------------------------------------------------------------------------- building
+# building
 
 
 def _clean(text: Any) -> str:
@@ -300,7 +301,7 @@ def _fix_boundaries(message: EmailMessage, *, seed: str) -> None:
         part.set_boundary(boundary)
 
 
-# ---------------------------------------------------------------------------- delivering
+# delivering
 
 
 class _Deadline(TimeoutError):

@@ -28,6 +28,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from monitor.types import (
+    AlertState,  # the row of alert_states; callers name it from here too
+)
+
 #: Severities in increasing order.
 SEVERITIES: tuple[str, ...] = ("warning", "alert")
 
@@ -55,25 +59,6 @@ class Observation:
     score: float = math.nan
     held: bool = False
     reason: str = ""  # why held ("no data this week", "undecided: ...")
-
-
-@dataclass(frozen=True)
-class AlertState:
-    """Where a series stands (a row of the alert_states table)."""
-
-    series: str
-    state: str = ""  # "" | pending | firing | recovering | resolved
-    severity: str = ""  # highest severity seen in this episode
-    band: int = 0  # highest exceedance band seen in this episode
-    since_week: str = ""  # first flagged week of the episode
-    flagged_weeks: int = 0  # consecutive flagged weeks (pending / firing)
-    quiet_weeks: int = 0  # consecutive quiet weeks (recovering)
-    announced_week: str = ""  # last week a notification about this episode was queued
-    announced_index: int = -1  # its week index
-    announced_severity: str = ""
-    announced_band: int = 0
-    last_week: str = ""  # last week processed
-    last_index: int = -1
 
 
 def exceedance_band(score: float) -> int:

@@ -42,11 +42,6 @@ def week_index(week_start: date) -> int:
     return (week_start - _EPOCH).days // 7
 
 
-def series_name(r: SeriesResult) -> str:
-    """'Islamic State events — Homs': the definition's title and the series label."""
-    return f"{r.series.title or r.series.definition} — {r.series.label}"
-
-
 def matches(text: str, r: SeriesResult) -> bool:
     """A series filter (monitor.series.series_matches): "key:<series key>" matches that series only; any other
     text matches series whose key or name contains it (case-insensitive); empty matches everything."""

@@ -25,7 +25,16 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ValidationError
 
-from monitor.detectors import cusum, ears, farrington, farrington_cusum, glrnb, nb_recent, rules, signals
+from monitor.detectors import (
+    cusum,
+    ears,
+    farrington,
+    farrington_cusum,
+    glrnb,
+    nb_recent,
+    rules,
+    signals,
+)
 from monitor.errors import DetectorError
 
 
@@ -50,7 +59,7 @@ class DetectorSpec:
     series_min_history: Callable[[BaseModel, pd.Series], int] | None = None
     #: optional ``in_control_weeks(params)``: the most weeks a stateful detector fits its
     #: in-control model on, just before its chart (0: all of them); the weekly job starts the
-    #: chart of a short series late enough to give the model that many (`pipeline.chart_start`).
+    #: chart of a short series late enough to give the model that many (`detection.chart_start`).
     in_control_weeks: Callable[[BaseModel], int] | None = None
 
 
@@ -187,7 +196,7 @@ def run_detector(
         fallback_params: the fallback's parameters (e.g. from the config's
             [detectors.nb-recent]); None: its defaults.
         chart_start: first position `name` itself judges (a stateful detector's chart start,
-            see `pipeline.chart_start`); earlier positions are judged by the fallback as if
+            see `detection.chart_start`); earlier positions are judged by the fallback as if
             their history were too short (without a fallback, by `name` from the first of
             `weeks`). 0: wherever `min_history` allows.
 

@@ -14,7 +14,7 @@ monitored week, or all the weeks before it when there are fewer; at least `min_h
 every week before the run, as R does (its range fixes the fit on weeks 1..range[1]-1): on a
 series that escalated years ago that compares today with its first years, so the default caps
 the window (issue 11, item 5). The weekly job starts the chart late enough on a short series
-to fill the window (`pipeline.chart_start`).
+to fill the window (`detection.chart_start`).
 
 `reset = True` (the default, the textbook CUSUM) restarts the chart at 0 after an alarm,
 so a one-week spike raises one alarm and a sustained rise raises an alarm every few weeks.

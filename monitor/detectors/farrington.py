@@ -56,7 +56,6 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from scipy import special
 
-
 from monitor.detectors._dist import norm_ppf, norm_sf, t_sf
 from monitor.detectors.ears import check_positions
 
@@ -335,7 +334,7 @@ def _evaluate_week(y: np.ndarray, days: list[date], position_of: dict[date, int]
     return row
 
 
-# -- 1. reference weeks and the data for the GLM ------------------------------------------
+# 1. reference weeks and the data for the GLM
 
 
 def _reference_weeks(days: list[date], position_of: dict[date, int], t: int, b: int) -> list[int]:
@@ -456,7 +455,7 @@ def _enough_cases(y: np.ndarray, t: int, limit54: tuple[int, int]) -> bool:
     return bool(total >= cases)  # NaN (a missing count) -> not enough, like R's NA
 
 
-# -- 2. quasi-Poisson fit (statsmodels, started and stopped like R's glm.fit) -----------------
+# 2. quasi-Poisson fit (statsmodels, started and stopped like R's glm.fit)
 
 
 #: IRLS control of R's glm.fit (glm.control()): at most 25 iterations; statsmodels' rule
@@ -548,7 +547,7 @@ def _pearson_sum(weights: np.ndarray, y: np.ndarray, mu: np.ndarray) -> float:
         return float(np.sum(weights * ((y - mu) / mu) ** 2))
 
 
-# -- 3. reweighting (Farrington 1996, section 3.3) ------------------------------------------
+# 3. reweighting (Farrington 1996, section 3.3)
 
 
 def _anscombe_residuals(fit: _QuasiPoissonFit, y: np.ndarray, phi: float) -> np.ndarray:
@@ -633,7 +632,7 @@ def _final_model(data: _GLMData, p: FarringtonParams) -> _FinalFit | None:
     return _fit_glm(data, p, False)
 
 
-# -- 4. threshold ---------------------------------------------------------------------------
+# 4. threshold
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,6 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-
 from monitor.detectors import farrington as F
 from monitor.detectors._dist import norm_ppf, norm_sf, t_sf
 from monitor.detectors.ears import check_positions
@@ -178,7 +177,7 @@ def detect_batch(
     return res.frames(series, positions, bounds)
 
 
-# -- results ----------------------------------------------------------------------------------
+# results
 
 
 @dataclass
@@ -271,7 +270,7 @@ def _run_reference(
         res.note[k] = row["note"]
 
 
-# -- 1. reference weeks: one row template per calendar date ------------------------------------
+# 1. reference weeks: one row template per calendar date
 
 
 @dataclass(frozen=True)
@@ -380,7 +379,7 @@ def _enough_cases(y: np.ndarray, series_start: np.ndarray, t: np.ndarray, limit5
     return values.sum(axis=1) >= cases
 
 
-# -- 2. the fits of one chunk --------------------------------------------------------------------
+# 2. the fits of one chunk
 
 
 @dataclass(frozen=True)
@@ -578,7 +577,7 @@ def _chunk_rows(
     return rows, input_bad, rows.nvalid == 0
 
 
-# -- 3. IRLS ---------------------------------------------------------------------------------------
+# 3. IRLS
 
 
 @dataclass
@@ -829,7 +828,7 @@ def _finish(rows: _Rows, pw: np.ndarray | None, fit: _Irls, with_hat: bool) -> _
     return _Finished(mu=mu, resid2=resid, q=q, hat=hat, dispersion=dispersion, df=df, bad=bad)
 
 
-# -- 4. the model of each week: fit, reweight, trend rule ----------------------------------------------
+# 4. the model of each week: fit, reweight, trend rule
 
 
 @dataclass
@@ -948,7 +947,7 @@ def _final_model(rows: _Rows, p: FarringtonParams) -> _Model:
     return model
 
 
-# -- 5. thresholds -------------------------------------------------------------------------------------
+# 5. thresholds
 
 
 @dataclass
@@ -1151,7 +1150,7 @@ def _discrete_quantile(dist: _NegBin | _Poisson, prob: float, noise: np.ndarray)
     return out, bad
 
 
-# -- 6. the result of each week -------------------------------------------------------------------------
+# 6. the result of each week
 
 
 def _write(res: _Results, weeks: np.ndarray, model: _Model, lim: _Limits, y: np.ndarray, enough: np.ndarray, p: FarringtonParams) -> None:

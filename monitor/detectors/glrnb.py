@@ -10,7 +10,7 @@ monitored week, or all the weeks before it when there are fewer; at least `min_h
 takes every week before the run, as R does (its range fixes the fit on weeks 1..range[1]-1):
 on a series that escalated years ago that compares today with its first years, so the default
 caps the window (issue 11, item 5). The weekly job starts the chart late enough on a short
-series to fill the window (`pipeline.chart_start`). Out of control the mean is ``mu0(t)·exp(kappa)`` from an unknown week on,
+series to fill the window (`detection.chart_start`). Out of control the mean is ``mu0(t)·exp(kappa)`` from an unknown week on,
 and the generalized likelihood ratio statistic of week n is
 
     GLR(n) = max_{k} sup_{kappa >= 0} Σ_{t=k..n} [kappa·y_t + (y_t + 1/alpha)·log((1 + alpha·mu0_t)/(1 + alpha·mu0_t·e^kappa))],
@@ -112,9 +112,7 @@ def in_control(first: int, params: GlrnbParams) -> np.ndarray:
     return np.arange(max(0, first - params.in_control_weeks) if params.in_control_weeks else 0, first)
 
 
-# --------------------------------------------------------------------------------------
 # In-control model: R glm.fit (IRLS) and MASS::glm.nb, step for step.
-# --------------------------------------------------------------------------------------
 
 
 def design(t: np.ndarray, *, harmonics: int, trend: bool) -> np.ndarray:
@@ -205,9 +203,7 @@ def glm_nb(X: np.ndarray, y: np.ndarray, *, maxit: int = 25, epsilon: float = 1e
     return coef, theta
 
 
-# --------------------------------------------------------------------------------------
 # GLR statistic
-# --------------------------------------------------------------------------------------
 
 
 def glr_statistic(x: np.ndarray, mu: np.ndarray, alpha: float, starts: np.ndarray) -> float:

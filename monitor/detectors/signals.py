@@ -90,9 +90,7 @@ def _insert_before_note(frame: pd.DataFrame, columns: dict[str, object]) -> pd.D
     return frame
 
 
-# --- highest-in (OCHA HDX Signals) ---
-
-
+# highest-in (OCHA HDX Signals)
 class HighestInParams(BaseModel):
     """Settings of the OCHA HDX Signals "highest in N years" rule."""
 
@@ -191,9 +189,7 @@ def detect_highest_in(counts: pd.Series, params: HighestInParams, *, weeks: Sequ
     return _insert_before_note(out, {"warning": _decided_column(warning)})
 
 
-# --- trendfinder (ACLED Trendfinder change levels) ---
-
-
+# trendfinder (ACLED Trendfinder change levels)
 class TrendfinderParams(BaseModel):
     """Settings of the ACLED Trendfinder change levels."""
 

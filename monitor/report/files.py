@@ -7,9 +7,7 @@ half a report; the next report of the folder removes the temporary files a kille
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import replace
@@ -19,9 +17,11 @@ from typing import Any
 from urllib.parse import quote
 
 from monitor import faults
+from monitor.atomic import atomic_write, remove_stale_temps
 from monitor.errors import ReportError
 from monitor.parallel import pmap
-from monitor.report.markdown import md_escape, md_table, render_markdown, series_name
+from monitor.report.markdown import md_escape, md_table, render_markdown
+from monitor.series import series_name
 from monitor.types import Annotation, ReportFiles, RunResult
 
 REPORT_NAME = "report.md"
@@ -53,90 +53,7 @@ def chart_slugs(keys: Iterable[str]) -> dict[str, str]:
     return out
 
 
-# ---------------------------------------------------------------------------- tables
-
-
-#: Temporary files: `.<name>.<pid>.<random>.tmp` beside their target, so a later run can tell a
-#: file left by a dead writer (removed) from one being written right now by another process.
-_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp$")
-
-
-def atomic_write(path: Path, data: bytes | str) -> Path:
-    """Write `data` to a temp file beside `path`, flush it to disk, then rename it over `path`.
-
-    A reader sees the old file or the new one, never a part; after a crash (even SIGKILL or a
-    power cut) the only leftover is the temp file, which `remove_stale_temps` clears.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp makes the file 0600; a report, chart or digest gets a normal file's mode (0666 less the
-        # umask, e.g. 0644), so the rest of the team can read what the job writes
-        os.fchmod(fd, file_mode())
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())  # the content is on disk before the name points at it
-        faults.point("run.report.temp-written")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def file_mode() -> int:
-    """The mode `open()` would give a new file: 0666 less the process umask."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in `folder` durable (POSIX); a file system that cannot sync a folder is left as it is."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():  # ours, yet not being written (we only sweep before writing): left by a crashed run with our pid
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists, owned by someone else
-        return True
-    return True
-
-
-def remove_stale_temps(folder: Path) -> list[Path]:
-    """Delete the temp files in `folder` left by writers that died before renaming them; returns them.
-
-    A temp file of a process still running (another `monitor report` writing the same week) is kept.
-    """
-    folder = Path(folder)
-    removed = []
-    if not folder.is_dir():
-        return removed
-    for tmp in folder.glob(".*.tmp"):
-        match = _TEMP.match(tmp.name)
-        if match and _alive(int(match["pid"])):
-            continue
-        tmp.unlink(missing_ok=True)
-        removed.append(tmp)
-    return removed
+# tables
 
 
 def _annotations(result: RunResult, settings: Any) -> list[Annotation]:
@@ -203,7 +120,9 @@ def write_report(result: RunResult, *, settings: Any, workers: int = 1) -> Repor
 
 
 def _write_report(result: RunResult, *, settings: Any, root: Path, workers: int) -> ReportFiles:
-    from monitor.report.plots import plot_series  # matplotlib is loaded only when charts are drawn
+    from monitor.report.plots import (
+        plot_series,  # matplotlib is loaded only when charts are drawn
+    )
 
     folder = root / result.week
     charts_dir = folder / CHARTS_DIR

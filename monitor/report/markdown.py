@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from monitor.numbers import fmt_num, fmt_p, fmt_score, is_missing
+from monitor.series import series_name
 from monitor.types import RunResult, SeriesResult
 
 # Markdown/HTML metacharacters: HTML-significant ones become entities, the rest get a
@@ -85,7 +87,7 @@ DETECTOR_WORDS = {
 }
 
 
-# ---------------------------------------------------------------------------- escaping
+# escaping
 
 
 def md_escape(value: Any, *, limit: int | None = None) -> str:
@@ -124,38 +126,6 @@ def csv_safe(value: Any) -> Any:
     return value
 
 
-# ---------------------------------------------------------------------------- numbers
-
-
-def _isnan(x: Any) -> bool:
-    try:
-        return x is None or math.isnan(float(x))
-    except (TypeError, ValueError):
-        return True
-
-
-def fmt_num(x: Any, digits: int = 1) -> str:
-    """9 → '9', 1.234 → '1.2', NaN → 'NA'."""
-    if _isnan(x):
-        return "NA"
-    x = float(x)
-    if x.is_integer() and abs(x) < 1e15:
-        return f"{int(x):,}"
-    return f"{x:,.{digits}f}"
-
-
-def fmt_p(p: Any) -> str:
-    """p-value: 'NA', '<0.001' or three decimals."""
-    if _isnan(p):
-        return "NA"
-    p = float(p)
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def fmt_score(s: Any) -> str:
-    return "NA" if _isnan(s) else f"{float(s):.2f}"
-
-
 def _day(d: date | None) -> str:
     return d.isoformat() if d else "unknown"
 
@@ -179,13 +149,7 @@ def _plural(n: int, word: str, plural: str | None = None) -> str:
     return f"{n:,} {word if n == 1 else (plural or word + 's')}"
 
 
-# ---------------------------------------------------------------------------- names
-
-
-def series_name(r: SeriesResult) -> str:
-    """'Islamic State events — Homs' (raw, unescaped)."""
-    s = r.series
-    return f"{s.title or s.definition} — {s.label}"
+# names
 
 
 def _where(r: SeriesResult) -> str:
@@ -223,7 +187,7 @@ def md_table(header: Sequence[str], rows: Iterable[Sequence[str]], align: str = 
 
 def _level(r: SeriesResult) -> str:
     d = r.detection
-    if _isnan(d.expected) or _isnan(d.observed):
+    if is_missing(d.expected) or is_missing(d.observed):
         return "NA"
     if d.expected <= 0:
         return "above (0 expected)" if d.observed > 0 else "at baseline"
@@ -257,7 +221,7 @@ def _params(params: Mapping[str, Any]) -> str:
     return ", ".join(f"{md_escape(k)}={md_escape(v)}" for k, v in sorted(params.items()))
 
 
-# ---------------------------------------------------------------------------- sections
+# sections
 
 
 def latest_ingest_text(ingest) -> str:
@@ -576,7 +540,7 @@ def _incident_rows(r: SeriesResult, settings: Any) -> list[str]:
     records = frame.head(limit).to_dict("records") if limit > 0 else []
     shown, total = len(records), r.detection.observed
     out = []
-    if r.series.metric == "events" and not _isnan(total) and total > shown:
+    if r.series.metric == "events" and not is_missing(total) and total > shown:
         out.append(f"Showing the {shown} deadliest of {fmt_num(total)} events.")
     else:
         out.append(f"{_plural(shown, 'incident')}, deadliest first.")
@@ -592,7 +556,7 @@ def _incident_rows(r: SeriesResult, settings: Any) -> list[str]:
                 md_escape(_location(row)),
                 md_escape(_join(row.get("event_type"), row.get("sub_event_type"), sep=": ")),
                 md_escape(_join(row.get("actor1"), row.get("actor2"), sep="; ")),
-                fmt_num(fatalities, 0) if not _isnan(fatalities) else "NA",
+                fmt_num(fatalities, 0) if not is_missing(fatalities) else "NA",
                 md_escape(_join(row.get("source"), row.get("source_id"), sep=" ")),
                 md_escape(row.get("notes"), limit=note_chars),
             ]
@@ -716,4 +680,4 @@ def render_markdown(result: RunResult, *, charts: Mapping[str, str], settings: A
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-# ---------------------------------------------------------------------------- files
+# files

@@ -23,7 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from monitor.report.files import atomic_write  # noqa: E402
+from monitor.atomic import atomic_write  # noqa: E402
 from monitor.types import Annotation, SeriesResult  # noqa: E402
 
 #: Colours chosen to stay distinct for the common colour-vision deficiencies (Okabe–Ito based).

@@ -15,7 +15,9 @@ count six days back, into the week before its surge).
 from __future__ import annotations
 
 from datetime import date, datetime
+from pathlib import Path
 
+from monitor.errors import MonitorError
 from monitor.sources._csv import Dates, RowError, Table, batches, fail, whole
 from monitor.types import DIMENSIONS, CountRow, FileStream
 from monitor.weeks import WEEKDAYS, week_label, week_start_of
@@ -81,3 +83,48 @@ def parse(table: Table, *, now: datetime, week_start: str = "monday") -> FileStr
     # the stream's source becomes the sources its rows name, once read
     parts = batches(table, convert, key=key, key_label=label)
     return FileStream(table.path, "counts", SOURCE, table.encoding, "counts", parts, table.header_line, close=table.close)
+
+
+def read_series_csv(path: Path):
+    """A CSV of one or more weekly series, `week_start,count[,series]` (`monitor detect`, `monitor backtest
+    --counts`): a pandas frame with week_start as datetimes and count as numbers. Rows must be consecutive
+    weeks in order per series, zeros included; anything else is a MonitorError naming the line, the column
+    and the value. (Counts files for the database, `week_start,<keys...>,count`, are read by `parse`.)"""
+    import pandas as pd  # only here: ingest of counts files needs no pandas
+    try:
+        frame = pd.read_csv(path, dtype={"series": str, "week_start": str, "count": str}, keep_default_na=False)
+    except FileNotFoundError:
+        raise MonitorError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise MonitorError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise MonitorError(f"{path}: not a readable CSV ({exc}); expected columns week_start,count[,series]") from None
+    missing = [c for c in ("week_start", "count") if c not in frame.columns]
+    if missing:
+        raise MonitorError(
+            f"{path}: line 1: missing column(s) {', '.join(missing)}; header is {','.join(map(str, frame.columns))} "
+            "(expected week_start,count and optionally series)"
+        )
+    dates = pd.to_datetime(frame["week_start"], format="%Y-%m-%d", errors="coerce")
+    counts = pd.to_numeric(frame["count"], errors="coerce")
+    checks = [
+        ("week_start", dates.isna(), "a date YYYY-MM-DD"),
+        ("count", counts.isna() | ~counts.abs().lt(float("inf")) | (counts < 0), "a finite number >= 0"),
+    ]
+    if "series" in frame.columns:
+        checks.append(("series", frame["series"].str.strip() == "", "a series name (empty cell)"))
+    for column, bad, expected in checks:
+        if bad.any():
+            i = int(bad.to_numpy().nonzero()[0][0])
+            raise MonitorError(f"{path}: line {i + 2}: {column} '{frame[column].iloc[i]}' is not {expected}")
+    frame = frame.assign(week_start=dates, count=counts)
+    for name, sub in frame.groupby("series", sort=False) if "series" in frame.columns else [(None, frame)]:
+        gaps = sub["week_start"].diff().dropna()
+        if (gaps != pd.Timedelta(days=7)).any():
+            i = int((gaps != pd.Timedelta(days=7)).to_numpy().nonzero()[0][0]) + 1
+            where = f" (series {name})" if name is not None else ""
+            raise MonitorError(
+                f"{path}: line {sub.index[i] + 2}: week_start {sub['week_start'].iloc[i].date()}{where} does not follow "
+                f"{sub['week_start'].iloc[i - 1].date()} by 7 days; rows must be consecutive weeks in order, zeros included"
+            )
+    return frame

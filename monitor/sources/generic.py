@@ -11,7 +11,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from monitor.sources._csv import Dates, RowError, Table, batches, coordinate, fail, whole
+from monitor.sources._csv import (
+    Dates,
+    RowError,
+    Table,
+    batches,
+    coordinate,
+    fail,
+    whole,
+)
 from monitor.types import FileStream, Incident
 
 TEXT_FIELDS = ("country", "admin1", "admin2", "location", "event_type", "sub_event_type", "actor1", "actor2", "notes")

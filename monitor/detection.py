@@ -1,0 +1,423 @@
+"""The detection stage: each series' detector (or its fallback) on the week asked for, levels across series.
+
+`detect_week` judges every series of a week as `check`, `run` and `report` do: the detector's
+parameters resolved from the config, stateful charts started at the same week every time
+(`chart_start`), the `min_count` floor, levels (alert / warning) decided across the week's series,
+and the context a report shows (weeks in alert, incidents behind a flagged week). Large groups of
+series go to worker processes (`monitor.parallel`). `detect_csv` runs one detector on a
+`week_start,count[,series]` CSV (`monitor detect`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from monitor.assemble import definition_of, series_and_problems
+from monitor.config import Config
+from monitor.coverage import choose_week, series_without_data
+from monitor.measured import fingerprint, measured_rate
+from monitor.series import (
+    incidents_behind,
+    trend_arrow,
+    week_label,
+)
+from monitor.severity import assign_levels, false_alarm_budget
+from monitor.sources.counts import read_series_csv
+from monitor.types import (
+    Detection,
+    IngestResult,
+    RunResult,
+    SeriesResult,
+    WeeklySeries,
+)
+
+
+def resolve_params(config: Config, series: WeeklySeries, *, detector: str | None = None, overrides: dict | None = None):
+    """(detector name, parameters) for a series: its own detector and parameters, or another
+    detector (`check --detector`) with the config's defaults for it; `--param` overrides on top."""
+    name = detector or series.detector
+    if name == series.detector:  # series.params already merges [detectors.<name>] and the series' params
+        from monitor.detectors import make_params
+
+        return name, make_params(name, {**series.params, **(overrides or {})})
+    return name, config.params_for(name, overrides=overrides)
+
+
+#: Weeks a stateful detector's chart (CUSUM, GLR) runs over before the reported week, so
+#: `check`, `run` and the chart all see the same chart whatever they display.
+STATEFUL_RUN_WEEKS = 156
+
+
+#: Shortest chart of a stateful detector with an in-control window (cusum, glrnb) on a series
+#: too short for the window and a full chart: the weeks before it go to the in-control model.
+#: A year, so the weeks `run` re-checks (`report.lookback_weeks` <= 52) all lie on the chart.
+STATEFUL_MIN_RUN_WEEKS = 52
+
+
+def chart_start(spec, params, n: int) -> int:
+    """First position of a stateful detector's chart on a series of `n` weeks (the reported week is n - 1).
+
+    The chart runs over the last `STATEFUL_RUN_WEEKS` weeks, never before `min_history`. A
+    detector that fits an in-control model on the weeks before its chart (cusum, glrnb:
+    `in_control_weeks`, W) starts later on a short series, so the model gets the history that
+    exists rather than its first year: at week W, or `STATEFUL_MIN_RUN_WEEKS` before the end
+    if that is earlier. E.g. with W = 104 a 185-week series charts weeks 104..184 against a
+    model of weeks 0..103, a 130-week one weeks 78..129 against weeks 0..77, and from 260 weeks
+    on the chart is the last 156 weeks and the model the 104 weeks before them (issue 11, item 5).
+    """
+    start = max(spec.min_history(params), n - STATEFUL_RUN_WEEKS)
+    window = spec.in_control_weeks(params) if spec.in_control_weeks else 0
+    if window:
+        start = max(start, min(window, n - STATEFUL_MIN_RUN_WEEKS))
+    return start
+
+
+def detect_counts(counts: pd.Series, *, lookback: int, detector: str, params, fallback_params, min_count: int = 0) -> pd.DataFrame:
+    """Run a detector (with the nb-recent fallback) on weekly counts and return the last `lookback` + 1 weeks.
+
+    A stateful detector runs its chart from a fixed start (`chart_start`, or as soon as it or
+    its fallback can judge a week), not from the first displayed week; displayed weeks before
+    the chart of a detector with an in-control window (cusum, glrnb) are judged by the
+    fallback. No week with a count below `min_count` alerts (`apply_min_count`).
+    """
+    return detect_counts_many(
+        [counts], lookback=lookback, detector=detector, params=params, fallback_params=fallback_params, min_counts=[min_count]
+    )[0]
+
+
+def detect_counts_many(
+    series: Sequence[pd.Series], *, lookback: int, detector: str, params, fallback_params, min_counts: Sequence[int] | None = None
+) -> list[pd.DataFrame]:
+    """`detect_counts` on many series with one detector and parameters, batched where the detector can."""
+    from monitor.detectors import (
+        FALLBACK,
+        apply_min_count,
+        get_detector,
+        run_detector_many,
+    )
+
+    spec = get_detector(detector)
+    fb = get_detector(FALLBACK)
+    firsts, weeks, charts = [], [], []
+    for counts in series:
+        n = len(counts)
+        first = max(0, n - lookback - 1)
+        if spec.in_control_weeks:  # weeks shown before the chart go to the fallback
+            chart = chart_start(spec, params, n)
+            start = min(first, chart)
+        else:
+            chart = 0
+            own = spec.series_min_history(params, counts) if spec.series_min_history else spec.min_history(params)
+            fb_need = fb.min_history(fallback_params or fb.params()) if fb.name != spec.name else own
+            if spec.stateful:  # its chart, or its fallback's, from where either can first judge a week
+                start = min(first, max(min(own, fb_need), n - STATEFUL_RUN_WEEKS))
+            elif fb.stateful and first < own:  # shown weeks judged by the fallback: its chart from a fixed start
+                start = min(first, max(fb_need, n - STATEFUL_RUN_WEEKS))
+            else:  # a detector without a chart on weeks it judges itself: only the shown weeks
+                start = first
+        firsts.append(first - start)
+        weeks.append(list(range(start, n)))
+        charts.append(chart)
+    outs = run_detector_many(detector, params, series, weeks=weeks, fallback_params=fallback_params, chart_starts=charts)
+    floors = list(min_counts) if min_counts is not None else [0] * len(outs)
+    return [apply_min_count(out.iloc[skip:].reset_index(drop=True), m) for out, skip, m in zip(outs, firsts, floors)]
+
+
+#: Series of one (detector, parameters) group below which a run does not start extra processes
+#: (spawning one costs about two seconds of imports).
+PARALLEL_MIN_SERIES = 400
+
+
+def worker_processes(config: Config) -> int:
+    """Worker processes for detection and report charts (`[detection] workers`, 0 = one per core)."""
+    from monitor.parallel import worker_count
+
+    return worker_count(config.detection.workers)
+
+
+def _detect_chunk(job: tuple) -> list[pd.DataFrame]:
+    """One process's share of `_detect_grouped` (module level, so it can be sent to a worker)."""
+    counts, lookback, name, model, fallback_params, floors = job
+    return detect_counts_many(counts, lookback=lookback, detector=name, params=model, fallback_params=fallback_params, min_counts=floors)
+
+
+def _detect_grouped(
+    series: Sequence[WeeklySeries], models: Sequence[tuple[str, Any]], *, lookback: int, fallback_params, workers: int = 1
+) -> list[pd.DataFrame]:
+    """`detect_counts` for every series, one batched call per (detector, parameters) group;
+    a large group is split over `workers` processes (the frames do not depend on the split)."""
+    from monitor.parallel import chunks, pmap
+
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, (name, model) in enumerate(models):
+        groups.setdefault((name, model.model_dump_json()), []).append(i)
+    frames: list[pd.DataFrame | None] = [None] * len(series)
+    for members in groups.values():
+        name, model = models[members[0]]
+        parts = chunks(members, workers if len(members) >= PARALLEL_MIN_SERIES else 1)
+        jobs = [([series[i].counts for i in part], lookback, name, model, fallback_params, [series[i].min_count for i in part]) for part in parts]
+        for part, outs in zip(parts, pmap(_detect_chunk, jobs, workers=len(parts))):
+            for i, out in zip(part, outs):
+                frames[i] = out
+    return frames  # type: ignore[return-value]
+
+
+def _float(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def exceedance(observed: float, expected: float, threshold: float) -> float:
+    """(observed − expected) / (threshold − expected): above 1 means above the threshold.
+
+    The same scale for every detector, so flagged series of different detectors rank
+    fairly (Farrington's own score with the delta threshold, as in R surveillance).
+    """
+    if not (math.isfinite(expected) and math.isfinite(threshold)) or threshold <= expected:
+        return math.nan
+    return (observed - expected) / (threshold - expected)
+
+
+#: Detectors whose own `score` is on the exceedance scale (at least 1 exactly when alarming).
+_THRESHOLD_SCORES = ("highest-in", "trendfinder")
+
+
+def _score(observed: float, expected: float, threshold: float, detector: str, own: object) -> float:
+    """`exceedance`, or, for detectors whose score is on the same scale, their own score where the
+    threshold is not above the expected count (highest-in a few weeks into a surge)."""
+    value = exceedance(observed, expected, threshold)
+    return _float(own) if not math.isfinite(value) and detector in _THRESHOLD_SCORES else value
+
+
+def evidence_p(row: pd.Series) -> float:
+    """The smaller of the week's p-value and, when its chart alarmed, the p-value of the run behind it."""
+    p = _float(row.get("pvalue"))
+    chart = row.get("chart_alarm")
+    if chart is not None and not pd.isna(chart) and bool(chart):
+        run = _float(row.get("chart_pvalue"))
+        p = run if not math.isfinite(p) else (min(p, run) if math.isfinite(run) else p)
+    return p
+
+
+def _detection(series: WeeklySeries, row: pd.Series) -> Detection:
+    alarm = row["alarm"]
+    observed, expected, threshold = _float(row["count"]), _float(row["expected"]), _float(row["upperbound"])
+    why = row.get("why")
+    why = str(why) if isinstance(why, str) and not pd.isna(alarm) and bool(alarm) else ""
+    return Detection(
+        series=series.key,
+        week_start=pd.Timestamp(row["week_start"]).date(),
+        observed=observed,
+        expected=expected,
+        threshold=threshold,
+        score=_score(observed, expected, threshold, str(row.get("detector", series.detector)), row.get("score")),
+        pvalue=_float(row.get("pvalue")),
+        alarm=None if pd.isna(alarm) else bool(alarm),
+        detector=str(row.get("detector", series.detector)),
+        note=str(row.get("note", "") or ""),
+        fallback_from=str(row.get("fallback_from", "") or ""),
+        level=str(row.get("level", "") or ""),
+        qvalue=_float(row.get("qvalue")),
+        why=why,
+        evidence_p=evidence_p(row),
+    )
+
+
+def _latest_data(stats: dict) -> date | None:
+    """The latest event date, or week start of pre-aggregated counts, of any source (up to the week's end)."""
+    days = [stats.get("latest_event_date")] + [s.get("latest_event_date") for s in stats.get("sources", {}).values()]
+    days = [d for d in days if d is not None]
+    return max(days) if days else None
+
+
+def alert_status(alarms: Sequence[object]) -> tuple[int, str]:
+    """Weeks in alert (consecutive alarms ending this week) and new/continuing/resolved."""
+    flags = [bool(a) if not pd.isna(a) else False for a in alarms]
+    run = 0
+    for flag in reversed(flags):
+        if not flag:
+            break
+        run += 1
+    previous = flags[-2] if len(flags) > 1 else False
+    if flags and flags[-1]:
+        return run, "continuing" if previous else "new"
+    return 0, "resolved" if previous else ""
+
+
+def detect_week(
+    config: Config,
+    store,
+    *,
+    week: date,
+    now: datetime,
+    series_filter: str | None = None,
+    detector: str | None = None,
+    params: dict | None = None,
+    with_context: bool = True,
+    ingests: Sequence[IngestResult] = (),
+) -> RunResult:
+    """Detect every series for `week` and gather what the report needs.
+
+    with_context: re-check the last `report.lookback_weeks` weeks (weeks in alert, status),
+        compute the plotted history of flagged series and fetch the incidents behind them;
+        False checks only `week` (the fast path for `monitor check`).
+    """
+    from monitor.detectors import FALLBACK
+
+    series, problems = series_and_problems(config, store, week=week, series_filter=series_filter)
+    coverage = choose_week(config, store, week=week, now=now)
+    no_data = series_without_data(config, [(s.key, definition_of(config, s.definition)) for s in series], coverage)
+    lookback = config.report.lookback_weeks if with_context else 0
+    incidents = store.incidents_frame(start=week, end=week + timedelta(days=6)) if with_context else None
+    fallback_params = config.params_for(FALLBACK)
+    severity = config.detection.severity
+    models, used = [], {}
+    for s in series:
+        name, model = resolve_params(config, s, detector=detector, overrides=params)
+        used.setdefault(name, model.model_dump())
+        models.append((name, model))
+    workers = worker_processes(config)
+    frames = _detect_grouped(series, models, lookback=lookback, fallback_params=fallback_params, workers=workers)
+    # Levels are decided across series, week by week (Benjamini-Hochberg needs every series of a week).
+    frames = _levels_across_series(frames, severity)
+    last = [frame["alarm"].iloc[-1] for frame in frames]
+    flagged = [i for i, a in enumerate(last) if with_context and not pd.isna(a) and bool(a)]
+    histories = dict(zip(flagged, _detect_grouped(
+        [series[i] for i in flagged], [models[i] for i in flagged],
+        lookback=config.report.history_weeks - 1, fallback_params=fallback_params, workers=workers,
+    )))  # fmt: skip
+    results = []
+    for i, (s, frame) in enumerate(zip(series, frames)):
+        current = _detection(s, frame.iloc[-1])
+        if s.key in no_data:  # its count is missing, not zero: undecided, never quiet (issue 11)
+            current = replace(current, alarm=None, level="", note=f"no data this week ({no_data[s.key]})")
+        weeks_in_alert, status = alert_status(list(frame["alarm"])) if with_context else (int(bool(current.alarm)), "")
+        if s.key in no_data:
+            weeks_in_alert, status = 0, ""
+        history, behind = frame, None
+        if with_context and current.alarm:
+            history = _with_recent_levels(assign_levels(histories[i], severity), frame)
+            weeks_in_alert = alert_status(list(history["alarm"]))[0]  # the whole charted run, not only the lookback
+            behind = incidents_behind(incidents, s, definition_of(config, s.definition), week=week, limit=config.report.max_incidents)
+        results.append(
+            SeriesResult(
+                series=s,
+                detection=current,
+                history=history,
+                weeks_in_alert=weeks_in_alert,
+                status=status,
+                trend=trend_arrow(s.counts),
+                incidents=behind,
+            )
+        )
+    if any(r.detection.fallback_from for r in results):
+        used.setdefault(FALLBACK, fallback_params.model_dump())
+    week_rows = pd.DataFrame([f.iloc[-1] for f in frames]) if frames else pd.DataFrame(columns=["alarm", "detector"])
+    budget = false_alarm_budget(week_rows, severity, params_of=used)
+    measured = measured_rate(
+        store, fingerprint(models, fallback_params=fallback_params, settings=severity, min_counts=(s.min_count for s in series))[0]
+    )
+    stats = store.stats(until=week + timedelta(days=6))
+    starts = [s.counts.index[0].date() for s in series if len(s.counts)]
+    return RunResult(
+        week=week_label(week),
+        week_start=week,
+        week_end=week + timedelta(days=6),
+        generated_at=now,
+        data_start=min(starts) if starts else None,
+        records_total=int(stats.get("records_total", 0)) + int(stats.get("counts_total", 0)),  # incidents + weekly count rows
+        last_ingest=store.last_ingest(),
+        latest_event_date=_latest_data(stats),
+        detectors=used,
+        results=tuple(results),
+        ingests=tuple(ingests),
+        annotations=tuple(config.report.annotations),
+        synthetic=config.report.synthetic_data,
+        notes=tuple(_run_notes(results, coverage=coverage)),
+        false_alarms=budget,
+        measured_rate=measured,
+        no_data=no_data,
+        no_data_line="" if coverage.reached else coverage.no_data_message(),
+        problems=tuple(problems),
+    )
+
+
+def _levels_across_series(frames: list[pd.DataFrame], severity) -> list[pd.DataFrame]:
+    """Alert/warning levels of every series' re-checked weeks, each week decided across all series."""
+    if not frames:
+        return frames
+    levelled = assign_levels(pd.concat(frames, ignore_index=True), severity, by="week_start")  # keeps the row order
+    bounds = np.cumsum([0] + [len(f) for f in frames])
+    return [levelled.iloc[a:b].reset_index(drop=True) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _with_recent_levels(history: pd.DataFrame, recent: pd.DataFrame) -> pd.DataFrame:
+    """The charted history with the re-checked weeks' levels decided across series (FDR) put back.
+
+    Under per-series control both agree already; under FDR control only the re-checked
+    weeks were decided across series, earlier chart weeks keep the per-series decision.
+    """
+    out = history.copy()
+    cols = [c for c in ("alarm", "level", "qvalue", "tested") if c in recent]
+    where = out.index[out["week_start"].isin(recent["week_start"])]
+    by_week = recent.set_index("week_start")
+    for col in cols:
+        out.loc[where, col] = by_week.loc[out.loc[where, "week_start"], col].to_numpy()
+    out["alarm"] = out["alarm"].astype("boolean")
+    return out
+
+
+def _run_notes(results: Sequence[SeriesResult], *, coverage) -> list[str]:
+    from monitor.detectors import FALLBACK
+
+    notes = []
+    week_end = coverage.week + timedelta(days=6)
+    if coverage.reached and coverage.monitored and not any(s.last_day and s.last_day >= week_end for s in coverage.sources):
+        notes.append(
+            f"The data ends before this week does ({coverage.describe()}; the week ends {week_end.isoformat()}): "
+            "its counts may be incomplete."
+        )
+    fallbacks = [r for r in results if r.detection.fallback_from]
+    if fallbacks:
+        notes.append(
+            f"{len(fallbacks)} series had too little history for their detector and were checked with {FALLBACK} instead "
+            "(a negative-binomial bound on the recent weeks' level; see the method section)."
+        )
+    undecided = [r for r in results if r.detection.alarm is None]
+    if undecided:
+        notes.append(f"{len(undecided)} series could not be decided this week (see the note column).")
+    return notes
+
+
+def detect_csv(path: Path, *, config: Config, detector: str, params: dict, last: int | None) -> pd.DataFrame:
+    """The file-based check: run a detector on a CSV of `week_start,count` (optionally with `series`).
+
+    Parameters are the config's [detectors.<name>] with `params` (--param) on top; short
+    series fall back to the config's nb-recent. Each series is checked on its own; with a
+    `series` column every output row starts with it.
+    """
+    from monitor.detectors import FALLBACK, run_detector
+
+    frame = read_series_csv(path)
+    model = config.params_for(detector, overrides=params)
+    fallback_params = config.params_for(FALLBACK)
+    outputs = []
+    grouped = frame.groupby("series", sort=False) if "series" in frame.columns else [(None, frame)]
+    for name, sub in grouped:
+        counts = pd.Series(sub["count"].to_numpy(dtype=float), index=pd.DatetimeIndex(sub["week_start"]), name="count")
+        n = len(counts)
+        first = 0 if last is None else max(0, n - last)
+        out = run_detector(detector, model, counts, weeks=list(range(first, n)), fallback_params=fallback_params)
+        if name is not None:
+            out.insert(0, "series", name)
+        outputs.append(out)
+    return pd.concat(outputs, ignore_index=True)
