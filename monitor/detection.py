@@ -188,14 +188,14 @@ def exceedance(observed: float, expected: float, threshold: float) -> float:
 
 
 #: Detectors whose own `score` is on the exceedance scale (at least 1 exactly when alarming).
-_THRESHOLD_SCORES = ("highest-in", "trendfinder")
-
-
 def _score(observed: float, expected: float, threshold: float, detector: str, own: object) -> float:
     """`exceedance`, or, for detectors whose score is on the same scale, their own score where the
     threshold is not above the expected count (highest-in a few weeks into a surge)."""
     value = exceedance(observed, expected, threshold)
-    return _float(own) if not math.isfinite(value) and detector in _THRESHOLD_SCORES else value
+    from monitor.detectors import DETECTORS
+
+    spec = DETECTORS.get(detector)
+    return _float(own) if not math.isfinite(value) and spec is not None and spec.own_score else value
 
 
 def evidence_p(row: pd.Series) -> float:

@@ -22,7 +22,6 @@ real rate, which the report states instead when it has one (issue 11, item 4).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -185,30 +184,6 @@ class FalseAlarmBudget:
         return " ".join(parts)
 
 
-#: Detectors whose alarm rule is "p-value ≤ alpha" for a stated `alpha` parameter.
-_ALPHA_DETECTORS = ("farrington", "ears")
-#: Detectors whose nominal rate is alpha plus their CUSUM's 1/ARL0.
-_CHART_DETECTORS = ("farrington-cusum", "nb-recent")
-
-
-def _alpha_of(detector: str, params: Mapping[str, Any] | None) -> float:
-    if detector in _CHART_DETECTORS and params:
-        from monitor.detectors._nb import arl0
-
-        try:
-            return float(params["alpha"]) + 1 / arl0(float(params["cusum_k"]), float(params["cusum_h"]))
-        except (KeyError, TypeError, ValueError):
-            return math.nan
-    if detector not in _ALPHA_DETECTORS or not params:
-        return math.nan
-    if detector == "ears" and str(params.get("method", "C1")).upper() == "C3":
-        return math.nan  # C3's statistic has no p-value
-    try:
-        return float(params["alpha"])
-    except (KeyError, TypeError, ValueError):
-        return math.nan
-
-
 def false_alarm_budget(
     week_rows: pd.DataFrame,
     settings: SeveritySettings,
@@ -234,7 +209,11 @@ def false_alarm_budget(
     """
     decided = ~week_rows["alarm"].isna().to_numpy() if len(week_rows) else np.zeros(0, dtype=bool)
     detectors = week_rows["detector"].astype(str).to_numpy() if len(week_rows) else np.zeros(0, dtype=str)
-    alphas = np.array([_alpha_of(d, params_of.get(d)) for d in detectors], dtype=float)
+    from monitor.detectors import (
+        nominal_rate,  # the rate each detector's alarm rule states
+    )
+
+    alphas = np.array([nominal_rate(d, params_of.get(d)) for d in detectors], dtype=float)
     calibrated_mask = decided & np.isfinite(alphas)
     uncalibrated = tuple(sorted({d for d, ok, dec in zip(detectors, calibrated_mask, decided) if dec and not ok}))
     if settings.multiple_testing == "fdr":

@@ -16,6 +16,7 @@ a single-week test but which also alarms by a chart MAY add a "boolean" column
 from __future__ import annotations
 
 import difflib
+import math
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -61,6 +62,87 @@ class DetectorSpec:
     #: in-control model on, just before its chart (0: all of them); the weekly job starts the
     #: chart of a short series late enough to give the model that many (`detection.chart_start`).
     in_control_weeks: Callable[[BaseModel], int] | None = None
+    #: what it does in plain words: the report's Method section
+    method: str = ""
+    #: optional ``nominal_rate(params)``: the false-alert rate per series and week that its alarm rule
+    #: states for these parameters (a mapping): alpha, plus a chart's 1/ARL0; NaN where they state none
+    nominal_rate: Callable[[Mapping[str, Any]], float] | None = None
+    #: its own `score` is on the exceedance scale, and stands in where (observed - expected) /
+    #: (threshold - expected) is undefined: the threshold not above the expected count
+    own_score: bool = False
+
+
+#: What each detector does, in plain words: the report's Method section (`DetectorSpec.method`).
+_METHODS = {
+    "farrington": (
+        "Farrington flexible (Noufaily et al. 2013, as in R `surveillance`): a quasi-Poisson regression on the same "
+        "weeks of the past `b` years (± `w` weeks) with a trend and down-weighting of past surges; the threshold is the "
+        "upper limit of the prediction interval at level `alpha`."
+    ),
+    "farrington-cusum": (
+        "Farrington flexible (Noufaily et al. 2013, as in R `surveillance`) at level `alpha`, combined with a CUSUM: "
+        "each week's count becomes a normal score under Farrington's negative-binomial model, the scores above `cusum_k` "
+        "accumulate, and an alarm is raised when a single week passes the threshold shown (the single-week threshold) "
+        "or the accumulated excess reaches `cusum_h`, so a rise spread over two or three weeks is caught too (the "
+        "details then name the weeks behind it). After an alarm the CUSUM restarts at `hold` × `cusum_h`, so a rise "
+        "that goes on stays one continuing alert. The baseline learns a new level: when the last `recent_window` weeks "
+        "are together significantly above Farrington's expectation for them (at `shift_alpha`) and most of them are above "
+        "it, the expected count is raised by their ratio of observed to expected (drawn thicker on the chart), so a "
+        "settled escalation stops alarming within that many weeks."
+    ),
+    "nb-recent": (
+        "Negative-binomial bound on the recent level, for short or sparse history: the expected count is the mean of "
+        "the last `window` weeks (leaving out the `gap` weeks just before) plus half an event, never zero; the "
+        "dispersion comes from its own one-week-ahead errors (at least `phi_min`); an alarm when the chance of this "
+        "count or more is at most `alpha` (the threshold shown is never below one event), or when a CUSUM of the "
+        "weeks' normal scores reaches `cusum_h` (a rise over several weeks)."
+    ),
+    "ears": (
+        "EARS C1/C2/C3 (CDC Early Aberration Reporting System): mean and standard deviation of the last few weeks; "
+        "an alarm when the count is above the mean plus a multiple of the standard deviation. Meant for short histories."
+    ),
+    "acled-surge": (
+        "ACLED Subnational Surge Tracker rule: an alarm when this week's events are at least twice the mean of the "
+        "previous 4 weeks, only where that mean is at least 1 event a week."
+    ),
+    "acled-threat": (
+        "ACLED Threat Tracker rule: an alarm when the mean of the last 4 weeks is at least twice the weekly mean of the "
+        "previous 52 weeks."
+    ),
+    "glrnb": (
+        "Negative-binomial GLR-CUSUM (Höhle & Paul 2008, as R `surveillance::glrnb`): accumulates evidence of a "
+        "sustained rise since some past week against a seasonal model of the (at most two) years before; suited to slow surges."
+    ),
+    "cusum": (
+        "CUSUM of standardised counts (as R `surveillance::cusum`, restarting after each alarm): accumulates "
+        "excesses over the expected count (a seasonal model of the (at most two) years before), so several moderately "
+        "high weeks in a row raise an alarm."
+    ),
+    "highest-in": (
+        "OCHA HDX Signals rule: an alarm when the last weeks' total is the highest in 3 years (a warning at 1 year), "
+        "above a floor."
+    ),
+    "trendfinder": (
+        "ACLED Trendfinder bands: this week against the mean of the previous weeks; a large increase (> +25 %) is an "
+        "alarm, a moderate one (+10 to +25 %) a warning; a low baseline (≤ 2 a week, ≤ 5 this week) is never a rise."
+    ),
+}
+
+def _alpha(params: Mapping[str, Any]) -> float:
+    """An alarm rule "p-value <= alpha"."""
+    return float(params["alpha"])
+
+
+def _ears_rate(params: Mapping[str, Any]) -> float:
+    """EARS C1 and C2 alarm at p <= alpha; C3's statistic has no p-value."""
+    return math.nan if str(params.get("method", "C1")).upper() == "C3" else float(params["alpha"])
+
+
+def _chart_rate(params: Mapping[str, Any]) -> float:
+    """A single-week test at alpha OR a CUSUM of normal scores: alpha plus the chart's 1/ARL0."""
+    from monitor.detectors._nb import arl0
+
+    return float(params["alpha"]) + 1 / arl0(float(params["cusum_k"]), float(params["cusum_h"]))
 
 
 DETECTORS: dict[str, DetectorSpec] = {
@@ -74,24 +156,32 @@ DETECTORS: dict[str, DetectorSpec] = {
             farrington.SUMMARY,
             detect_many=farrington.detect_many,
             series_min_history=farrington.series_min_history,
+            method=_METHODS["farrington"],
+            nominal_rate=_alpha,
         ),
-        DetectorSpec("ears", ears.EarsParams, ears.detect, ears.min_history, ears.SUMMARY),
-        DetectorSpec("nb-recent", nb_recent.NbRecentParams, nb_recent.detect, nb_recent.min_history, nb_recent.SUMMARY, stateful=True),
-        DetectorSpec("acled-surge", rules.AcledSurgeParams, rules.detect_surge, rules.surge_min_history, rules.SURGE_SUMMARY),
-        DetectorSpec("acled-threat", rules.AcledThreatParams, rules.detect_threat, rules.threat_min_history, rules.THREAT_SUMMARY),
+        DetectorSpec("ears", ears.EarsParams, ears.detect, ears.min_history, ears.SUMMARY, method=_METHODS["ears"],
+                     nominal_rate=_ears_rate),  # fmt: skip
+        DetectorSpec("nb-recent", nb_recent.NbRecentParams, nb_recent.detect, nb_recent.min_history, nb_recent.SUMMARY, stateful=True,
+                     method=_METHODS["nb-recent"], nominal_rate=_chart_rate),  # fmt: skip
+        DetectorSpec("acled-surge", rules.AcledSurgeParams, rules.detect_surge, rules.surge_min_history, rules.SURGE_SUMMARY,
+                     method=_METHODS["acled-surge"]),  # fmt: skip
+        DetectorSpec("acled-threat", rules.AcledThreatParams, rules.detect_threat, rules.threat_min_history, rules.THREAT_SUMMARY,
+                     method=_METHODS["acled-threat"]),  # fmt: skip
         DetectorSpec(
-            "highest-in", signals.HighestInParams, signals.detect_highest_in, signals.highest_in_min_history, signals.HIGHEST_IN_SUMMARY
-        ),
+            "highest-in", signals.HighestInParams, signals.detect_highest_in, signals.highest_in_min_history, signals.HIGHEST_IN_SUMMARY,
+            method=_METHODS["highest-in"], own_score=True,
+        ),  # fmt: skip
         DetectorSpec(
-            "trendfinder", signals.TrendfinderParams, signals.detect_trendfinder, signals.trendfinder_min_history, signals.TRENDFINDER_SUMMARY
-        ),
+            "trendfinder", signals.TrendfinderParams, signals.detect_trendfinder, signals.trendfinder_min_history, signals.TRENDFINDER_SUMMARY,
+            method=_METHODS["trendfinder"], own_score=True,
+        ),  # fmt: skip
         DetectorSpec(
             "glrnb", glrnb.GlrnbParams, glrnb.detect, glrnb.min_history, glrnb.SUMMARY, stateful=True,
-            in_control_weeks=glrnb.in_control_weeks,
+            in_control_weeks=glrnb.in_control_weeks, method=_METHODS["glrnb"],
         ),  # fmt: skip
         DetectorSpec(
             "cusum", cusum.CusumParams, cusum.detect, cusum.min_history, cusum.SUMMARY, stateful=True,
-            in_control_weeks=cusum.in_control_weeks,
+            in_control_weeks=cusum.in_control_weeks, method=_METHODS["cusum"],
         ),  # fmt: skip
         DetectorSpec(
             "farrington-cusum",
@@ -102,6 +192,8 @@ DETECTORS: dict[str, DetectorSpec] = {
             stateful=True,
             detect_many=farrington_cusum.detect_many,
             series_min_history=farrington_cusum.series_min_history,
+            method=_METHODS["farrington-cusum"],
+            nominal_rate=_chart_rate,
         ),
     )
 }
@@ -111,6 +203,23 @@ DETECTORS: dict[str, DetectorSpec] = {
 #: (Farrington needs years): a negative-binomial bound on the recent level, made for short,
 #: sparse, overdispersed counts (`monitor.detectors.nb_recent`). EARS stays available by name.
 FALLBACK = "nb-recent"
+
+
+def detector_method(name: str) -> str:
+    """What the detector called `name` does, in plain words (the report's Method section)."""
+    spec = DETECTORS.get(name)
+    return spec.method if spec is not None and spec.method else "A registered detector (see `monitor detectors`)."
+
+
+def nominal_rate(name: str, params: Mapping[str, Any] | None) -> float:
+    """The false-alert rate per series and week that detector `name` states for `params`; NaN if none."""
+    spec = DETECTORS.get(name)
+    if spec is None or spec.nominal_rate is None or not params:
+        return math.nan
+    try:
+        return float(spec.nominal_rate(params))
+    except (KeyError, TypeError, ValueError):
+        return math.nan
 
 
 def get_detector(name: str) -> DetectorSpec:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from monitor.detectors import detector_method
 from monitor.numbers import fmt_num, fmt_p, fmt_score, is_missing
 from monitor.series import series_name
 from monitor.types import RunResult, SeriesResult
@@ -29,63 +30,6 @@ _ESCAPES = {c: "\\" + c for c in "\\`*_[]|~$#!{}"}
 _ESCAPES.update({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 _TRANSLATE = str.maketrans(_ESCAPES)
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # spreadsheet formula injection (OWASP CSV injection)
-
-#: What each detector does, in plain words (the Method section).
-DETECTOR_WORDS = {
-    "farrington": (
-        "Farrington flexible (Noufaily et al. 2013, as in R `surveillance`): a quasi-Poisson regression on the same "
-        "weeks of the past `b` years (± `w` weeks) with a trend and down-weighting of past surges; the threshold is the "
-        "upper limit of the prediction interval at level `alpha`."
-    ),
-    "farrington-cusum": (
-        "Farrington flexible (Noufaily et al. 2013, as in R `surveillance`) at level `alpha`, combined with a CUSUM: "
-        "each week's count becomes a normal score under Farrington's negative-binomial model, the scores above `cusum_k` "
-        "accumulate, and an alarm is raised when a single week passes the threshold shown (the single-week threshold) "
-        "or the accumulated excess reaches `cusum_h`, so a rise spread over two or three weeks is caught too (the "
-        "details then name the weeks behind it). After an alarm the CUSUM restarts at `hold` × `cusum_h`, so a rise "
-        "that goes on stays one continuing alert. The baseline learns a new level: when the last `recent_window` weeks "
-        "are together significantly above Farrington's expectation for them (at `shift_alpha`) and most of them are above "
-        "it, the expected count is raised by their ratio of observed to expected (drawn thicker on the chart), so a "
-        "settled escalation stops alarming within that many weeks."
-    ),
-    "nb-recent": (
-        "Negative-binomial bound on the recent level, for short or sparse history: the expected count is the mean of "
-        "the last `window` weeks (leaving out the `gap` weeks just before) plus half an event, never zero; the "
-        "dispersion comes from its own one-week-ahead errors (at least `phi_min`); an alarm when the chance of this "
-        "count or more is at most `alpha` (the threshold shown is never below one event), or when a CUSUM of the "
-        "weeks' normal scores reaches `cusum_h` (a rise over several weeks)."
-    ),
-    "ears": (
-        "EARS C1/C2/C3 (CDC Early Aberration Reporting System): mean and standard deviation of the last few weeks; "
-        "an alarm when the count is above the mean plus a multiple of the standard deviation. Meant for short histories."
-    ),
-    "acled-surge": (
-        "ACLED Subnational Surge Tracker rule: an alarm when this week's events are at least twice the mean of the "
-        "previous 4 weeks, only where that mean is at least 1 event a week."
-    ),
-    "acled-threat": (
-        "ACLED Threat Tracker rule: an alarm when the mean of the last 4 weeks is at least twice the weekly mean of the "
-        "previous 52 weeks."
-    ),
-    "glrnb": (
-        "Negative-binomial GLR-CUSUM (Höhle & Paul 2008, as R `surveillance::glrnb`): accumulates evidence of a "
-        "sustained rise since some past week against a seasonal model of the (at most two) years before; suited to slow surges."
-    ),
-    "cusum": (
-        "CUSUM of standardised counts (as R `surveillance::cusum`, restarting after each alarm): accumulates "
-        "excesses over the expected count (a seasonal model of the (at most two) years before), so several moderately "
-        "high weeks in a row raise an alarm."
-    ),
-    "highest-in": (
-        "OCHA HDX Signals rule: an alarm when the last weeks' total is the highest in 3 years (a warning at 1 year), "
-        "above a floor."
-    ),
-    "trendfinder": (
-        "ACLED Trendfinder bands: this week against the mean of the previous weeks; a large increase (> +25 %) is an "
-        "alarm, a moderate one (+10 to +25 %) a warning; a low baseline (≤ 2 a week, ≤ 5 this week) is never a rise."
-    ),
-}
-
 
 # escaping
 
@@ -593,7 +537,7 @@ def _method(result: RunResult) -> list[str]:
     out = ["## Method", ""]
     names = sorted(result.detectors) or sorted({r.detection.detector for r in result.results})
     for name in names:
-        words = DETECTOR_WORDS.get(name, "A registered detector (see `monitor detectors`).")
+        words = detector_method(name)
         out.append(f"- **{md_escape(name)}** ({_params(result.detectors.get(name, {}))}): {words}")
     out += [
         "- **Alarm**: this week's count is above the detector's threshold, i.e. higher than the series' own history "
