@@ -414,7 +414,6 @@ def backtest_store(
     `weeks` - 1 weeks before it. NoDataError when no source's data reaches last_week.
     """
     from monitor.backtest import ReplaySeries, backtest
-    from monitor.detectors import FALLBACK
 
     coverage = choose_week(config, store, week=last_week, now=now)
     if not coverage.reached:
@@ -437,7 +436,7 @@ def backtest_store(
         name, model = resolve_params(config, s, detector=detector, overrides=params)
         replay.append(ReplaySeries(key=s.key, counts=s.counts, detector=name, params=model, min_count=s.min_count))
     return backtest(
-        replay, first_week=first, last_week=last, settings=config.detection.severity, fallback_params=config.params_for(FALLBACK)
+        replay, first_week=first, last_week=last, settings=config.detection.severity, fallback_params=config.fallback_params()
     )
 
 
@@ -476,7 +475,6 @@ def backtest_csv(path: Path, *, config: Config, detector: str, params: dict | No
     Replays the last `weeks` weeks of the file (None: every week).
     """
     from monitor.backtest import ReplaySeries, backtest
-    from monitor.detectors import FALLBACK
 
     frame = read_series_csv(path)
     model = config.params_for(detector, overrides=params)
@@ -494,4 +492,4 @@ def backtest_csv(path: Path, *, config: Config, detector: str, params: dict | No
     first = min(s.counts.index[0] for s in replay).date()
     if weeks is not None:
         first = max(first, last - timedelta(weeks=weeks - 1))
-    return backtest(replay, first_week=first, last_week=last, settings=config.detection.severity, fallback_params=config.params_for(FALLBACK))
+    return backtest(replay, first_week=first, last_week=last, settings=config.detection.severity, fallback_params=config.fallback_params())

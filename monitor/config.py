@@ -23,6 +23,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     Strict,
     ValidationError,
@@ -303,6 +304,15 @@ class Config(_Settings):
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings, description="`monitor schedule`")
     #: folder relative paths are resolved against (the config file's folder); not a TOML key
     base_dir: Path = Field(Path("."), exclude=True, description="(internal) folder of the config file")
+    #: each [[series]] definition's (detector, validated parameters), and the fallback's: resolved once,
+    #: when the config loads (`config_from_dict`), and carried by the run from there
+    _models: dict[str, tuple[str, Any]] = PrivateAttr(default_factory=dict)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal settings (the cache of resolved models is not a setting)."""
+        return isinstance(other, Config) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # a config holds dicts and lists: not hashable, as before
 
     @model_validator(mode="after")
     def _unique_series(self) -> "Config":
@@ -349,8 +359,21 @@ class Config(_Settings):
         return make_params(detector, {**self.detectors.get(detector, {}), **(series_params or {}), **(overrides or {})})
 
     def detector_params(self, definition: SeriesDefinition) -> tuple[str, Any]:
-        """(detector name, validated parameters) of a series definition."""
-        return definition.detector, self.params_for(definition.detector, series_params=definition.params)
+        """(detector name, validated parameters) of a series definition: [detectors.<name>], then its params.
+        Validated on the first call (when the config loads) and kept: the parameters are frozen models."""
+        got = self._models.get(definition.name)
+        if got is None or got[0] != definition.detector:
+            got = self._models[definition.name] = (definition.detector, self.params_for(definition.detector, series_params=definition.params))
+        return got
+
+    def fallback_params(self) -> Any:
+        """The parameters of the short-history fallback (`monitor.detectors.FALLBACK`), with [detectors.<name>]."""
+        from monitor.detectors import FALLBACK
+
+        got = self._models.get("\x00fallback")
+        if got is None:
+            got = self._models["\x00fallback"] = (FALLBACK, self.params_for(FALLBACK))
+        return got[1]
 
 
 def load_config(path: Path | str | None = None, *, db: Path | str | None = None) -> Config:
@@ -409,11 +432,12 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: Path, db: Path | str | No
             make_params(name, values)
         except Exception as exc:  # DetectorError carries the detail
             raise ConfigError(f"{label}: [detectors.{name}]: {exc}") from None
-    for definition in config.series:
+    for definition in config.series:  # resolved here, once: the run reuses these models
         try:
             config.detector_params(definition)
         except Exception as exc:
             raise ConfigError(f"{label}: series '{definition.name}': {exc}") from None
+    config.fallback_params()
     if db is not None:
         config = config.model_copy(update={"database": DatabaseSettings(path=Path(db).resolve())})
     return config

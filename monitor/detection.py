@@ -43,6 +43,9 @@ def resolve_params(config: Config, series: WeeklySeries, *, detector: str | None
     """(detector name, parameters) for a series: its own detector and parameters, or another
     detector (`check --detector`) with the config's defaults for it; `--param` overrides on top."""
     name = detector or series.detector
+    definition = next((d for d in config.series if d.name == series.definition), None)
+    if name == series.detector and not overrides and definition is not None and definition.detector == name:
+        return config.detector_params(definition)  # resolved when the config loaded
     if name == series.detector:  # series.params already merges [detectors.<name>] and the series' params
         from monitor.detectors import make_params
 
@@ -278,7 +281,7 @@ def detect_week(
     no_data = series_without_data(config, [(s.key, definition_of(config, s.definition)) for s in series], coverage)
     lookback = config.report.lookback_weeks if with_context else 0
     incidents = store.incidents_frame(start=week, end=week + timedelta(days=6)) if with_context else None
-    fallback_params = config.params_for(FALLBACK)
+    fallback_params = config.fallback_params()
     severity = config.detection.severity
     models, used = [], {}
     for s in series:
@@ -405,11 +408,11 @@ def detect_csv(path: Path, *, config: Config, detector: str, params: dict, last:
     series fall back to the config's nb-recent. Each series is checked on its own; with a
     `series` column every output row starts with it.
     """
-    from monitor.detectors import FALLBACK, run_detector
+    from monitor.detectors import run_detector
 
     frame = read_series_csv(path)
     model = config.params_for(detector, overrides=params)
-    fallback_params = config.params_for(FALLBACK)
+    fallback_params = config.fallback_params()
     outputs = []
     grouped = frame.groupby("series", sort=False) if "series" in frame.columns else [(None, frame)]
     for name, sub in grouped:
