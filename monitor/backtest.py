@@ -47,10 +47,10 @@ from monitor.detection import detect_counts, resolve_params
 from monitor.detectors import apply_min_count, get_detector, run_detector
 from monitor.errors import MonitorError, NoDataError
 from monitor.measured import fingerprint
-from monitor.series import week_label
 from monitor.severity import SeveritySettings, assign_levels
 from monitor.sources.counts import read_series_csv
 from monitor.surges import RULE_TEXT, in_surge
+from monitor.weeks import week_label
 
 #: Columns of the detail table, one row per series and replayed week.
 DETAIL_COLUMNS: tuple[str, ...] = (

@@ -27,7 +27,7 @@ from datetime import date, datetime, timedelta
 
 from monitor.config import Config
 from monitor.errors import MonitorError
-from monitor.series import last_complete_week, last_full_week, week_label
+from monitor.weeks import last_complete_week, last_full_week, week_label
 
 
 @dataclass(frozen=True)

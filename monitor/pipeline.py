@@ -39,6 +39,7 @@ from monitor.ingest import (
     rejected_since_last_week,
 )
 from monitor.types import ReportFiles, RunResult
+from monitor.weeks import week_number
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def run_weekly(
     send=False (--no-email) or alerts.enabled = false: report only, the lifecycle is not advanced.
     clock: gives the finishing time recorded for the run (default: `now`).
     """
-    from monitor.alerts.notify import advance, as_first_run, plan, week_index
+    from monitor.alerts.notify import advance, as_first_run, plan
     from monitor.report import write_report
 
     started = now
@@ -96,14 +97,14 @@ def run_weekly(
     changes = advance(result, states, config.alerts, no_data=no_data)
     decided = plan(result, changes, config.alerts, silences)
     notes = list(result.notes)
-    ahead = max((st.last_week for st in states.values() if st.last_index > week_index(result.week_start)), default="")
+    ahead = max((st.last_week for st in states.values() if st.last_index > week_number(result.week_start)), default="")
     if ahead:
         notes.append(
             f"Alerts were not evaluated for {result.week}: the alert states already cover {ahead}, a later week. "
             "Surges of this week are in this report only (no email)."
         )
     shown, shown_plan = changes, decided
-    index = week_index(result.week_start)
+    index = week_number(result.week_start)
     if any(not c.event and c.before.last_index == index for c in changes):  # this week's alerts were decided before
         shown = as_first_run(changes, index=index, events={e["series"]: e["event"] for e in store.alert_events(result.week)},
                              previous_week=_previous_weeks(store, result.week))  # fmt: skip

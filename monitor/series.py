@@ -9,51 +9,26 @@ from __future__ import annotations
 
 import difflib
 import re
-from datetime import date, datetime, timedelta
+from datetime import date
 from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from monitor.errors import MonitorError
 from monitor.types import SeriesProblem, WeeklySeries
-from monitor.weeks import WEEKDAYS, week_label, week_start_of  # noqa: F401  (week_label: callers import it from here)
+from monitor.weeks import (  # noqa: F401
+    WEEKDAYS,
+    last_complete_week,
+    last_full_week,
+    parse_week,
+    week_label,
+    week_start_of,
+)
 
-_WEEK_LABEL = re.compile(r"^(\d{4})-W(\d{2})$")
+# (the week arithmetic is in monitor.weeks; older callers import it from here)
 
-
-def parse_week(label: str, *, start: str = "monday") -> date:
-    """The start date of the week labelled `2023-W08` (or given as any ISO date inside it)."""
-    text = label.strip()
-    match = _WEEK_LABEL.match(text)
-    if match:
-        year, week = int(match.group(1)), int(match.group(2))
-        try:
-            thursday = date.fromisocalendar(year, week, 4)
-        except ValueError:
-            raise MonitorError(f"week '{label}' does not exist (ISO years have 52 or 53 weeks)") from None
-        # the week whose middle day (start + 3) is in that ISO week starts in [Thursday - 6, Thursday]
-        return week_start_of(thursday, start=start)
-    try:
-        return week_start_of(date.fromisoformat(text), start=start)
-    except ValueError:
-        raise MonitorError(f"week '{label}' is not a week: write YYYY-Www (e.g. 2023-W08) or a date YYYY-MM-DD") from None
-
-
-def last_complete_week(now: datetime | date, *, start: str = "monday") -> date:
-    """Start of the last week that has fully ended at `now` (what a Monday-morning job reports on)."""
-    today = now.date() if isinstance(now, datetime) else now
-    return week_start_of(today, start=start) - timedelta(days=7)
-
-
-def last_full_week(last_day: date, *, start: str = "monday") -> date:
-    """Start of the last week whose every day is on or before `last_day` (data up to a Saturday completes
-    the week before, with Monday weeks; data up to the Sunday completes its own week)."""
-    return last_complete_week(last_day + timedelta(days=1), start=start)
-
-
-def week_index(dates: pd.Series, *, start: str = "monday") -> pd.Series:
-    """Week start (datetime64) of each date in a datetime64 Series."""
+def week_starts(dates: pd.Series, *, start: str = "monday") -> pd.Series:
+    """Week start (datetime64) of each date in a datetime64 Series (`weeks.week_start_of`, vectorised)."""
     offset = (dates.dt.day_of_week - WEEKDAYS.index(start)) % 7
     return dates.dt.normalize() - pd.to_timedelta(offset, unit="D")
 
@@ -449,7 +424,7 @@ def build_series(
             frame = _explode_actors(frame, definition.filters)
         if frame.empty:
             continue
-        frame = frame.assign(week=week_index(frame["date"], start=week_start))
+        frame = frame.assign(week=week_starts(frame["date"], start=week_start))
         first = frame["week"].min()
         if starts and definition.name in starts:
             first = min(first, pd.Timestamp(starts[definition.name]))

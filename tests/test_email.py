@@ -17,11 +17,17 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from monitor.alerts.email import Delivery, build_digest, deliver
 from monitor.alerts.lifecycle import AlertState
-from monitor.alerts.notify import advance, plan, week_index
+from monitor.alerts.notify import advance, plan
 from monitor.errors import DeliveryError
-from monitor.report import write_report
 from monitor.numbers import fmt_num, fmt_p, fmt_score
-from tests.helpers_result import INJECTION_LABEL, alert_settings, make_result, report_settings
+from monitor.report import write_report
+from monitor.weeks import week_number as week_index
+from tests.helpers_result import (
+    INJECTION_LABEL,
+    alert_settings,
+    make_result,
+    report_settings,
+)
 from tests.smtp_server import Inbox, SmtpServer, free_port
 
 CENTRAL = ["is_attacks/admin1=Homs", "is_attacks/admin1=Hama", "is_attacks/admin1=Deir ez Zor"]

@@ -30,16 +30,12 @@ from monitor.alerts.lifecycle import (
 )
 from monitor.series import KEY_PREFIX, series_matches, shell_quote
 from monitor.types import RunResult, SeriesResult
+from monitor.weeks import (
+    week_number as week_index,  # weeks between events, for the lifecycle
+)
 
-#: Monday 5 January 1970: week indexes count weeks from it.
-_EPOCH = date(1970, 1, 5)
 #: Kinds of notice, in the order a digest lists them.
 KINDS: tuple[str, ...] = ("new", "escalated", "reminder", "resolved")
-
-
-def week_index(week_start: date) -> int:
-    """Consecutive weeks have consecutive indexes (whatever weekday weeks start on)."""
-    return (week_start - _EPOCH).days // 7
 
 
 def matches(text: str, r: SeriesResult) -> bool:

@@ -272,7 +272,7 @@ def _about(x: float) -> str:
 def _backtest_command(result: RunResult) -> str:
     from datetime import timedelta
 
-    from monitor.series import week_label
+    from monitor.weeks import week_label
 
     return f"`monitor backtest --from {week_label(result.week_start - timedelta(weeks=51))} --to {result.week}`"
 
