@@ -33,7 +33,13 @@ from pydantic import (
 
 from monitor.errors import ConfigError
 from monitor.sources import FORMATS
-from monitor.types import DIMENSIONS, INCIDENT_FIELDS, Annotation
+from monitor.types import (
+    DIMENSIONS,
+    INCIDENT_FIELDS,
+    Annotation,
+    MultipleTesting,
+    SeveritySettings,
+)
 from monitor.weeks import WEEKDAYS
 
 #: Where `monitor` looks for a config when neither --config nor $MONITOR_CONFIG is given.
@@ -220,14 +226,14 @@ class ReportSettings(_Settings):
 
 
 class DetectionSettings(_Settings):
-    multiple_testing: Literal["per-series", "fdr"] = Field(
-        "per-series", description="per-series: each series at its detector's alpha; fdr: Benjamini-Hochberg across the series of a run"
+    multiple_testing: MultipleTesting = Field(
+        SeveritySettings.multiple_testing, description="per-series: each series at its detector's alpha; fdr: Benjamini-Hochberg across the series of a run"
     )
     warning_alpha: float = Field(
-        0.05, gt=0, lt=1, allow_inf_nan=False, description="per-series: a warning when the p-value is at or below this (alerts use each detector's alpha)"
+        SeveritySettings.warning_alpha, gt=0, lt=1, allow_inf_nan=False, description="per-series: a warning when the p-value is at or below this (alerts use each detector's alpha)"
     )
-    fdr: float = Field(0.05, gt=0, lt=1, allow_inf_nan=False, description="fdr: false discovery rate of alerts")
-    warning_fdr: float = Field(0.2, gt=0, lt=1, allow_inf_nan=False, description="fdr: false discovery rate of warnings (at least fdr)")
+    fdr: float = Field(SeveritySettings.fdr, gt=0, lt=1, allow_inf_nan=False, description="fdr: false discovery rate of alerts")
+    warning_fdr: float = Field(SeveritySettings.warning_fdr, gt=0, lt=1, allow_inf_nan=False, description="fdr: false discovery rate of warnings (at least fdr)")
     workers: int = Field(0, ge=0, le=64, description="processes for detection and charts of large runs: 0 = one per CPU core, 1 = this process only")
 
     @model_validator(mode="after")
@@ -239,8 +245,6 @@ class DetectionSettings(_Settings):
     @property
     def severity(self):
         """The same settings as the pure `monitor.severity.SeveritySettings`."""
-        from monitor.severity import SeveritySettings
-
         return SeveritySettings(
             multiple_testing=self.multiple_testing, warning_alpha=self.warning_alpha, fdr=self.fdr, warning_fdr=self.warning_fdr
         )

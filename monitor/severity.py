@@ -24,24 +24,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-MultipleTesting = Literal["per-series", "fdr"]
+from monitor.types import MultipleTesting, SeveritySettings  # noqa: F401  (declared with the other settings values)
+
 LEVELS: tuple[str, ...] = ("alert", "warning", "")
-
-
-@dataclass(frozen=True)
-class SeveritySettings:
-    """How alerts and warnings are decided across a run (the config's [detection] table)."""
-
-    multiple_testing: MultipleTesting = "per-series"
-    warning_alpha: float = 0.05
-    fdr: float = 0.05
-    warning_fdr: float = 0.20
-
 
 def bh_adjusted(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
     """Benjamini–Hochberg adjusted p-values (q-values) of the finite entries; NaN stay NaN.

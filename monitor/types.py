@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:  # pandas is only needed for annotations here
     import pandas as pd
@@ -377,3 +377,17 @@ class AlertState:
     announced_band: int = 0
     last_week: str = ""  # last week processed
     last_index: int = -1
+
+
+MultipleTesting = Literal["per-series", "fdr"]
+
+
+@dataclass(frozen=True)
+class SeveritySettings:
+    """How alerts and warnings are decided across a run (the config's [detection] table, whose
+    defaults these are; `monitor.severity` applies them)."""
+
+    multiple_testing: MultipleTesting = "per-series"
+    warning_alpha: float = 0.05
+    fdr: float = 0.05
+    warning_fdr: float = 0.20
