@@ -94,6 +94,8 @@ class Coverage:
 
     def describe(self) -> str:
         """Each source in use and how far its data goes, e.g. 'acled: last event 2023-03-31; ucdp: ...'."""
+        if not self.monitored:
+            return "no [[series]] configured, so no source is in use"
         return "; ".join(s.describe() for s in self.sources) or "no data ingested"
 
     def announce(self, doing: str) -> str:

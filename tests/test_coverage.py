@@ -270,3 +270,15 @@ def test_the_ucdp_release_of_the_issue_is_checked_up_to_its_last_complete_week(t
     assert set(pd.read_csv(io.StringIO(result.stdout))["week"]) == {"2019-W47"}
     calendar = invoke(config, "check", "--week", "2026-W49")
     assert calendar.exit_code == 6 and "pass --week 2019-W47, the latest week with data" in calendar.stderr
+
+
+def test_a_config_without_series_says_so_rather_than_no_data(tmp_path):
+    """With no [[series]] no source is in use; `check` said "(no data ingested)" of a database with 9,000 events."""
+    write_incidents(tmp_path / "acled.csv", ["Homs"], prefix="C")
+    (tmp_path / "monitor.toml").write_text('[database]\npath = "m.db"\n', encoding="utf-8")
+    runner = CliRunner()
+    env = {"MONITOR_NOW": "2023-03-06T06:00:00+00:00", "MONITOR_CONFIG": None}
+    assert runner.invoke(cli, ["--config", str(tmp_path / "monitor.toml"), "ingest", str(tmp_path / "acled.csv")], env=env).exit_code == 0
+    result = runner.invoke(cli, ["--config", str(tmp_path / "monitor.toml"), "check"], env=env)
+    assert "checking 2023-W09: the last complete week (no [[series]] configured, so no source is in use)" in result.output
+    assert "no data ingested" not in result.output
