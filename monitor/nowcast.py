@@ -1,0 +1,139 @@
+"""Nowcasts of the weeks still filling: how many events a week will have once reporting completes.
+
+Incident data arrive late: a week's count keeps growing for weeks after it ends. This module
+is the arithmetic of issue 14, item 3, on plain arrays (the store supplies the reporting triangle).
+
+**Reporting delays** (`estimate_delays`). The reporting triangle has one row per event week and
+one column per delay d = 0, 1, ..., D: the events of that week first seen d weeks after the week
+ended (NaN where that delay lies in the future). The chain-ladder factor f(d) is the growth of the
+cumulative count from delay d to d + 1, summed over the event weeks that have reached d + 1; the
+share of the eventual count known by delay d is F(d) = 1 / (f(d) · f(d+1) ··· f(D-1)), F(D) = 1.
+Delays beyond D are taken as none (choose D where the counts have stopped growing).
+
+**The nowcast of one week** (`nowcast_week`). With y events known at a delay whose share is F,
+the final count N = y + U. The week's rate is given a gamma prior from the series' own history
+(mean `prior_mean`, shape `size`: the negative-binomial dispersion of its weekly counts); each
+event is known by now with probability F. Then the events still to come are negative binomial:
+U | y ~ NB(size + y, p) with p = (size / prior_mean + F) / (size / prior_mean + 1), the
+gamma-Poisson thinning behind R `surveillance::nowcast`'s "bayes.trunc" (Höhle & an der Heiden
+2014). A week with a large count dominates its prior; with no events known yet, the prior does.
+As `size` → 0 (no trust in the history) the mean tends to the chain-ladder estimate y / F; with F
+= 1 the week is complete and the nowcast is y itself.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+#: Event weeks that must have reached a delay before its factor is estimated (fewer: no nowcast).
+MIN_WEEKS = 8
+#: Smallest prior mean used: a series with no events lately still may have some (never a prior of 0).
+PRIOR_FLOOR = 0.1
+
+
+@dataclass(frozen=True)
+class Delays:
+    """The share of a week's eventual count known d weeks after the week ended, d = 0..max_delay."""
+
+    share: np.ndarray  # F(d), non-decreasing, F(max_delay) = 1
+    factors: np.ndarray  # chain-ladder growth f(d) from delay d to d + 1, d = 0..max_delay - 1
+    weeks: np.ndarray  # event weeks behind each factor
+
+    @property
+    def max_delay(self) -> int:
+        return len(self.share) - 1
+
+
+def estimate_delays(triangle: np.ndarray | Sequence[Sequence[float]], *, min_weeks: int = MIN_WEEKS) -> Delays | None:
+    """Chain-ladder delays from a reporting triangle (rows: event weeks, oldest first; columns: delays
+    0..D; NaN where the delay lies in the future). None when a factor rests on fewer than `min_weeks`
+    event weeks, or when no event was seen at all: too little history to say how late data come."""
+    tri = np.asarray(triangle, dtype=float)
+    if tri.ndim != 2 or tri.shape[1] < 1:
+        raise ValueError(f"a reporting triangle needs rows of event weeks and columns of delays (got shape {tri.shape})")
+    known = ~np.isnan(tri)
+    if np.any(tri[known] < 0):
+        raise ValueError("a reporting triangle holds counts: none may be negative")
+    cumulative = np.cumsum(np.where(known, tri, 0.0), axis=1)
+    depth = tri.shape[1] - 1
+    factors = np.ones(depth)
+    weeks = np.zeros(depth, dtype=int)
+    for d in range(depth):
+        rows = known[:, d + 1]  # event weeks that have reached delay d + 1 (and so delay d)
+        weeks[d] = int(rows.sum())
+        if weeks[d] < min_weeks:
+            return None
+        before, after = cumulative[rows, d].sum(), cumulative[rows, d + 1].sum()
+        if before == 0:
+            if after == 0:
+                continue  # nothing seen by then: no growth to measure
+            return None  # events appear only late: no share of them is known early
+        factors[d] = after / before
+    if depth == 0 and int(known[:, 0].sum()) < min_weeks:
+        return None
+    share = np.ones(depth + 1)
+    for d in range(depth - 1, -1, -1):
+        share[d] = share[d + 1] / factors[d]
+    return Delays(share=share, factors=factors, weeks=weeks)
+
+
+@dataclass(frozen=True)
+class Nowcast:
+    """A week's final count as expected once reporting completes, with an interval."""
+
+    observed: int  # events known now
+    complete_share: float  # F: the share of the eventual count known at this delay
+    expected: float  # mean of the final count
+    low: float  # interval of the final count at `level`
+    high: float
+    level: float
+
+
+def nowcast_week(observed: int, share: float, *, prior_mean: float, size: float, level: float = 0.9) -> Nowcast:
+    """The final count of a week with `observed` events known when a share `share` of its events is.
+
+    prior_mean, size: the gamma prior of the week's rate from the series' history (mean, and shape:
+    the negative-binomial dispersion of its weekly counts; math.inf for Poisson counts).
+    level: the central probability of the interval (0.9: from the 5th to the 95th percentile).
+    """
+    if observed < 0 or not float(observed).is_integer():
+        raise ValueError(f"observed = {observed}: a count of events")
+    if not 0 < share <= 1:
+        raise ValueError(f"share = {share}: the share of events known must be in (0, 1]")
+    if not 0 < level < 1:
+        raise ValueError(f"level = {level} must be in (0, 1)")
+    if not size > 0:
+        raise ValueError(f"size = {size} must be positive (math.inf for Poisson counts)")
+    y = int(observed)
+    if share >= 1:
+        return Nowcast(y, 1.0, float(y), float(y), float(y), level)
+    mean = max(float(prior_mean), PRIOR_FLOOR)
+    tail = (1 - level) / 2
+    if math.isinf(size):  # a fixed rate: the events still to come are Poisson, whatever was seen
+        still = stats.poisson(mean * (1 - share))
+        expected = mean * (1 - share)
+    else:
+        rate = size / mean  # the gamma prior's rate
+        p = (rate + share) / (rate + 1)
+        still = stats.nbinom(size + y, p)
+        expected = (size + y) * (1 - share) / (rate + share)
+    low, high = still.ppf(tail), still.ppf(1 - tail)
+    return Nowcast(y, float(share), y + float(expected), y + float(low), y + float(high), level)
+
+
+def prior_from_history(counts: Sequence[float] | np.ndarray, *, window: int = 8) -> tuple[float, float]:
+    """(mean, size) of the gamma prior of a week's rate from the last `window` complete weeks: their
+    mean (at least PRIOR_FLOOR) and the method-of-moments dispersion size = mean² / (variance − mean),
+    math.inf when the counts vary no more than Poisson counts would."""
+    recent = np.asarray(counts, dtype=float)[-window:]
+    recent = recent[~np.isnan(recent)]
+    if recent.size == 0:
+        return PRIOR_FLOOR, math.inf
+    mean = max(float(recent.mean()), PRIOR_FLOOR)
+    variance = float(recent.var(ddof=1)) if recent.size > 1 else 0.0
+    return mean, (mean * mean / (variance - mean) if variance > mean else math.inf)
