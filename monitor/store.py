@@ -25,6 +25,7 @@ from monitor.types import (
     INCIDENT_FIELDS,
     AlertState,
     CountRow,
+    Deletion,
     Detection,
     FileStream,
     Incident,
@@ -268,6 +269,32 @@ MIGRATIONS: tuple[tuple[str, tuple[str | Callable[[sqlite_utils.Database], None]
         "0009_ingest_older",
         ("ALTER TABLE ingests ADD COLUMN older INTEGER NOT NULL DEFAULT 0",),
     ),
+    (
+        # History is kept (issue 14, item 1): when each incident was first seen (never overwritten),
+        # every revision's old values and every deletion, with the ingest that made it. Databases from
+        # before know only the ingest that last wrote an event: for an event revised before this
+        # migration, that ingest is what it records as first seen (a time after the true first sight).
+        "0010_incident_history",
+        (
+            "ALTER TABLE incidents ADD COLUMN first_ingest_id INTEGER REFERENCES ingests (id)",
+            "ALTER TABLE incidents ADD COLUMN first_seen TEXT NOT NULL DEFAULT ''",
+            "UPDATE incidents SET first_ingest_id = ingest_id,"
+            " first_seen = COALESCE((SELECT ingested_at FROM ingests WHERE ingests.id = incidents.ingest_id), '')",
+            """CREATE TABLE incident_history (
+                id INTEGER PRIMARY KEY,
+                source TEXT NOT NULL,
+                source_id TEXT NOT NULL,
+                change TEXT NOT NULL CHECK (change IN ('revised', 'deleted')),
+                ingest_id INTEGER NOT NULL REFERENCES ingests (id),
+                changed_at TEXT NOT NULL,
+                revision TEXT NOT NULL DEFAULT '',
+                old TEXT NOT NULL
+            )""",
+            "CREATE INDEX idx_incident_history_event ON incident_history (source, source_id, id)",
+            "ALTER TABLE ingests ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE ingests ADD COLUMN not_found INTEGER NOT NULL DEFAULT 0",
+        ),
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -351,6 +378,13 @@ def newer_or_same(incoming: str, stored: str) -> bool:
     """
     new, old = _revision(incoming), _revision(stored)
     return new is None or old is None or new >= old
+
+
+def _newer(incoming: str, than: str) -> bool:
+    """Whether revision `incoming` is strictly newer than `than` (both whole Unix seconds); a row without
+    a revision is never newer than a deletion, which always carries one."""
+    new, old = _revision(incoming), _revision(than)
+    return new is not None and old is not None and new > old
 
 
 def _num(value: float) -> float | None:
@@ -516,7 +550,7 @@ class Store:
         late in the file, rolls the whole file back (StoreError for SQLite errors).
         """
         stream = data if isinstance(data, FileStream) else FileStream.of(data)
-        inserted = updated = unchanged = older = 0
+        inserted = updated = unchanged = older = deleted = not_found = 0
         try:
             with self._transaction():
                 cursor = self.db.execute(
@@ -525,17 +559,22 @@ class Store:
                     [str(stream.path), sha256, stream.format, stream.source, stream.encoding, _iso(now)],
                 )
                 ingest_id = cursor.lastrowid
-                upsert = self._upsert_counts if stream.kind == "counts" else self._upsert_incidents
                 for items, rejects in stream:
-                    ins, upd, same, old = upsert(items, ingest_id)
-                    inserted, updated, unchanged, older = inserted + ins, updated + upd, unchanged + same, older + old
+                    if stream.kind == "deletions":
+                        gone, missing, old = self._apply_deletions(items, ingest_id, now=now)
+                        deleted, not_found, older = deleted + gone, not_found + missing, older + old
+                    else:
+                        upsert = self._upsert_counts if stream.kind == "counts" else self._upsert_incidents
+                        ins, upd, same, old = upsert(items, ingest_id, now=now)
+                        inserted, updated, unchanged, older = inserted + ins, updated + upd, unchanged + same, older + old
                     self._insert_rejects(stream.path, rejects, ingest_id)
                     faults.point("ingest.batch-written")
                 self.db.execute(
                     "UPDATE ingests SET source = ?, rows_read = ?, inserted = ?, updated = ?, unchanged = ?, older = ?,"
-                    " rejected = ? WHERE id = ?",
-                    [stream.source, stream.rows_read, inserted, updated, unchanged, older, stream.rejected, ingest_id],
-                )
+                    " deleted = ?, not_found = ?, rejected = ? WHERE id = ?",
+                    [stream.source, stream.rows_read, inserted, updated, unchanged, older, deleted, not_found, stream.rejected,
+                     ingest_id],
+                )  # fmt: skip
                 faults.point("ingest.before-commit")
         except (sqlite3.Error, OverflowError) as exc:  # OverflowError: an int beyond SQLite's 64-bit INTEGER
             raise StoreError(f"{self.path}: ingest of {stream.path} failed and was rolled back: {exc}{disk_hint(self.path)}") from None
@@ -544,11 +583,15 @@ class Store:
         return IngestResult(
             file=str(stream.path), sha256=sha256, format=stream.format, source=stream.source,
             rows_read=stream.rows_read, inserted=inserted, updated=updated, unchanged=unchanged,
-            rejected=stream.rejected, older=older,
+            rejected=stream.rejected, older=older, deleted=deleted, not_found=not_found,
         )
 
-    def _upsert_incidents(self, incidents: Iterable[Incident], ingest_id: int) -> tuple[int, int, int, int]:
-        """Insert new events, update changed ones; (inserted, updated, unchanged, older)."""
+    def _upsert_incidents(self, incidents: Iterable[Incident], ingest_id: int, *, now: datetime) -> tuple[int, int, int, int]:
+        """Insert new events, update changed ones; (inserted, updated, unchanged, older).
+
+        A new event records this ingest as when it was first seen; a changed one keeps that and
+        leaves its old values in the incident history. An event deleted before (a deletion list)
+        comes back only as a revision newer than its deletion; otherwise it counts as `older`."""
         content = INCIDENT_FIELDS[2:]  # everything but the key (source, source_id)
         rev = content.index("revision")
         by_source: dict[str, dict[str, tuple]] = {}
@@ -566,28 +609,100 @@ class Store:
                     f"SELECT source_id, {cols} FROM incidents WHERE source = ? AND source_id IN ({marks})", [source, *chunk]
                 ):
                     stored[found[0]] = tuple(found[1:])
-            new = [(source, sid, *values, ingest_id) for sid, values in rows.items() if sid not in stored]
+            gone = self._deletions(source, [sid for sid in rows if sid not in stored])
+            # a deleted event returns only as a revision newer than its deletion (a stale export cannot revive it)
+            buried = {sid for sid, when in gone.items() if not _newer(rows[sid][rev], when)}
+            seen = _iso(now)
+            new = [(source, sid, *values, ingest_id, ingest_id, seen) for sid, values in rows.items()
+                   if sid not in stored and sid not in buried]  # fmt: skip
             # an older revision never replaces a newer one: the stored row stays as it is
             kept = {sid for sid, values in rows.items() if sid in stored and not newer_or_same(values[rev], stored[sid][rev])}
             changed = [(*values, ingest_id, source, sid) for sid, values in rows.items()
                        if sid in stored and sid not in kept and stored[sid] != values]  # fmt: skip
             if new:
                 self.db.conn.executemany(
-                    f"INSERT INTO incidents (source, source_id, {cols}, ingest_id) VALUES ({', '.join('?' * (len(content) + 3))})",
+                    f"INSERT INTO incidents (source, source_id, {cols}, ingest_id, first_ingest_id, first_seen)"
+                    f" VALUES ({', '.join('?' * (len(content) + 5))})",
                     new,
                 )
             if changed:
+                self._remember(source, [(sid, stored[sid]) for *_, sid in changed], "revised", ingest_id, seen)
                 assignments = ", ".join(f"{c} = ?" for c in content)
                 self.db.conn.executemany(
                     f"UPDATE incidents SET {assignments}, ingest_id = ? WHERE source = ? AND source_id = ?", changed
                 )
+            kept |= buried
             inserted += len(new)
             updated += len(changed)
             older += len(kept)
             unchanged += len(rows) - len(new) - len(changed) - len(kept)
         return inserted, updated, unchanged, older
 
-    def _upsert_counts(self, rows: Iterable[CountRow], ingest_id: int) -> tuple[int, int, int, int]:
+    def _remember(self, source: str, old: Sequence[tuple[str, tuple]], change: str, ingest_id: int, when: str,
+                  revisions: Sequence[str] | None = None) -> None:  # fmt: skip
+        """Keep the stored values of events about to be revised or deleted in the incident history."""
+        content = INCIDENT_FIELDS[2:]
+        rev = content.index("revision")
+        self.db.conn.executemany(
+            "INSERT INTO incident_history (source, source_id, change, ingest_id, changed_at, revision, old)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(source, sid, change, ingest_id, when, revisions[i] if revisions else values[rev],
+              json.dumps(dict(zip(content, values)), ensure_ascii=False)) for i, (sid, values) in enumerate(old)],
+        )  # fmt: skip
+
+    def _deletions(self, source: str, ids: Sequence[str]) -> dict[str, str]:
+        """The latest deletion revision of each of these events that was deleted (none: not in the result)."""
+        found: dict[str, str] = {}
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i : i + _CHUNK]
+            for sid, revision in self.db.execute(
+                f"SELECT source_id, revision FROM incident_history WHERE change = 'deleted' AND source = ?"
+                f" AND source_id IN ({', '.join('?' * len(chunk))}) ORDER BY id",
+                [source, *chunk],
+            ):
+                found[sid] = revision
+        return found
+
+    def _apply_deletions(self, deletions: Iterable[Deletion], ingest_id: int, *, now: datetime) -> tuple[int, int, int]:
+        """Delete the listed events, remembering them in the history; (deleted, not found, older).
+
+        A deletion older than the stored revision of its event (the event was edited after it) is not
+        applied (`older`). One of an event the database does not hold is still remembered, so the
+        event cannot arrive later from an export made before the deletion."""
+        content = INCIDENT_FIELDS[2:]
+        rev = content.index("revision")
+        cols = ", ".join(content)
+        deleted = not_found = older = 0
+        by_source: dict[str, dict[str, str]] = {}
+        for d in deletions:
+            by_source.setdefault(d.source, {})[d.source_id] = d.revision
+        seen = _iso(now)
+        for source, rows in by_source.items():
+            stored: dict[str, tuple] = {}
+            ids = list(rows)
+            for i in range(0, len(ids), _CHUNK):
+                chunk = ids[i : i + _CHUNK]
+                for found in self.db.execute(
+                    f"SELECT source_id, {cols} FROM incidents WHERE source = ? AND source_id IN ({', '.join('?' * len(chunk))})",
+                    [source, *chunk],
+                ):
+                    stored[found[0]] = tuple(found[1:])
+            edited = {sid for sid in stored if _newer(stored[sid][rev], rows[sid])}
+            gone = [(sid, stored[sid]) for sid in ids if sid in stored and sid not in edited]
+            self._remember(source, gone, "deleted", ingest_id, seen, revisions=[rows[sid] for sid, _ in gone])
+            absent = [(sid, ()) for sid in ids if sid not in stored]
+            self.db.conn.executemany(
+                "INSERT INTO incident_history (source, source_id, change, ingest_id, changed_at, revision, old)"
+                " VALUES (?, ?, 'deleted', ?, ?, ?, '{}')",
+                [(source, sid, ingest_id, seen, rows[sid]) for sid, _ in absent],
+            )
+            self.db.conn.executemany(
+                "DELETE FROM incidents WHERE source = ? AND source_id = ?", [(source, sid) for sid, _ in gone]
+            )
+            deleted, not_found, older = deleted + len(gone), not_found + len(absent), older + len(edited)
+        return deleted, not_found, older
+
+    def _upsert_counts(self, rows: Iterable[CountRow], ingest_id: int, *, now: datetime) -> tuple[int, int, int, int]:
         """As `_upsert_incidents`; counts carry no revision, so none is ever `older` (the latest ingest wins)."""
         incoming = {tuple(getattr(r, k) for k in COUNT_KEYS): (r.count, r.fatalities) for r in rows}
         by_source: dict[str, set[str]] = {}

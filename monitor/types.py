@@ -70,6 +70,16 @@ class Incident:
 
 
 @dataclass(frozen=True, slots=True)
+class Deletion:
+    """One row of a deletion list (ACLED's deleted events: `event_id_cnty,deleted_timestamp`): the event
+    `source_id` of `source` was withdrawn at `revision` (Unix seconds, comparable with ACLED `timestamp`)."""
+
+    source: str
+    source_id: str
+    revision: str
+
+
+@dataclass(frozen=True, slots=True)
 class CountRow:
     """One row of a pre-aggregated counts file: `week_start,<keys...>,count`.
 
@@ -102,13 +112,14 @@ class ParsedFile:
     """Everything read from one input file, before it touches the database."""
 
     path: Path
-    format: str  # acled | acled-legacy | ucdp | generic | counts
+    format: str  # acled | acled-legacy | acled-deletions | ucdp | generic | counts
     source: str
     encoding: str
     rows_read: int
     incidents: tuple[Incident, ...] = ()
     counts: tuple[CountRow, ...] = ()
     rejects: tuple[Reject, ...] = ()
+    deletions: tuple[Deletion, ...] = ()
 
 
 @dataclass
@@ -118,7 +129,7 @@ class FileStream:
 
     Iterating yields (items, rejects) per batch and counts `rows_read`; it raises
     IngestError at the end when the file had no data row, and closes the file.
-    kind: "incidents" or "counts" (what the items are). For counts, `source` becomes the
+    kind: "incidents", "counts" or "deletions" (what the items are). For counts, `source` becomes the
     sources named in the file's rows once it has been read.
     """
 
@@ -137,8 +148,8 @@ class FileStream:
     @classmethod
     def of(cls, parsed: "ParsedFile") -> "FileStream":
         """A ParsedFile (read whole) as a one-batch stream."""
-        kind = "counts" if parsed.counts else "incidents"
-        items = list(parsed.counts) if parsed.counts else list(parsed.incidents)
+        kind = "counts" if parsed.counts else "deletions" if parsed.deletions else "incidents"
+        items = list(parsed.counts or parsed.deletions or parsed.incidents)
         part = (items, list(parsed.rejects), parsed.rows_read)
         return cls(parsed.path, parsed.format, parsed.source, parsed.encoding, kind, iter([part]), require_rows=False)
 
@@ -179,6 +190,9 @@ class IngestResult:
     rejected: int
     #: rows older than the stored revision of their event (ACLED `timestamp`): the stored row was kept
     older: int = 0
+    #: a deletion list: events deleted, and deletions of events the database does not hold
+    deleted: int = 0
+    not_found: int = 0
     skipped: bool = False  # the exact same file (sha256) had been ingested before
     ingested_at: str = ""  # ISO time the ingest was recorded (from the ingest log)
 

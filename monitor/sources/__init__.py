@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from monitor.errors import IngestError
-from monitor.sources import acled, counts, generic, ucdp
+from monitor.sources import acled, counts, deletions, generic, ucdp
 from monitor.sources._csv import fail, open_table
 from monitor.types import FileStream, ParsedFile
 
 #: Formats `read_file` accepts; "auto" detects one of the others from the header.
-FORMATS: tuple[str, ...] = ("auto", "acled", "acled-legacy", "ucdp", "generic", "counts")
+FORMATS: tuple[str, ...] = ("auto", "acled", "acled-legacy", "acled-deletions", "ucdp", "generic", "counts")
 
 __all__ = ["FORMATS", "detect_format", "open_file", "read_file"]
 
@@ -32,6 +32,8 @@ def _detect(header: list[str], mappings: Sequence[Any]) -> tuple[str | None, Any
             return "generic", mapping
     if counts.is_counts(lower):
         return "counts", None
+    if deletions.is_deletions(lower):
+        return "acled-deletions", None
     if "event_id_cnty" in lower:
         return ("acled-legacy" if acled.is_legacy(header) else "acled"), None
     if ucdp.is_ucdp(lower):
@@ -45,6 +47,7 @@ def _accepted(mappings: Sequence[Any]) -> str:
         f"acled-legacy ({', '.join(c.upper() for c in acled.REQUIRED)}, ...)",
         f"ucdp ({', '.join(ucdp.REQUIRED)}, ...)",
         "counts (week_start, [country, admin1, admin2, event_type, sub_event_type, actor,] count[, fatalities])",
+        f"acled-deletions ({', '.join(deletions.REQUIRED)})",
     ]
     parts += [f"generic mapping {m.name!r} ({','.join(m.match_header)})" for m in mappings]
     return "; ".join(parts)
@@ -78,7 +81,7 @@ def open_file(
 ) -> FileStream:
     """Check one incident file and read its header; its rows are parsed as the stream is read.
 
-    format: auto (from the header), acled, acled-legacy, ucdp, generic, counts, or the
+    format: auto (from the header), acled, acled-legacy, acled-deletions, ucdp, generic, counts, or the
         name of a generic mapping. mappings: generic column mappings (GenericMapping).
     now: the ingest time; events dated after it are rejected. Close the stream (or read
     it to the end) to close the file. read_from: a copy of the file to read instead (the
@@ -127,6 +130,8 @@ def _parse(table, path: Path, format: str, mappings: Sequence[Any], now: datetim
         return acled.parse(table, now=now, legacy=True)
     if fmt == "ucdp":
         return ucdp.parse(table, now=now)
+    if fmt == "acled-deletions":
+        return deletions.parse(table)
     if fmt == "counts":
         return counts.parse(table, now=now, week_start=week_start)
     return generic.parse(table, now=now, mapping=mapping)
@@ -146,7 +151,6 @@ def read_file(
     for batch, bad in stream:
         items.extend(batch)
         rejects.extend(bad)
-    incidents, rows = (tuple(items), ()) if stream.kind == "incidents" else ((), tuple(items))
-    return ParsedFile(
-        stream.path, stream.format, stream.source, stream.encoding, stream.rows_read, incidents, rows, tuple(rejects)
-    )
+    kinds = {kind: tuple(items) if stream.kind == kind else () for kind in ("incidents", "counts", "deletions")}
+    return ParsedFile(stream.path, stream.format, stream.source, stream.encoding, stream.rows_read, kinds["incidents"],
+                      kinds["counts"], tuple(rejects), kinds["deletions"])  # fmt: skip

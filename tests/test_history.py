@@ -1,0 +1,139 @@
+"""History is kept (issue 14, item 1): first sight, revisions and deletions, over deliveries of the same export.
+
+The same ACLED export is delivered several times, as a watch desk receives it: events back-filled,
+revised and deleted between deliveries, and ACLED's deletion list (`event_id_cnty,deleted_timestamp`)
+ingested beside it. Driven through `monitor ingest` on a real SQLite file, with the clock set per delivery.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from monitor.cli import cli
+from monitor.store import MIGRATIONS, SCHEMA_VERSION, Store
+from test_revisions import ACLED_HEADER, acled_row, write_csv
+
+MONDAYS = ["2023-02-13T06:00:00+00:00", "2023-02-20T06:00:00+00:00", "2023-02-27T06:00:00+00:00", "2023-03-06T06:00:00+00:00"]
+T1, T2, T3, T4 = "1676200000", "1676800000", "1677000000", "1677500000"  # Unix seconds, in this order
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "monitor.toml"
+    path.write_text('[database]\npath = "m.db"\n', encoding="utf-8")
+    return path
+
+
+def deliver(config: Path, now: str, *files: Path, again: bool = False) -> str:
+    args = ["--config", str(config), "ingest", *(["--again"] if again else []), *map(str, files)]
+    result = CliRunner().invoke(cli, args, env={"MONITOR_NOW": now})
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def query(config: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(config.parent / "m.db") as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_deliveries_keep_first_sight_revisions_and_deletions(tmp_path, config):
+    week_one = [acled_row("SYR1", event_date="2023-02-07", fatalities=1, timestamp=T1),
+                acled_row("SYR2", event_date="2023-02-08", fatalities=0, timestamp=T1),
+                acled_row("SYR3", event_date="2023-02-09", fatalities=2, timestamp=T1)]  # fmt: skip
+    first = write_csv(tmp_path / "acled_1.csv", ACLED_HEADER, week_one)
+    deliver(config, MONDAYS[0], first)
+
+    # a week later: SYR1 revised (12 killed), SYR2 unchanged, SYR4 back-filled into the first week, SYR3 dropped
+    second = write_csv(tmp_path / "acled_2.csv", ACLED_HEADER, [
+        acled_row("SYR1", event_date="2023-02-07", fatalities=12, timestamp=T2, notes="12 killed (revised)"),
+        week_one[1],
+        acled_row("SYR4", event_date="2023-02-06", fatalities=3, timestamp=T2),
+    ])  # fmt: skip
+    assert deliver(config, MONDAYS[1], second) == (
+        f"{second}: acled, 3 rows read, 1 inserted, 1 updated, 1 unchanged, 0 rejected\n"
+    )
+    # ACLED's deletion list: SYR3 (stored) and SYR9 (never delivered here)
+    deleted = tmp_path / "deleted.csv"
+    deleted.write_text(f"event_id_cnty,deleted_timestamp\nSYR3,{T3}\nSYR9,{T3}\n", encoding="utf-8")
+    assert deliver(config, MONDAYS[2], deleted) == (
+        f"{deleted}: acled-deletions, 2 rows read, 1 deleted, 1 not in the database (remembered), "
+        "0 edited after their deletion (kept), 0 rejected\n"
+    )
+    # the first export delivered again: neither its older SYR1 nor the deleted SYR3 comes back
+    assert deliver(config, MONDAYS[2], first, again=True) == (
+        f"{first}: acled, 3 rows read, 0 inserted, 0 updated, 1 unchanged, 2 older (kept the stored revision), 0 rejected\n"
+    )
+
+    ingests = dict(query(config, "SELECT file, id FROM ingests WHERE file LIKE '%acled_2.csv'"))
+    first_id = query(config, "SELECT min(id) FROM ingests")[0][0]
+    assert query(config, "SELECT source_id, fatalities, first_ingest_id, first_seen, ingest_id FROM incidents ORDER BY source_id") == [
+        ("SYR1", 12, first_id, MONDAYS[0], ingests[str(second)]),  # first seen in the first delivery, revised in the second
+        ("SYR2", 0, first_id, MONDAYS[0], first_id),
+        ("SYR4", 3, ingests[str(second)], MONDAYS[1], ingests[str(second)]),  # back-filled: seen a week after SYR1
+    ]  # fmt: skip
+    history = query(config, "SELECT source_id, change, changed_at, revision, old FROM incident_history ORDER BY id")
+    assert [(sid, change, at, revision) for sid, change, at, revision, _ in history] == [
+        ("SYR1", "revised", MONDAYS[1], T1),
+        ("SYR3", "deleted", MONDAYS[2], T3),
+        ("SYR9", "deleted", MONDAYS[2], T3),
+    ]
+    old_syr1, old_syr3 = json.loads(history[0][4]), json.loads(history[1][4])
+    assert (old_syr1["fatalities"], old_syr1["notes"], old_syr1["revision"]) == (1, "clash reported", T1)
+    assert (old_syr3["event_date"], old_syr3["fatalities"]) == ("2023-02-09", 2) and history[2][4] == "{}"
+
+    # a revision made after the deletion brings SYR3 back, first seen now; SYR9's old row stays out
+    later = write_csv(tmp_path / "acled_3.csv", ACLED_HEADER, [
+        acled_row("SYR3", event_date="2023-02-09", fatalities=4, timestamp=T4),
+        acled_row("SYR9", event_date="2023-02-10", fatalities=1, timestamp=T2),
+    ])  # fmt: skip
+    assert deliver(config, MONDAYS[3], later) == (
+        f"{later}: acled, 2 rows read, 1 inserted, 0 updated, 0 unchanged, 1 older (kept the stored revision), 0 rejected\n"
+    )
+    assert query(config, "SELECT fatalities, first_seen FROM incidents WHERE source_id = 'SYR3'") == [(4, MONDAYS[3])]
+    assert query(config, "SELECT count(*) FROM incidents WHERE source_id = 'SYR9'") == [(0,)]
+
+
+def test_a_deletion_older_than_the_stored_revision_is_not_applied(tmp_path, config):
+    deliver(config, MONDAYS[0], write_csv(tmp_path / "a.csv", ACLED_HEADER, [acled_row("SYR1", event_date="2023-02-07",
+                                                                                       fatalities=1, timestamp=T2)]))  # fmt: skip
+    deleted = tmp_path / "deleted.csv"
+    deleted.write_text(f"event_id_cnty,deleted_timestamp\nSYR1,{T1}\n", encoding="utf-8")
+    assert "0 deleted, 0 not in the database (remembered), 1 edited after their deletion (kept)" in deliver(config, MONDAYS[1], deleted)
+    assert query(config, "SELECT count(*) FROM incidents") == [(1,)]
+    assert query(config, "SELECT deleted, not_found, older FROM ingests ORDER BY id DESC LIMIT 1") == [(0, 0, 1)]
+
+
+def test_a_bad_deletion_row_is_rejected_with_its_reason(tmp_path, config):
+    deleted = tmp_path / "deleted.csv"
+    deleted.write_text("event_id_cnty,deleted_timestamp\n,1677000000\nSYR2,yesterday\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--config", str(config), "ingest", str(deleted)], env={"MONITOR_NOW": MONDAYS[0]})
+    assert result.exit_code == 1
+    assert "line 2: event_id_cnty is empty (expected the id of a deleted ACLED event)" in result.stderr
+    assert "line 3: deleted_timestamp 'yesterday' is not a number" in result.stderr
+
+
+def test_migration_0010_dates_first_sight_by_the_ingest_that_last_wrote_each_event(tmp_path):
+    path = tmp_path / "m.db"
+    conn = sqlite3.connect(path)
+    for _, statements in MIGRATIONS[:9]:
+        for sql in statements:
+            sql(conn) if callable(sql) else conn.execute(sql)
+    conn.execute("PRAGMA user_version = 9")
+    for i, at in enumerate(["2023-02-13T06:00:00+00:00", "2023-02-20T06:00:00+00:00"], start=1):
+        conn.execute("INSERT INTO ingests (id, file, sha256, format, source, encoding, rows_read, inserted, updated, unchanged,"
+                     " rejected, ingested_at) VALUES (?, 'f.csv', ?, 'acled', 'acled', 'utf-8', 1, 1, 0, 0, 0, ?)",
+                     [i, f"sha{i}", at])  # fmt: skip
+        conn.execute("INSERT INTO incidents (source, source_id, event_date, date_end, ingest_id) VALUES"
+                     " ('acled', ?, '2023-02-07', '2023-02-07', ?)", [f"SYR{i}", i])  # fmt: skip
+    conn.commit()
+    conn.close()
+    with Store(path) as store:
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        rows = store.db.execute("SELECT source_id, first_ingest_id, first_seen FROM incidents ORDER BY source_id").fetchall()
+        assert rows == [("SYR1", 1, "2023-02-13T06:00:00+00:00"), ("SYR2", 2, "2023-02-20T06:00:00+00:00")]
+        assert store.db.execute("SELECT count(*) FROM incident_history").fetchone()[0] == 0
