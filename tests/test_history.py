@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_revisions import ACLED_HEADER, acled_row, write_csv
 
 from monitor.cli import cli
 from monitor.store import MIGRATIONS, SCHEMA_VERSION, Store
-from test_revisions import ACLED_HEADER, acled_row, write_csv
 
 MONDAYS = ["2023-02-13T06:00:00+00:00", "2023-02-20T06:00:00+00:00", "2023-02-27T06:00:00+00:00", "2023-03-06T06:00:00+00:00"]
 T1, T2, T3, T4 = "1676200000", "1676800000", "1677000000", "1677500000"  # Unix seconds, in this order
