@@ -251,6 +251,39 @@ def rejects(ctx, ingest_id, limit, fmt) -> None:
         _emit(rows, ["file", "line", "reason", "raw"], fmt)
 
 
+@cli.command()
+@click.option("--source", help="only this source's incidents (e.g. acled; default: all)")
+@click.option("--country", help="only this country's incidents (default: all)")
+@click.option("--max-delay", type=click.IntRange(min=0, max=52), default=8, show_default=True,
+              help="weeks of delay measured; events known later count as known at this delay")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
+@click.pass_context
+def delays(ctx, source, country, max_delay, fmt) -> None:
+    """How late incidents arrive: the share of a week's eventual count known 0, 1, 2, ... weeks after the week ended.
+
+    Measured from when each incident was first ingested (for a source's first ingest, from ACLED's
+    `timestamp` when earlier), over the event weeks that have been over long enough; `weeks` is the
+    number of event weeks behind each step. Exit 1 with the reason when there is too little history.
+    """
+    from monitor.delays import measure
+
+    config = _config(ctx)
+    with _store(config, create=False, read_only=True) as store:
+        table = measure(store.sightings(source=source, country=country), week_start=config.week.start, max_delay=max_delay)
+    what = " ".join(p for p in (source or "all sources", f"in {country}" if country else "") if p)
+    if table.delays is None:
+        raise MonitorError(f"reporting delays of {what}: {table.reason}")
+    if fmt == "table":
+        click.echo(f"reporting delays of {what}: {table.events:,} incidents in {table.weeks:,} weeks, as of "
+                   f"{table.as_of:%Y-%m-%d %H:%M} UTC (the latest ingest)"
+                   + (f"; {table.from_timestamp:,} of a first ingest dated by their ACLED timestamp" if table.from_timestamp else ""))  # fmt: skip
+        rows = [{"delay": r["delay"], "known": f"{r['known']:.0%}", "weeks": "-" if r["weeks"] is None else r["weeks"]}
+                for r in table.rows()]  # fmt: skip
+        _emit(rows, ["delay", "known", "weeks"], fmt)
+    else:
+        _emit(table.rows(), ["delay", "known", "weeks"], fmt)
+
+
 def _fmt(value, digits: int = 2) -> str:
     if _missing(value):
         return "NA"

@@ -816,6 +816,32 @@ class Store:
         frame["fatalities"] = frame["fatalities"].fillna(0.0).astype("float64")
         return frame[["source", "date", *CELL_COLUMNS, "events", "fatalities"]]
 
+    def sightings(self, *, source: str | None = None, country: str | None = None) -> list[tuple[str, str, str, str]]:
+        """When each stored incident became known: (event_date, first_seen, earliest revision, first_of_source).
+
+        earliest revision: the oldest revision the database saw of the event (the one of its first
+        ingest, from the history when it was revised since; "" when it has none): for ACLED, the Unix
+        time of the edit its first-seen row carried. first_of_source: "1" when the event was first seen
+        by the first ingest of its source (nothing earlier could have seen it), else "".
+        """
+        clauses, params = [], []
+        if source:
+            clauses.append("i.source = ?")
+            params.append(source)
+        if country:
+            clauses.append("i.country = ?")
+            params.append(country)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        return [tuple(map(str, row)) for row in self.db.execute(
+            "WITH firsts AS (SELECT source, min(first_ingest_id) AS first FROM incidents GROUP BY source)"
+            " SELECT i.event_date, i.first_seen,"
+            " COALESCE((SELECT h.revision FROM incident_history h WHERE h.source = i.source AND h.source_id = i.source_id"
+            "           AND h.change = 'revised' ORDER BY h.id LIMIT 1), i.revision),"
+            " CASE WHEN i.first_ingest_id = f.first THEN '1' ELSE '' END"
+            f" FROM incidents i JOIN firsts f ON f.source = i.source{where} ORDER BY i.event_date",
+            params,
+        )]  # fmt: skip
+
     def first_event_date(self, *, end: date, within: dict[str, Sequence[str]] | None = None) -> date | None:
         """The earliest event date up to `end` of the incidents whose columns hold one of the listed values."""
         clauses, params = ["event_date <= ?"], [end.isoformat()]

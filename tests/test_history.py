@@ -137,3 +137,38 @@ def test_migration_0010_dates_first_sight_by_the_ingest_that_last_wrote_each_eve
         rows = store.db.execute("SELECT source_id, first_ingest_id, first_seen FROM incidents ORDER BY source_id").fetchall()
         assert rows == [("SYR1", 1, "2023-02-13T06:00:00+00:00"), ("SYR2", 2, "2023-02-20T06:00:00+00:00")]
         assert store.db.execute("SELECT count(*) FROM incident_history").fetchone()[0] == 0
+
+
+def test_delays_measured_over_weekly_deliveries(tmp_path, config):
+    """Twelve event weeks of 4 events each: two reach the export the Monday after their week, one a week later,
+    one two weeks later; a cumulative export is ingested every Monday for 13 weeks. By hand: the share known
+    at delay 0 is 2/4, at delay 1 3/4, at delay 2 all; the step from delay 0 rests on the 11 event weeks whose
+    delay 1 is over by the last delivery, the step from delay 1 on 10."""
+    from datetime import datetime, timedelta, timezone
+
+    start = datetime(2023, 1, 2, tzinfo=timezone.utc)  # a Monday
+    monday = [start + timedelta(weeks=k, hours=6) for k in range(14)]
+    events = []  # (event id, event date, delivery it first appears in)
+    for w in range(12):
+        day = (start + timedelta(weeks=w, days=2)).date().isoformat()
+        events += [(f"W{w}a", day, w + 1), (f"W{w}b", day, w + 1), (f"W{w}c", day, w + 2), (f"W{w}d", day, w + 3)]
+    for k in range(1, 14):
+        known = [acled_row(eid, event_date=day, fatalities=0, timestamp=str(int(monday[first].timestamp())))
+                 for eid, day, first in events if first <= k]  # fmt: skip
+        deliver(config, monday[k].isoformat(), write_csv(tmp_path / f"acled_{k:02d}.csv", ACLED_HEADER, known))
+    result = CliRunner().invoke(cli, ["--config", str(config), "delays", "--max-delay", "2", "--format", "json"],
+                                env={"MONITOR_NOW": monday[13].isoformat()})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == [
+        {"delay": 0, "known": 0.5, "weeks": 11},
+        {"delay": 1, "known": 0.75, "weeks": 10},
+        {"delay": 2, "known": 1.0, "weeks": None},
+    ]
+    table = CliRunner().invoke(cli, ["--config", str(config), "delays", "--max-delay", "2"], env={"MONITOR_NOW": monday[13].isoformat()})
+    assert table.stdout.splitlines()[0] == (
+        "reporting delays of all sources: 47 incidents in 12 weeks, as of 2023-04-03 06:00 UTC (the latest ingest)"
+    )
+    # a fourth delay cannot be measured yet: 8 event weeks must have reached it
+    short = CliRunner().invoke(cli, ["--config", str(config), "delays", "--max-delay", "6"], env={"MONITOR_NOW": monday[13].isoformat()})
+    assert short.exit_code == 1
+    assert "too little history: each delay up to 6 weeks needs 8 event weeks that have reached it, and 6 have reached 6" in short.stderr

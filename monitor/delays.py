@@ -1,0 +1,108 @@
+"""Reporting delays, measured: what share of a week's eventual count was known 0, 1, 2, ... weeks after the week ended.
+
+An event is known from the time the database first saw it (`first_seen`, kept by every ingest
+since schema 10). Events of a source's first ingest could not have been seen earlier, so for them
+the time ACLED stamped on the row (`timestamp`, the earliest revision the database holds) is used
+when it is earlier. The delay of an event is the number of whole weeks between the end of its
+week and the time it became known (0: known within a week of the week's end).
+
+The counts form a reporting triangle (event week × delay; a delay lies in the future when the
+week has not yet been that long over at the latest ingest), from which `monitor.nowcast.estimate_delays`
+gives the chain-ladder share known at each delay, and the number of event weeks behind each step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+
+import numpy as np
+
+from monitor.nowcast import MIN_WEEKS, Delays, estimate_delays
+from monitor.weeks import week_start_of
+
+#: Delays shown by default: events known more than 8 weeks after their week count as known at 8.
+MAX_DELAY = 8
+
+
+@dataclass(frozen=True)
+class DelayTable:
+    """Measured reporting delays of the incidents of one source (or all) and country (or all)."""
+
+    events: int  # incidents behind the table
+    weeks: int  # event weeks they fall in
+    as_of: datetime | None  # the latest first sight: what the database knows up to
+    max_delay: int
+    delays: Delays | None  # None: too little history (see `reason`)
+    reason: str = ""
+    from_timestamp: int = 0  # events of a source's first ingest dated by their ACLED timestamp
+
+    def rows(self) -> list[dict]:
+        """One row per delay: `delay` (weeks after the week ended), `known` (share of the eventual count)
+        and `weeks` (event weeks that have reached the next delay, behind the step from this one)."""
+        if self.delays is None:
+            return []
+        out = []
+        for d, share in enumerate(self.delays.share):
+            behind = int(self.delays.weeks[d]) if d < len(self.delays.weeks) else None
+            out.append({"delay": d, "known": round(float(share), 4), "weeks": behind})
+        return out
+
+
+def known_at(first_seen: str, earliest_revision: str, first_of_source: bool) -> datetime:
+    """When an event became known: its first sight, or, for an event of its source's first ingest,
+    the earlier of that and the Unix time of its earliest revision (ACLED `timestamp`)."""
+    seen = datetime.fromisoformat(first_seen)
+    if seen.tzinfo is None:
+        seen = seen.replace(tzinfo=timezone.utc)
+    if first_of_source and earliest_revision.isascii() and earliest_revision.isdigit():
+        stamped = datetime.fromtimestamp(int(earliest_revision), tz=timezone.utc)
+        return min(seen, stamped)
+    return seen
+
+
+def measure(sightings: list[tuple[str, str, str, str]], *, week_start: str = "monday", max_delay: int = MAX_DELAY,
+            min_weeks: int = MIN_WEEKS) -> DelayTable:  # fmt: skip
+    """The delay table of `Store.sightings` rows (event_date, first_seen, earliest revision, first_of_source)."""
+    if max_delay < 0:
+        raise ValueError(f"max_delay = {max_delay} must be 0 or more")
+    rows = [r for r in sightings if r[1]]  # an event never seen by an ingest (none here) has no delay
+    if not rows:
+        return DelayTable(0, 0, None, max_delay, None, "no incidents with a first sight (ingest files first)")
+    starts, known, stamped = [], [], 0
+    for event_date, first_seen, revision, first in rows:
+        starts.append(week_start_of(date.fromisoformat(event_date[:10]), start=week_start))
+        when = known_at(first_seen, revision, bool(first))
+        stamped += when < datetime.fromisoformat(first_seen).replace(tzinfo=when.tzinfo)
+        known.append(when)
+    as_of = max(datetime.fromisoformat(r[1]) for r in rows)
+    if as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=timezone.utc)
+    first_week = min(starts)
+    n_weeks = (max(starts) - first_week).days // 7 + 1
+    triangle = np.zeros((n_weeks, max_delay + 1))
+    for start, when in zip(starts, known):
+        end = datetime.combine(start + timedelta(days=7), datetime.min.time(), tzinfo=timezone.utc)
+        delay = max(0, math.floor((when - end) / timedelta(days=7)))
+        triangle[(start - first_week).days // 7, min(delay, max_delay)] += 1
+    for w in range(n_weeks):  # delays the week has not yet been over for at `as_of` lie in the future
+        end = datetime.combine(first_week + timedelta(days=7 * w + 7), datetime.min.time(), tzinfo=timezone.utc)
+        for d in range(max_delay + 1):
+            if end + timedelta(days=7 * (d + 1)) > as_of:
+                triangle[w, d:] = np.nan
+                break
+    delays = estimate_delays(triangle, min_weeks=min_weeks)
+    reason = ""
+    if len({r[1] for r in rows}) == 1 and not stamped:  # one bulk load of history says nothing about delays
+        delays = None
+        reason = (f"all {len(rows):,} incidents were first seen by one ingest ({as_of:%Y-%m-%d}) and carry no earlier "
+                  "ACLED timestamp: delays show over repeated deliveries (ingest each week's export as it comes)")
+    elif delays is None:
+        reached = int((~np.isnan(triangle[:, max_delay])).sum())
+        if reached < min_weeks:
+            reason = (f"too little history: each delay up to {max_delay} weeks needs {min_weeks} event weeks that have "
+                      f"reached it, and {reached} have reached {max_delay} (try a smaller --max-delay, or wait)")  # fmt: skip
+        else:
+            reason = "no share of these weeks' events was known early: every event measured was first seen late"
+    return DelayTable(len(rows), n_weeks, as_of, max_delay, delays, reason, int(stamped))
