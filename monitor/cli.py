@@ -355,8 +355,12 @@ def check(ctx, week, series_filter, detector, params, fmt) -> None:
             f"no series to check for {result.week}" + (f" matching '{series_filter}'" if series_filter else "")
             + " (ingest data first, or check the [[series]] definitions)"
         )
+    if result.nowcast_note:
+        click.echo(f"note: {result.nowcast_note}", err=True)
     rows = [
         {
+            "nowcast": r.detection.nowcast, "nowcast_low": r.detection.nowcast_low, "nowcast_high": r.detection.nowcast_high,
+            "complete_share": r.detection.complete_share,
             "series": r.series.key, "week": result.week, "observed": r.detection.observed, "expected": r.detection.expected,
             "threshold": r.detection.threshold, "score": r.detection.score, "pvalue": r.detection.pvalue,
             "qvalue": r.detection.qvalue, "alarm": _alarm_cell(r.detection.alarm, fmt), "level": r.detection.level,
@@ -367,6 +371,9 @@ def check(ctx, week, series_filter, detector, params, fmt) -> None:
     columns = ["series", "week", "observed", "expected", "threshold", "score", "pvalue", "alarm", "level", "detector", "note"]
     if config.detection.multiple_testing == "fdr":
         columns.insert(columns.index("alarm"), "qvalue")
+    if any(not _missing(r.detection.nowcast) for r in result.results):  # the week is still filling (monitor.nowcast)
+        at = columns.index("observed") + 1
+        columns[at:at] = ["complete_share", "nowcast", "nowcast_low", "nowcast_high"]
     _emit(rows, columns, fmt)
     ctx.exit(EXIT_FLAGGED if result.flagged else 0)
 

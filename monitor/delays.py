@@ -37,6 +37,7 @@ class DelayTable:
     delays: Delays | None  # None: too little history (see `reason`)
     reason: str = ""
     from_timestamp: int = 0  # events of a source's first ingest dated by their ACLED timestamp
+    one_load: bool = False  # every incident came in one ingest: nothing measures delays
 
     def rows(self) -> list[dict]:
         """One row per delay: `delay` (weeks after the week ended), `known` (share of the eventual count)
@@ -94,7 +95,8 @@ def measure(sightings: list[tuple[str, str, str, str]], *, week_start: str = "mo
                 break
     delays = estimate_delays(triangle, min_weeks=min_weeks)
     reason = ""
-    if len({r[1] for r in rows}) == 1 and not stamped:  # one bulk load of history says nothing about delays
+    one_load = len({r[1] for r in rows}) == 1 and not stamped
+    if one_load:  # one bulk load of history says nothing about delays
         delays = None
         reason = (f"all {len(rows):,} incidents were first seen by one ingest ({as_of:%Y-%m-%d}) and carry no earlier "
                   "ACLED timestamp: delays show over repeated deliveries (ingest each week's export as it comes)")
@@ -105,4 +107,38 @@ def measure(sightings: list[tuple[str, str, str, str]], *, week_start: str = "mo
                       f"reached it, and {reached} have reached {max_delay} (try a smaller --max-delay, or wait)")  # fmt: skip
         else:
             reason = "no share of these weeks' events was known early: every event measured was first seen late"
-    return DelayTable(len(rows), n_weeks, as_of, max_delay, delays, reason, int(stamped))
+    return DelayTable(len(rows), n_weeks, as_of, max_delay, delays, reason, int(stamped), one_load)
+
+
+def nowcasts(store, series, *, week: date, week_start: str = "monday", history_weeks: int = 52) -> tuple[dict, str]:
+    """The nowcast of `week` for each series of events whose week is still filling: {series key: Nowcast},
+    and why there is none although data came in several deliveries ("" otherwise).
+
+    The delays are measured over the events of the last `history_weeks` weeks, all series pooled (a
+    single series has too few events to measure its own); the week's delay is counted from its end to
+    the latest ingest. Each series' prior is its own recent level (`nowcast.prior_from_history` over
+    the weeks before, each still-filling one divided by the share known at its delay). Series of
+    fatalities get none: delays are measured on events.
+    """
+    from monitor.nowcast import nowcast_week, prior_from_history
+
+    table = measure(store.sightings(since=week - timedelta(weeks=history_weeks)), week_start=week_start)
+    if table.delays is None or table.as_of is None:
+        return {}, "" if table.one_load or not table.events else f"no nowcast for the latest week: {table.reason}"
+    end = datetime.combine(week + timedelta(days=7), datetime.min.time(), tzinfo=timezone.utc)
+    delay = max(0, math.floor((table.as_of - end) / timedelta(days=7)))
+    if delay >= table.delays.max_delay or table.delays.share[delay] >= 1:
+        return {}, ""  # reporting of the week is complete
+    shares = table.delays.share
+    share = float(shares[delay])
+    out = {}
+    for s in series:
+        if s.metric != "events" or not len(s.counts) or s.counts.index[-1].date() != week:
+            continue
+        before = s.counts.iloc[:-1].to_numpy(dtype=float)
+        # the weeks just before are still filling too: each at its own delay, scaled up to its eventual count
+        lags = delay + np.arange(len(before), 0, -1)
+        before = before / np.where(lags < len(shares), shares[np.minimum(lags, len(shares) - 1)], 1.0)
+        mean, size = prior_from_history(before)
+        out[s.key] = nowcast_week(int(s.counts.iloc[-1]), share, prior_mean=mean, size=size)
+    return out, ""

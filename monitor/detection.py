@@ -298,9 +298,16 @@ def detect_week(
         [series[i] for i in flagged], [models[i] for i in flagged],
         lookback=config.report.history_weeks - 1, fallback_params=fallback_params, workers=workers,
     )))  # fmt: skip
+    from monitor.delays import nowcasts
+
+    casts, nowcast_note = nowcasts(store, series, week=week, week_start=config.week.start)
     results = []
     for i, (s, frame) in enumerate(zip(series, frames)):
         current = _detection(s, frame.iloc[-1])
+        cast = casts.get(s.key)
+        if cast is not None:  # the week is still filling: its final count as nowcast
+            current = replace(current, nowcast=cast.expected, nowcast_low=cast.low, nowcast_high=cast.high,
+                              complete_share=cast.complete_share)  # fmt: skip
         if s.key in no_data:  # its count is missing, not zero: undecided, never quiet (issue 11)
             current = replace(current, alarm=None, level="", note=f"no data this week ({no_data[s.key]})")
         weeks_in_alert, status = alert_status(list(frame["alarm"])) if with_context else (int(bool(current.alarm)), "")
@@ -351,6 +358,7 @@ def detect_week(
         no_data=no_data,
         no_data_line="" if coverage.reached else coverage.no_data_message(),
         problems=tuple(problems),
+        nowcast_note=nowcast_note,
     )
 
 

@@ -816,7 +816,7 @@ class Store:
         frame["fatalities"] = frame["fatalities"].fillna(0.0).astype("float64")
         return frame[["source", "date", *CELL_COLUMNS, "events", "fatalities"]]
 
-    def sightings(self, *, source: str | None = None, country: str | None = None) -> list[tuple[str, str, str, str]]:
+    def sightings(self, *, source: str | None = None, country: str | None = None, since: date | None = None) -> list[tuple[str, str, str, str]]:
         """When each stored incident became known: (event_date, first_seen, earliest revision, first_of_source).
 
         earliest revision: the oldest revision the database saw of the event (the one of its first
@@ -831,6 +831,9 @@ class Store:
         if country:
             clauses.append("i.country = ?")
             params.append(country)
+        if since:
+            clauses.append("i.event_date >= ?")
+            params.append(since.isoformat())
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         return [tuple(map(str, row)) for row in self.db.execute(
             "WITH firsts AS (SELECT source, min(first_ingest_id) AS first FROM incidents GROUP BY source)"

@@ -260,6 +260,12 @@ class Detection:
     #: the strongest evidence behind the week: the smaller of the single-week p-value and, for a chart
     #: alarm, the tail probability of the run's total (`chart_pvalue`); the scale flagged series rank on
     evidence_p: float = float("nan")
+    #: while the week's reporting is still filling: its final count as nowcast (monitor.nowcast) with an
+    #: interval, and the share of its eventual count known at its delay; NaN for a complete week or none
+    nowcast: float = float("nan")
+    nowcast_low: float = float("nan")
+    nowcast_high: float = float("nan")
+    complete_share: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -336,6 +342,8 @@ class RunResult:
     no_data: dict[str, str] = field(default_factory=dict)
     #: when no source in use reaches the week: the line saying so and what to do (the report leads with it)
     no_data_line: str = ""
+    #: why the week has no nowcast although data arrive in several deliveries ("" otherwise)
+    nowcast_note: str = ""
     #: [[series]] definitions that yielded no series, and why (monitor.series.definition_problems)
     problems: tuple[SeriesProblem, ...] = ()
 

@@ -172,3 +172,34 @@ def test_delays_measured_over_weekly_deliveries(tmp_path, config):
     short = CliRunner().invoke(cli, ["--config", str(config), "delays", "--max-delay", "6"], env={"MONITOR_NOW": monday[13].isoformat()})
     assert short.exit_code == 1
     assert "too little history: each delay up to 6 weeks needs 8 event weeks that have reached it, and 6 have reached 6" in short.stderr
+
+
+def test_check_nowcasts_the_week_still_filling(tmp_path):
+    """Twenty event weeks of 4 events (2 known the Monday after the week, 1 a week later, 1 two weeks later),
+    delivered every Monday. On the Monday after week 19 its 2 known events are half its eventual count
+    (F(0) = 2/4, measured); the prior is 4 a week (week 18's 3 known events at F(1) = 3/4 count as 4), so
+    the events still to come are Poisson(4 · 0.5): nowcast 2 + 2 = 4, 90 % interval 2 + [0, 5]."""
+    from datetime import datetime, timedelta, timezone
+
+    config = tmp_path / "monitor.toml"
+    config.write_text('[database]\npath = "m.db"\n[[series]]\nname = "all"\n', encoding="utf-8")
+    start = datetime(2023, 1, 2, tzinfo=timezone.utc)
+    monday = [start + timedelta(weeks=k, hours=6) for k in range(23)]
+    events = []
+    for w in range(20):
+        day = (start + timedelta(weeks=w, days=2)).date().isoformat()
+        events += [(f"W{w}a", day, w + 1), (f"W{w}b", day, w + 1), (f"W{w}c", day, w + 2), (f"W{w}d", day, w + 3)]
+    for k in range(1, 21):
+        known = [acled_row(eid, event_date=day, fatalities=0, timestamp=str(int(monday[first].timestamp())))
+                 for eid, day, first in events if first <= k]  # fmt: skip
+        deliver(config, monday[k].isoformat(), write_csv(tmp_path / f"acled_{k:02d}.csv", ACLED_HEADER, known))
+    result = CliRunner().invoke(cli, ["--config", str(config), "check", "--week", "2023-W20", "--format", "json"],
+                                env={"MONITOR_NOW": monday[20].isoformat()})  # fmt: skip
+    assert result.exit_code in (0, 3), result.output
+    (row,) = json.loads(result.stdout)
+    assert (row["series"], row["week"], row["observed"]) == ("all/total", "2023-W20", 2)
+    assert (row["complete_share"], row["nowcast"], row["nowcast_low"], row["nowcast_high"]) == (0.5, 4.0, 2.0, 7.0)
+    # a week whose reporting is complete gets none, and check shows no nowcast columns then
+    later = CliRunner().invoke(cli, ["--config", str(config), "check", "--week", "2023-W10", "--format", "json"],
+                               env={"MONITOR_NOW": monday[20].isoformat()})  # fmt: skip
+    assert "nowcast" not in json.loads(later.stdout)[0]
