@@ -11,12 +11,12 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import assert_close, load_reference, reference_cases
 from pydantic import ValidationError
 
 from monitor.detectors import run_detector
+from monitor.detectors._common import CORE_COLUMNS
 from monitor.detectors.cusum import CusumParams, detect, min_history
-from monitor.detectors.ears import CORE_COLUMNS
-from conftest import assert_close, load_reference, reference_cases
 
 CASES = reference_cases("cusum")
 

@@ -14,7 +14,8 @@ from monitor.detectors import (
     parse_param_pairs,
     run_detector,
 )
-from monitor.detectors.ears import CORE_COLUMNS, EarsParams
+from monitor.detectors._common import CORE_COLUMNS
+from monitor.detectors.ears import EarsParams
 from monitor.detectors.nb_recent import NbRecentParams
 from monitor.errors import DetectorError
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import assert_close, load_reference, reference_cases
 from pydantic import ValidationError
 from scipy.stats import norm
 
-from monitor.detectors.ears import CORE_COLUMNS, EarsParams, detect, min_history
-from conftest import assert_close, load_reference, reference_cases
+from monitor.detectors._common import CORE_COLUMNS
+from monitor.detectors.ears import EarsParams, detect, min_history
 
 CASES = reference_cases("ears_")
 

@@ -12,13 +12,19 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import assert_close, load_reference, reference_cases
 from pydantic import ValidationError
 
-import monitor.detectors.farrington as F
-from monitor.detectors.farrington import COLUMNS, FarringtonParams, detect, detect_statsmodels, min_history, series_min_history
-from conftest import assert_close, load_reference, reference_cases
+import monitor.detectors.farrington_model as F
+from monitor.detectors.farrington import (
+    COLUMNS,
+    FarringtonParams,
+    detect,
+    detect_statsmodels,
+    min_history,
+    series_min_history,
+)
 from monitor.reference import params_from_r_call
-
 
 CASES = reference_cases("ff_")
 
@@ -156,11 +162,11 @@ def test_min_history_is_where_r_starts_fitting(b, w):
         first = min_history(p, start)
         days = [start + timedelta(weeks=i) for i in range(first + 1)]
         position_of = {d: i for i, d in enumerate(days)}
-        refs = F._reference_weeks(days, position_of, first, b)
-        F._seasonal_blocks(len(days), refs, w, 1, days)  # fits
-        with pytest.raises(F._TooLittleHistory):
-            refs = F._reference_weeks(days, position_of, first - 1, b)
-            F._seasonal_blocks(len(days), refs, w, 1, days)
+        refs = F.reference_weeks(days, position_of, first, b)
+        F.seasonal_blocks(len(days), refs, w, 1, days)  # fits
+        with pytest.raises(F.TooLittleHistory):
+            refs = F.reference_weeks(days, position_of, first - 1, b)
+            F.seasonal_blocks(len(days), refs, w, 1, days)
         worst = max(worst, first)
     assert worst == min_history(p)
 

@@ -25,12 +25,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
+from conftest import load_reference, reference_cases
 from scipy import stats
 
-import monitor.detectors.farrington as F
 import monitor.detectors.farrington_batch as FB
-from conftest import load_reference, reference_cases
-from monitor.detectors.farrington import COLUMNS, FarringtonParams, detect, detect_many, detect_statsmodels
+import monitor.detectors.farrington_model as F
+from monitor.detectors.farrington import (
+    COLUMNS,
+    FarringtonParams,
+    detect,
+    detect_many,
+    detect_statsmodels,
+)
 from monitor.evaluate import SCENARIOS, simulate_series
 from monitor.reference import same_missing
 
@@ -211,11 +217,11 @@ def test_irls_takes_the_reference_steps():
     dates = [ts.date() for ts in counts.index]
     position_of = {d: i for i, d in enumerate(dates)}
     for i, week in enumerate(t):
-        refs = F._reference_weeks(dates, position_of, int(week), params.b)
-        blocks = F._seasonal_blocks(len(y), refs, params.w, params.no_periods, dates)
+        refs = F.reference_weeks(dates, position_of, int(week), params.b)
+        blocks = F.seasonal_blocks(len(y), refs, params.w, params.no_periods, dates)
         data = F._glm_data(y, blocks, int(week), params.past_weeks_not_included, params.no_periods)
         X, x0 = F._design(data, True)
-        res = sm.GLM(data.response, X, family=F._r_poisson()[1]()).fit(maxiter=F._MAXITER, atol=F._ATOL, rtol=F._RTOL)
+        res = sm.GLM(data.response, X, family=F._r_poisson()[1]()).fit(maxiter=F.MAXITER, atol=F.ATOL, rtol=F.RTOL)
         assert fit.steps[i] == res.fit_history["iteration"] and fit.converged[i] == res.converged
         assert fit.beta[i] == pytest.approx(res.params[1], rel=1e-9)
         eta0 = fit.a[i, -1] + fit.beta[i] * rows.t0[i]
@@ -319,7 +325,7 @@ def _replay_irls(X: list[list[tuple[int, Decimal]]], k: int, y: list[Decimal], p
         return 2 * sum(w * ((v * (v / m).ln() if v > 0 else 0) - (v - m)) for v, m, w in zip(y, mu, pw))
 
     dev_old, converged = deviance(mu), False
-    for _ in range(F._MAXITER):
+    for _ in range(F.MAXITER):
         w = [p * m for p, m in zip(pw, mu)]
         z = [e + (v - m) / m for e, v, m in zip(eta, y, mu)]
         xtwx = [[Decimal(0)] * k for _ in range(k)]
@@ -333,7 +339,7 @@ def _replay_irls(X: list[list[tuple[int, Decimal]]], k: int, y: list[Decimal], p
         eta = [sum(xa * coef[a] for a, xa in row) for row in X]
         mu = [e.exp() for e in eta]
         dev = deviance(mu)
-        if abs(dev_old - dev) <= Decimal(F._ATOL) + Decimal(F._RTOL) * abs(dev):
+        if abs(dev_old - dev) <= Decimal(F.ATOL) + Decimal(F.RTOL) * abs(dev):
             converged = True
             break
         dev_old = dev
@@ -342,7 +348,7 @@ def _replay_irls(X: list[list[tuple[int, Decimal]]], k: int, y: list[Decimal], p
 
 
 def _replay_fit(data, p: FarringtonParams, trend: bool) -> dict | None:
-    """farrington._fit_glm in 50 digits."""
+    """farrington_model._fit_glm in 50 digits."""
     X64, x0 = F._design(data, trend)
     X = [[(a, Decimal(float(v))) for a, v in enumerate(row) if v != 0] for row in X64]
     x0d = [Decimal(float(v)) for v in x0]
@@ -376,12 +382,12 @@ def _replay_fit(data, p: FarringtonParams, trend: bool) -> dict | None:
 
 
 def _replay_week(counts: pd.Series, p: FarringtonParams, t: int) -> dict[str, float]:
-    """The numeric columns of week t, from a 50-digit replay of farrington._final_model (thresholds in float64)."""
+    """The numeric columns of week t, from a 50-digit replay of farrington_model._final_model (thresholds in float64)."""
     y = counts.to_numpy(dtype=float, na_value=np.nan)
     dates = [ts.date() for ts in pd.DatetimeIndex(counts.index)]
     position_of = {d: i for i, d in enumerate(dates)}
-    refs = F._reference_weeks(dates, position_of, t, p.b)
-    blocks = F._seasonal_blocks(len(y), refs, p.w, p.no_periods, dates)
+    refs = F.reference_weeks(dates, position_of, t, p.b)
+    blocks = F.seasonal_blocks(len(y), refs, p.w, p.no_periods, dates)
     data = F._glm_data(y, blocks, t, p.past_weeks_not_included, p.no_periods)
     with localcontext() as ctx:
         ctx.prec = 50
@@ -402,7 +408,7 @@ def _replay_week(counts: pd.Series, p: FarringtonParams, t: int) -> dict[str, fl
         lim = F._threshold_delta(math.exp(eta0), se_eta0 * math.exp(eta0), phi, y[t], p)
     else:
         lim = F._threshold_noufaily(eta0, se_eta0, phi, y[t], p)
-    enough = F._enough_cases(y, t, p.limit54)
+    enough = F.enough_cases(y, t, p.limit54)
     return {
         "expected": lim.mean if enough and not math.isnan(lim.upper) else math.nan,
         "upperbound": lim.upper if enough else math.nan,

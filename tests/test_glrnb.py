@@ -9,12 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import assert_close, load_reference, reference_cases
 from pydantic import ValidationError
 
 from monitor.detectors import run_detector
-from monitor.detectors.ears import CORE_COLUMNS
+from monitor.detectors._common import CORE_COLUMNS
 from monitor.detectors.glrnb import GlrnbParams, detect, glr_statistic, min_history
-from conftest import assert_close, load_reference, reference_cases
 
 CASES = reference_cases("glrnb")
 

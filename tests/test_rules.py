@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from monitor.detectors.ears import CORE_COLUMNS
+from monitor.detectors._common import CORE_COLUMNS
 from monitor.detectors.rules import (
     AcledSurgeParams,
     AcledThreatParams,

@@ -15,7 +15,7 @@ import pytest
 from pydantic import ValidationError
 
 from monitor.detectors import DETECTORS, describe, make_params, run_detector
-from monitor.detectors.ears import CORE_COLUMNS
+from monitor.detectors._common import CORE_COLUMNS
 from monitor.detectors.signals import (
     HighestInParams,
     TrendfinderParams,

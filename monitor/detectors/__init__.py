@@ -27,6 +27,7 @@ import pandas as pd
 from pydantic import BaseModel, ValidationError
 
 from monitor.detectors import (
+    _common,
     cusum,
     ears,
     farrington,
@@ -351,7 +352,7 @@ def run_detector_many(
     needs = [spec.series_min_history(params, c) if spec.series_min_history else need for c in series]
     plans = []  # per series: positions, (main + neither) keys, neither keys, backup keys
     for counts, w, need, chart in zip(series, weeks, needs, chart_starts):
-        pos = ears.check_positions(counts, w)
+        pos = _common.check_positions(counts, w)
         first = max(need, chart) if fb_spec else need  # without a fallback, nothing else can judge them
         main = [k for k, t in enumerate(pos) if t >= first]
         backup = [k for k, t in enumerate(pos) if t < first and fb_spec and t >= fb_need]

@@ -1,7 +1,7 @@
 """Poisson CUSUM on standardized counts, as R `surveillance::cusum` (trans = "standard").
 
 The expected count m(t) is the prediction of a Poisson GLM ``log m(t) = b0 + b1 cos(2πt/52) +
-b2 sin(2πt/52)`` fitted (R's glm IRLS) on the in-control weeks (`m = "glm"`), or the mean of
+b2 sin(2πt/52)`` fitted (R's glm IRLS, `monitor.detectors._glm`) on the in-control weeks (`m = "glm"`), or the mean of
 those weeks (`m = "mean"`, R's m = NULL). With
 z(t) = (y(t) − m(t))/√m(t), the chart is ``C(t) = max(0, C(t−1) + z(t) − k)``, C = 0 before
 the first monitored week, and week t alarms when C(t) >= h. `upperbound` is the number of
@@ -35,8 +35,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from monitor.detectors.ears import check_positions, result_frame
-from monitor.detectors.glrnb import design, irls
+from monitor.detectors._common import check_positions, result_frame
+from monitor.detectors._glm import design, irls
 
 SUMMARY = (
     "CUSUM of standardized counts (as R surveillance::cusum): alarm when the running sum of "

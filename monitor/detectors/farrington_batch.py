@@ -39,7 +39,7 @@ memory.
 *Identical to the reference.* Start at mu = y + 0.1, stop when |dev_old − dev| ≤ 1e-9 +
 1e-8·|dev| after at most 25 steps, IRLS weights and (X'WX)⁻¹ of the last step (statsmodels'
 `model.weights` / `normalized_cov_params`, R's `weights` / `summary.glm`), no convergence check
-of the reweighted fit: all as in `farrington._quasi_poisson` and `_fit_glm`. The numbers then
+of the reweighted fit: all as in `farrington_model._quasi_poisson` and `_fit_glm`. The numbers then
 differ from the reference's by rounding only — and the reference's are the less accurate
 ones: against a 50-digit replay the batch engine is within ~1e-13, statsmodels' solve within
 ~1e-9 (up to ~1e-7 near a boundary). Weeks whose outcome rounding could decide are flagged
@@ -63,10 +63,10 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from monitor.detectors import farrington as F
+from monitor.detectors import farrington_model as F
+from monitor.detectors._common import check_positions
 from monitor.detectors._dist import norm_ppf, norm_sf, t_sf
-from monitor.detectors.ears import check_positions
-from monitor.detectors.farrington import COLUMNS, FarringtonParams, min_history
+from monitor.detectors.farrington_model import COLUMNS, FarringtonParams, min_history
 
 #: Fits per chunk: bounds the (fits × rows) work arrays (about 30 of them, 8 bytes per cell: some
 #: 60 MB at 1,024 fits of 240 rows). Larger chunks save Python overhead but
@@ -253,7 +253,7 @@ def _run_reference(
     weeks: list[int], series: Sequence[pd.Series], ys: list[np.ndarray], week_series: np.ndarray, week_t: np.ndarray,
     res: _Results, p: FarringtonParams,
 ) -> None:  # fmt: skip
-    """Recompute the given weeks with the reference path (`farrington._evaluate_week`)."""
+    """Recompute the given weeks with the reference path (`farrington_model.evaluate_week`)."""
     calendars: dict[int, tuple[list[date], dict[date, int]]] = {}
     for k in weeks:
         s = int(week_series[k])
@@ -261,7 +261,7 @@ def _run_reference(
             days = [ts.date() for ts in pd.DatetimeIndex(series[s].index)]
             calendars[s] = (days, {d: i for i, d in enumerate(days)})
         days, position_of = calendars[s]
-        row = F._evaluate_week(ys[s], days, position_of, int(week_t[k]), p)
+        row = F.evaluate_week(ys[s], days, position_of, int(week_t[k]), p)
         for name in ("expected", "upperbound", "score", "pvalue", "mu0", "phi", "trend_coef"):
             getattr(res, name)[k] = row[name]
         res.decided[k] = row["alarm"] is not pd.NA
@@ -340,10 +340,10 @@ def _build_template(t0: date, t: int, p: FarringtonParams) -> _Template:
     days = [first + timedelta(days=7 * i) for i in range(t + 1)]
     position_of = {d: i for i, d in enumerate(days)}
     try:
-        refs = F._reference_weeks(days, position_of, t, p.b)
-        blocks = F._seasonal_blocks(t + 1, refs, p.w, p.no_periods, days)
-        rows = F._glm_rows(blocks, t, p.past_weeks_not_included)
-    except F._TooLittleHistory as exc:
+        refs = F.reference_weeks(days, position_of, t, p.b)
+        blocks = F.seasonal_blocks(t + 1, refs, p.w, p.no_periods, days)
+        rows = F.glm_rows(blocks, t, p.past_weeks_not_included)
+    except F.TooLittleHistory as exc:
         return _Template(note=str(exc))
     level = blocks[rows].astype(np.intp) - 1  # levels 1..no_periods -> 0..L-1
     wtime = (rows - rows[0]).astype(float)
@@ -582,7 +582,7 @@ def _chunk_rows(
 
 @dataclass
 class _Irls:
-    """Per fit: the IRLS result in cell-means form, as `farrington._QuasiPoissonFit` holds it.
+    """Per fit: the IRLS result in cell-means form, as `farrington_model._QuasiPoissonFit` holds it.
 
     `a`/`beta` are the final coefficients, `a_prev`/`beta_prev` those the last step started
     from (their mu are the IRLS weights; `first`: the last step started at y + 0.1), `W`,
@@ -628,7 +628,7 @@ def _irls(rows: _Rows, pw: np.ndarray | None, trend: bool | np.ndarray) -> _Irls
     per fit) says which fits have the wtime column. Same iterates
     as statsmodels' IRLS in the reference path: start at mu = y + 0.1, deviance D_k after
     step k, stop after step k when |D_(k−1) − D_k| ≤ atol + rtol·|D_k| (D_0 at the start),
-    at most `_MAXITER` steps; `converged` is False when the last step did not meet the rule
+    at most `MAXITER` steps; `converged` is False when the last step did not meet the rule
     (R: "glm.fit: algorithm did not converge"). Where statsmodels would raise (NaN/inf),
     its mu clipping would change an iterate or rounding could decide the stopping step, the
     fit is flagged `suspect`.
@@ -687,7 +687,7 @@ def _irls(rows: _Rows, pw: np.ndarray | None, trend: bool | np.ndarray) -> _Irls
     if not any_trend:
         M0 = sums(rows.valid if pw is None else pw)  # Σ pw per level: exp(beta·t) = 1 without trend
     buffer = np.empty((C, n)) if any_trend else None
-    for k in range(2, F._MAXITER + 2):
+    for k in range(2, F.MAXITER + 2):
         # Deviance (and the sums of the next step) at the coefficients of step k − 1.
         if buffer is not None:  # Σ_g pw·exp(beta·t); the moments in t are needed only if the fit goes on
             e = buffer[: len(work)]
@@ -715,10 +715,10 @@ def _irls(rows: _Rows, pw: np.ndarray | None, trend: bool | np.ndarray) -> _Irls
             change = np.abs(2.0 * ((da * Y).sum(axis=1) + dbeta * YT + (W.sum(axis=1) - sW)))
             noise = 1e-14 * (W.sum(axis=1) + sW)
         # statsmodels' np.allclose(dev_old, dev, atol, rtol); a NaN deviance never converges
-        tolerance = F._ATOL + F._RTOL * np.abs(dev)
+        tolerance = F.ATOL + F.RTOL * np.abs(dev)
         conv = change <= tolerance
         tie |= np.abs(change - tolerance) <= _TIE_CONVERGENCE * tolerance + noise
-        stop = live & (conv | (k == F._MAXITER + 1))
+        stop = live & (conv | (k == F.MAXITER + 1))
         if stop.any():
             dst = work[stop]
             out.a[dst], out.beta[dst], out.a_prev[dst], out.beta_prev[dst] = a[stop], beta[stop], a_prev[stop], beta_prev[stop]
@@ -833,7 +833,7 @@ def _finish(rows: _Rows, pw: np.ndarray | None, fit: _Irls, with_hat: bool) -> _
 
 @dataclass
 class _Model:
-    """Per fit, what `farrington._FinalFit` holds (`ok` False: the reference returns None)."""
+    """Per fit, what `farrington_model._FinalFit` holds (`ok` False: the reference returns None)."""
 
     ok: np.ndarray
     has_trend: np.ndarray
@@ -861,7 +861,7 @@ def _floor1(dispersion: np.ndarray) -> np.ndarray:
 
 
 def _fit_glm(rows: _Rows, p: FarringtonParams, trend: bool) -> _Model:
-    """algo.farrington.fitGLM.flexible for every fit: `farrington._fit_glm` vectorised.
+    """algo.farrington.fitGLM.flexible for every fit: `farrington_model._fit_glm` vectorised.
 
     Fit; where the fit with trend did not converge, fit without; give up where that did not
     converge either (ok False); then reweight once (Farrington 1996, section 3.3).
@@ -952,7 +952,7 @@ def _final_model(rows: _Rows, p: FarringtonParams) -> _Model:
 
 @dataclass
 class _Limits:
-    """Per fit, `farrington._Limit`, plus weeks the engine hands to the reference path."""
+    """Per fit, `farrington_model._Limit`, plus weeks the engine hands to the reference path."""
 
     mean: np.ndarray
     upper: np.ndarray
@@ -963,7 +963,7 @@ class _Limits:
 
 
 def _threshold(model: _Model, y: np.ndarray, p: FarringtonParams) -> _Limits:
-    """`farrington._threshold` vectorised (only fits with model.ok are meaningful).
+    """`farrington_model._threshold` vectorised (only fits with model.ok are meaningful).
 
     Also flags near-ties: a count within rounding of a continuous (delta) limit, a
     dispersion within rounding of 1 (NegBin or Poisson), a quantile decided by a cdf
@@ -984,7 +984,7 @@ def _threshold(model: _Model, y: np.ndarray, p: FarringtonParams) -> _Limits:
 
 
 def _threshold_delta(mu0: np.ndarray, se_mu0: np.ndarray, phi: np.ndarray, y: np.ndarray, p: FarringtonParams) -> _Limits:
-    """algo.farrington.threshold.farrington (Farrington 1996, eq. 4): `farrington._threshold_delta` vectorised."""
+    """algo.farrington.threshold.farrington (Farrington 1996, eq. 4): `farrington_model._threshold_delta` vectorised."""
     tau = phi + se_mu0**2 / mu0  # IEEE arithmetic as in R: mu0 = 0 gives NaN
     if p.powertrans == "none":
         exponent, sd = 1.0, np.sqrt(mu0 * tau)
@@ -1004,7 +1004,7 @@ def _threshold_delta(mu0: np.ndarray, se_mu0: np.ndarray, phi: np.ndarray, y: np
 def _threshold_noufaily(
     eta0: np.ndarray, se_eta0: np.ndarray, phi: np.ndarray, y: np.ndarray, p: FarringtonParams, noise: np.ndarray | float = 0.0
 ) -> _Limits:
-    """algo.farrington.threshold.noufaily (Noufaily 2013, section 3.3): `farrington._threshold_noufaily` vectorised.
+    """algo.farrington.threshold.noufaily (Noufaily 2013, section 3.3): `farrington_model._threshold_noufaily` vectorised.
 
     `noise` is the relative error to allow for in mu0 when flagging quantiles decided by a near-tie.
     """
@@ -1027,7 +1027,7 @@ def _threshold_noufaily(
 
 @dataclass(frozen=True)
 class _NegBin:
-    """NegBin(mean mu, variance phi·mu) of fits `idx`: `farrington._NegBin` (R's size = mu/(phi − 1), prob = 1/phi)."""
+    """NegBin(mean mu, variance phi·mu) of fits `idx`: `farrington_model._NegBin` (R's size = mu/(phi − 1), prob = 1/phi)."""
 
     idx: np.ndarray
     mu: np.ndarray
@@ -1059,7 +1059,7 @@ class _NegBin:
 
 @dataclass(frozen=True)
 class _Poisson:
-    """Poisson(mu) of fits `idx`: `farrington._Poisson`."""
+    """Poisson(mu) of fits `idx`: `farrington_model._Poisson`."""
 
     idx: np.ndarray
     mu: np.ndarray
@@ -1084,7 +1084,7 @@ class _Poisson:
 
 
 def _discrete_quantile(dist: _NegBin | _Poisson, prob: float, noise: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Smallest integer q >= 0 with P(Y <= q) >= prob for every member: `farrington._discrete_quantile` vectorised.
+    """Smallest integer q >= 0 with P(Y <= q) >= prob for every member: `farrington_model._discrete_quantile` vectorised.
 
     The same search, step for step (Cornish-Fisher start, doubling steps to bracket,
     bisection), so the same cdf evaluations decide. Returns the quantiles and a flag for
@@ -1154,7 +1154,7 @@ def _discrete_quantile(dist: _NegBin | _Poisson, prob: float, noise: np.ndarray)
 
 
 def _write(res: _Results, weeks: np.ndarray, model: _Model, lim: _Limits, y: np.ndarray, enough: np.ndarray, p: FarringtonParams) -> None:
-    """`farrington._evaluate_week`'s last part for the chunk's weeks: bounds, alarm, score and notes."""
+    """`farrington_model.evaluate_week`'s last part for the chunk's weeks: bounds, alarm, score and notes."""
     failed = weeks[~model.ok]
     # farringtonFlexible: no convergence with nor without trend -> everything NA
     res.note[failed] = "model failed: the GLM did not converge with or without trend"
@@ -1181,7 +1181,7 @@ def _write(res: _Results, weeks: np.ndarray, model: _Model, lim: _Limits, y: np.
 
 
 def _exceedance_score(y: np.ndarray, mean: np.ndarray, upper: np.ndarray) -> np.ndarray:
-    """`farrington._exceedance_score` vectorised: (y − mean)/(U − mean), +inf/0 when U is not above the mean."""
+    """`farrington_model._exceedance_score` vectorised: (y − mean)/(U − mean), +inf/0 when U is not above the mean."""
     ratio = (y - mean) / (upper - mean)
     undefined = np.isnan(upper) | np.isnan(mean)
     return np.where(upper > mean, ratio, np.where(undefined, np.nan, np.where(y > upper, np.inf, 0.0)))

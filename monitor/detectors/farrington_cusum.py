@@ -53,9 +53,9 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from monitor.detectors import _nb, farrington
+from monitor.detectors import _nb, farrington, farrington_model
+from monitor.detectors._common import check_positions
 from monitor.detectors._nb import arl0
-from monitor.detectors.ears import check_positions
 
 SUMMARY = (
     "Farrington + CUSUM: alarm when the week's count has P(count or more) <= alpha under Farrington's "
@@ -220,7 +220,7 @@ def _chart(
     phi_r = level_and_dispersion(values, NbRecentParams(window=width, gap=gap, min_weeks=width))[1][idx]
     expected = np.where(shifted, level, mu0)
     phi = np.where(shifted, np.fmax(phi_f, phi_r), phi_f)
-    eligible = np.array([farrington._enough_cases(values, t, params.limit54) for t in run], dtype=bool)
+    eligible = np.array([farrington_model.enough_cases(values, t, params.limit54) for t in run], dtype=bool)
     out = _nb.judge(y, expected, phi, decided, eligible, alpha=params.alpha, k=params.cusum_k, h=params.cusum_h, hold=params.hold)
     decided &= out["usable"]
 

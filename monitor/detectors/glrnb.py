@@ -1,8 +1,8 @@
 """Negative-binomial GLR-CUSUM (Höhle & Paul 2008), as R `surveillance::glrnb`.
 
 In-control model: a negative-binomial GLM ``log mu0(t) = b0 [+ b1 t] + Σ_{s=1..S} (γ_s cos(2πst/52) +
-δ_s sin(2πst/52))`` fitted by maximum likelihood (the algorithm of R's ``MASS::glm.nb``) on the
-in-control weeks; its dispersion gives ``alpha`` (variance mu + alpha·mu²) unless `alpha` is set.
+δ_s sin(2πst/52))`` fitted by maximum likelihood (the algorithm of R's ``MASS::glm.nb``, see
+`monitor.detectors._glm`) on the in-control weeks; its dispersion gives ``alpha`` (variance mu + alpha·mu²) unless `alpha` is set.
 
 In-control weeks: the last `in_control_weeks` weeks (104, two years) just BEFORE the first
 monitored week, or all the weeks before it when there are fewer; at least `min_history` of them
@@ -37,17 +37,15 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from scipy.special import digamma, gammaln, polygamma
 
-from monitor.detectors.ears import check_positions, result_frame
+from monitor.detectors._common import check_positions, result_frame
+from monitor.detectors._glm import PERIOD, design, glm_nb
 
 SUMMARY = (
     "Negative-binomial GLR-CUSUM (as R surveillance::glrnb): alarm when the likelihood ratio of "
     "a rise since some past week, against a seasonal NB model fitted on the (at most in_control_weeks) "
     "weeks before the monitored run, reaches c_arl; restarts after each alarm."
 )
-
-PERIOD = 52  # weeks per year in the harmonic terms (R: the sts frequency)
 
 
 class GlrnbParams(BaseModel):
@@ -110,97 +108,6 @@ def in_control_weeks(params: GlrnbParams) -> int:
 def in_control(first: int, params: GlrnbParams) -> np.ndarray:
     """Positions the in-control model is fitted on when the monitored run starts at `first` (missing counts included)."""
     return np.arange(max(0, first - params.in_control_weeks) if params.in_control_weeks else 0, first)
-
-
-# In-control model: R glm.fit (IRLS) and MASS::glm.nb, step for step.
-
-
-def design(t: np.ndarray, *, harmonics: int, trend: bool) -> np.ndarray:
-    """Columns 1, [t], cos(2πst/52), sin(2πst/52) for s = 1..harmonics; `t` 1-based week numbers."""
-    t = np.asarray(t, dtype=float)
-    cols = [np.ones_like(t)]
-    if trend:
-        cols.append(t)
-    for s in range(1, harmonics + 1):
-        cols += [np.cos(2 * s * np.pi / PERIOD * t), np.sin(2 * s * np.pi / PERIOD * t)]
-    return np.column_stack(cols)
-
-
-def _poisson_dev(y: np.ndarray, mu: np.ndarray) -> float:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ylogy = np.where(y > 0, y * np.log(y / mu), 0.0)
-    return float(np.sum(2 * (ylogy - (y - mu))))
-
-
-def _nb_dev(y: np.ndarray, mu: np.ndarray, theta: float) -> float:
-    return float(np.sum(2 * (y * np.log(np.maximum(1.0, y) / mu) - (y + theta) * np.log((y + theta) / (mu + theta)))))
-
-
-def irls(X: np.ndarray, y: np.ndarray, eta: np.ndarray, theta: float | None, *, maxit: int = 25, epsilon: float = 1e-8):
-    """R's glm.fit for a log link: Poisson (theta None) or NB(theta); returns (coef, mu)."""
-    mu = np.exp(eta)
-    deviance = (lambda m: _poisson_dev(y, m)) if theta is None else (lambda m: _nb_dev(y, m, theta))
-    dev_old = deviance(mu)
-    coef = np.full(X.shape[1], np.nan)
-    for _ in range(maxit):
-        var = mu if theta is None else mu + mu**2 / theta
-        z = eta + (y - mu) / mu
-        w = np.sqrt(mu**2 / var)
-        coef = np.linalg.lstsq(X * w[:, None], z * w, rcond=None)[0]
-        eta = X @ coef
-        mu = np.exp(eta)
-        dev = deviance(mu)
-        if not math.isfinite(dev):
-            raise FloatingPointError("the GLM deviance is not finite")
-        if abs(dev - dev_old) / (abs(dev) + 0.1) < epsilon:
-            break
-        dev_old = dev
-    return coef, mu
-
-
-def _theta_ml(y: np.ndarray, mu: np.ndarray, *, limit: int = 25) -> float:
-    """MASS::theta.ml: Newton-Raphson for the NB size parameter with mu fixed."""
-    n = len(y)
-    eps = np.finfo(float).eps ** 0.25
-    t0 = n / np.sum((y / mu - 1) ** 2)
-    it, delta = 0, 1.0
-    while (it := it + 1) < limit and abs(delta) > eps:
-        t0 = abs(t0)
-        score = np.sum(digamma(t0 + y) - digamma(t0) + np.log(t0) + 1 - np.log(t0 + mu) - (y + t0) / (mu + t0))
-        info = np.sum(-polygamma(1, t0 + y) + polygamma(1, t0) - 1 / t0 + 2 / (mu + t0) - (y + t0) / (mu + t0) ** 2)
-        delta = score / info
-        t0 = t0 + delta
-    return max(float(t0), 0.0)
-
-
-def _nb_loglik(theta: float, mu: np.ndarray, y: np.ndarray) -> float:
-    return float(
-        np.sum(
-            gammaln(theta + y) - gammaln(theta) - gammaln(y + 1) + theta * np.log(theta)
-            + y * np.log(mu + (y == 0)) - (theta + y) * np.log(theta + mu)
-        )
-    )  # fmt: skip
-
-
-def glm_nb(X: np.ndarray, y: np.ndarray, *, maxit: int = 25, epsilon: float = 1e-8) -> tuple[np.ndarray, float]:
-    """MASS::glm.nb (log link, no weights): (coefficients, theta); variance mu + mu²/theta."""
-    y = np.asarray(y, dtype=float)
-    coef, mu = irls(X, y, np.log(y + 0.1), None, maxit=maxit, epsilon=epsilon)
-    theta = _theta_ml(y, mu, limit=maxit)
-    d1 = math.sqrt(2 * max(1, len(y) - np.linalg.matrix_rank(X)))
-    d2 = delta = 1.0
-    lm = _nb_loglik(theta, mu, y)
-    lm0 = lm + 2 * d1
-    it = 0
-    while (it := it + 1) <= maxit and (abs(lm0 - lm) / d1 + abs(delta) / d2) > epsilon:
-        coef, mu_new = irls(X, y, np.log(mu), theta, maxit=maxit, epsilon=epsilon)
-        t0 = theta
-        theta = _theta_ml(y, mu, limit=maxit)  # R uses the previous fit's mu here
-        mu = mu_new
-        delta = t0 - theta
-        lm0 = lm
-        lm = _nb_loglik(theta, mu, y)
-    return coef, theta
 
 
 # GLR statistic

@@ -33,7 +33,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from monitor.detectors import _nb
-from monitor.detectors.ears import check_positions
+from monitor.detectors._common import check_positions
 
 SUMMARY = (
     "Negative-binomial bound on the recent level, for short or sparse history: expected = mean of the "

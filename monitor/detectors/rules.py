@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from monitor.detectors.ears import check_positions, result_frame, window_mean_sd
+from monitor.detectors._common import check_positions, result_frame, window_mean_sd
 
 SURGE_SUMMARY = (
     "ACLED Subnational Surge Tracker: alarm when this week's count is at least ratio (2) x the mean "

@@ -23,7 +23,7 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from monitor.detectors.ears import check_positions, result_frame
+from monitor.detectors._common import check_positions, result_frame
 
 HIGHEST_IN_SUMMARY = (
     "OCHA HDX Signals: alarm when the sum of the last window (4) weeks, this week included, is strictly "
