@@ -9,7 +9,7 @@ says why each definition that yields no series yields none. Also the series a si
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import pandas as pd
 
@@ -32,13 +32,16 @@ from monitor.types import (
     WeeklySeries,
 )
 
+if TYPE_CHECKING:
+    from monitor.store_protocol import Storage
+
 
 def definition_of(config: Config, name: str):
     """The [[series]] definition named `name`."""
     return next(d for d in config.series if d.name == name)
 
 
-def build_all_series(config: Config, store, *, week: date, series_filter: str | None = None) -> list[WeeklySeries]:
+def build_all_series(config: Config, store: Storage, *, week: date, series_filter: str | None = None) -> list[WeeklySeries]:
     """Every configured series up to `week`, optionally only those `series_filter` matches
     (monitor.series.series_matches: `key:<series key>` exactly, else text in the key or name).
 
@@ -48,7 +51,7 @@ def build_all_series(config: Config, store, *, week: date, series_filter: str | 
 
 
 def series_and_problems(
-    config: Config, store, *, week: date, series_filter: str | None = None
+    config: Config, store: Storage, *, week: date, series_filter: str | None = None
 ) -> tuple[list[WeeklySeries], list[SeriesProblem]]:
     """`build_all_series` and the [[series]] definitions that yielded no series, with why
     (monitor.series.definition_problems). The fast path of one spelled-out key reads only that
@@ -85,7 +88,7 @@ def series_and_problems(
     return chosen, problems
 
 
-def silence_targets(config: Config, store, *, series_filter: str, now: datetime) -> list[str]:
+def silence_targets(config: Config, store: Storage, *, series_filter: str, now: datetime) -> list[str]:
     """The keys of the series `series_filter` matches, for `monitor silence add`: the series as of the
     latest week with data. UnknownSeriesError (exit 1) when it matches none of the series there are;
     [] when there are none yet (nothing ingested, or no [[series]] yields any)."""

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -51,6 +51,9 @@ from monitor.severity import SeveritySettings, assign_levels
 from monitor.sources.counts import read_series_csv
 from monitor.surges import RULE_TEXT, in_surge
 from monitor.weeks import week_label
+
+if TYPE_CHECKING:
+    from monitor.store_protocol import Storage
 
 #: Columns of the detail table, one row per series and replayed week.
 DETAIL_COLUMNS: tuple[str, ...] = (
@@ -398,7 +401,7 @@ def write_backtest(result: Backtest, out_dir: Path, *, title: str) -> Path:
 
 def backtest_store(
     config: Config,
-    store,
+    store: Storage,
     *,
     first_week: date | None,
     last_week: date | None,
@@ -442,7 +445,7 @@ def backtest_store(
 
 def run_backtest(
     config: Config,
-    store,
+    store: Storage,
     *,
     first_week: date | None,
     last_week: date | None,

@@ -183,10 +183,10 @@ def ingest(ctx: click.Context, files: tuple[Path, ...], fmt: str | None, again: 
     other hard links is refused: make a copy instead); else 0.
     """
     from monitor.ingest import REJECT_LINES, ingest_files
-    from monitor.lock import run_lock
+    from monitor.lock import locked_store
 
     config = _config(ctx)
-    with run_lock(config.db_path, clock=_now, wait=wait, command="monitor ingest"), _store(config) as store:
+    with locked_store(config.db_path, clock=_now, wait=wait, command="monitor ingest", open_store=lambda: _store(config)) as store:
         outcome = ingest_files(store, files, config=config, now=_now(), format=fmt, again=again)
     for r in outcome.results:
         if r.skipped:
@@ -503,12 +503,12 @@ def _print_outcome(outcome) -> None:
 def run(ctx, week, no_email, wait) -> None:
     """The weekly job: ingest new inbox files, detect, report, email (exit 4: email not delivered; 5: another run is on;
     6: no source's data reaches the week, recorded no-data)."""
-    from monitor.lock import run_lock
+    from monitor.lock import locked_store
     from monitor.schedule import run_week
 
     config = _config(ctx)
     start = _week(config, week)
-    with run_lock(config.db_path, clock=_now, wait=wait, command="monitor run"), _store(config) as store:
+    with locked_store(config.db_path, clock=_now, wait=wait, command="monitor run", open_store=lambda: _store(config)) as store:
         outcome = run_week(config, store, week=start, now=_now(), send=not no_email, clock=_now)
     _print_outcome(outcome)
     ctx.exit(outcome.exit_code)
@@ -524,14 +524,21 @@ def schedule(ctx) -> None:
     serve(config, echo=click.echo)
 
 
-def _section(title: str, rows: list[dict] | None, columns: list[str], *, empty: str) -> None:
+def _section(title: str, rows: list | None, columns: list[str], *, empty: str) -> None:
+    """A titled table of rows: dicts, or the store's typed values (read through `as_row()`)."""
     click.echo(f"\n{title}")
     if rows is None:
         click.echo("  not available")
     elif not rows:
         click.echo(f"  {empty}")
     else:
+        rows = [r.as_row() if hasattr(r, "as_row") else r for r in rows]
         click.echo(_table([{c: _cell(r.get(c)) for c in columns} for r in rows], columns))
+
+
+def _json_value(value):
+    """JSON for what `json` cannot write itself: the store's typed values as their columns, anything else as text."""
+    return value.as_row() if hasattr(value, "as_row") else str(value)
 
 
 def _cell(value):
@@ -550,7 +557,7 @@ def status_command(ctx, limit, fmt) -> None:
     with _store(config, create=False, read_only=True) as store:
         info = status(config, store, now=_now(), runs=limit)
     if fmt == "json":
-        click.echo(json.dumps(info, indent=2, default=str))
+        click.echo(json.dumps(info, indent=2, default=_json_value))
         return
     plan = info["schedule"]
     click.echo(f"database: {info['database']}")
@@ -751,8 +758,7 @@ def silence_list(ctx, show_all) -> None:
     if not rows:
         click.echo("no active silences" if not show_all else "no silences")
         return
-    active = {r["id"] for r in rows if r["expired_at"] is None and r["until"] >= now.date().isoformat()}
-    table = [{**r, "status": "active" if r["id"] in active else "ended"} for r in rows]
+    table = [{**s.as_row(), "status": "active" if s.active_on(now.date()) else "ended"} for s in rows]
     click.echo(_table(table, ["id", "filter", "until", "status", "author", "comment", "created_at"]))
 
 
@@ -781,11 +787,12 @@ def alerts() -> None:
 def alerts_flush(ctx, wait: float, resend_unknown: bool) -> None:
     """Send the messages waiting in the outbox (exit 4 if some are still undelivered or their outcome is unknown)."""
     from monitor.alerts.outbox import flush
-    from monitor.lock import run_lock
+    from monitor.lock import locked_store
 
     config = _config(ctx)
     # the run lock: a flush during a weekly run could otherwise send the run's messages a second time
-    with run_lock(config.db_path, clock=_now, wait=wait, command="monitor alerts flush"), _store(config, create=False) as store:
+    with locked_store(config.db_path, clock=_now, wait=wait, command="monitor alerts flush",
+                      open_store=lambda: _store(config, create=False)) as store:  # fmt: skip
         requeued = store.resend_unknown() if resend_unknown else 0
         result = flush(store, settings=config.alerts, password=config.smtp_password, now=_now(),
                        eml_dir_for=lambda w: config.report_settings.folder / w)  # fmt: skip
@@ -813,17 +820,17 @@ def alerts_list(ctx) -> None:
     rows = [{"series": s.series, "state": s.state, "severity": s.severity, "since": s.since_week,
              "announced": s.announced_week or "-", "last_week": s.last_week} for s in sorted(states, key=lambda s: s.series)]  # fmt: skip
     click.echo(_table(rows, ["series", "state", "severity", "since", "announced", "last_week"]) if rows else "no alerts")
-    pending = [o for o in outbox if o["sent_at"] is None and not o["dead_at"] and not o["unknown_at"]]
-    dead = [o for o in outbox if o["dead_at"]]
-    unknown = [o for o in outbox if o["unknown_at"] and o["sent_at"] is None and not o["dead_at"]]
+    pending = [o for o in outbox if o.pending]
+    dead = [o for o in outbox if o.refused]
+    unknown = [o for o in outbox if o.unknown]
     click.echo(f"outbox: {len(outbox)} message(s), {len(pending)} pending, {len(dead)} refused for good"
                + (f", {len(unknown)} of unknown outcome (not resent; `monitor alerts flush --resend-unknown`)" if unknown else ""))
     for o in pending:
-        click.echo(f"  #{o['id']} {o['week']} {o['route']}: {o['subject']} ({o['attempts']} attempt(s); {o['last_error'] or 'not tried'})")
+        click.echo(f"  #{o.id} {o.week} {o.route}: {o.subject} ({o.attempts} attempt(s); {o.last_error or 'not tried'})")
     for o in unknown:
-        click.echo(f"  unknown #{o['id']} {o['week']} {o['route']}: {o['subject']} ({o['unknown_at']}: {o['last_error']})")
+        click.echo(f"  unknown #{o.id} {o.week} {o.route}: {o.subject} ({o.unknown_at}: {o.last_error})")
     for o in dead:
-        click.echo(f"  refused #{o['id']} {o['week']} {o['route']}: {o['subject']} ({o['dead_at']}: {o['last_error']})")
+        click.echo(f"  refused #{o.id} {o.week} {o.route}: {o.subject} ({o.dead_at}: {o.last_error})")
 
 
 @cli.command()

@@ -24,10 +24,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from monitor.config import Config
 from monitor.errors import MonitorError
 from monitor.weeks import last_complete_week, last_full_week, week_label
+
+if TYPE_CHECKING:
+    from monitor.store_protocol import Storage
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,7 @@ class SourceReach:
         return f"{self.source}: {' and '.join(parts) or 'no data ingested'}"
 
 
-def source_reach(store, *, start: str = "monday", stats: dict | None = None) -> dict[str, SourceReach]:
+def source_reach(store: Storage, *, start: str = "monday", stats: dict | None = None) -> dict[str, SourceReach]:
     """Every source in the database and how far its data goes (`store.stats()`, not bounded by a week; pass
     `stats` to reuse one already read)."""
     out = {}
@@ -116,7 +120,7 @@ class Coverage:
                 f"or pass {option} {week_label(self.latest)}, the latest week with data")  # fmt: skip
 
 
-def choose_week(config: Config, store, *, week: date | None, now: datetime) -> Coverage:
+def choose_week(config: Config, store: Storage, *, week: date | None, now: datetime) -> Coverage:
     """The week to judge and how far the data reaches it: `week` if given (refused if it has not ended
     yet), else the latest week a source in use completes, or the clock's last complete week if that
     is earlier (or nothing is ingested)."""

@@ -722,10 +722,9 @@ def run_demo(out_dir: Path, *, now: datetime, wait: float = 0.0) -> WeeklyOutcom
 
     from monitor.config import load_config
     from monitor.errors import MonitorError
-    from monitor.lock import run_lock
+    from monitor.lock import locked_store
     from monitor.pipeline import run_weekly
     from monitor.series import parse_week
-    from monitor.store import Store
 
     out_dir = Path(out_dir)
     inbox = out_dir / "inbox"
@@ -737,7 +736,7 @@ def run_demo(out_dir: Path, *, now: datetime, wait: float = 0.0) -> WeeklyOutcom
     except OSError as exc:
         raise MonitorError(f"cannot write the demo into {out_dir}: {exc.strerror or exc}") from None
     config = load_config(config_path)
-    with run_lock(config.db_path, clock=lambda: now, wait=wait, command="monitor demo"), Store(config.db_path) as store:
+    with locked_store(config.db_path, clock=lambda: now, wait=wait, command="monitor demo") as store:
         write_demo_csv(inbox / DEMO_FILE)
         return run_weekly(config, store, week=parse_week(DEMO_WEEK, start=config.week.start), now=now)
 

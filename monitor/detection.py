@@ -14,7 +14,7 @@ import math
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -37,6 +37,9 @@ from monitor.types import (
     SeriesResult,
     WeeklySeries,
 )
+
+if TYPE_CHECKING:
+    from monitor.store_protocol import Storage
 
 
 def resolve_params(config: Config, series: WeeklySeries, *, detector: str | None = None, overrides: dict | None = None):
@@ -258,7 +261,7 @@ def alert_status(alarms: Sequence[object]) -> tuple[int, str]:
 
 def detect_week(
     config: Config,
-    store,
+    store: Storage,
     *,
     week: date,
     now: datetime,

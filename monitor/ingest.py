@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from monitor import faults
 from monitor.config import Config
@@ -27,6 +27,9 @@ from monitor.types import (
     IngestResult,
     RejectedRows,
 )
+
+if TYPE_CHECKING:
+    from monitor.store_protocol import Storage
 
 #: Rejected rows kept per ingest for messages (the CLI prints at most this many in all).
 REJECT_LINES = 20
@@ -73,7 +76,7 @@ def spooled(path: Path) -> Iterator[tuple[Path, str]]:
 
 
 def ingest_files(
-    store, paths: Iterable[Path], *, config: Config, now: datetime, format: str | None = None, again: bool = False
+    store: Storage, paths: Iterable[Path], *, config: Config, now: datetime, format: str | None = None, again: bool = False
 ) -> IngestOutcome:
     """Ingest files one by one: each file is one transaction; a refused file changes nothing.
 
@@ -113,7 +116,7 @@ def ingest_files(
     return IngestOutcome(tuple(results), tuple(refused), tuple(rejected))
 
 
-def _ingest_copy(store, path: Path, copy: Path, sha: str, *, config: Config, now: datetime, format: str | None,
+def _ingest_copy(store: Storage, path: Path, copy: Path, sha: str, *, config: Config, now: datetime, format: str | None,
                  again: bool, results: list) -> list[str]:
     """Ingest the spooled copy of `path` (its sha256: `sha`), appending to `results`; the refusals (0 or 1 line)."""
     from monitor.sources import open_file
@@ -155,18 +158,18 @@ def _unreadable(path: Path, exc: OSError) -> str:
     return f"{path}: cannot read: {exc.strerror or exc} (check the file's permissions)"
 
 
-def rejected_rows(store, entry: dict, *, limit: int = REJECT_LINES) -> RejectedRows:
+def rejected_rows(store: Storage, entry: dict, *, limit: int = REJECT_LINES) -> RejectedRows:
     """The rows an ingest (an entry of the ingest log) rejected: how many, and the first `limit`."""
     first = tuple((int(row["line"]), str(row["reason"])) for row in store.rejects(ingest_id=entry["id"], limit=limit))
     return RejectedRows(file=str(entry["file"]), ingest_id=int(entry["id"]), total=int(entry["rejected"]), first=first,
                         ingested_at=str(entry["ingested_at"]))  # fmt: skip
 
 
-def rejected_since_last_week(store, *, week: str, limit: int = 5) -> tuple[RejectedRows, ...]:
+def rejected_since_last_week(store: Storage, *, week: str, limit: int = 5) -> tuple[RejectedRows, ...]:
     """Ingests that rejected rows since the latest run of an earlier week began (every ingest when
     there is none), oldest first: what the report of `week` lists. Read from the logs, so a re-run
     of the week lists the same rows."""
-    earlier = [r["started_at"] for r in store.runs() if r["week"] < week]
+    earlier = [r.started_at for r in store.runs() if r.week < week]
     since = max(earlier) if earlier else ""
     return tuple(
         rejected_rows(store, entry, limit=limit)

@@ -24,9 +24,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from monitor import faults
 from monitor.errors import LockError, StoreError, disk_hint
+
+if TYPE_CHECKING:
+    from monitor.store import Store
 
 #: Seconds between two attempts while waiting for the lock.
 POLL_SECONDS = 0.1
@@ -127,6 +131,36 @@ def run_lock(
             os.ftruncate(fd, 0)  # released: nothing for a later reader to mistake for a holder
     finally:
         os.close(fd)  # closing the descriptor drops the flock
+
+
+@contextmanager
+def locked_store(
+    db_path: Path,
+    *,
+    clock: Callable[[], datetime],
+    wait: float = 0.0,
+    command: str = "monitor",
+    hint: str | None = None,
+    stop: Callable[[], bool] | None = None,
+    open_store: Callable[[], "Store"] | None = None,
+) -> Iterator["Store"]:
+    """Take the database's run lock (`run_lock`, same arguments and errors), then open the database.
+
+    Every command that writes the database does it this way round (`monitor run`, `ingest`, `alerts
+    flush`, `demo` and the scheduler's job): the store is opened only by the lock's holder, and is closed
+    before the lock is released, on any exit.
+    open_store: opens the database once the lock is held (default `Store(db_path)`; the CLI passes its
+    own, which refuses a database that does not exist where the command needs one).
+    """
+    with run_lock(db_path, clock=clock, wait=wait, command=command, hint=hint, stop=stop):
+        if open_store is None:
+            from monitor.store import Store
+
+            store = Store(db_path)
+        else:
+            store = open_store()
+        with store:
+            yield store
 
 
 def _cannot_open(path: Path, exc: OSError) -> str:

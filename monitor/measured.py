@@ -15,11 +15,14 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from monitor.severity import SeveritySettings
+
+if TYPE_CHECKING:
+    from monitor.store_protocol import Storage
 
 
 def fingerprint(
@@ -73,7 +76,7 @@ class MeasuredRate:
         return self.outside_per100 / 100 * series
 
 
-def measured_rate(store, digest: str):
+def measured_rate(store: Storage, digest: str):
     """The latest stored backtest rate with fingerprint `digest` over all series (no --series), or None."""
     for row in store.backtests(fingerprint=digest):
         if row["series_filter"] or row["outside_per_100"] is None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from monitor import faults
 from monitor.config import Config
@@ -38,8 +38,11 @@ from monitor.ingest import (
     ingest_files,
     rejected_since_last_week,
 )
-from monitor.types import ReportFiles, RunResult
+from monitor.types import ReportFiles, RunResult, RunSummary
 from monitor.weeks import week_number
+
+if TYPE_CHECKING:
+    from monitor.store_protocol import Storage
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ class WeeklyOutcome:
 
 
 def run_weekly(
-    config: Config, store, *, week: date | None, now: datetime, send: bool = True, clock: Callable[[], datetime] | None = None
+    config: Config, store: Storage, *, week: date | None, now: datetime, send: bool = True, clock: Callable[[], datetime] | None = None
 ) -> WeeklyOutcome:
     """The weekly job: ingest new inbox files → detect → alert lifecycle → report → outbox → send → record.
 
@@ -135,7 +138,7 @@ def run_weekly(
         announced=tuple(dict.fromkeys(k for d in delivered for k in d["series"])),
         delivery=_last_delivery(delivered),
         delivery_error=flushed.error if flushed else "",
-        pending=tuple(dict.fromkeys(k for row in pending_rows for k in row["series"])),
+        pending=tuple(dict.fromkeys(k for message in pending_rows for k in message.series)),
         queued=queued,
         delivered=delivered,
         outbox_pending=len(pending_rows) if emailing else 0,
@@ -148,25 +151,25 @@ def run_weekly(
         started_at=started,
         finished_at=clock() if clock else now,
         status=_run_status(outcome, all_held=bool(result.no_data_line) or (bool(result.results) and no_data >= {r.series.key for r in result.results})),
-        summary={
-            "series": len(result.results),
-            "flagged": [r.series.key for r in result.flagged],
-            "warnings": [r.series.key for r in result.warnings],
-            "queued": queued,
-            "announced": list(outcome.announced),
-            "outbox_pending": outcome.outbox_pending,
-            "outbox_unknown": outcome.unknown,
-            "ingested_files": [i.file for i in ingest.results if not i.skipped],
-            "refused": list(ingest.refused),
-            "error": outcome.delivery_error,
-            "emailed": emailing,  # False: a report-only run; the scheduler's catch-up still owes this week
-        },
+        summary=RunSummary(
+            series=len(result.results),
+            flagged=tuple(r.series.key for r in result.flagged),
+            warnings=tuple(r.series.key for r in result.warnings),
+            queued=queued,
+            announced=outcome.announced,
+            outbox_pending=outcome.outbox_pending,
+            outbox_unknown=outcome.unknown,
+            ingested_files=tuple(i.file for i in ingest.results if not i.skipped),
+            refused=tuple(ingest.refused),
+            error=outcome.delivery_error,
+            emailed=emailing,  # False: a report-only run; the scheduler's catch-up still owes this week
+        ),
     )
     faults.point("run.recorded")
     return outcome
 
 
-def _previous_weeks(store, week: str) -> Callable[[str], str]:
+def _previous_weeks(store: Storage, week: str) -> Callable[[str], str]:
     """previous(series key): the last week before `week` whose alerts were judged for the series (its
     latest event other than "held"); the event log is read once, on the first call."""
     latest: dict[str, str] | None = None
@@ -224,13 +227,13 @@ def alert_notes(changes, decided) -> dict[str, str]:
             text += "; held this week (no data or undecided)"
         silence = decided.silenced.get(c.key)
         if silence:
-            text = (text + "; " if text else "") + f"silenced (#{silence['id']} until {silence['until']}: {silence['comment']})"
+            text = (text + "; " if text else "") + f"silenced (#{silence.id} until {silence.until}: {silence.comment})"
         if text:
             out[c.key] = text
     return out
 
 
-def report_week(config: Config, store, *, week: date | None, now: datetime) -> tuple[RunResult, ReportFiles]:
+def report_week(config: Config, store: Storage, *, week: date | None, now: datetime) -> tuple[RunResult, ReportFiles]:
     """Detect and write the report for a week, without ingesting or emailing."""
     from monitor.report import write_report
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from datetime import date, datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
@@ -23,6 +24,10 @@ from apscheduler.triggers.cron import CronTrigger
 from monitor.config import Config
 from monitor.cron import parse_cron
 from monitor.errors import EXIT_ERROR, LockError, MonitorError
+from monitor.types import RecordedRun, RunSummary
+
+if TYPE_CHECKING:
+    from monitor.store_protocol import Storage
 
 JOB_ID = "weekly-run"
 WAKE_ID = "wake"
@@ -86,7 +91,7 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc).replace(microsecond=0)
 
 
-def owed_weeks(config: Config, store, *, now: datetime) -> list[date]:
+def owed_weeks(config: Config, store: Storage, *, now: datetime) -> list[date]:
     """The complete weeks the weekly job still owes at `now`, oldest first (week start dates).
 
     A week is owed when no run settled it (`_settles`: a status in DONE_STATUSES, and not a
@@ -104,18 +109,17 @@ def owed_weeks(config: Config, store, *, now: datetime) -> list[date]:
     if not runs:
         return [last]
     start = config.week.start
-    recorded = {r["week"]: parse_week(r["week"], start=start) for r in runs}
-    done = {recorded[r["week"]] for r in runs if _settles(r, config)}
+    recorded = {r.week: parse_week(r.week, start=start) for r in runs}
+    done = {recorded[r.week] for r in runs if _settles(r, config)}
     first = max(min(recorded.values()), last - timedelta(weeks=config.schedule.catch_up_weeks - 1))
     weeks = [first + timedelta(weeks=i) for i in range((last - first).days // 7 + 1)]
     return [w for w in weeks if w not in done]
 
 
-def _settles(run: dict, config: Config) -> bool:
+def _settles(run: RecordedRun, config: Config) -> bool:
     """Whether a recorded run settles its week: a DONE_STATUSES status, and alerts processed
     unless they are off (a `run --no-email` preview, recorded with summary emailed = false, does not)."""
-    emailed = run["summary"].get("emailed", True) if isinstance(run["summary"], dict) else True
-    return run["status"] in DONE_STATUSES and (emailed is not False or not config.alerts.enabled)
+    return run.status in DONE_STATUSES and (run.summary.settles_alerts or not config.alerts.enabled)
 
 
 def describe_error(exc: BaseException) -> str:
@@ -124,7 +128,7 @@ def describe_error(exc: BaseException) -> str:
 
 
 def run_week(
-    config: Config, store, *, week: date | None, now: datetime, send: bool = True, clock: Callable[[], datetime] | None = None
+    config: Config, store: Storage, *, week: date | None, now: datetime, send: bool = True, clock: Callable[[], datetime] | None = None
 ):
     """`run_weekly` for a week (None: the last complete one), recording a run that raises.
 
@@ -140,7 +144,7 @@ def run_week(
     try:
         return run_weekly(config, store, week=week, now=now, send=send, clock=clock)
     except Exception as exc:
-        summary = {"series": 0, "flagged": [], "announced": [], "ingested_files": [], "refused": [], "error": describe_error(exc)}
+        summary = RunSummary(series=0, flagged=(), announced=(), ingested_files=(), refused=(), error=describe_error(exc))
         with suppress(Exception):  # the database itself failing: the original error is the one to show
             store.record_run(week=week_label(week), started_at=now, finished_at=clock() if clock else now, status=FAILED,
                              summary=summary)  # fmt: skip
@@ -159,7 +163,7 @@ def _line(now: datetime, outcome) -> str:
 
 def catch_up(
     config: Config,
-    store,
+    store: Storage,
     *,
     clock: Callable[[], datetime],
     echo: Callable[[str], object] = print,
@@ -212,18 +216,14 @@ def weekly_job(
     5 when another run held the lock for JOB_LOCK_WAIT_SECONDS, 1 when the database cannot
     be opened. It never raises: the daemon keeps running and the next tick tries again.
     """
-    from monitor.lock import run_lock
-    from monitor.store import Store
+    from monitor.lock import locked_store
 
     def job() -> int:
         if stop():
             return 0
         try:
-            with (
-                run_lock(config.db_path, clock=clock, wait=JOB_LOCK_WAIT_SECONDS, command="monitor schedule",
-                         hint="the next scheduled run catches up", stop=stop),
-                Store(config.db_path) as store,
-            ):  # fmt: skip
+            with locked_store(config.db_path, clock=clock, wait=JOB_LOCK_WAIT_SECONDS, command="monitor schedule",
+                              hint="the next scheduled run catches up", stop=stop) as store:  # fmt: skip
                 ran = catch_up(config, store, clock=clock, echo=echo, stop=stop)
         except LockError as exc:
             echo(f"{clock().isoformat()} weekly run skipped: {exc}")

@@ -1,32 +1,36 @@
 """`monitor status`: what the weekly job did, what it will do next and how fresh the data is.
 
-One plain dict (JSON-ready: dates and times as ISO text) from the database and the config;
-cli.py prints it as tables or JSON.
+One plain dict from the database and the config (dates and times as ISO text; the pending outbox
+messages and active silences as the store's typed values, `as_row()` for their columns); cli.py
+prints it as tables or JSON.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from monitor.config import Config
+from monitor.types import RecordedRun
+
+if TYPE_CHECKING:
+    from monitor.store_protocol import Storage
 
 #: Seconds in a week, for "weeks since the last ingest".
 _WEEK_SECONDS = 7 * 24 * 3600
 
 
-def _run_row(run: dict[str, Any]) -> dict[str, Any]:
-    summary = run["summary"] if isinstance(run["summary"], dict) else {}
-    error = summary.get("error") or "; ".join(summary.get("refused") or [])
+def _run_row(run: RecordedRun) -> dict[str, Any]:
+    summary = run.summary
     return {
-        "week": run["week"],
-        "started": run["started_at"],
-        "finished": run["finished_at"],
-        "status": run["status"],
-        "series": summary.get("series"),
-        "flagged": len(summary.get("flagged") or []),
-        "announced": len(summary.get("announced") or []),
-        "error": error,
+        "week": run.week,
+        "started": run.started_at,
+        "finished": run.finished_at,
+        "status": run.status,
+        "series": summary.series,
+        "flagged": len(summary.flagged or ()),
+        "announced": len(summary.announced or ()),
+        "error": summary.problem,
     }
 
 
@@ -34,7 +38,7 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
-def freshness(store, *, now: datetime, last_complete: date | None = None, start: str = "monday") -> list[dict[str, Any]]:
+def freshness(store: Storage, *, now: datetime, last_complete: date | None = None, start: str = "monday") -> list[dict[str, Any]]:
     """Per source: records, latest event date (incidents, or latest week of counts), the last week its data
     completes (`monitor.coverage`) and how many weeks that lags `last_complete` (the clock's last complete
     week; 0: up to date, None without it), last ingest, weeks since it."""
@@ -59,19 +63,20 @@ def freshness(store, *, now: datetime, last_complete: date | None = None, start:
     return rows
 
 
-def _optional(store, name: str, *args: Any) -> list[dict[str, Any]] | None:
-    """`store.<name>(*args)` where the store has it, else None ("not available")."""
+def _optional(store: Storage, name: str, *args: Any) -> list[Any] | None:
+    """`store.<name>(*args)` where the store has it, else None ("not available"): a store class from before the
+    outbox and silences lacks `pending_outbox` and `active_silences`."""
     method = getattr(store, name, None)
-    return None if method is None else [dict(row) for row in method(*args)]
+    return None if method is None else list(method(*args))
 
 
-def status(config: Config, store, *, now: datetime, runs: int = 10) -> dict[str, Any]:
+def status(config: Config, store: Storage, *, now: datetime, runs: int = 10) -> dict[str, Any]:
     """Everything `monitor status` shows.
 
     runs: how many of the last runs to list, newest first.
     Returns {"database", "runs", "schedule": {cron, timezone, catch_up_weeks, next_run, next_week, owed},
-    "sources" (`freshness`; weeks_behind counts from the clock's last complete week), "outbox", "silences"};
-    outbox and silences are None when the store does not keep them.
+    "sources" (`freshness`; weeks_behind counts from the clock's last complete week), "outbox" (OutboxMessage
+    list), "silences" (Silence list)}; outbox and silences are None when the store does not keep them.
     """
     from monitor.coverage import select_week
     from monitor.schedule import next_run, owed_weeks

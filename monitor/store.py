@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import sqlite_utils
@@ -30,9 +30,16 @@ from monitor.types import (
     FileStream,
     Incident,
     IngestResult,
+    OutboxMessage,
     ParsedFile,
+    RecordedRun,
     Reject,
+    RunSummary,
+    Silence,
 )
+
+if TYPE_CHECKING:
+    from monitor.store_protocol import Storage
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 COUNT_KEYS: tuple[str, ...] = ("source", "week_start", "country", "admin1", "admin2", "event_type", "sub_event_type", "actor")
@@ -977,20 +984,25 @@ class Store:
             out.append(row)
         return out
 
-    def record_run(self, *, week: str, started_at: datetime, finished_at: datetime, status: str, summary: dict) -> None:
-        """Log one weekly run and what it did."""
+    def record_run(
+        self, *, week: str, started_at: datetime, finished_at: datetime, status: str, summary: RunSummary | dict[str, Any]
+    ) -> None:
+        """Log one weekly run and what it did (a dict summary is read as `RunSummary.from_mapping`)."""
+        if not isinstance(summary, RunSummary):
+            summary = RunSummary.from_mapping(summary)
         with self._transaction():
             self.db.execute(
                 "INSERT INTO runs (week, started_at, finished_at, status, summary) VALUES (?, ?, ?, ?, ?)",
-                [week, _iso(started_at), _iso(finished_at), status, json.dumps(summary, default=str, sort_keys=True)],
+                [week, _iso(started_at), _iso(finished_at), status, summary.to_json()],
             )
 
-    def runs(self) -> list[dict[str, Any]]:
-        """Every recorded run, oldest first; summary decoded from JSON."""
-        rows = list(self.db.query("SELECT * FROM runs ORDER BY id"))
-        for row in rows:
-            row["summary"] = json.loads(row["summary"])
-        return rows
+    def runs(self) -> list[RecordedRun]:
+        """Every recorded run, oldest first."""
+        return [
+            RecordedRun(id=row["id"], week=row["week"], started_at=row["started_at"], finished_at=row["finished_at"],
+                        status=row["status"], summary=RunSummary.from_json(row["summary"]))
+            for row in self.db.query("SELECT * FROM runs ORDER BY id")
+        ]  # fmt: skip
 
     # measured false-alert rates
     def record_backtest(
@@ -1071,11 +1083,11 @@ class Store:
             faults.point("run.alerts.before-commit")
         return ids
 
-    def pending_outbox(self) -> list[dict[str, Any]]:
-        """Messages not yet accepted by a mail server, oldest first (recipients and series decoded)."""
+    def pending_outbox(self) -> list[OutboxMessage]:
+        """Messages still to send, oldest first (`OutboxMessage.pending`)."""
         return self.outbox(pending=True)
 
-    def outbox(self, *, pending: bool = False) -> list[dict[str, Any]]:
+    def outbox(self, *, pending: bool = False) -> list[OutboxMessage]:
         """Outbox messages, oldest first, without the message bytes; if `pending`, only those still to send
         (not sent, not refused for good: `dead_at` is set on those, and not of unknown outcome: `unknown_at`)."""
         where = " WHERE sent_at IS NULL AND dead_at IS NULL AND unknown_at IS NULL" if pending else ""
@@ -1084,9 +1096,9 @@ class Store:
             f" last_attempt_at, sent_at, channel, dead_at, unknown_at FROM outbox{where} ORDER BY id"
         ))  # fmt: skip
         for row in rows:
-            row["recipients"] = json.loads(row["recipients"])
-            row["series"] = json.loads(row["series"])
-        return rows
+            row["recipients"] = tuple(json.loads(row["recipients"]))
+            row["series"] = tuple(json.loads(row["series"]))
+        return [OutboxMessage(**row) for row in rows]
 
     def outbox_message(self, outbox_id: int) -> bytes:
         """The stored RFC 5322 bytes of an outbox message."""
@@ -1148,14 +1160,15 @@ class Store:
             )
             return int(cur.lastrowid)
 
-    def silences(self) -> list[dict[str, Any]]:
+    def silences(self) -> list[Silence]:
         """Every silence, newest first."""
-        return list(self.db.query("SELECT * FROM silences ORDER BY id DESC"))
+        return [Silence(**row) for row in self.db.query("SELECT * FROM silences ORDER BY id DESC")]
 
-    def active_silences(self, now: datetime | date) -> list[dict[str, Any]]:
-        """Silences in force on `now`'s date: not expired by hand and `until` not passed."""
+    def active_silences(self, now: datetime | date) -> list[Silence]:
+        """Silences in force on `now`'s date (`Silence.active_on`): not expired by hand and `until` not passed."""
         day = (now.date() if isinstance(now, datetime) else now).isoformat()
-        return list(self.db.query("SELECT * FROM silences WHERE expired_at IS NULL AND until >= ? ORDER BY id", [day]))
+        rows = self.db.query("SELECT * FROM silences WHERE expired_at IS NULL AND until >= ? ORDER BY id", [day])
+        return [Silence(**row) for row in rows]
 
     def expire_silence(self, silence_id: int, *, now: datetime) -> bool:
         """End a silence now; False if there is no such silence or it had already ended."""
@@ -1166,3 +1179,7 @@ class Store:
             )
             return cur.rowcount > 0
 
+
+
+if TYPE_CHECKING:  # Store is the SQLite backend of the interface the rest of the monitor uses
+    _backend: type[Storage] = Store

@@ -1,12 +1,16 @@
 """The values that flow down the weekly line: incidents → series → detections → run result.
 
 Every value type here is frozen: stages return new values and never mutate what they were
-given. FileStream is the one reader among them: a file being read in batches.
+given. FileStream is the one reader among them: a file being read in batches. The store hands
+out its rows typed too (monitor.store_protocol.Storage): AlertState, RecordedRun with its
+RunSummary, OutboxMessage and Silence, which say themselves what their columns mean (a message
+still pending, a silence in force on a day, a run that settles its alerts).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import json
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -331,8 +335,8 @@ class RunResult:
     measured_rate: Any = None
     #: series key -> its alert lifecycle this week, e.g. "firing since 2023-W07", "silenced (#3 until 2023-03-20)"
     alert_notes: dict[str, str] = field(default_factory=dict)
-    #: silences in force when the run was made (dicts: id, filter, until, comment, author)
-    silences: tuple[dict[str, Any], ...] = ()
+    #: silences in force when the run was made
+    silences: tuple["Silence", ...] = ()
     #: one-line reasons of the input files this run refused (nothing was read from them)
     refused: tuple[str, ...] = ()
     #: ingests since the previous week's run that rejected rows (the rest of each file was kept)
@@ -413,3 +417,181 @@ class SeveritySettings:
     warning_alpha: float = 0.05
     fdr: float = 0.05
     warning_fdr: float = 0.20
+
+
+class _ReadsAsRow:
+    """Read access by column name (`value["week"]`), as the store's rows were read before they were typed.
+
+    `as_row()` is the row as the store used to hand it out (JSON-decoded lists, plain dicts); `value[key]`,
+    `keys()` and `get` read it. Kept for readers of the old dict rows (tests, scripts); code in `monitor/`
+    reads the attributes.
+    """
+
+    __slots__ = ()
+
+    def as_row(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def __getitem__(self, key: str) -> Any:
+        return self.as_row()[key]
+
+    def keys(self) -> list[str]:
+        return list(self.as_row())
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.as_row().get(key, default)
+
+
+#: The keys of a run's summary, in the order RunSummary declares them (the JSON text sorts them).
+RUN_SUMMARY_KEYS: tuple[str, ...] = (
+    "series", "flagged", "warnings", "queued", "announced", "outbox_pending", "outbox_unknown", "ingested_files",
+    "refused", "error", "emailed",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What one recorded run did: the `summary` JSON of a row of the runs table.
+
+    A field is None when the run did not record it (a failed run records fewer keys; runs recorded by
+    older versions, other keys): None fields are left out of the JSON, and keys this type does not
+    know are kept in `extra`, so `from_json(text).to_json() == text` for every stored summary.
+    """
+
+    series: int | None = None  # how many series were judged
+    flagged: tuple[str, ...] | None = None  # series keys in alarm
+    warnings: tuple[str, ...] | None = None  # series keys at the warning level
+    queued: int | None = None  # messages put in the outbox
+    announced: tuple[str, ...] | None = None  # series keys in messages delivered
+    outbox_pending: int | None = None  # messages left in the outbox
+    outbox_unknown: int | None = None  # messages sent whole without a final answer
+    ingested_files: tuple[str, ...] | None = None
+    refused: tuple[str, ...] | None = None  # one-line reasons of the input files refused
+    error: str | None = None  # the delivery error, or why the run failed
+    emailed: bool | None = None  # False: a report-only run (--no-email, alerts off)
+    extra: dict[str, Any] = field(default_factory=dict)  # keys not listed above, as recorded (or a listed key recorded as null)
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> "RunSummary":
+        """A summary from its keys (lists become tuples); keys not among the fields go to `extra`."""
+        known: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for key, value in values.items():
+            if key in RUN_SUMMARY_KEYS and value is not None:
+                known[key] = tuple(value) if isinstance(value, list) else value
+            else:
+                extra[key] = value
+        return cls(**known, extra=extra)
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunSummary":
+        """The summary stored as JSON text (a text that is not a JSON object reads as an empty summary)."""
+        values = json.loads(text)
+        return cls.from_mapping(values if isinstance(values, dict) else {})
+
+    def as_dict(self) -> dict[str, Any]:
+        """The recorded keys as plain JSON values (tuples as lists), None fields left out."""
+        out: dict[str, Any] = {}
+        for key in RUN_SUMMARY_KEYS:
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = list(value) if isinstance(value, tuple) else value
+        out.update(self.extra)
+        return out
+
+    def to_json(self) -> str:
+        """The JSON text stored in the runs table (keys sorted; dates and other values as text)."""
+        return json.dumps(self.as_dict(), default=str, sort_keys=True)
+
+    @property
+    def problem(self) -> str:
+        """The run's error, else the reasons of the files it refused ("" when neither)."""
+        return self.error or "; ".join(self.refused or ())
+
+    @property
+    def settles_alerts(self) -> bool:
+        """False only for a run recorded as report-only (emailed = false): its alerts were not processed."""
+        return self.emailed is not False
+
+
+@dataclass(frozen=True)
+class RecordedRun(_ReadsAsRow):
+    """One row of the runs table: a weekly run, when it ran, how it ended and what it did."""
+
+    id: int
+    week: str  # ISO week label, e.g. "2023-W09"
+    started_at: str  # ISO time, as recorded
+    finished_at: str
+    status: str  # ok | ingest-refused | delivery-failed | no-data | failed
+    summary: RunSummary
+
+    def as_row(self) -> dict[str, Any]:
+        return {"id": self.id, "week": self.week, "started_at": self.started_at, "finished_at": self.finished_at,
+                "status": self.status, "summary": self.summary.as_dict()}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class OutboxMessage(_ReadsAsRow):
+    """A message of the outbox (without its bytes: `Store.outbox_message(id)`), and where its delivery stands."""
+
+    id: int
+    week: str
+    route: str
+    recipients: tuple[str, ...]
+    subject: str
+    message_id: str
+    series: tuple[str, ...]  # series keys the message announces
+    created_at: str
+    attempts: int = 0
+    last_error: str = ""
+    last_attempt_at: str | None = None
+    sent_at: str | None = None  # a server accepted it
+    channel: str = ""  # smtp or eml, once sent
+    dead_at: str | None = None  # refused for good: out of the queue, kept with the reason
+    unknown_at: str | None = None  # sent whole, no final answer: out of the queue until resent by request
+
+    @property
+    def pending(self) -> bool:
+        """Still to send: not sent, not refused for good, not of unknown outcome."""
+        return self.sent_at is None and not self.dead_at and not self.unknown_at
+
+    @property
+    def refused(self) -> bool:
+        """Refused for good by the server (`dead_at`)."""
+        return bool(self.dead_at)
+
+    @property
+    def unknown(self) -> bool:
+        """Sent whole with no final answer, not sent since nor refused: waits for `--resend-unknown`."""
+        return bool(self.unknown_at) and self.sent_at is None and not self.dead_at
+
+    def as_row(self) -> dict[str, Any]:
+        row = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        row["recipients"], row["series"] = list(self.recipients), list(self.series)
+        return row
+
+
+@dataclass(frozen=True)
+class Silence(_ReadsAsRow):
+    """A silence: alerts of series matching `filter` are not emailed until `until` (inclusive)."""
+
+    id: int
+    filter: str  # text matched against series names and keys, or `key:<series key>`
+    until: str  # ISO date, inclusive
+    comment: str
+    author: str
+    created_at: str
+    expired_at: str | None = None  # ended by hand (`monitor silence expire`)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "Silence":
+        """A silence from a dict of its columns (created_at and expired_at may be left out)."""
+        return cls(id=values["id"], filter=values["filter"], until=values["until"], comment=values["comment"],
+                   author=values["author"], created_at=values.get("created_at", ""), expired_at=values.get("expired_at"))  # fmt: skip
+
+    def active_on(self, day: date) -> bool:
+        """In force on `day`: not expired by hand and `until` not passed."""
+        return self.expired_at is None and self.until >= day.isoformat()
+
+    def as_row(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}

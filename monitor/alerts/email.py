@@ -1,9 +1,11 @@
 """The email digest: build one message per run for the surges to announce, and deliver it.
 
 The only module that uses smtplib and the email package. `deliver` either hands the
-message to an SMTP server or, with no server configured, writes it as an .eml file; the
-caller records the announcements only after `deliver` returned (Alertmanager's
-silence → dedup → send → record order), so a failed send is retried by the next run.
+message to an SMTP server or, with no server configured, writes it as an .eml file. The
+message is recorded before it is sent: the weekly run commits it to the outbox together
+with the alert states that call for it (monitor.alerts.outbox.queue), and `flush` marks it
+sent only once `deliver` returned, so a failed send stays in the outbox and is retried by
+the next run or `monitor alerts flush`.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from monitor.alerts.lifecycle import (
     unannounce,
 )
 from monitor.series import KEY_PREFIX, series_matches, shell_quote
-from monitor.types import RunResult, SeriesResult
+from monitor.types import RunResult, SeriesResult, Silence
 from monitor.weeks import (
     week_number as week_index,  # weeks between events, for the lifecycle
 )
@@ -113,7 +113,7 @@ class Plan:
     digests: list[Digest]
     states: dict[str, AlertState]
     events: list[tuple[str, str, str, str, str]]  # (series, event, state, severity, detail)
-    silenced: dict[str, dict[str, Any]]  # series key -> the silence holding its notice back
+    silenced: dict[str, Silence]  # series key -> the silence holding its notice back
 
 
 def routes_of(settings: Any) -> list[Route]:
@@ -195,9 +195,9 @@ def as_first_run(
     return out
 
 
-def silence_for(r: SeriesResult, silences: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+def silence_for(r: SeriesResult, silences: Iterable[Silence]) -> Silence | None:
     """The first active silence whose filter matches the series, if any."""
-    return next((s for s in silences if matches(str(s["filter"]), r)), None)
+    return next((s for s in silences if matches(str(s.filter), r)), None)
 
 
 def silence_command(r: SeriesResult, week_end: date, *, today: date | None = None) -> str:
@@ -242,13 +242,16 @@ def _inhibit(notices: list[Notice]) -> list[Notice]:
     return top
 
 
-def plan(result: RunResult, changes: Sequence[Change], settings: Any, silences: Sequence[Mapping[str, Any]]) -> Plan:
-    """Route this week's changes into digests and settle the states to store (see the module docstring)."""
+def plan(result: RunResult, changes: Sequence[Change], settings: Any, silences: Sequence[Silence | Mapping[str, Any]]) -> Plan:
+    """Route this week's changes into digests and settle the states to store (see the module docstring).
+
+    silences: those in force (`Store.active_silences`); a dict of a silence's columns is read as one."""
+    silences = [s if isinstance(s, Silence) else Silence.from_mapping(s) for s in silences]
     routes = routes_of(settings)
     per_route: dict[str, list[Notice]] = {r.name: [] for r in routes}
     continuing: dict[str, list[Notice]] = {r.name: [] for r in routes}
     reached: set[str] = set()
-    silenced: dict[str, dict[str, Any]] = {}
+    silenced: dict[str, Silence] = {}
     for c in changes:
         silence = silence_for(c.result, silences)
         for route in routes:
@@ -258,7 +261,7 @@ def plan(result: RunResult, changes: Sequence[Change], settings: Any, silences: 
             if kind is None:
                 continue
             if silence is not None:
-                silenced[c.key] = dict(silence)
+                silenced[c.key] = silence
                 continue
             notice = Notice(kind, c, silence_command(c.result, result.week_end, today=result.generated_at.date()),
                             check_command=check_command(c.result, result.week))
@@ -272,9 +275,9 @@ def plan(result: RunResult, changes: Sequence[Change], settings: Any, silences: 
         after, detail = c.after, ""
         if c.event in ("new", "escalated", "reminder") and c.key not in reached:
             after = unannounce(c.after, c.before)
-            detail = f"not sent: silenced by #{silenced[c.key]['id']}" if c.key in silenced else "not sent: no route at this severity"
+            detail = f"not sent: silenced by #{silenced[c.key].id}" if c.key in silenced else "not sent: no route at this severity"
         elif c.event == "resolved" and c.key not in reached and c.before.announced_index >= 0:
-            detail = f"not sent: silenced by #{silenced[c.key]['id']}" if c.key in silenced else "not sent"
+            detail = f"not sent: silenced by #{silenced[c.key].id}" if c.key in silenced else "not sent"
         if after != c.before:
             states[c.key] = after
         if c.event:
@@ -325,7 +328,3 @@ def group_label(r: SeriesResult, group_by: str) -> str:
         return r.series.key
     return dict(r.series.labels).get(group_by, "All")
 
-
-def with_state(changes: Sequence[Change], states: Mapping[str, AlertState]) -> list[Change]:
-    """The changes with their `after` replaced by the settled states (for display)."""
-    return [replace(c, after=states.get(c.key, c.after)) for c in changes]

@@ -30,12 +30,15 @@ from datetime import datetime
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from monitor import faults
 from monitor.alerts.notify import Plan
 from monitor.errors import DeliveryError
 from monitor.types import ReportFiles, RunResult
+
+if TYPE_CHECKING:
+    from monitor.store_protocol import Storage
 
 
 @dataclass
@@ -55,7 +58,7 @@ class FlushResult:
         return "; ".join(f"#{f['id']} ({f['route']}){state(f)}: {f['error']}" for f in self.failed)
 
 
-def queue(store, result: RunResult, files: ReportFiles, plan: Plan, *, settings: Any, now: datetime, report: str | None = None) -> list[int]:
+def queue(store: Storage, result: RunResult, files: ReportFiles, plan: Plan, *, settings: Any, now: datetime, report: str | None = None) -> list[int]:
     """Build one message per digest of `plan` and commit them with the plan's states and events."""
     from monitor.alerts.email import build_digest
 
@@ -74,7 +77,7 @@ def queue(store, result: RunResult, files: ReportFiles, plan: Plan, *, settings:
     return store.commit_alerts(result.week, plan.states.values(), plan.events, messages, now=now)
 
 
-def flush(store, *, settings: Any, password: Any, eml_dir_for: Callable[[str], Path], now: datetime) -> FlushResult:
+def flush(store: Storage, *, settings: Any, password: Any, eml_dir_for: Callable[[str], Path], now: datetime) -> FlushResult:
     """Send every pending outbox message, oldest first; stop at the first failure of the SMTP server.
 
     password: as `deliver` takes it (text, SecretStr, or a function read only when a login needs it).
@@ -93,32 +96,32 @@ def flush(store, *, settings: Any, password: Any, eml_dir_for: Callable[[str], P
     out = FlushResult()
     pending = store.pending_outbox()
     for i, row in enumerate(pending):
-        message = BytesParser(policy=policy.default).parsebytes(store.outbox_message(row["id"]))
+        message = BytesParser(policy=policy.default).parsebytes(store.outbox_message(row.id))
         faults.point("outbox.before-send")
         try:
-            delivery = deliver(message, settings=settings, password=password, eml_dir=eml_dir_for(row["week"]),
-                               recipients=row["recipients"] or None)  # fmt: skip
+            delivery = deliver(message, settings=settings, password=password, eml_dir=eml_dir_for(row.week),
+                               recipients=list(row.recipients) or None)  # fmt: skip
         except DeliveryError as exc:
             unknown = getattr(exc, "unknown", False)
-            failure = {"id": row["id"], "route": row["route"], "week": row["week"], "error": str(exc), "permanent": exc.permanent,
+            failure = {"id": row.id, "route": row.route, "week": row.week, "error": str(exc), "permanent": exc.permanent,
                        "unknown": unknown}  # fmt: skip
             out.failed.append(failure)
             if exc.permanent:  # refused for good: set aside (kept, with the reason) and go on with the others
-                store.mark_dead(row["id"], error=str(exc), now=now)
+                store.mark_dead(row.id, error=str(exc), now=now)
                 continue
             if unknown:  # sent whole, no final answer: the server may have it; resending is the user's call
-                store.mark_unknown(row["id"], error=str(exc), now=now)
+                store.mark_unknown(row.id, error=str(exc), now=now)
                 out.unknown += 1
                 out.pending = len(pending) - i - 1  # the ones after it wait: the server is in trouble
                 return out
-            store.mark_failed(row["id"], error=str(exc), now=now)  # the server is down or busy: try again later
+            store.mark_failed(row.id, error=str(exc), now=now)  # the server is down or busy: try again later
             out.pending = len(pending) - i  # this message and the ones after it
             return out
         faults.point("outbox.accepted")  # the one duplicate: accepted by the server, not yet marked sent
-        store.mark_sent(row["id"], channel=delivery.channel, now=now)
+        store.mark_sent(row.id, channel=delivery.channel, now=now)
         faults.point("outbox.marked")
         out.delivered.append({
-            "id": row["id"], "route": row["route"], "week": row["week"], "channel": delivery.channel,
-            "path": str(delivery.path) if delivery.path else "", "series": row["series"], "subject": row["subject"],
+            "id": row.id, "route": row.route, "week": row.week, "channel": delivery.channel,
+            "path": str(delivery.path) if delivery.path else "", "series": list(row.series), "subject": row.subject,
         })  # fmt: skip
     return out

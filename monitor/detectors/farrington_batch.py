@@ -463,10 +463,6 @@ class _Rows:
             self._codes = np.arange(C, dtype=np.intp)[:, None] * L + self.lev
         return self._codes
 
-    def level_sums(self, x: np.ndarray) -> np.ndarray:
-        """Per-fit, per-level sums of the (C × n) array x: one reduceat over level segments."""
-        return _level_sums(x, _flat_starts(self.starts, x.shape[1]), self.nonempty)
-
     def fit_sums(self, x: np.ndarray) -> np.ndarray:
         """Per-fit sums of the (C × n) array x over the fit's rows (padding excluded)."""
         return _fit_sums(x, _flat_starts(self.starts, x.shape[1]), self.nonempty)

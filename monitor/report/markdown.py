@@ -582,8 +582,8 @@ def _alerts_section(result: RunResult) -> list[str]:
         out += ["Active silences (their series are not emailed, but stay in this report):", "",
                 "| # | Series filter | Until | Comment | Author |", "|---:|:---|:---|:---|:---|"]  # fmt: skip
         for s in result.silences:
-            out.append(f"| {int(s['id'])} | {md_escape(s['filter'])} | {md_escape(s['until'])} | {md_escape(s['comment'])} | "
-                       f"{md_escape(s['author'])} |")  # fmt: skip
+            out.append(f"| {int(s.id)} | {md_escape(s.filter)} | {md_escape(s.until)} | {md_escape(s.comment)} | "
+                       f"{md_escape(s.author)} |")  # fmt: skip
     else:
         out.append("No active silences.")
     out.append("")
