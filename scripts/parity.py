@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from monitor.detectors import make_params, run_detector
-from monitor.reference import compare, load_case, manifest
+from monitor.detectors.reference import compare, load_case, manifest
 
 
 def main(folder: Path) -> int:

@@ -49,7 +49,7 @@ def reference_cases(algorithm_prefix: str) -> list:
     Collected without the folder, a single case asks the fixture: it fails under CI and
     skips locally, so a missing folder never passes silently.
     """
-    from monitor.reference import manifest
+    from monitor.detectors.reference import manifest
 
     folder = reference_dir()
     if not (folder / "manifest.csv").is_file():
@@ -59,7 +59,7 @@ def reference_cases(algorithm_prefix: str) -> list:
 
 def load_reference(row, folder: Path):
     """The ReferenceCase of a manifest row, checked against the manifest's own counts."""
-    from monitor.reference import load_case
+    from monitor.detectors.reference import load_case
 
     if row is None:
         pytest.fail(f"{folder / 'manifest.csv'} is missing")
@@ -73,7 +73,7 @@ def assert_close(ours, theirs, what: str, rel: float = 1e-6) -> None:
     """Same NA weeks, same infinities, finite values within `rel` relative difference."""
     import numpy as np
 
-    from monitor.reference import relative_difference, same_missing
+    from monitor.detectors.reference import relative_difference, same_missing
 
     assert same_missing(ours, theirs), f"{what}: NA in different weeks"
     a, b = ours.to_numpy(dtype=float), theirs.to_numpy(dtype=float)

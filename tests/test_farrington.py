@@ -24,7 +24,7 @@ from monitor.detectors.farrington import (
     min_history,
     series_min_history,
 )
-from monitor.reference import params_from_r_call
+from monitor.detectors.reference import params_from_r_call
 
 CASES = reference_cases("ff_")
 

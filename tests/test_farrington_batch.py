@@ -37,8 +37,8 @@ from monitor.detectors.farrington import (
     detect_many,
     detect_statsmodels,
 )
+from monitor.detectors.reference import same_missing
 from monitor.evaluate import SCENARIOS, simulate_series
-from monitor.reference import same_missing
 
 CASES = reference_cases("ff_")
 NUMERIC = ("expected", "upperbound", "score", "pvalue", "mu0", "phi", "trend_coef")

@@ -261,7 +261,7 @@ def build_digest(
     generated = result.generated_at if result.generated_at.tzinfo else result.generated_at.replace(tzinfo=timezone.utc)
 
     message = EmailMessage()
-    message["Subject"] = _subject(getattr(settings, "subject_prefix", "[incident-monitor]"), result.week, digest, group_by)
+    message["Subject"] = _subject(settings.subject_prefix, result.week, digest, group_by)
     message["From"] = settings.sender
     message["To"] = ", ".join(digest.route.recipients) if digest.route.recipients else "undisclosed-recipients:;"
     message["Date"] = format_datetime(generated)
