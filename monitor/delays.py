@@ -126,7 +126,10 @@ def nowcasts(store, series, *, week: date, week_start: str = "monday", history_w
     if table.delays is None or table.as_of is None:
         return {}, "" if table.one_load or not table.events else f"no nowcast for the latest week: {table.reason}"
     end = datetime.combine(week + timedelta(days=7), datetime.min.time(), tzinfo=timezone.utc)
-    delay = max(0, math.floor((table.as_of - end) / timedelta(days=7)))
+    if table.as_of < end:  # the latest delivery was made before the week ended: not even delay 0 applies
+        return {}, (f"no nowcast for the week of {week.isoformat()}: the latest ingest ({table.as_of:%Y-%m-%d %H:%M} UTC) "
+                    "was made before the week ended")  # fmt: skip
+    delay = math.floor((table.as_of - end) / timedelta(days=7))
     if delay >= table.delays.max_delay or table.delays.share[delay] >= 1:
         return {}, ""  # reporting of the week is complete
     shares = table.delays.share
