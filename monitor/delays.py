@@ -117,10 +117,11 @@ def nowcasts(store, series, *, week: date, week_start: str = "monday", history_w
     The delays are measured over the events of the last `history_weeks` weeks, all series pooled (a
     single series has too few events to measure its own); the week's delay is counted from its end to
     the latest ingest. Each series' prior is its own recent level (`nowcast.prior_from_history` over
-    the weeks before, each still-filling one divided by the share known at its delay). Series of
+    the weeks before, each still-filling one divided by the share known at its delay; its shape at most
+    `nowcast.PRIOR_SHAPE_MAX`, so a surge's reported events outweigh a steady history). Series of
     fatalities get none: delays are measured on events.
     """
-    from monitor.nowcast import nowcast_week, prior_from_history
+    from monitor.nowcast import PRIOR_SHAPE_MAX, nowcast_week, prior_from_history
 
     table = measure(store.sightings(since=week - timedelta(weeks=history_weeks)), week_start=week_start)
     if table.delays is None or table.as_of is None:
@@ -143,5 +144,5 @@ def nowcasts(store, series, *, week: date, week_start: str = "monday", history_w
         lags = delay + np.arange(len(before), 0, -1)
         before = before / np.where(lags < len(shares), shares[np.minimum(lags, len(shares) - 1)], 1.0)
         mean, size = prior_from_history(before)
-        out[s.key] = nowcast_week(int(s.counts.iloc[-1]), share, prior_mean=mean, size=size)
+        out[s.key] = nowcast_week(int(s.counts.iloc[-1]), share, prior_mean=mean, size=min(size, PRIOR_SHAPE_MAX))
     return out, ""

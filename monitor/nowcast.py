@@ -34,6 +34,11 @@ from scipy import stats
 MIN_WEEKS = 8
 #: Smallest prior mean used: a series with no events lately still may have some (never a prior of 0).
 PRIOR_FLOOR = 0.1
+#: Largest prior shape used by the weekly nowcast: the prior weighs at most as much as 1/mean weeks of
+#: data. A week in surge is exactly one whose rate departs from its history, so a steady history
+#: (shape → ∞, a fixed rate) must not outweigh the events already reported: with 14 known at half
+#: reported against a history of 4 a week, a fixed rate would nowcast 16, this prior 24, chain ladder 28.
+PRIOR_SHAPE_MAX = 1.0
 
 
 @dataclass(frozen=True)

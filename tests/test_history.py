@@ -177,8 +177,10 @@ def test_delays_measured_over_weekly_deliveries(tmp_path, config):
 def test_check_nowcasts_the_week_still_filling(tmp_path):
     """Twenty event weeks of 4 events (2 known the Monday after the week, 1 a week later, 1 two weeks later),
     delivered every Monday. On the Monday after week 19 its 2 known events are half its eventual count
-    (F(0) = 2/4, measured); the prior is 4 a week (week 18's 3 known events at F(1) = 3/4 count as 4), so
-    the events still to come are Poisson(4 · 0.5): nowcast 2 + 2 = 4, 90 % interval 2 + [0, 5]."""
+    (F(0) = 2/4, measured); the prior mean is 4 a week (week 18's 3 known events at F(1) = 3/4 count as 4)
+    and its shape 1 (PRIOR_SHAPE_MAX: the steady history alone would give infinity). The events still to come
+    are NB(1 + 2, p = (1/4 + 1/2) / (1/4 + 1)) = NB(3, 0.6): mean 2, cumulative 0.216, 0.475, 0.683, 0.821,
+    0.904, 0.950 at 0..5, so the nowcast is 2 + 2 = 4 and its 90 % interval 2 + [0, 5]."""
     from datetime import datetime, timedelta, timezone
 
     config = tmp_path / "monitor.toml"
@@ -203,3 +205,31 @@ def test_check_nowcasts_the_week_still_filling(tmp_path):
     later = CliRunner().invoke(cli, ["--config", str(config), "check", "--week", "2023-W10", "--format", "json"],
                                env={"MONITOR_NOW": monday[20].isoformat()})  # fmt: skip
     assert "nowcast" not in json.loads(later.stdout)[0]
+
+
+def test_the_report_shows_the_nowcast_of_a_flagged_week_still_filling(tmp_path):
+    """The twenty deliveries again, with a surge of 12 more events in the last week, all known at once: the
+    week is flagged on its 14 known events, and the report says where its count is heading and draws it."""
+    from datetime import datetime, timedelta, timezone
+
+    config = tmp_path / "monitor.toml"
+    config.write_text('[database]\npath = "m.db"\n[report]\nfolder = "reports"\n[[series]]\nname = "all"\n', encoding="utf-8")
+    start = datetime(2023, 1, 2, tzinfo=timezone.utc)
+    monday = [start + timedelta(weeks=k, hours=6) for k in range(23)]
+    events = []
+    for w in range(20):
+        day = (start + timedelta(weeks=w, days=2)).date().isoformat()
+        events += [(f"W{w}a", day, w + 1), (f"W{w}b", day, w + 1), (f"W{w}c", day, w + 2), (f"W{w}d", day, w + 3)]
+    events += [(f"S{i}", (start + timedelta(weeks=19, days=3)).date().isoformat(), 20) for i in range(12)]
+    for k in range(1, 21):
+        known = [acled_row(eid, event_date=day, fatalities=0, timestamp=str(int(monday[first].timestamp())))
+                 for eid, day, first in events if first <= k]  # fmt: skip
+        deliver(config, monday[k].isoformat(), write_csv(tmp_path / f"acled_{k:02d}.csv", ACLED_HEADER, known))
+    result = CliRunner().invoke(cli, ["--config", str(config), "report", "--week", "2023-W20"], env={"MONITOR_NOW": monday[20].isoformat()})
+    assert result.exit_code == 0, result.output
+    report = (tmp_path / "reports" / "2023-W20" / "report.md").read_text(encoding="utf-8")
+    # 14 known at F(0) = 0.5 against a prior of 4 a week with shape 1: 14 + (1 + 14) · 0.5 / (1/4 + 0.5) = 24
+    sentence = next(line for line in report.splitlines() if "Reporting of this week is still coming in" in line)
+    assert "about 50% of a week's events are in the data by now, so its final count is nowcast at 24 (90 % interval" in sentence
+    charts = list((tmp_path / "reports" / "2023-W20" / "charts").glob("*.png"))
+    assert len(charts) == 1 and charts[0].stat().st_size > 10_000

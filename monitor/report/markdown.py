@@ -526,11 +526,22 @@ def _flagged_details(result: RunResult, charts: Mapping[str, str], settings: Any
             f"{fmt_num(d.observed)} {_metric_unit(r)} in {week_dates(result)} against {fmt_num(d.expected)} expected; "
             f"threshold {fmt_num(d.threshold)}, exceedance score {fmt_score(d.score)}, p-value {fmt_p(d.pvalue)} "
             f"({detector}). Status: {_status_phrase(r)}; trend {md_escape(r.trend)}."
-            + (f" Alarmed by the rise over several weeks: {md_escape(d.why)}." if d.why else ""),
+            + (f" Alarmed by the rise over several weeks: {md_escape(d.why)}." if d.why else "")
+            + _nowcast_sentence(r),
             "",
         ]
         out += ["**Incidents behind the alarm**", ""] + _incident_rows(r, settings)
     return out
+
+
+def _nowcast_sentence(r: SeriesResult) -> str:
+    """' Reporting of this week is still coming in: ...' for a week still filling (monitor.nowcast), else ''."""
+    d = r.detection
+    if is_missing(d.nowcast):
+        return ""
+    return (f" Reporting of this week is still coming in: about {d.complete_share:.0%} of a week's events are in the data "
+            f"by now, so its final count is nowcast at {fmt_num(d.nowcast)} (90 % interval {fmt_num(d.nowcast_low)} to "
+            f"{fmt_num(d.nowcast_high)}; shaded on the chart).")
 
 
 def _method(result: RunResult) -> list[str]:

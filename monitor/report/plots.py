@@ -36,6 +36,7 @@ THRESHOLD = "#e69f00"
 CURRENT = "#fff3b0"
 ANNOTATION = "#555555"
 FALLBACK = "#8c8c8c"
+NOWCAST = "#009e73"  # Okabe–Ito bluish green: the final count a week still filling is expected to reach
 
 WIDTH_IN, HEIGHT_IN, DPI = 12.0, 5.0, 100  # 1200 × 500 px
 MIN_WEEKS = 104  # the x axis spans at least two years
@@ -104,6 +105,13 @@ def plot_series(result: SeriesResult, *, week_start: date, annotations: Sequence
         marks = fb_alarmed & np.isfinite(counts)
         ax.plot(weeks[marks] + np.timedelta64(3, "D"), counts[marks] + 0.04 * top, "v", mfc="none", mec=FALLBACK,
                 ms=6, zorder=5)
+        cast = result.detection
+        if current.any() and math.isfinite(cast.nowcast):  # the week is still filling: where its count is heading
+            x = weeks[current][0]
+            ax.bar([x], [cast.nowcast_high - cast.nowcast_low], bottom=[cast.nowcast_low], width=6, align="edge",
+                   color=NOWCAST, alpha=0.3, edgecolor=NOWCAST, hatch="///", lw=0.8, zorder=3)  # fmt: skip
+            ax.plot([x + np.timedelta64(3, "D")], [cast.nowcast], "D", color=NOWCAST, ms=6, zorder=5)
+            top = max(top, cast.nowcast_high)
         first, right = weeks[0], max(weeks[-1], week) + max(3, len(weeks) // 40) * seven
     else:
         top = 1.0
@@ -166,6 +174,9 @@ def plot_series(result: SeriesResult, *, week_start: date, annotations: Sequence
         handles.insert(2, Patch(color=UNDECIDED, label="undecided (too little history)"))
     if learned.any():
         handles.append(matplotlib.lines.Line2D([], [], color=EXPECTED, lw=4.0, alpha=0.45, label="expected = new level (recent weeks)"))
+    if math.isfinite(detection.nowcast):
+        handles.append(Patch(facecolor=NOWCAST, alpha=0.3, edgecolor=NOWCAST, hatch="///",
+                             label=f"nowcast, 90 % ({detection.complete_share:.0%} of the week reported)"))  # fmt: skip
     if fallback.any():
         configured = next(f for f in history["fallback_from"].astype(str) if f)
         used = next((d for d, f in zip(history["detector"].astype(str), history["fallback_from"].astype(str)) if f), "fallback")
