@@ -48,7 +48,6 @@ class FrameFilter:
     def __init__(self, frame: pd.DataFrame) -> None:
         self.frame = frame
         self._factors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self._masks: dict[tuple, np.ndarray] = {}
 
     def _factor(self, column: str) -> tuple[np.ndarray, np.ndarray]:
         got = self._factors.get(column)
@@ -67,10 +66,7 @@ class FrameFilter:
 
     def mask(self, filters) -> np.ndarray:
         """Rows kept by a SeriesFilters, as a boolean array (the rule of `filter_mask`)."""
-        key = (*(tuple(getattr(filters, c)) for c in FILTER_COLUMNS), tuple(filters.actor), tuple(filters.actor_contains))
-        got = self._masks.get(key)
-        if got is not None:
-            return got
+        # masks are not kept: one per definition over a million cells would hold gigabytes
         mask = np.ones(len(self.frame), dtype=bool)
         for column in FILTER_COLUMNS:
             wanted = set(getattr(filters, column))
@@ -84,7 +80,6 @@ class FrameFilter:
             for column in ("actor1", "actor2"):
                 hit |= self._lookup(column, lambda name: _actor_named(name, filters))
             mask &= hit
-        self._masks[key] = mask
         return mask
 
     def values(self, columns: Sequence[str]) -> set[str]:
