@@ -416,8 +416,6 @@ def backtest_store(
     last_week defaults to the latest week with data (`monitor.coverage.choose_week`); first_week to
     `weeks` - 1 weeks before it. NoDataError when no source's data reaches last_week.
     """
-    from monitor.backtest import ReplaySeries, backtest
-
     coverage = choose_week(config, store, week=last_week, now=now)
     if not coverage.reached:
         raise NoDataError(coverage.no_data_message(option="--to"))
@@ -477,8 +475,6 @@ def backtest_csv(path: Path, *, config: Config, detector: str, params: dict | No
 
     Replays the last `weeks` weeks of the file (None: every week).
     """
-    from monitor.backtest import ReplaySeries, backtest
-
     frame = read_series_csv(path)
     model = config.params_for(detector, overrides=params)
     grouped = frame.groupby("series", sort=False) if "series" in frame.columns else [(path.stem, frame)]

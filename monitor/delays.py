@@ -51,12 +51,15 @@ class DelayTable:
         return out
 
 
+def _utc(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
 def known_at(first_seen: str, earliest_revision: str, first_of_source: bool) -> datetime:
     """When an event became known: its first sight, or, for an event of its source's first ingest,
     the earlier of that and the Unix time of its earliest revision (ACLED `timestamp`)."""
-    seen = datetime.fromisoformat(first_seen)
-    if seen.tzinfo is None:
-        seen = seen.replace(tzinfo=timezone.utc)
+    seen = _utc(first_seen)
     if first_of_source and earliest_revision.isascii() and earliest_revision.isdigit():
         stamped = datetime.fromtimestamp(int(earliest_revision), tz=timezone.utc)
         return min(seen, stamped)
@@ -71,15 +74,14 @@ def measure(sightings: list[tuple[str, str, str, str]], *, week_start: str = "mo
     rows = [r for r in sightings if r[1]]  # an event never seen by an ingest (none here) has no delay
     if not rows:
         return DelayTable(0, 0, None, max_delay, None, "no incidents with a first sight (ingest files first)")
-    starts, known, stamped = [], [], 0
+    starts, known, stamped, as_of = [], [], 0, None
     for event_date, first_seen, revision, first in rows:
         starts.append(week_start_of(date.fromisoformat(event_date[:10]), start=week_start))
+        seen = _utc(first_seen)
         when = known_at(first_seen, revision, bool(first))
-        stamped += when < datetime.fromisoformat(first_seen).replace(tzinfo=when.tzinfo)
+        stamped += when < seen
         known.append(when)
-    as_of = max(datetime.fromisoformat(r[1]) for r in rows)
-    if as_of.tzinfo is None:
-        as_of = as_of.replace(tzinfo=timezone.utc)
+        as_of = seen if as_of is None or seen > as_of else as_of
     first_week = min(starts)
     n_weeks = (max(starts) - first_week).days // 7 + 1
     triangle = np.zeros((n_weeks, max_delay + 1))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -139,37 +140,46 @@ def test_migration_0010_dates_first_sight_by_the_ingest_that_last_wrote_each_eve
         assert store.db.execute("SELECT count(*) FROM incident_history").fetchone()[0] == 0
 
 
+#: Mondays from 2023-01-02 (week 0 of the weekly-delivery tests), at 06:00 UTC: delivery k is made on monday(k).
+def monday(k: int) -> datetime:
+    return datetime(2023, 1, 2, 6, tzinfo=timezone.utc) + timedelta(weeks=k)
+
+
+def weekly_deliveries(tmp_path: Path, config: Path, *, weeks: int, deliveries: int, surge: int = 0) -> None:
+    """Event weeks 0..weeks-1 of 4 events each: two reach the export the Monday after their week (delivery w + 1),
+    one a week later, one two weeks later; `surge` more events in the last week, all in its first delivery.
+    A cumulative export is ingested every Monday, deliveries 1..`deliveries`."""
+    events = []  # (event id, event date, delivery it first appears in)
+    for w in range(weeks):
+        day = (monday(w) + timedelta(days=2)).date().isoformat()
+        events += [(f"W{w}a", day, w + 1), (f"W{w}b", day, w + 1), (f"W{w}c", day, w + 2), (f"W{w}d", day, w + 3)]
+    events += [(f"S{i}", (monday(weeks - 1) + timedelta(days=3)).date().isoformat(), weeks) for i in range(surge)]
+    for k in range(1, deliveries + 1):
+        known = [acled_row(eid, event_date=day, fatalities=0, timestamp=str(int(monday(first).timestamp())))
+                 for eid, day, first in events if first <= k]  # fmt: skip
+        deliver(config, monday(k).isoformat(), write_csv(tmp_path / f"acled_{k:02d}.csv", ACLED_HEADER, known))
+
+
 def test_delays_measured_over_weekly_deliveries(tmp_path, config):
     """Twelve event weeks of 4 events each: two reach the export the Monday after their week, one a week later,
     one two weeks later; a cumulative export is ingested every Monday for 13 weeks. By hand: the share known
     at delay 0 is 2/4, at delay 1 3/4, at delay 2 all; the step from delay 0 rests on the 11 event weeks whose
     delay 1 is over by the last delivery, the step from delay 1 on 10."""
-    from datetime import datetime, timedelta, timezone
-
-    start = datetime(2023, 1, 2, tzinfo=timezone.utc)  # a Monday
-    monday = [start + timedelta(weeks=k, hours=6) for k in range(14)]
-    events = []  # (event id, event date, delivery it first appears in)
-    for w in range(12):
-        day = (start + timedelta(weeks=w, days=2)).date().isoformat()
-        events += [(f"W{w}a", day, w + 1), (f"W{w}b", day, w + 1), (f"W{w}c", day, w + 2), (f"W{w}d", day, w + 3)]
-    for k in range(1, 14):
-        known = [acled_row(eid, event_date=day, fatalities=0, timestamp=str(int(monday[first].timestamp())))
-                 for eid, day, first in events if first <= k]  # fmt: skip
-        deliver(config, monday[k].isoformat(), write_csv(tmp_path / f"acled_{k:02d}.csv", ACLED_HEADER, known))
+    weekly_deliveries(tmp_path, config, weeks=12, deliveries=13)
     result = CliRunner().invoke(cli, ["--config", str(config), "delays", "--max-delay", "2", "--format", "json"],
-                                env={"MONITOR_NOW": monday[13].isoformat()})  # fmt: skip
+                                env={"MONITOR_NOW": monday(13).isoformat()})  # fmt: skip
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == [
         {"delay": 0, "known": 0.5, "weeks": 11},
         {"delay": 1, "known": 0.75, "weeks": 10},
         {"delay": 2, "known": 1.0, "weeks": None},
     ]
-    table = CliRunner().invoke(cli, ["--config", str(config), "delays", "--max-delay", "2"], env={"MONITOR_NOW": monday[13].isoformat()})
+    table = CliRunner().invoke(cli, ["--config", str(config), "delays", "--max-delay", "2"], env={"MONITOR_NOW": monday(13).isoformat()})
     assert table.stdout.splitlines()[0] == (
         "reporting delays of all sources: 47 incidents in 12 weeks, as of 2023-04-03 06:00 UTC (the latest ingest)"
     )
     # a fourth delay cannot be measured yet: 8 event weeks must have reached it
-    short = CliRunner().invoke(cli, ["--config", str(config), "delays", "--max-delay", "6"], env={"MONITOR_NOW": monday[13].isoformat()})
+    short = CliRunner().invoke(cli, ["--config", str(config), "delays", "--max-delay", "6"], env={"MONITOR_NOW": monday(13).isoformat()})
     assert short.exit_code == 1
     assert "too little history: each delay up to 6 weeks needs 8 event weeks that have reached it, and 6 have reached 6" in short.stderr
 
@@ -181,51 +191,28 @@ def test_check_nowcasts_the_week_still_filling(tmp_path):
     and its shape 1 (PRIOR_SHAPE_MAX: the steady history alone would give infinity). The events still to come
     are NB(1 + 2, p = (1/4 + 1/2) / (1/4 + 1)) = NB(3, 0.6): mean 2, cumulative 0.216, 0.475, 0.683, 0.821,
     0.904, 0.950 at 0..5, so the nowcast is 2 + 2 = 4 and its 90 % interval 2 + [0, 5]."""
-    from datetime import datetime, timedelta, timezone
-
     config = tmp_path / "monitor.toml"
     config.write_text('[database]\npath = "m.db"\n[[series]]\nname = "all"\n', encoding="utf-8")
-    start = datetime(2023, 1, 2, tzinfo=timezone.utc)
-    monday = [start + timedelta(weeks=k, hours=6) for k in range(23)]
-    events = []
-    for w in range(20):
-        day = (start + timedelta(weeks=w, days=2)).date().isoformat()
-        events += [(f"W{w}a", day, w + 1), (f"W{w}b", day, w + 1), (f"W{w}c", day, w + 2), (f"W{w}d", day, w + 3)]
-    for k in range(1, 21):
-        known = [acled_row(eid, event_date=day, fatalities=0, timestamp=str(int(monday[first].timestamp())))
-                 for eid, day, first in events if first <= k]  # fmt: skip
-        deliver(config, monday[k].isoformat(), write_csv(tmp_path / f"acled_{k:02d}.csv", ACLED_HEADER, known))
+    weekly_deliveries(tmp_path, config, weeks=20, deliveries=20)
     result = CliRunner().invoke(cli, ["--config", str(config), "check", "--week", "2023-W20", "--format", "json"],
-                                env={"MONITOR_NOW": monday[20].isoformat()})  # fmt: skip
+                                env={"MONITOR_NOW": monday(20).isoformat()})  # fmt: skip
     assert result.exit_code in (0, 3), result.output
     (row,) = json.loads(result.stdout)
     assert (row["series"], row["week"], row["observed"]) == ("all/total", "2023-W20", 2)
     assert (row["complete_share"], row["nowcast"], row["nowcast_low"], row["nowcast_high"]) == (0.5, 4.0, 2.0, 7.0)
     # a week whose reporting is complete gets none, and check shows no nowcast columns then
     later = CliRunner().invoke(cli, ["--config", str(config), "check", "--week", "2023-W10", "--format", "json"],
-                               env={"MONITOR_NOW": monday[20].isoformat()})  # fmt: skip
+                               env={"MONITOR_NOW": monday(20).isoformat()})  # fmt: skip
     assert "nowcast" not in json.loads(later.stdout)[0]
 
 
 def test_the_report_shows_the_nowcast_of_a_flagged_week_still_filling(tmp_path):
     """The twenty deliveries again, with a surge of 12 more events in the last week, all known at once: the
     week is flagged on its 14 known events, and the report says where its count is heading and draws it."""
-    from datetime import datetime, timedelta, timezone
-
     config = tmp_path / "monitor.toml"
     config.write_text('[database]\npath = "m.db"\n[report]\nfolder = "reports"\n[[series]]\nname = "all"\n', encoding="utf-8")
-    start = datetime(2023, 1, 2, tzinfo=timezone.utc)
-    monday = [start + timedelta(weeks=k, hours=6) for k in range(23)]
-    events = []
-    for w in range(20):
-        day = (start + timedelta(weeks=w, days=2)).date().isoformat()
-        events += [(f"W{w}a", day, w + 1), (f"W{w}b", day, w + 1), (f"W{w}c", day, w + 2), (f"W{w}d", day, w + 3)]
-    events += [(f"S{i}", (start + timedelta(weeks=19, days=3)).date().isoformat(), 20) for i in range(12)]
-    for k in range(1, 21):
-        known = [acled_row(eid, event_date=day, fatalities=0, timestamp=str(int(monday[first].timestamp())))
-                 for eid, day, first in events if first <= k]  # fmt: skip
-        deliver(config, monday[k].isoformat(), write_csv(tmp_path / f"acled_{k:02d}.csv", ACLED_HEADER, known))
-    result = CliRunner().invoke(cli, ["--config", str(config), "report", "--week", "2023-W20"], env={"MONITOR_NOW": monday[20].isoformat()})
+    weekly_deliveries(tmp_path, config, weeks=20, deliveries=20, surge=12)
+    result = CliRunner().invoke(cli, ["--config", str(config), "report", "--week", "2023-W20"], env={"MONITOR_NOW": monday(20).isoformat()})
     assert result.exit_code == 0, result.output
     report = (tmp_path / "reports" / "2023-W20" / "report.md").read_text(encoding="utf-8")
     # 14 known at F(0) = 0.5 against a prior of 4 a week with shape 1: 14 + (1 + 14) · 0.5 / (1/4 + 0.5) = 24
