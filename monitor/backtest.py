@@ -19,8 +19,9 @@ own name). `monitor backtest` stores it in the database under a fingerprint of t
 detectors, their parameters and the alert levels; a report made with the same
 fingerprint states it instead of the nominal rate derived from alpha.
 
-What a replay cannot reproduce: the database holds today's version of every incident, so
-late reports and revisions that arrived after a week are in its counts; and the series set
+What this replay cannot reproduce: the database holds today's version of every incident, so
+late reports and revisions that arrived after a week are in its counts (`monitor backtest
+--as-known`, monitor.asknown, replays each week as it was known at its run); and the series set
 is the one of the last replayed week (a region that only later reached `min_events` is
 replayed over its whole span).
 """
@@ -362,7 +363,7 @@ def markdown_table(frame: pd.DataFrame) -> list[str]:
     return md_table([str(c) for c in frame.columns], rows, "".join("r" if pd.api.types.is_numeric_dtype(frame[c]) else "l" for c in frame.columns))
 
 
-def _csv_text(frame: pd.DataFrame) -> str:
+def csv_text(frame: pd.DataFrame) -> str:
     """CSV of a table whose text cells cannot run as spreadsheet formulas (series names come from input files)."""
     from monitor.report.markdown import csv_safe
 
@@ -382,9 +383,9 @@ def write_backtest(result: Backtest, out_dir: Path, *, title: str) -> Path:
     detail = result.detail.assign(
         alarm=result.detail["alarm"].map(lambda a: "" if pd.isna(a) else int(bool(a))), surge=result.detail["surge"].astype(int)
     )
-    atomic_write(out_dir / "backtest_detail.csv", _csv_text(detail))
-    atomic_write(out_dir / "backtest_series.csv", _csv_text(result.per_series))
-    atomic_write(out_dir / "backtest_weeks.csv", _csv_text(result.per_week))
+    atomic_write(out_dir / "backtest_detail.csv", csv_text(detail))
+    atomic_write(out_dir / "backtest_series.csv", csv_text(result.per_series))
+    atomic_write(out_dir / "backtest_weeks.csv", csv_text(result.per_week))
     summary = {"title": title, "multiple_testing": result.settings.multiple_testing, **result.burden.as_dict()}
     atomic_write(out_dir / "backtest_summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
     lines = [f"# Backtest: {title}", "", *summary_lines(result), "", "## Alerts per series", ""]

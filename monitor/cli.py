@@ -601,12 +601,17 @@ def demo(ctx, out_dir: Path, wait: float) -> None:
 @click.option("--param", "params", multiple=True, help="detector parameter key=value (with --detector), repeatable")
 @click.option("--counts", "counts_file", type=click.Path(path_type=Path), help="replay a CSV of week_start,count[,series] instead of the database")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("backtest"), show_default=True)
+@click.option("--as-known", "as_known", is_flag=True,
+              help="also replay each week with only the data ingested by its run (first sights, revisions and deletions "
+                   "as they were then): alerts earlier or later than on today's data, and the nowcast's error and coverage")
 @click.pass_context
-def backtest(ctx, first, last, weeks, series_filter, detector, params, counts_file, out_dir) -> None:
+def backtest(ctx, first, last, weeks, series_filter, detector, params, counts_file, out_dir, as_known) -> None:
     """Replay the detectors over past weeks, each as if it were the current one; alerts per 100 series-weeks.
 
     On the database, the measured false-alert rate (alerts per 100 series-weeks outside known
     surges) is stored there; reports with the same detectors, parameters and levels quote it.
+    With --as-known, each week is also judged on the data the database had when its run came
+    (`[schedule] cron` after the week ended), as the weekly job judged it then.
     """
     from monitor.backtest import (
         backtest_csv,
@@ -618,11 +623,12 @@ def backtest(ctx, first, last, weeks, series_filter, detector, params, counts_fi
     config = _config(ctx)
     if params and not detector:
         raise click.UsageError("--param needs --detector")
+    known = None  # the replay as known at the time (--as-known)
     if counts_file is not None:
         if not detector:
             raise click.UsageError("--counts needs --detector (e.g. --detector farrington)")
-        if first or last or series_filter:
-            raise click.UsageError("--from, --to and --series apply to the database; with --counts use --weeks")
+        if first or last or series_filter or as_known:
+            raise click.UsageError("--from, --to, --series and --as-known apply to the database; with --counts use --weeks")
         result = backtest_csv(counts_file, config=config, detector=detector, params=_params(params), weeks=weeks)
         title = f"{detector} on {counts_file.name}"
     else:
@@ -636,10 +642,22 @@ def backtest(ctx, first, last, weeks, series_filter, detector, params, counts_fi
                 config, store, first_week=first_week, last_week=last_week, weeks=weeks or 52,
                 now=now, series_filter=series_filter, detector=detector, params=_params(params),
             )
+            if as_known:
+                from monitor.asknown import replay
+
+                known = replay(config, store, today=result.detail, first_week=result.first_week, last_week=result.last_week,
+                               series_filter=series_filter, detector=detector, params=_params(params))  # fmt: skip
         title = f"{detector or 'configured detectors'} on {config.db_path.name}"
     markdown = write_backtest(result, out_dir, title=title)
     for line in summary_lines(result):
         click.echo(line)
+    if known is not None:
+        from monitor.asknown import summary_lines as known_lines
+        from monitor.asknown import write_as_known
+
+        write_as_known(known, out_dir, markdown)
+        for line in known_lines(known):
+            click.echo(line)
     columns = ["series", "weeks", "alerts", "episodes", "warnings", "first_alert", "last_alert"]
     top = result.per_series.head(15)
     if len(top):

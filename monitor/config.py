@@ -235,6 +235,11 @@ class DetectionSettings(_Settings):
     fdr: float = Field(SeveritySettings.fdr, gt=0, lt=1, allow_inf_nan=False, description="fdr: false discovery rate of alerts")
     warning_fdr: float = Field(SeveritySettings.warning_fdr, gt=0, lt=1, allow_inf_nan=False, description="fdr: false discovery rate of warnings (at least fdr)")
     workers: int = Field(0, ge=0, le=64, description="processes for detection and charts of large runs: 0 = one per CPU core, 1 = this process only")
+    nowcast_likely: float = Field(
+        0.5, gt=0, lt=1, allow_inf_nan=False,
+        description="a week still filling whose reported count is below its threshold is a warning (\"likely surge once reporting "
+        "completes\") when the chance that its final count ends above the threshold is at least this",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _warning_looser(self) -> "DetectionSettings":

@@ -113,38 +113,55 @@ def measure(sightings: list[tuple[str, str, str, str]], *, week_start: str = "mo
 
 
 def nowcasts(store, series, *, week: date, week_start: str = "monday", history_weeks: int = 52) -> tuple[dict, str]:
-    """The nowcast of `week` for each series of events whose week is still filling: {series key: Nowcast},
-    and why there is none although data came in several deliveries ("" otherwise).
+    """Nowcasts of the weeks up to `week` still filling: {series key: {week start: Nowcast}} for each
+    series of events, and why there is none for `week` although data came in several deliveries
+    ("" otherwise).
 
     The delays are measured over the events of the last `history_weeks` weeks, all series pooled (a
-    single series has too few events to measure its own); the week's delay is counted from its end to
-    the latest ingest. Each series' prior is its own recent level (`nowcast.prior_from_history` over
-    the weeks before, each still-filling one divided by the share known at its delay; its shape at most
+    single series has too few events to measure its own); a week's delay is counted from its end to
+    the latest ingest, and every week whose share known at its delay is below 1 gets a nowcast (the
+    reported week, and the weeks before it still filling, which the next run re-judges). Each
+    series' prior is its own recent level (`nowcast.prior_from_history` over the weeks before, each
+    still-filling one divided by the share known at its delay; its shape at most
     `nowcast.PRIOR_SHAPE_MAX`, so a surge's reported events outweigh a steady history). Series of
     fatalities get none: delays are measured on events.
     """
+    return nowcasts_from(store.sightings(since=week - timedelta(weeks=history_weeks)), series, week=week, week_start=week_start)
+
+
+def nowcasts_from(sightings, series, *, week: date, week_start: str = "monday") -> tuple[dict, str]:
+    """`nowcasts` from `Store.sightings` rows (those known at a past run, for `monitor backtest --as-known`)."""
     from monitor.nowcast import PRIOR_SHAPE_MAX, nowcast_week, prior_from_history
 
-    table = measure(store.sightings(since=week - timedelta(weeks=history_weeks)), week_start=week_start)
+    table = measure(sightings, week_start=week_start)
     if table.delays is None or table.as_of is None:
         return {}, "" if table.one_load or not table.events else f"no nowcast for the latest week: {table.reason}"
     end = datetime.combine(week + timedelta(days=7), datetime.min.time(), tzinfo=timezone.utc)
     if table.as_of < end:  # the latest delivery was made before the week ended: not even delay 0 applies
         return {}, (f"no nowcast for the week of {week.isoformat()}: the latest ingest ({table.as_of:%Y-%m-%d %H:%M} UTC) "
                     "was made before the week ended")  # fmt: skip
-    delay = math.floor((table.as_of - end) / timedelta(days=7))
-    if delay >= table.delays.max_delay or table.delays.share[delay] >= 1:
-        return {}, ""  # reporting of the week is complete
+    delay = math.floor((table.as_of - end) / timedelta(days=7))  # the delay of `week`; the week before is one later
     shares = table.delays.share
-    share = float(shares[delay])
-    out = {}
+    filling = [d for d in range(delay, table.delays.max_delay) if shares[d] < 1]  # delays of the weeks still filling
+    if not filling:
+        return {}, ""  # reporting of the week is complete
+    out: dict = {}
     for s in series:
         if s.metric != "events" or not len(s.counts) or s.counts.index[-1].date() != week:
             continue
-        before = s.counts.iloc[:-1].to_numpy(dtype=float)
-        # the weeks just before are still filling too: each at its own delay, scaled up to its eventual count
-        lags = delay + np.arange(len(before), 0, -1)
-        before = before / np.where(lags < len(shares), shares[np.minimum(lags, len(shares) - 1)], 1.0)
-        mean, size = prior_from_history(before)
-        out[s.key] = nowcast_week(int(s.counts.iloc[-1]), share, prior_mean=mean, size=min(size, PRIOR_SHAPE_MAX))
+        counts = s.counts.to_numpy(dtype=float)
+        n = len(counts)
+        lags = delay + np.arange(n - 1, -1, -1)  # the delay of each week of the series at the latest ingest
+        known = np.where(lags < len(shares), shares[np.minimum(lags, len(shares) - 1)], 1.0)
+        casts = {}
+        for d in filling:
+            at = n - 1 - (d - delay)
+            if at < 0:
+                break
+            # the weeks before are still filling too: each scaled up to its eventual count
+            mean, size = prior_from_history(counts[:at] / known[:at])
+            casts[s.counts.index[at].date()] = nowcast_week(int(counts[at]), float(shares[d]), prior_mean=mean,
+                                                            size=min(size, PRIOR_SHAPE_MAX))  # fmt: skip
+        if casts:
+            out[s.key] = casts
     return out, ""

@@ -14,7 +14,7 @@ import math
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,7 @@ from monitor.assemble import definition_of, series_and_problems
 from monitor.config import Config
 from monitor.coverage import choose_week, series_without_data
 from monitor.measured import fingerprint, measured_rate
+from monitor.numbers import fmt_num
 from monitor.series import (
     incidents_behind,
     trend_arrow,
@@ -235,6 +236,11 @@ def _detection(series: WeeklySeries, row: pd.Series) -> Detection:
         qvalue=_float(row.get("qvalue")),
         why=why,
         evidence_p=evidence_p(row),
+        nowcast=_float(row.get("nowcast")),
+        nowcast_low=_float(row.get("nowcast_low")),
+        nowcast_high=_float(row.get("nowcast_high")),
+        complete_share=_float(row.get("complete_share")),
+        chance_above=_float(row.get("chance_above")),
     )
 
 
@@ -295,22 +301,20 @@ def detect_week(
     frames = _detect_grouped(series, models, lookback=lookback, fallback_params=fallback_params, workers=workers)
     # Levels are decided across series, week by week (Benjamini-Hochberg needs every series of a week).
     frames = _levels_across_series(frames, severity)
+    from monitor.delays import nowcasts
+
+    # the weeks still filling: their nowcasts, and a warning where only the nowcast crosses the threshold
+    casts, nowcast_note = nowcasts(store, series, week=week, week_start=config.week.start)
+    frames = [nowcast_levels(f, casts.get(s.key, {}), likely=config.detection.nowcast_likely) for s, f in zip(series, frames)]
     last = [frame["alarm"].iloc[-1] for frame in frames]
     flagged = [i for i, a in enumerate(last) if with_context and not pd.isna(a) and bool(a)]
     histories = dict(zip(flagged, _detect_grouped(
         [series[i] for i in flagged], [models[i] for i in flagged],
         lookback=config.report.history_weeks - 1, fallback_params=fallback_params, workers=workers,
     )))  # fmt: skip
-    from monitor.delays import nowcasts
-
-    casts, nowcast_note = nowcasts(store, series, week=week, week_start=config.week.start)
     results = []
     for i, (s, frame) in enumerate(zip(series, frames)):
         current = _detection(s, frame.iloc[-1])
-        cast = casts.get(s.key)
-        if cast is not None:  # the week is still filling: its final count as nowcast
-            current = replace(current, nowcast=cast.expected, nowcast_low=cast.low, nowcast_high=cast.high,
-                              complete_share=cast.complete_share)  # fmt: skip
         if s.key in no_data:  # its count is missing, not zero: undecided, never quiet (issue 11)
             current = replace(current, alarm=None, level="", note=f"no data this week ({no_data[s.key]})")
         weeks_in_alert, status = alert_status(list(frame["alarm"])) if with_context else (int(bool(current.alarm)), "")
@@ -365,6 +369,49 @@ def detect_week(
     )
 
 
+#: Columns a nowcast adds to a detector's frame (`nowcast_levels`).
+NOWCAST_COLUMNS = ("nowcast", "nowcast_low", "nowcast_high", "complete_share", "chance_above")
+
+
+def nowcast_levels(frame: pd.DataFrame, casts: Mapping[date, Any], *, likely: float) -> pd.DataFrame:
+    """A detector frame with the nowcasts of its weeks still filling (`monitor.delays.nowcasts`: week
+    start -> `monitor.nowcast.Nowcast`) and their verdicts as reporting completes (issue 14, item 4).
+
+    A week still filling is judged on the count reported so far: when that already crosses the
+    threshold it alarms as any week does. When it does not, but the chance that the final count
+    ends above the threshold (`chance_above`) is at least `likely`, the week is a warning with the
+    note "likely surge once reporting completes"; the next run re-judges it with the data it then
+    has (monitor.alerts.lifecycle). Returns the frame itself when no week is filling, else a copy.
+    """
+    if not casts:
+        return frame
+    out = frame.copy()
+    for col in NOWCAST_COLUMNS:
+        out[col] = np.nan
+    starts = pd.to_datetime(out["week_start"]).dt.date
+    for i, start in enumerate(starts):
+        cast = casts.get(start)
+        if cast is None:
+            continue
+        threshold = _float(out["upperbound"].iat[i]) if "upperbound" in out else math.nan
+        chance = cast.prob_above(threshold)
+        values = (cast.expected, cast.low, cast.high, cast.complete_share, chance)
+        for col, value in zip(NOWCAST_COLUMNS, values):
+            out.iloc[i, out.columns.get_loc(col)] = value
+        alarm = out["alarm"].iat[i]
+        quiet = not pd.isna(alarm) and not bool(alarm) and str(out["level"].iat[i] if "level" in out else "") == ""
+        if quiet and math.isfinite(chance) and chance >= likely:
+            out.iloc[i, out.columns.get_loc("level")] = "warning"
+            said = (f"likely surge once reporting completes: {fmt_num(cast.observed)} reported ({cast.complete_share:.0%} of "
+                    f"a week's events are in by now), nowcast {fmt_num(cast.expected)} (90% {fmt_num(cast.low)} to "
+                    f"{fmt_num(cast.high)}) against a threshold of {fmt_num(threshold)}: {chance:.0%} chance to end above it")  # fmt: skip
+            note = str(out["note"].iat[i]) if "note" in out and not pd.isna(out["note"].iat[i]) else ""
+            if "note" not in out:
+                out["note"] = ""
+            out.iloc[i, out.columns.get_loc("note")] = f"{note}; {said}" if note else said
+    return out
+
+
 def _levels_across_series(frames: list[pd.DataFrame], severity) -> list[pd.DataFrame]:
     """Alert/warning levels of every series' re-checked weeks, each week decided across all series."""
     if not frames:
@@ -381,7 +428,7 @@ def _with_recent_levels(history: pd.DataFrame, recent: pd.DataFrame) -> pd.DataF
     weeks were decided across series, earlier chart weeks keep the per-series decision.
     """
     out = history.copy()
-    cols = [c for c in ("alarm", "level", "qvalue", "tested") if c in recent]
+    cols = [c for c in ("alarm", "level", "qvalue", "tested", "note", *NOWCAST_COLUMNS) if c in recent]
     where = out.index[out["week_start"].isin(recent["week_start"])]
     by_week = recent.set_index("week_start")
     for col in cols:

@@ -97,6 +97,27 @@ class Nowcast:
     low: float  # interval of the final count at `level`
     high: float
     level: float
+    #: the events still to come: negative binomial (size, p), or Poisson with mean `size` when p is NaN;
+    #: (0, 1) for a complete week
+    still_size: float = 0.0
+    still_p: float = 1.0
+
+    def _still(self):
+        if math.isnan(self.still_p):
+            return stats.poisson(self.still_size)
+        return stats.nbinom(self.still_size, self.still_p)
+
+    def prob_above(self, threshold: float) -> float:
+        """P(final count > threshold): the chance the week ends above a detector's threshold
+        (a detector alarms when the count exceeds it); NaN for a threshold that is not a number."""
+        if not math.isfinite(threshold):
+            return math.nan
+        gap = threshold - self.observed  # the final count exceeds the threshold when U > gap
+        if gap < 0:
+            return 1.0
+        if self.complete_share >= 1:
+            return 0.0
+        return float(self._still().sf(math.floor(gap)))
 
 
 def nowcast_week(observed: int, share: float, *, prior_mean: float, size: float, level: float = 0.9) -> Nowcast:
@@ -116,19 +137,21 @@ def nowcast_week(observed: int, share: float, *, prior_mean: float, size: float,
         raise ValueError(f"size = {size} must be positive (math.inf for Poisson counts)")
     y = int(observed)
     if share >= 1:
-        return Nowcast(y, 1.0, float(y), float(y), float(y), level)
+        return Nowcast(y, 1.0, float(y), float(y), float(y), level, 0.0, 1.0)
     mean = max(float(prior_mean), PRIOR_FLOOR)
     tail = (1 - level) / 2
     if math.isinf(size):  # a fixed rate: the events still to come are Poisson, whatever was seen
         still = stats.poisson(mean * (1 - share))
         expected = mean * (1 - share)
+        params = (mean * (1 - share), math.nan)
     else:
         rate = size / mean  # the gamma prior's rate
         p = (rate + share) / (rate + 1)
         still = stats.nbinom(size + y, p)
         expected = (size + y) * (1 - share) / (rate + share)
+        params = (size + y, p)
     low, high = still.ppf(tail), still.ppf(1 - tail)
-    return Nowcast(y, float(share), y + float(expected), y + float(low), y + float(high), level)
+    return Nowcast(y, float(share), y + float(expected), y + float(low), y + float(high), level, *params)
 
 
 def prior_from_history(counts: Sequence[float] | np.ndarray, *, window: int = 8) -> tuple[float, float]:

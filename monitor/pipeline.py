@@ -225,6 +225,8 @@ def alert_notes(changes, decided) -> dict[str, str]:
             text = ""
         if c.event == "held" and st.state:
             text += "; held this week (no data or undecided)"
+        for revision in c.revisions:  # an earlier week judged on a partial count, judged again (issue 14, item 4)
+            text = (text + "; " if text else "") + revision.text()
         silence = decided.silenced.get(c.key)
         if silence:
             text = (text + "; " if text else "") + f"silenced (#{silence.id} until {silence.until}: {silence.comment})"

@@ -74,6 +74,9 @@ class Storage(Protocol):
     ) -> "pd.DataFrame":
         """Incidents up to `end` counted per week and per value of `columns`: what weekly series need."""
 
+    def incident_versions(self, *, end: date) -> "pd.DataFrame":
+        """Every version of every incident up to `end`, with when it was known (known_from, known_to)."""
+
     def sightings(self, *, source: str | None = None, country: str | None = None,
                   since: date | None = None) -> list[tuple[str, str, str, str]]:  # fmt: skip
         """When each incident became known: (event date, first seen, earliest revision, "1" if seen by its

@@ -270,6 +270,14 @@ class Detection:
     nowcast_low: float = float("nan")
     nowcast_high: float = float("nan")
     complete_share: float = float("nan")
+    #: for a week still filling: the chance its final count ends above the threshold (a warning,
+    #: "likely surge once reporting completes", when at least `[detection] nowcast_likely`)
+    chance_above: float = float("nan")
+
+    @property
+    def provisional(self) -> bool:
+        """Judged on a count still filling (a share of its eventual count known below 1): the next run re-judges it."""
+        return self.complete_share < 1  # NaN: complete, or no nowcast
 
 
 @dataclass(frozen=True)
@@ -403,6 +411,9 @@ class AlertState:
     announced_band: int = 0
     last_week: str = ""  # last week processed
     last_index: int = -1
+    #: weeks judged on a count still filling, open to re-judging (JSON list, oldest first: week, index,
+    #: level, and the state before the week's step); "" when none (monitor.alerts.lifecycle.rejudge)
+    provisional: str = ""
 
 
 MultipleTesting = Literal["per-series", "fdr"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -98,6 +98,17 @@ def test_deliveries_keep_first_sight_revisions_and_deletions(tmp_path, config):
     assert query(config, "SELECT fatalities, first_seen FROM incidents WHERE source_id = 'SYR3'") == [(4, MONDAYS[3])]
     assert query(config, "SELECT count(*) FROM incidents WHERE source_id = 'SYR9'") == [(0,)]
 
+    # every version, with when it was known: what `backtest --as-known` replays each week on
+    with Store(config.parent / "m.db", read_only=True) as store:
+        versions = store.incident_versions(end=date(2023, 3, 5))
+    def known_at(moment: str) -> list[tuple[str, int]]:
+        rows = versions[(versions["known_from"] <= moment) & ((versions["known_to"] == "") | (versions["known_to"] > moment))]
+        return sorted(zip(rows["source_id"], rows["fatalities"].astype(int)))
+    assert known_at(MONDAYS[0]) == [("SYR1", 1), ("SYR2", 0), ("SYR3", 2)]
+    assert known_at(MONDAYS[1]) == [("SYR1", 12), ("SYR2", 0), ("SYR3", 2), ("SYR4", 3)]
+    assert known_at(MONDAYS[2]) == [("SYR1", 12), ("SYR2", 0), ("SYR4", 3)]  # SYR3 deleted
+    assert known_at(MONDAYS[3]) == [("SYR1", 12), ("SYR2", 0), ("SYR3", 4), ("SYR4", 3)]  # revived by a newer revision
+
 
 def test_a_deletion_older_than_the_stored_revision_is_not_applied(tmp_path, config):
     deliver(config, MONDAYS[0], write_csv(tmp_path / "a.csv", ACLED_HEADER, [acled_row("SYR1", event_date="2023-02-07",
@@ -145,16 +156,20 @@ def monday(k: int) -> datetime:
     return datetime(2023, 1, 2, 6, tzinfo=timezone.utc) + timedelta(weeks=k)
 
 
-def weekly_deliveries(tmp_path: Path, config: Path, *, weeks: int, deliveries: int, surge: int = 0) -> None:
+def weekly_deliveries(tmp_path: Path, config: Path, *, weeks: int, deliveries: int, surge: int = 0, late: int = 0,
+                      surge_week: int | None = None, first: int = 1) -> None:  # fmt: skip
     """Event weeks 0..weeks-1 of 4 events each: two reach the export the Monday after their week (delivery w + 1),
-    one a week later, one two weeks later; `surge` more events in the last week, all in its first delivery.
-    A cumulative export is ingested every Monday, deliveries 1..`deliveries`."""
+    one a week later, one two weeks later; `surge` more events in week `surge_week` (default: the last), all in
+    its first delivery, and `late` more that reach the export a week after that.
+    A cumulative export is ingested every Monday, deliveries `first`..`deliveries`."""
     events = []  # (event id, event date, delivery it first appears in)
     for w in range(weeks):
         day = (monday(w) + timedelta(days=2)).date().isoformat()
         events += [(f"W{w}a", day, w + 1), (f"W{w}b", day, w + 1), (f"W{w}c", day, w + 2), (f"W{w}d", day, w + 3)]
-    events += [(f"S{i}", (monday(weeks - 1) + timedelta(days=3)).date().isoformat(), weeks) for i in range(surge)]
-    for k in range(1, deliveries + 1):
+    at = weeks - 1 if surge_week is None else surge_week
+    events += [(f"S{i}", (monday(at) + timedelta(days=3)).date().isoformat(), at + 1) for i in range(surge)]
+    events += [(f"L{i}", (monday(at) + timedelta(days=4)).date().isoformat(), at + 2) for i in range(late)]
+    for k in range(first, deliveries + 1):
         known = [acled_row(eid, event_date=day, fatalities=0, timestamp=str(int(monday(first).timestamp())))
                  for eid, day, first in events if first <= k]  # fmt: skip
         deliver(config, monday(k).isoformat(), write_csv(tmp_path / f"acled_{k:02d}.csv", ACLED_HEADER, known))

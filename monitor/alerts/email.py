@@ -129,11 +129,32 @@ def _level(n: Notice) -> str:
     return d.level or ("alert" if d.alarm else "-")
 
 
+def _filling(n: Notice) -> str:
+    """What late reporting changed (issue 14, item 4): earlier weeks re-judged with fuller data, and this
+    week's nowcast when it is still filling ("" for a complete week with nothing re-judged)."""
+    d = n.result.detection
+    parts = []
+    if d.provisional and "likely surge once reporting completes" in d.note:
+        parts.append(d.note[d.note.index("likely surge once reporting completes"):])
+    elif d.provisional:
+        parts.append(f"this week is still filling ({d.complete_share:.0%} of a week's events are in by now): nowcast "
+                     f"{fmt_num(d.nowcast)} (90% {fmt_num(d.nowcast_low)} to {fmt_num(d.nowcast_high)})")  # fmt: skip
+    return "; ".join(parts)
+
+
 def _facts(n: Notice) -> str:
-    """One line of numbers for a notice, as in the report."""
+    """One line of numbers for a notice, as in the report: earlier weeks re-judged with fuller data
+    first (they may be what the notice is about), then this week's numbers and its nowcast."""
+    return "; ".join(part for part in (*(v.text() for v in n.change.revisions), _numbers(n), _filling(n)) if part)
+
+
+def _numbers(n: Notice) -> str:
     r, d = n.result, n.result.detection
     if n.kind == "resolved":
         st = n.change.before
+        if not n.change.after.quiet_weeks and n.change.revisions:  # withdrawn: the surge announced did not hold up
+            return (f"the week flagged as a surge fell below its threshold once its reporting filled in; flagged since "
+                    f"{st.since_week}, last announced {st.announced_week}")  # fmt: skip
         return (f"quiet for {_weeks(n.change.after.quiet_weeks)} ({fmt_num(d.observed)} {_unit(r)} this week, "
                 f"{fmt_num(d.expected)} expected); flagged since {st.since_week}, last announced {st.announced_week}")  # fmt: skip
     detector = d.detector + (f", fallback from {d.fallback_from}" if d.fallback_from else "")

@@ -19,14 +19,25 @@ Each week a series is one of:
 A series not judged for longer than `resolve_after_weeks` (out of the config, or without
 data) ends its episode: when it flags again, that is a new alert, not a reminder.
 
+**Weeks still filling** (issue 14, item 4). Incident data arrive late, so the latest week is
+judged on a partial count (`Observation.provisional`; a week whose only flag is its nowcast is a
+warning, "likely surge once reporting completes"). Such a week stays open: the state keeps the
+state it started from (`AlertState.provisional`), and the next run re-judges it with the data it
+then has (`rejudge`). When a verdict changed, the lifecycle is replayed from the first changed
+week, and what the team was already told stands: a surge confirmed above what was announced is
+an escalation (or new, if nothing was announced), a warning that no longer holds once reporting
+completed resolves what was announced. A week stays open for `REJUDGE_WEEKS` weeks at most.
+
 `step` is a pure function from (previous state, this week's observation) to (new state,
 event); the caller stores the state and turns events into notifications.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
 
 from monitor.types import (
     AlertState,  # the row of alert_states; callers name it from here too
@@ -36,7 +47,7 @@ from monitor.types import (
 SEVERITIES: tuple[str, ...] = ("warning", "alert")
 
 #: Events a week can produce. Announced: new, escalated, reminder, resolved.
-EVENTS: tuple[str, ...] = ("pending", "new", "continuing", "escalated", "reminder", "recovering", "resolved", "dropped", "held", "")
+EVENTS: tuple[str, ...] = ("pending", "new", "continuing", "escalated", "reminder", "recovering", "resolved", "dropped", "held", "revised", "")
 ANNOUNCED_EVENTS: tuple[str, ...] = ("new", "escalated", "reminder", "resolved")
 
 
@@ -59,6 +70,35 @@ class Observation:
     score: float = math.nan
     held: bool = False
     reason: str = ""  # why held ("no data this week", "undecided: ...")
+    provisional: bool = False  # judged on a count still filling: the next run re-judges the week
+    observed: float = math.nan  # the count and threshold behind the level, for the words of a re-judged week
+    threshold: float = math.nan
+
+
+#: Weeks a week judged on a partial count stays open to re-judging (as `monitor.delays.MAX_DELAY`:
+#: events known later than that count as known then).
+REJUDGE_WEEKS = 8
+
+
+@dataclass(frozen=True)
+class Revision:
+    """A week judged on a partial count, re-judged with fuller data: its level then and now."""
+
+    week: str
+    was: str  # "alert", "warning" or "" (quiet)
+    now: str
+    observed: float = math.nan  # the week's count now, and its threshold
+    threshold: float = math.nan
+
+    def text(self) -> str:
+        def name(level: str) -> str:
+            return level or "quiet"
+
+        from monitor.numbers import fmt_num
+
+        numbers = (f"{fmt_num(self.observed)} events against a threshold of {fmt_num(self.threshold)}, "
+                   if math.isfinite(self.observed) and math.isfinite(self.threshold) else "")  # fmt: skip
+        return f"{self.week} re-judged with fuller reporting: {numbers}{name(self.now)} (first judged {name(self.was)} on a partial count)"
 
 
 def exceedance_band(score: float) -> int:
@@ -74,12 +114,86 @@ def _rank(severity: str) -> int:
     return SEVERITIES.index(severity) + 1 if severity in SEVERITIES else 0
 
 
+def _open_weeks(state: AlertState) -> list[dict]:
+    return json.loads(state.provisional) if state.provisional else []
+
+
+def _dump(weeks: list[dict]) -> str:
+    return json.dumps(weeks, sort_keys=True) if weeks else ""
+
+
 def step(state: AlertState, obs: Observation, settings: LifecycleSettings) -> tuple[AlertState, str]:
     """Advance one series by one week; returns (new state, event).
 
     A week already processed (obs.week_index <= state.last_index) changes nothing and
-    returns event "" (re-running a week never re-announces).
+    returns event "" (re-running a week never re-announces). A provisional week is kept open
+    for `rejudge`, with the state it started from.
     """
+    new, event = _step(state, obs, settings)
+    if new is state or event == "held":
+        return new, event
+    weeks = [w for w in _open_weeks(state) if obs.week_index - w["index"] < REJUDGE_WEEKS]
+    if obs.provisional:
+        start = {k: v for k, v in asdict(state).items() if k not in ("series", "provisional")}
+        weeks.append({"week": obs.week, "index": obs.week_index, "level": obs.level, "state": start})
+    return replace(new, provisional=_dump(weeks)), event
+
+
+def rejudge(state: AlertState, now: Mapping[int, Observation], settings: LifecycleSettings) -> tuple[AlertState, str, tuple[Revision, ...]]:
+    """Re-judge the weeks of `state` judged on a partial count, with their observations as known
+    now (`now`: week index -> observation); returns (state, event, revisions).
+
+    Unchanged weeks now complete are closed; weeks not in `now` (older than the run re-checks)
+    stay as they were judged. When a verdict changed, the state is replayed from the state the
+    first changed week started from, over the open weeks, and then reconciled with what was
+    announced: event "new" or "escalated" when the replay flags above what the team was told,
+    "resolved" when an announced alert no longer holds, else the replay's own last event
+    (pending, dropped, ...) or "".
+    """
+    weeks = _open_weeks(state)
+    if not weeks:
+        return state, "", ()
+    changed = [i for i, w in enumerate(weeks) if w["index"] in now and (now[w["index"]].held or now[w["index"]].level != w["level"])]
+    if not changed:  # every verdict stands: the weeks now complete are closed
+        still = [w for w in weeks if w["index"] not in now or now[w["index"]].provisional]
+        return (replace(state, provisional=_dump(still)) if len(still) < len(weeks) else state), "", ()
+    first = changed[0]
+    replayed = AlertState(series=state.series, **weeks[first]["state"], provisional=_dump(weeks[:first]))
+    events, revisions = [], []
+    for w in weeks[first:]:
+        obs = now.get(w["index"])
+        if obs is None:  # not re-checked: replayed as first judged
+            obs = Observation(w["week"], w["index"], w["level"], provisional=True)
+        elif obs.held or obs.level != w["level"]:
+            revisions.append(Revision(w["week"], w["level"], "" if obs.held else obs.level, obs.observed, obs.threshold))
+        replayed, event = step(replayed, obs, settings)
+        events.append(event)
+    if state.last_index > replayed.last_index:  # a later week judged complete at the time: it stays processed
+        replayed = replace(replayed, last_week=state.last_week, last_index=state.last_index)
+    return (*_reconcile(state, replayed, events), tuple(revisions))
+
+
+def _reconcile(told: AlertState, replayed: AlertState, events: list[str]) -> tuple[AlertState, str]:
+    """The replayed state, with what the team was already told (`told`, the state before re-judging) standing."""
+    active = ("pending", "firing", "recovering")
+    fields = ("announced_week", "announced_index", "announced_severity", "announced_band")
+    if told.announced_index < 0 or told.state not in active:  # nothing of this episode was announced: the replay stands
+        announced = [e for e in events if e in ANNOUNCED_EVENTS]
+        return replayed, (announced[-1] if announced else events[-1])
+    if replayed.state not in active:  # the alert announced no longer holds once reporting completed
+        ended = replace(replayed, state="resolved", severity=told.severity, since_week=told.since_week,
+                        **{f: getattr(told, f) for f in fields})  # fmt: skip
+        return ended, "resolved"
+    kept = replace(replayed, **{f: getattr(told, f) for f in fields})
+    if _rank(replayed.severity) > _rank(told.announced_severity) or replayed.band > told.announced_band:
+        louder = replace(kept, announced_week=replayed.last_week, announced_index=replayed.last_index,
+                         announced_severity=max(replayed.severity, told.announced_severity, key=_rank),
+                         announced_band=max(replayed.band, told.announced_band))  # fmt: skip
+        return louder, "escalated"
+    return kept, ""  # nothing the team has not been told
+
+
+def _step(state: AlertState, obs: Observation, settings: LifecycleSettings) -> tuple[AlertState, str]:
     if obs.week_index <= state.last_index:
         return state, ""
     if obs.held:  # nothing is judged, and the week can still be judged when its data arrives (a re-run)

@@ -15,21 +15,28 @@ Order of decisions, as in Prometheus Alertmanager (scaled to a weekly cadence):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from monitor.alerts.lifecycle import (
     SEVERITIES,
     AlertState,
     LifecycleSettings,
     Observation,
+    Revision,
+    rejudge,
     step,
     unannounce,
 )
 from monitor.series import KEY_PREFIX, series_matches, shell_quote
 from monitor.types import RunResult, SeriesResult, Silence
+from monitor.weeks import week_label
 from monitor.weeks import (
     week_number as week_index,  # weeks between events, for the lifecycle
 )
@@ -56,6 +63,8 @@ class Change:
     event: str
     before: AlertState
     after: AlertState
+    #: earlier weeks judged on a partial count whose verdict changed with fuller data (lifecycle.rejudge)
+    revisions: tuple[Revision, ...] = ()
 
     @property
     def key(self) -> str:
@@ -146,8 +155,34 @@ def observations(result: RunResult, no_data: Collection[str] | None = None) -> d
         elif d.alarm is None:
             obs = Observation(result.week, index, "", d.score, held=True, reason=f"undecided: {d.note}".strip())
         else:
-            obs = Observation(result.week, index, current_level(r), d.score)
+            obs = Observation(result.week, index, current_level(r), d.score, provisional=d.provisional)
         out[r.series.key] = obs
+    return out
+
+
+def observations_now(r: SeriesResult) -> dict[int, Observation]:
+    """The weeks before this one of a series as its history re-checks them now, with the data the
+    run has: week index -> observation (for `lifecycle.rejudge`)."""
+    from monitor.detection import exceedance
+
+    h = r.history
+    if h is None or not len(h) or "alarm" not in h:
+        return {}
+    out = {}
+    rows = h.iloc[:-1]  # the last row is this week, judged by `observations`
+    for start, alarm, level, count, expected, upper, share in zip(
+        pd.to_datetime(rows["week_start"]).dt.date, rows["alarm"], rows.get("level", pd.Series("", index=rows.index)),
+        rows["count"], rows.get("expected", np.nan), rows.get("upperbound", np.nan),
+        rows.get("complete_share", pd.Series(np.nan, index=rows.index)),
+    ):  # fmt: skip
+        label = week_label(start)
+        if pd.isna(alarm):
+            out[week_index(start)] = Observation(label, week_index(start), "", held=True, reason="undecided")
+            continue
+        lvl = level if isinstance(level, str) and level in SEVERITIES else ("alert" if bool(alarm) else "")
+        score = exceedance(float(count), float(expected), float(upper)) if lvl else math.nan
+        out[week_index(start)] = Observation(label, week_index(start), lvl, score, provisional=bool(share < 1),
+                                             observed=float(count), threshold=float(upper))  # fmt: skip
     return out
 
 
@@ -165,9 +200,20 @@ def advance(
     changes = []
     for r in result.results:
         before = states.get(r.series.key) or AlertState(series=r.series.key)
-        after, event = step(before, obs[r.series.key], lifecycle)
-        changes.append(Change(r, event, before, after))
+        start, earlier, revisions = before, "", ()
+        if before.provisional and before.last_index < obs[r.series.key].week_index:
+            # weeks judged on a partial count are judged again with the data now in (issue 14, item 4)
+            start, earlier, revisions = rejudge(before, observations_now(r), lifecycle)
+        after, event = step(start, obs[r.series.key], lifecycle)
+        changes.append(Change(r, _louder(earlier, event), before, after, revisions))
     return changes
+
+
+def _louder(earlier: str, now: str) -> str:
+    """The event a run reports for a series whose earlier weeks were re-judged (`earlier`) and whose
+    week was then judged (`now`): the one the team most needs to hear."""
+    rank = {"new": 5, "escalated": 4, "reminder": 3, "resolved": 2}
+    return earlier if rank.get(earlier, 0) > rank.get(now, 0) or not now else now
 
 
 def as_first_run(
@@ -280,8 +326,10 @@ def plan(result: RunResult, changes: Sequence[Change], settings: Any, silences: 
             detail = f"not sent: silenced by #{silenced[c.key].id}" if c.key in silenced else "not sent"
         if after != c.before:
             states[c.key] = after
-        if c.event:
-            events.append((c.key, c.event, after.state, after.severity, detail))
+        if c.revisions:
+            detail = "; ".join([*(v.text() for v in c.revisions), *([detail] if detail else [])])
+        if c.event or c.revisions:
+            events.append((c.key, c.event or "revised", after.state, after.severity, detail))
 
     digests = []
     for route in routes:
@@ -297,7 +345,8 @@ def _kind_for(c: Change, route: Route, settings: Any) -> str | None:
     """How this change reads to `route`: a notice kind, "continuing" (context), or None (not for this route)."""
     need = _rank(route.min_level)
     if c.event in ("new", "escalated", "reminder"):
-        if _rank(current_level(c.result)) < need:  # this week's level decides who is told now
+        # this week's level decides who is told now, or an earlier week's re-judged with fuller data
+        if max([_rank(current_level(c.result)), *(_rank(v.now) for v in c.revisions)]) < need:
             return None
         if c.event == "escalated" and _rank(c.before.announced_severity) < need:
             return "new"  # the first this route hears of it
