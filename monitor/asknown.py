@@ -6,7 +6,7 @@ events nobody had yet). Here week W is judged as the weekly job judged it on the
 incidents first seen by then, with the values they had then, without those deleted by then
 (`Store.incident_versions`, from the history kept since schema 10), and with the reporting delays
 and nowcasts measured on what was known then. The run of week W is the first time the configured
-`[schedule] cron` fires after W ends (Monday 06:00 by default).
+`[schedule] cron` fires after W ends (Wednesday 06:00 by default).
 
 Compared with the same weeks judged on today's data (`monitor.backtest`), it says:
 
@@ -53,12 +53,10 @@ AS_KNOWN_COLUMNS: tuple[str, ...] = (
 
 def run_time(config: Config, week: date) -> datetime:
     """When the weekly job runs for `week`: the first time `[schedule] cron` fires after the week ends (UTC)."""
-    from monitor.cron import parse_cron
+    from monitor.cron import next_fire
 
-    trigger = parse_cron(config.schedule.cron, config.schedule.timezone)
     end = datetime.combine(week + timedelta(days=7), datetime.min.time(), tzinfo=timezone.utc)
-    fire = trigger.get_next_fire_time(None, end)
-    return fire.astimezone(timezone.utc)
+    return next_fire(config.schedule.cron, config.schedule.timezone, end)
 
 
 def cells_as_known(versions: pd.DataFrame, at: datetime, *, week_start: str = "monday") -> pd.DataFrame:

@@ -1,7 +1,7 @@
 """`monitor backtest`: replay a detector over past weeks, each as if it were the current one.
 
 For every series and every week in the replayed range, the detector sees only the weeks up
-to that one, exactly as the weekly job would have on that Monday, and the week's levels are
+to that one, exactly as the weekly job would have on the day it ran, and the week's levels are
 decided across all series of that week (so Benjamini–Hochberg control replays too):
 
 * detectors without state (Farrington, EARS, the ACLED rules, highest-in, trendfinder) look

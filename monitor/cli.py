@@ -265,11 +265,12 @@ def delays(ctx, source, country, max_delay, fmt) -> None:
     `timestamp` when earlier), over the event weeks that have been over long enough; `weeks` is the
     number of event weeks behind each step. Exit 1 with the reason when there is too little history.
     """
-    from monitor.delays import measure
+    from monitor.delays import by_day, measure
 
     config = _config(ctx)
     with _store(config, create=False, read_only=True) as store:
-        table = measure(store.sightings(source=source, country=country), week_start=config.week.start, max_delay=max_delay)
+        sightings = store.sightings(source=source, country=country)
+    table = measure(sightings, week_start=config.week.start, max_delay=max_delay)
     what = " ".join(p for p in (source or "all sources", f"in {country}" if country else "") if p)
     if table.delays is None:
         raise MonitorError(f"reporting delays of {what}: {table.reason}")
@@ -280,8 +281,37 @@ def delays(ctx, source, country, max_delay, fmt) -> None:
         rows = [{"delay": r["delay"], "known": f"{r['known']:.0%}", "weeks": "-" if r["weeks"] is None else r["weeks"]}
                 for r in table.rows()]  # fmt: skip
         _emit(rows, ["delay", "known", "weeks"], fmt)
+        days = by_day(sightings, week_start=config.week.start)
+        if days is not None:
+            for line in _when_to_run(config, days):
+                click.echo(line)
     else:
         _emit(table.rows(), ["delay", "known", "weeks"], fmt)
+
+
+def _when_to_run(config, days) -> list[str]:
+    """What the days after a week's end say about when to run the weekly job (`monitor delays`, issue 14, item 6)."""
+    from datetime import datetime, timedelta, timezone
+
+    from monitor.cron import next_fire
+
+    shown = ", ".join(f"{days.day_name(d)[:3].title()} {share:.0%}" for d, share in enumerate(days.shares[:9]))
+    lines = [f"known by the end of each day after the week ended ({days.weeks} weeks): {shown}"]
+    first = days.first_update
+    run_day = days.day_name(first + 1)
+    suggested = f"0 6 * * {run_day[:3]}"
+    from monitor.series import WEEKDAYS
+
+    # the first day of a week (2024-01-01 is a Monday): a weekly cron fires as long after every week's end
+    end = datetime(2024, 1, 1, tzinfo=timezone.utc) + timedelta(days=WEEKDAYS.index(config.week.start))
+    hours = (next_fire(config.schedule.cron, config.schedule.timezone, end) - end) / timedelta(hours=1)
+    best = days.share_at(24 * (first + 1) + 6)
+    lines.append(f"the week's first update is in by the end of {days.day_name(first).title()}: a run on {run_day.title()} at 06:00 "
+                 f"sees {best:.0%} of the week; the configured schedule ('{config.schedule.cron}', {config.schedule.timezone}) runs "
+                 f"{hours:.0f} hours after the week ends and sees {days.share_at(hours):.0%}")  # fmt: skip
+    if days.share_at(hours) < best and hours < 24 * 7:
+        lines.append(f'suggested: [schedule] cron = "{suggested}" (and the same in a crontab)')
+    return lines
 
 
 def _fmt(value, digits: int = 2) -> str:

@@ -256,7 +256,7 @@ class DetectionSettings(_Settings):
 
 
 class ScheduleSettings(_Settings):
-    cron: str = Field("0 6 * * mon", description="when `monitor schedule` runs the weekly job (minute hour day month weekday)")
+    cron: str = Field("0 6 * * wed", description="when `monitor schedule` runs the weekly job (minute hour day month weekday)")
     timezone: str = Field("UTC", description="time zone of the cron expression (IANA name)")
     catch_up_weeks: int = Field(
         8, ge=1, le=520,

@@ -7,6 +7,8 @@ neither the scheduler daemon (`monitor.schedule`) nor what it runs.
 from __future__ import annotations
 
 import re
+from datetime import datetime
+from datetime import timezone as dt_timezone
 
 from apscheduler.triggers.cron import CronTrigger
 
@@ -27,3 +29,9 @@ def parse_cron(expression: str, timezone: str = "UTC") -> CronTrigger:
                 field = f"{label} '{text}': "
                 break
         raise ValueError(f"{field}{problem}; the fields are minute hour day month weekday, e.g. '0 6 * * mon'") from None
+
+
+def next_fire(expression: str, timezone: str, after: datetime) -> datetime:
+    """The first time the cron expression fires at or after `after` (an aware datetime), in UTC."""
+    fire = parse_cron(expression, timezone).get_next_fire_time(None, after)
+    return fire.astimezone(dt_timezone.utc)

@@ -112,6 +112,62 @@ def measure(sightings: list[tuple[str, str, str, str]], *, week_start: str = "mo
     return DelayTable(len(rows), n_weeks, as_of, max_delay, delays, reason, int(stamped), one_load)
 
 
+#: Days after a week's end over which `by_day` follows its reporting (two weekly updates).
+DAYS = 14
+
+
+@dataclass(frozen=True)
+class ByDay:
+    """When in the days after a week ends its events become known: evidence for when to run the job."""
+
+    shares: np.ndarray  # share of a week's eventual count known by the end of day d after the week ended, d = 0..DAYS-1
+    weeks: int  # event weeks behind it (over for at least DAYS days at the latest ingest)
+    week_start: str
+
+    def day_name(self, d: int) -> str:
+        from monitor.series import WEEKDAYS
+
+        return WEEKDAYS[(WEEKDAYS.index(self.week_start) + d) % 7]
+
+    @property
+    def first_update(self) -> int:
+        """The first day d by whose end the week's first update is in: at least 90 % of what is known
+        by the end of the week after (day 6); a run the day after sees it."""
+        plateau = float(self.shares[6])
+        return next(d for d in range(7) if self.shares[d] >= 0.9 * plateau)
+
+    def share_at(self, hours: float) -> float:
+        """The share known `hours` after the week ended (interpolated per whole day, conservatively: the
+        share by the end of the previous whole day)."""
+        days = int(hours // 24)
+        return 0.0 if days == 0 else float(self.shares[min(days, DAYS) - 1])
+
+
+def by_day(sightings: list[tuple[str, str, str, str]], *, week_start: str = "monday", min_weeks: int = MIN_WEEKS) -> ByDay | None:
+    """The share of each week's eventual count known by the end of each of the `DAYS` days after it ended
+    (from `Store.sightings`, as `measure`), over the event weeks over for at least `DAYS` days; None with
+    fewer than `min_weeks` such weeks, or when every incident came in one ingest without an ACLED timestamp."""
+    rows = [r for r in sightings if r[1]]
+    if not rows:
+        return None
+    as_of = max(_utc(r[1]) for r in rows)
+    lags, weeks, stamped = [], set(), False
+    for event_date, first_seen, revision, first in rows:
+        start = week_start_of(date.fromisoformat(event_date[:10]), start=week_start)
+        end = datetime.combine(start + timedelta(days=7), datetime.min.time(), tzinfo=timezone.utc)
+        if end + timedelta(days=DAYS) > as_of:
+            continue
+        when = known_at(first_seen, revision, bool(first))
+        stamped |= when < _utc(first_seen)
+        weeks.add(start)
+        lags.append((when - end) / timedelta(days=1))
+    if len(weeks) < min_weeks or (len({r[1] for r in rows}) == 1 and not stamped):
+        return None
+    lag = np.asarray(lags)
+    shares = np.array([float(np.mean(lag <= d + 1)) for d in range(DAYS)])
+    return ByDay(shares=shares, weeks=len(weeks), week_start=week_start)
+
+
 def nowcasts(store, series, *, week: date, week_start: str = "monday", history_weeks: int = 52) -> tuple[dict, str]:
     """Nowcasts of the weeks up to `week` still filling: {series key: {week start: Nowcast}} for each
     series of events, and why there is none for `week` although data came in several deliveries
@@ -131,7 +187,7 @@ def nowcasts(store, series, *, week: date, week_start: str = "monday", history_w
 
 def nowcasts_from(sightings, series, *, week: date, week_start: str = "monday") -> tuple[dict, str]:
     """`nowcasts` from `Store.sightings` rows (those known at a past run, for `monitor backtest --as-known`)."""
-    from monitor.nowcast import PRIOR_SHAPE_MAX, nowcast_week, prior_from_history
+    from monitor.nowcast import nowcast_series
 
     table = measure(sightings, week_start=week_start)
     if table.delays is None or table.as_of is None:
@@ -142,26 +198,13 @@ def nowcasts_from(sightings, series, *, week: date, week_start: str = "monday") 
                     "was made before the week ended")  # fmt: skip
     delay = math.floor((table.as_of - end) / timedelta(days=7))  # the delay of `week`; the week before is one later
     shares = table.delays.share
-    filling = [d for d in range(delay, table.delays.max_delay) if shares[d] < 1]  # delays of the weeks still filling
-    if not filling:
+    if not any(shares[d] < 1 for d in range(delay, table.delays.max_delay)):
         return {}, ""  # reporting of the week is complete
     out: dict = {}
     for s in series:
         if s.metric != "events" or not len(s.counts) or s.counts.index[-1].date() != week:
             continue
-        counts = s.counts.to_numpy(dtype=float)
-        n = len(counts)
-        lags = delay + np.arange(n - 1, -1, -1)  # the delay of each week of the series at the latest ingest
-        known = np.where(lags < len(shares), shares[np.minimum(lags, len(shares) - 1)], 1.0)
-        casts = {}
-        for d in filling:
-            at = n - 1 - (d - delay)
-            if at < 0:
-                break
-            # the weeks before are still filling too: each scaled up to its eventual count
-            mean, size = prior_from_history(counts[:at] / known[:at])
-            casts[s.counts.index[at].date()] = nowcast_week(int(counts[at]), float(shares[d]), prior_mean=mean,
-                                                            size=min(size, PRIOR_SHAPE_MAX))  # fmt: skip
+        casts = {s.counts.index[at].date(): cast for at, cast in nowcast_series(s.counts.to_numpy(dtype=float), shares, delay=delay)}
         if casts:
             out[s.key] = casts
     return out, ""

@@ -165,3 +165,26 @@ def prior_from_history(counts: Sequence[float] | np.ndarray, *, window: int = 8)
     mean = max(float(recent.mean()), PRIOR_FLOOR)
     variance = float(recent.var(ddof=1)) if recent.size > 1 else 0.0
     return mean, (mean * mean / (variance - mean) if variance > mean else math.inf)
+
+
+def nowcast_series(counts: np.ndarray, shares: np.ndarray, *, delay: int) -> list[tuple[int, Nowcast]]:
+    """The nowcasts of a series' weeks still filling: [(position, Nowcast)], latest first.
+
+    counts: the series' weekly counts as known now, oldest first; its last week is `delay` weeks
+    after its end (0: the week just ended), the one before `delay` + 1, and so on.
+    shares: F(d), the share known at each delay d (`Delays.share`; beyond it, complete).
+    Each week still filling gets the prior of the weeks before it, each of those scaled up to its
+    eventual count by the share known at its own delay, its shape at most PRIOR_SHAPE_MAX (so the
+    events a surge has already reported outweigh a steady history).
+    """
+    counts = np.asarray(counts, dtype=float)
+    n = len(counts)
+    lags = delay + np.arange(n - 1, -1, -1)  # the delay of each week at the latest ingest
+    known = np.where(lags < len(shares), shares[np.minimum(lags, len(shares) - 1)], 1.0)
+    out = []
+    for at in range(n - 1, -1, -1):
+        if known[at] >= 1:
+            break  # this week and every earlier one are complete
+        mean, size = prior_from_history(counts[:at] / known[:at])
+        out.append((at, nowcast_week(int(counts[at]), float(known[at]), prior_mean=mean, size=min(size, PRIOR_SHAPE_MAX))))
+    return out

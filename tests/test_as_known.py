@@ -2,8 +2,8 @@
 
 Weekly deliveries of one ACLED export (tests/test_history.py's `weekly_deliveries`): 24 event weeks of 4 events
 (2 reach the export the Monday after their week, 1 a week later, 1 two weeks later), and in week 19 (2023-W20) a
-surge of 6 events delivered at once and 6 more a week later. The job runs on Mondays at 06:00, when each delivery
-is ingested. By hand:
+surge of 6 events delivered at once and 6 more a week later. Each delivery is ingested on Monday at 06:00; the job
+runs on Wednesday at 06:00 (the default schedule), so each run knows that Monday's delivery. By hand:
 
 * on today's data 2023-W20 has 16 events, above nb-recent's threshold of 11: one alert episode;
 * at its own run only 8 were known: no alert, but its nowcast (14, 90 % 10 to 20) ends above the threshold with a
@@ -40,7 +40,7 @@ def test_as_known_replays_what_each_run_knew_and_when_the_surge_was_first_alerte
     surge = detail.loc["2023-W20"]
     assert (surge["observed_then"], surge["level_then"], surge["alarm_then"], float(surge["nowcast"])) == (8, "warning", 0, 14)
     assert (surge["observed"], surge["alarm"], surge["alerted_at"], surge["flagged_at"]) == (16, 1, "2023-W21", "2023-W20")
-    assert surge["run_at"] == "2023-05-22 06:00"
+    assert surge["run_at"] == "2023-05-24 06:00"  # the default schedule: Wednesday 06:00, after Monday's delivery
     assert list(detail["observed_then"]) == [2] * 5 + [8] + [2] * 3
 
     summary = json.loads((out / "as_known_summary.json").read_text(encoding="utf-8"))

@@ -131,4 +131,4 @@ def test_defaults_without_a_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = load_config(None)
     assert config == Config(base_dir=tmp_path)
-    assert config.week.start == "monday" and config.schedule.cron == "0 6 * * mon"
+    assert config.week.start == "monday" and config.schedule.cron == "0 6 * * wed"  # after ACLED's weekly update (README)

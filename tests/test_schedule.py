@@ -268,7 +268,7 @@ def test_schedule_catches_up_at_start_then_waits_and_stops_cleanly_on_sigterm(tm
     config_path.write_text('[database]\npath = "m.db"\n[report]\nfolder = "reports"\n[ingest]\ninbox = ["inbox"]\n')
     proc, output = _schedule(config_path)
     try:
-        output.wait_for("weekly run scheduled '0 6 * * mon' (UTC); catching up now; next scheduled run:")
+        output.wait_for("weekly run scheduled '0 6 * * wed' (UTC); catching up now; next scheduled run:")
         output.wait_for("0 of 0 series flagged")  # the start-up catch-up: the last complete week (a new database)
     finally:
         text = _stop(proc, output)
@@ -336,7 +336,7 @@ def test_the_systemd_unit_and_the_crontab_example_run_real_commands():
     assert _parses(_monitor_args(settings["ExecStart"])) == "schedule"
     crontab = (ROOT / "scripts" / "crontab.example").read_text(encoding="utf-8")
     (entry,) = [line for line in crontab.splitlines() if line and not line.startswith("#") and "=" not in line.split()[0]]
-    assert entry.split()[:5] == ["0", "6", "*", "*", "mon"]
+    assert entry.split()[:5] == ["0", "6", "*", "*", "wed"]
     args = _monitor_args(entry)
     assert _parses(args) == "run" and args[args.index("--wait") + 1] == "600"
     readme = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -40,8 +40,8 @@ def test_status_lists_runs_next_run_owed_weeks_and_freshness(demo_copy):
     assert (demo["week"], demo["status"], demo["error"], demo["series"]) == ("2023-W09", "ok", "", 23)
     assert demo["flagged"] >= 3 and demo["started"].startswith("2026-11-24T09:00")  # the demo's surge, as recorded
     assert info["schedule"] == {
-        "cron": "0 6 * * mon", "timezone": "UTC", "catch_up_weeks": 8,
-        "next_run": "2026-12-14T06:00:00+00:00", "next_week": "2026-W50",
+        "cron": "0 6 * * wed", "timezone": "UTC", "catch_up_weeks": 8,
+        "next_run": "2026-12-09T06:00:00+00:00", "next_week": "2026-W49",
         # the last 8 complete weeks (the demo recorded 2023-W09, so nothing earlier than that is owed)
         "owed": [f"2026-W{n}" for n in range(42, 50)],
     }  # fmt: skip
@@ -74,7 +74,7 @@ def test_status_command_prints_every_section_and_json(demo_copy):
     assert result.exit_code == 0, result.output
     out = result.output
     assert out.startswith(f"database: {demo_copy.parent / 'monitor.db'}\nnext scheduled run: ")  # when: from the wall clock
-    assert "(cron '0 6 * * mon', UTC), reporting on " in out
+    assert "(cron '0 6 * * wed', UTC), reporting on " in out
     assert "weeks owed (run by the next `monitor schedule` job, at most 8): " in out
     for heading in ("last runs (newest first)", "pending outbox messages", "active silences", "data freshness per source"):
         assert f"\n{heading}\n" in out
