@@ -23,6 +23,13 @@ event weeks known by then; each series' nowcasts come from `monitor.nowcast.nowc
 
     python scripts/bench_nowcast.py                       # 3 scenarios x 60 series, k = 5: about 3 minutes
     python scripts/bench_nowcast.py --series 200 --k 3
+    python scripts/bench_nowcast.py --report DIR          # also a weekly report of one simulated outbreak, still filling
+
+With --report, the first simulated outbreak alerted at its run while its week was still filling (or,
+if none was, the largest outbreak of the first scenario) is written as an ACLED export as known on
+the Wednesday after that week (each event stamped with the Monday it reached the data), ingested into
+DIR/monitor.db and reported with `monitor report`: DIR/reports/<week>/report.md and, when the week is
+flagged, its chart with the nowcast bands over the weeks still filling.
 """
 
 from __future__ import annotations
@@ -78,6 +85,60 @@ def _pooled_triangle(triangles: list[np.ndarray], run: int, window: int = 52) ->
     return tri
 
 
+ACLED_HEADER = (
+    "event_id_cnty,event_date,year,time_precision,disorder_type,event_type,sub_event_type,actor1,assoc_actor_1,inter1,"
+    "actor2,assoc_actor_2,inter2,interaction,civilian_targeting,iso,region,country,admin1,admin2,admin3,location,"
+    "latitude,longitude,geo_precision,source,source_scale,notes,fatalities,tags,timestamp"
+).split(",")
+
+
+def write_report(sim, triangle: np.ndarray, run: int, out: Path) -> Path:
+    """The series as an ACLED export known at the run of week `run` (0-based), ingested and reported."""
+    import csv
+    from datetime import datetime, timedelta, timezone
+
+    from click.testing import CliRunner
+
+    from monitor.cli import cli
+
+    starts = sim.counts.index
+    end = starts[run].to_pydatetime().replace(tzinfo=timezone.utc) + timedelta(days=7)  # Monday 00:00 after the run's week
+    out.mkdir(parents=True, exist_ok=True)
+    export = out / "acled_export.csv"
+    with open(export, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=ACLED_HEADER, lineterminator="\n")
+        writer.writeheader()
+        for t in range(run + 1):
+            day = (starts[t] + pd.Timedelta(days=2)).date().isoformat()
+            for d in range(triangle.shape[1]):
+                seen = starts[t].to_pydatetime().replace(tzinfo=timezone.utc) + timedelta(days=7 * (d + 1), hours=6)
+                if seen > end + timedelta(hours=6):
+                    break  # not yet in the data at the run
+                for j in range(int(triangle[t, d])):
+                    writer.writerow({
+                        "event_id_cnty": f"SIM{t}-{d}-{j}", "event_date": day, "year": day[:4], "time_precision": "1",
+                        "disorder_type": "Political violence", "event_type": "Violence against civilians", "sub_event_type": "Attack",
+                        "actor1": "Simulated armed group", "inter1": "3", "inter2": "7", "interaction": "37", "iso": "760",
+                        "region": "Middle East", "country": "Syria", "admin1": "Homs", "admin2": "Tadmor", "location": "Palmyra",
+                        "latitude": "34.5574", "longitude": "38.2752", "geo_precision": "1", "source": "simulation",
+                        "source_scale": "National", "notes": "simulated event (Noufaily design, ACLED delays)", "fatalities": "0",
+                        "timestamp": str(int(seen.timestamp())),
+                    })  # fmt: skip
+    config = out / "monitor.toml"
+    config.write_text('[database]\npath = "monitor.db"\n[report]\nfolder = "reports"\n[[series]]\nname = "simulated"\n',
+                      encoding="utf-8")  # fmt: skip
+    wednesday = (end + timedelta(days=2, hours=6)).isoformat()
+    runner = CliRunner()
+    from monitor.weeks import week_label
+
+    for args in (["ingest", str(export)], ["report", "--week", week_label(starts[run].date())]):
+        result = runner.invoke(cli, ["--config", str(config), *args], env={"MONITOR_NOW": wednesday})
+        if result.exit_code not in (0, 3):
+            raise SystemExit(f"monitor {args[0]} failed: {result.output}")
+        print("  " + result.output.strip().replace("\n", "\n  "))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenarios", default=",".join(map(str, DEFAULT_SCENARIOS)), help="Noufaily scenario ids (1..42)")
@@ -85,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=float, default=5.0, help="size of the current outbreak (Noufaily's k)")
     parser.add_argument("--detector", default="farrington", help="detector judging each week (with the nb-recent fallback)")
     parser.add_argument("--seed", type=int, default=14)
+    parser.add_argument("--report", type=Path, help="also write a weekly report of one simulated outbreak still filling here")
     args = parser.parse_args(argv)
 
     config = config_from_dict({}, base_dir=Path.cwd())
@@ -96,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench_nowcast: Noufaily scenarios {args.scenarios}, {args.series} series each, current outbreak k = {args.k:g}, "
           f"{args.detector}; delays of ACLED's sample (share known at delay 0..8: {', '.join(f'{s:.2f}' for s in shares)})")
     latest, timing, false_flags = [], [], {"raw": 0, "rejudged": 0, "nowcast": 0, "runs": 0}
+    pick = fallback_pick = None  # the series and run --report writes
     for sid in (int(x) for x in args.scenarios.split(",")):
         scenario = SCENARIOS[sid - 1]
         sims, triangles = [], []
@@ -104,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
             sim = simulate_series(scenario, k=args.k, rng=rng)
             sims.append(sim)
             triangles.append(_deliveries(sim.counts.to_numpy(), pmf, rng))
+        if fallback_pick is None:  # the largest outbreak, at the run after its second week
+            sizes = [s.current_size if s.current_start and s.current_start < len(s.counts) else -1 for s in sims]
+            big = int(np.argmax(sizes))
+            fallback_pick = (sid, big, sims[big], triangles[big], sims[big].current_start)
         n = len(sims[0].counts)
         first_run = n - RUNS
         flags = {key: [dict() for _ in sims] for key in ("complete", "raw", "rejudged", "nowcast")}  # week -> first run flagging it
@@ -131,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
                         flags["rejudged"][i].setdefault(w, run)
                         if w == run:
                             flags["raw"][i].setdefault(w, run)
+                            if pick is None and outbreak[w] and cast is not None:  # alerted while still filling: report it
+                                pick = (sid, i, sim, triangles[i], run)
                     if alarm or likely:
                         flags["nowcast"][i].setdefault(w, run)
                 if bool(complete[i]["alarm"].fillna(False).iloc[-1]):
@@ -151,6 +220,12 @@ def main(argv: list[str] | None = None) -> int:
                 row[key] = (min(runs) - start) if runs and min(runs) - start <= 8 else math.nan
             timing.append(row)
     print(f"simulated and judged in {time.perf_counter() - began:.0f} s")
+    if args.report is not None:
+        sid, i, sim, triangle, run = pick or fallback_pick
+        what = "alerted at its run while still filling" if pick else "the largest outbreak (none alerted at its run)"
+        print(f"report: scenario {sid}, series {i}, week {run + 1} ({what}; outbreak of {sim.current_size} cases from week "
+              f"{sim.current_start}):")  # fmt: skip
+        write_report(sim, triangle, run, args.report)
 
     table = np.array(latest)
     raw, final, cast, low, high = table.T

@@ -250,6 +250,7 @@ def _key_messages(result: RunResult) -> list[str]:
     if resolved:
         out.append("- Back below threshold this week (resolved): " + ", ".join(md_escape(series_name(r)) for r in resolved) + ".")
     out += [f"- {md_escape(note)}" for note in result.notes]
+    out += _filling_messages(result)
     problems = _problems_sentence(result)
     if problems:
         out.append(f"- {problems} (see Input problems).")
@@ -327,12 +328,53 @@ def _false_alert_method(result: RunResult) -> str:
     return " ".join(parts)
 
 
+LIKELY_MARK = "‡"
+
+
+def _likely(r: SeriesResult) -> bool:
+    """A warning only its nowcast raised: the week is likely to end above its threshold once reporting completes."""
+    return r.detection.level == "warning" and "likely surge once reporting completes" in r.detection.note
+
+
+def _filling(result: RunResult) -> bool:
+    return any(not is_missing(r.detection.nowcast) for r in result.results)
+
+
+def _nowcast_cell(r: SeriesResult) -> str:
+    d = r.detection
+    if is_missing(d.nowcast):
+        return "–"
+    return f"{fmt_num(d.nowcast)} ({fmt_num(d.nowcast_low)}–{fmt_num(d.nowcast_high)})"
+
+
+def _filling_messages(result: RunResult) -> list[str]:
+    """Key messages of a week still filling (issue 14): how much of it is in, and the likely surges."""
+    out = []
+    if result.nowcast_note:
+        out.append(f"- {md_escape(_sentence(result.nowcast_note))}")
+    filling = [r for r in result.results if not is_missing(r.detection.nowcast)]
+    if not filling:
+        return out
+    share = filling[0].detection.complete_share
+    likely = [r for r in result.results if _likely(r)]
+    text = (f"This week is still filling: about {share:.0%} of a week's events are in the data by now (measured reporting "
+            "delays, `monitor delays`), so its counts are as reported so far and the Nowcast column gives where each is "
+            "heading (90 % interval); the next run judges the week again.")  # fmt: skip
+    if likely:
+        text += (f" {_plural(len(likely), 'series', 'series')} {'is a warning' if len(likely) == 1 else 'are warnings'} only by "
+                 f"{'its' if len(likely) == 1 else 'their'} nowcast ({LIKELY_MARK}, likely surge once reporting completes): "
+                 + ", ".join(series_name(r) for r in likely) + ".")  # fmt: skip
+    out.append(f"- {md_escape(text)}")
+    return out
+
+
 def _flagged_table(result: RunResult) -> list[str]:
     out = ["## Flagged series", ""]
     flagged = result.flagged
     if not flagged:
         return out + ["No series flagged this week.", ""]
     fdr = _fdr(result)
+    filling = _filling(result)
     rows = []
     for rank, r in enumerate(flagged, 1):
         d = r.detection
@@ -346,14 +388,16 @@ def _flagged_table(result: RunResult) -> list[str]:
                 fmt_score(d.score),
                 fmt_p(d.pvalue),
                 *([fmt_p(d.qvalue)] if fdr else []),
+                *([_nowcast_cell(r)] if filling else []),
                 str(r.weeks_in_alert),
                 md_escape(r.status or "new"),
                 md_escape(r.trend),
             ]
         )
+    filling = _filling(result)
     header = ["#", "Series", "Observed", "Expected", "Threshold", "Exceedance score", "p-value", *(["q-value"] if fdr else []),
-              "Weeks in alert", "Status", "Trend"]  # fmt: skip
-    return out + md_table(header, rows, "rlrrrrr" + ("r" if fdr else "") + "rlc") + [""]
+              *(["Nowcast (90 %)"] if filling else []), "Weeks in alert", "Status", "Trend"]  # fmt: skip
+    return out + md_table(header, rows, "rlrrrrr" + ("r" if fdr else "") + ("r" if filling else "") + "rlc") + [""]
 
 
 def _fdr(result: RunResult) -> bool:
@@ -371,32 +415,42 @@ def _warnings_table(result: RunResult) -> list[str]:
         "Above the looser warning level but not alerted (not emailed): worth a look, not yet a surge.",
         "",
     ]
+    filling = _filling(result)
     rows = [
         [
-            md_escape(series_name(r)),
+            md_escape(series_name(r)) + (f" {LIKELY_MARK}" if _likely(r) else ""),
             fmt_num(r.detection.observed),
             fmt_num(r.detection.expected),
             fmt_num(r.detection.threshold),
             fmt_p(r.detection.pvalue),
             *([fmt_p(r.detection.qvalue)] if fdr else []),
+            *([_nowcast_cell(r)] if filling else []),
             md_escape(r.trend),
             _detector_cell(r),
         ]
         for r in warnings
     ]
-    header = ["Series", "Observed", "Expected", "Alert threshold", "p-value", *(["q-value"] if fdr else []), "Trend", "Detector"]
-    return out + md_table(header, rows, "lrrrr" + ("r" if fdr else "") + "cl") + [""]
+    header = ["Series", "Observed", "Expected", "Alert threshold", "p-value", *(["q-value"] if fdr else []),
+              *(["Nowcast (90 %)"] if filling else []), "Trend", "Detector"]  # fmt: skip
+    out += md_table(header, rows, "lrrrr" + ("r" if fdr else "") + ("r" if filling else "") + "cl")
+    if any(_likely(r) for r in warnings):
+        out += ["", f"{LIKELY_MARK} Likely surge once reporting completes: the count reported so far is below the alert "
+                "threshold, but the nowcast of the week's final count ends above it with a chance of at least "
+                "`[detection] nowcast_likely`; the next run judges the week again with the data it then has."]  # fmt: skip
+    return out + [""]
 
 
 def _glance_table(result: RunResult) -> list[str]:
     out = ["## At a glance", ""]
     if not result.results:
         return out + ["No series were monitored this week.", ""]
+    filling = _filling(result)
     rows = [
         [
             md_escape(series_name(r)),
             fmt_num(r.detection.observed),
             fmt_num(r.detection.expected),
+            *([_nowcast_cell(r)] if filling else []),
             _level(r),
             md_escape(r.trend),
             _glance_status(r, result.no_data),
@@ -404,7 +458,9 @@ def _glance_table(result: RunResult) -> list[str]:
         ]
         for r in result.results
     ]
-    out += md_table(["Series", "This week", "Expected", "Level vs baseline", "Trend", "Status", "Detector"], rows, "lrrlcll")
+    header = ["Series", "This week", "Expected", *(["Nowcast (90 %)"] if filling else []), "Level vs baseline", "Trend", "Status",
+              "Detector"]  # fmt: skip
+    out += md_table(header, rows, "lrr" + ("r" if filling else "") + "lcll")
     if any(r.detection.fallback_from for r in result.results):
         out += ["", "† The configured detector needs more history than this series has, so the nb-recent fallback was used instead."]
     return out + [""]

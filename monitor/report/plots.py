@@ -74,6 +74,10 @@ def plot_series(result: SeriesResult, *, week_start: date, annotations: Sequence
     expected, upper = np.where(fallback, np.nan, expected), np.where(fallback, np.nan, upper)
     fb_alarmed, alarmed = alarmed & fallback, alarmed & ~fallback
     warned = warned & ~fallback
+    casts, cast_low, cast_high = _floats(history, "nowcast"), _floats(history, "nowcast_low"), _floats(history, "nowcast_high")
+    if not np.isfinite(casts).any() and math.isfinite(result.detection.nowcast) and len(weeks):  # a history without the columns
+        at = weeks == np.datetime64(week_start, "D")
+        casts[at], cast_low[at], cast_high[at] = result.detection.nowcast, result.detection.nowcast_low, result.detection.nowcast_high
 
     fig = Figure(figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI)
     FigureCanvasAgg(fig)
@@ -105,13 +109,14 @@ def plot_series(result: SeriesResult, *, week_start: date, annotations: Sequence
         marks = fb_alarmed & np.isfinite(counts)
         ax.plot(weeks[marks] + np.timedelta64(3, "D"), counts[marks] + 0.04 * top, "v", mfc="none", mec=FALLBACK,
                 ms=6, zorder=5)
-        cast = result.detection
-        if current.any() and math.isfinite(cast.nowcast):  # the week is still filling: where its count is heading
-            x = weeks[current][0]
-            ax.bar([x], [cast.nowcast_high - cast.nowcast_low], bottom=[cast.nowcast_low], width=6, align="edge",
+        # weeks still filling (the reported one, and those before it whose reporting is incomplete):
+        # where each count is heading, the nowcast's 90 % interval over the bar and its mean as a diamond
+        filling = np.isfinite(casts) & np.isfinite(counts)
+        if filling.any():
+            ax.bar(weeks[filling], (cast_high - cast_low)[filling], bottom=cast_low[filling], width=6, align="edge",
                    color=NOWCAST, alpha=0.3, edgecolor=NOWCAST, hatch="///", lw=0.8, zorder=3)  # fmt: skip
-            ax.plot([x + np.timedelta64(3, "D")], [cast.nowcast], "D", color=NOWCAST, ms=6, zorder=5)
-            top = max(top, cast.nowcast_high)
+            ax.plot(weeks[filling] + np.timedelta64(3, "D"), casts[filling], "D", color=NOWCAST, ms=6, zorder=5)
+            top = max(top, float(np.nanmax(cast_high[filling])))
         first, right = weeks[0], max(weeks[-1], week) + max(3, len(weeks) // 40) * seven
     else:
         top = 1.0
@@ -174,9 +179,10 @@ def plot_series(result: SeriesResult, *, week_start: date, annotations: Sequence
         handles.insert(2, Patch(color=UNDECIDED, label="undecided (too little history)"))
     if learned.any():
         handles.append(matplotlib.lines.Line2D([], [], color=EXPECTED, lw=4.0, alpha=0.45, label="expected = new level (recent weeks)"))
-    if math.isfinite(detection.nowcast):
+    if np.isfinite(casts).any():
+        share = f" ({detection.complete_share:.0%} of the reported week in)" if math.isfinite(detection.complete_share) else ""
         handles.append(Patch(facecolor=NOWCAST, alpha=0.3, edgecolor=NOWCAST, hatch="///",
-                             label=f"nowcast, 90 % ({detection.complete_share:.0%} of the week reported)"))  # fmt: skip
+                             label=f"weeks still filling: nowcast, 90 %{share}"))  # fmt: skip
     if fallback.any():
         configured = next(f for f in history["fallback_from"].astype(str) if f)
         used = next((d for d, f in zip(history["detector"].astype(str), history["fallback_from"].astype(str)) if f), "fallback")
