@@ -92,8 +92,8 @@ ACLED_HEADER = (
 ).split(",")
 
 
-def write_report(sim, triangle: np.ndarray, run: int, out: Path) -> Path:
-    """The series as an ACLED export known at the run of week `run` (0-based), ingested and reported."""
+def write_report(sim, triangle: np.ndarray, run: int, out: Path, *, detector: str) -> Path:
+    """The series as an ACLED export known at the run of week `run` (0-based), ingested and reported with `detector`."""
     import csv
     from datetime import datetime, timedelta, timezone
 
@@ -125,8 +125,8 @@ def write_report(sim, triangle: np.ndarray, run: int, out: Path) -> Path:
                         "timestamp": str(int(seen.timestamp())),
                     })  # fmt: skip
     config = out / "monitor.toml"
-    config.write_text('[database]\npath = "monitor.db"\n[report]\nfolder = "reports"\n[[series]]\nname = "simulated"\n',
-                      encoding="utf-8")  # fmt: skip
+    config.write_text('[database]\npath = "monitor.db"\n[report]\nfolder = "reports"\n[[series]]\nname = "simulated"\n'
+                      f'detector = "{detector}"\n', encoding="utf-8")  # fmt: skip
     wednesday = (end + timedelta(days=2, hours=6)).isoformat()
     runner = CliRunner()
     from monitor.weeks import week_label
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         what = "alerted at its run while still filling" if pick else "the largest outbreak (none alerted at its run)"
         print(f"report: scenario {sid}, series {i}, week {run + 1} ({what}; outbreak of {sim.current_size} cases from week "
               f"{sim.current_start}):")  # fmt: skip
-        write_report(sim, triangle, run, args.report)
+        write_report(sim, triangle, run, args.report, detector=args.detector)
 
     table = np.array(latest)
     raw, final, cast, low, high = table.T

@@ -67,7 +67,7 @@ def test_a_likely_surge_is_a_warning_then_an_alert_once_its_late_events_are_in(t
             "to 20) against a threshold of 11: 77% chance to end above it") in first  # fmt: skip
     report = (tmp_path / "reports" / "2023-W20" / "report.md").read_text(encoding="utf-8")
     assert ("This week is still filling: about 50% of a week's events are in the data by now (measured reporting delays, "
-            "\\`monitor delays\\`)") in report  # fmt: skip
+            "see monitor delays)") in report  # fmt: skip
     assert "1 series is a warning only by its nowcast (‡, likely surge once reporting completes): all — All (total)." in report
     assert "| all — All (total) ‡ | 8 | 4.1 | 11 | 0.055 | 14 (10–20) |" in report  # the Warnings table
     (state,) = _states(config)

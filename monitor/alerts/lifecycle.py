@@ -86,7 +86,7 @@ class Revision:
 
     week: str
     was: str  # "alert", "warning" or "" (quiet)
-    now: str
+    now: str  # the same, or "undecided" (the detector cannot decide the week now)
     observed: float = math.nan  # the week's count now, and its threshold
     threshold: float = math.nan
 
@@ -165,7 +165,7 @@ def rejudge(state: AlertState, now: Mapping[int, Observation], settings: Lifecyc
         if obs is None:  # not re-checked: replayed as first judged
             obs = Observation(w["week"], w["index"], w["level"], provisional=True)
         elif obs.held or obs.level != w["level"]:
-            revisions.append(Revision(w["week"], w["level"], "" if obs.held else obs.level, obs.observed, obs.threshold))
+            revisions.append(Revision(w["week"], w["level"], "undecided" if obs.held else obs.level, obs.observed, obs.threshold))
         replayed, event = step(replayed, obs, settings)
         events.append(event)
     if state.last_index > replayed.last_index:  # a later week judged complete at the time: it stays processed

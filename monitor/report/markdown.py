@@ -358,7 +358,7 @@ def _filling_messages(result: RunResult) -> list[str]:
     share = filling[0].detection.complete_share
     likely = [r for r in result.results if _likely(r)]
     text = (f"This week is still filling: about {share:.0%} of a week's events are in the data by now (measured reporting "
-            "delays, `monitor delays`), so its counts are as reported so far and the Nowcast column gives where each is "
+            "delays, see monitor delays), so its counts are as reported so far and the Nowcast column gives where each is "
             "heading (90 % interval); the next run judges the week again.")  # fmt: skip
     if likely:
         text += (f" {_plural(len(likely), 'series', 'series')} {'is a warning' if len(likely) == 1 else 'are warnings'} only by "
