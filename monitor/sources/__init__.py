@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from monitor.errors import IngestError
-from monitor.sources import acled, counts, deletions, generic, ucdp
-from monitor.sources._csv import fail, open_table
+from monitor.sources import acled, aggregated, counts, deletions, generic, ucdp
+from monitor.sources._csv import fail, is_xlsx, open_table, xlsx_table
 from monitor.types import FileStream, ParsedFile
 
 #: Formats `read_file` accepts; "auto" detects one of the others from the header.
-FORMATS: tuple[str, ...] = ("auto", "acled", "acled-legacy", "acled-deletions", "ucdp", "generic", "counts")
+FORMATS: tuple[str, ...] = ("auto", "acled", "acled-legacy", "acled-deletions", "acled-aggregated", "ucdp", "generic", "counts")
 
 __all__ = ["FORMATS", "detect_format", "open_file", "read_file"]
 
@@ -34,6 +34,8 @@ def _detect(header: list[str], mappings: Sequence[Any]) -> tuple[str | None, Any
         return "counts", None
     if deletions.is_deletions(lower):
         return "acled-deletions", None
+    if aggregated.is_aggregated(lower):
+        return "acled-aggregated", None
     if "event_id_cnty" in lower:
         return ("acled-legacy" if acled.is_legacy(header) else "acled"), None
     if ucdp.is_ucdp(lower):
@@ -48,6 +50,7 @@ def _accepted(mappings: Sequence[Any]) -> str:
         f"ucdp ({', '.join(ucdp.REQUIRED)}, ...)",
         "counts (week_start, [country, admin1, admin2, event_type, sub_event_type, actor,] count[, fatalities])",
         f"acled-deletions ({', '.join(deletions.REQUIRED)})",
+        f"acled-aggregated ({', '.join(c.upper() for c in aggregated.REQUIRED)}, ...; CSV or .xlsx)",
     ]
     parts += [f"generic mapping {m.name!r} ({','.join(m.match_header)})" for m in mappings]
     return "; ".join(parts)
@@ -93,7 +96,8 @@ def open_file(
     try:
         if path.is_dir() and read_from is None:
             raise IngestError(f"{path}: is a folder, not a file (name the files in it, e.g. {path / '*.csv'})")
-        table = open_table(Path(read_from), name=path) if read_from is not None else open_table(path)
+        source = Path(read_from) if read_from is not None else path
+        table = open_table(source, name=path) if not is_xlsx(source) else xlsx_table(source, name=path)
     except OSError as exc:
         raise IngestError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
     try:
@@ -134,6 +138,8 @@ def _parse(table, path: Path, format: str, mappings: Sequence[Any], now: datetim
         return deletions.parse(table)
     if fmt == "counts":
         return counts.parse(table, now=now, week_start=week_start)
+    if fmt == "acled-aggregated":
+        return aggregated.parse(table, now=now, week_start=week_start)
     return generic.parse(table, now=now, mapping=mapping)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -424,3 +425,70 @@ def coordinate(value: str, column: str, *, limit: float) -> float | None:
     if not -limit <= number <= limit:  # also false for NaN
         return None
     return number
+
+
+#: The first bytes of a zip archive, which an .xlsx workbook is.
+_ZIP = b"PK\x03\x04"
+
+
+def is_xlsx(path: Path) -> bool:
+    """Whether the file is a zip archive (an .xlsx workbook), whatever its name; False if it cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4) == _ZIP
+    except OSError:
+        return False
+
+
+def xlsx_table(path: Path, *, name: Path | None = None) -> Table:
+    """The first worksheet of an .xlsx workbook as a Table: its rows written to a temporary CSV file
+    (removed when the Table is closed) row for row, so a message's line N is the sheet's row N.
+    Cells that hold dates are written as YYYY-MM-DD, whole numbers without a decimal point.
+    IngestError naming the file when it is not a workbook openpyxl can read."""
+    import tempfile
+    import zipfile
+
+    from openpyxl import load_workbook
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    shown = name if name is not None else path
+    try:  # opened as a file object: openpyxl would refuse the spooled copy's name, which is not *.xlsx
+        book = load_workbook(open(path, "rb"), read_only=True, data_only=True)
+    except (zipfile.BadZipFile, InvalidFileException, KeyError, ValueError, OSError) as exc:
+        raise fail(shown, 1, f"not a readable .xlsx workbook ({type(exc).__name__}: {exc}); save it as .xlsx or as CSV") from None
+    fd, temp = tempfile.mkstemp(prefix="monitor-xlsx-", suffix=".csv")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+            writer = csv.writer(out, lineterminator="\n")
+            sheet = book.worksheets[0]
+            sheet.reset_dimensions()  # some exports carry a wrong "dimension" record: read every row there is
+            for row in sheet.iter_rows(values_only=True):
+                writer.writerow([_cell(v) for v in row])
+        book.close()
+        table = open_table(Path(temp), name=shown)
+    except BaseException:
+        os.unlink(temp)
+        raise
+    handle_close = table.close
+
+    def close() -> None:
+        handle_close()
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+
+    table.close = close  # type: ignore[method-assign]
+    return table
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.date().isoformat() if value.time() == datetime.min.time() else value.isoformat(sep=" ")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
