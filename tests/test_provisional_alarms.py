@@ -125,7 +125,7 @@ def test_a_likely_surge_that_does_not_hold_up_is_resolved(tmp_path):
     digest = _digest(tmp_path, "2023-W21")
     assert "RESOLVED (1)" in digest
     assert "2023-W20 re-judged with fuller reporting: 8 events against a threshold of 11, quiet (first judged warning" in digest
-    assert "fell below its threshold once its reporting filled in" in digest
+    assert "fell below its threshold with the data now in (late reports, revisions or deletions)" in digest
     (state,) = _states(config)
     assert state["state"] == ""
     # both weeks are still filling (2023-W20 at 75 %, 2023-W21 at 50 %): open to re-judging, 2023-W20 now quiet
@@ -182,3 +182,61 @@ def replace_provisional(state: AlertState, value: str) -> AlertState:
     from dataclasses import replace
 
     return replace(state, provisional=value)
+
+
+def _weeks(settings: LifecycleSettings, weeks: list[tuple[int, str]], now: dict[int, dict[int, Observation]]) -> list[tuple]:
+    """Weekly runs: each re-judges the open weeks with `now[run]` (earlier week -> observation as known at that run),
+    then judges its own week, still filling. Returns (week, event of the re-judging, event of the week, state, announced)."""
+    state, out = AlertState("s"), []
+    for index, level in weeks:
+        earlier = ""
+        if state.provisional and state.last_index < index:
+            state, earlier, _ = rejudge(state, now.get(index, {}), settings)
+        state, event = step(state, _obs(index, level, provisional=True), settings)
+        out.append((index, earlier, event, state.state, state.announced_index))
+    return out
+
+
+def _final(index: int, level: str, *, held: bool = False) -> Observation:
+    return Observation(f"2023-W{index:02d}", index, level, 1.5 if level else math.nan, held=held)
+
+
+def test_an_announced_episode_is_not_announced_again_when_an_earlier_week_is_re_judged_quiet():
+    """for_weeks = 2: weeks 1 and 2 flagged, announced new at week 2. At week 3, week 1 turns out quiet: the replay
+    leaves the episode one week old, but the team was told, so it stays firing: week 3 continues (or, quiet,
+    starts recovering), never a second "new" and never dropped without a word."""
+    settings = LifecycleSettings(for_weeks=2, resolve_after_weeks=2, repeat_weeks=4)
+    rejudged = {3: {1: _final(1, ""), 2: _final(2, "alert")}}
+    flagged = _weeks(settings, [(1, "alert"), (2, "alert"), (3, "alert")], rejudged)
+    assert [e for _, _, e, _, _ in flagged] == ["pending", "new", "continuing"]
+    assert flagged[-1][3:] == ("firing", 2)
+    quiet = _weeks(settings, [(1, "alert"), (2, "alert"), (3, "")], rejudged)
+    assert quiet[-1][2:4] == ("recovering", "recovering")
+
+
+def test_a_week_undecided_when_re_checked_keeps_its_first_verdict():
+    """No data is not zero: a re-check that cannot decide the week changes nothing, and the week stays open."""
+    run = _weeks(SETTINGS, [(1, "alert"), (2, "alert"), (3, "alert")], {2: {1: _final(1, "", held=True)}})
+    assert [(earlier, event) for _, earlier, event, _, _ in run] == [("", "new"), ("", "continuing"), ("", "continuing")]
+
+
+def test_a_resolution_is_not_hidden_behind_an_escalation_of_the_same_run():
+    """Week 1 a warning (announced), then quiet; at week 3, week 1 is re-judged an alert while the series is quiet
+    for the second week: the alert is over, and the digest says so (the re-judged week is named in the notice)."""
+    from monitor.alerts.notify import _louder
+
+    run = _weeks(SETTINGS, [(1, "warning"), (2, ""), (3, "")], {3: {1: _final(1, "alert"), 2: _final(2, "")}})
+    index, earlier, event, state, _ = run[-1]
+    assert (earlier, event, state) == ("escalated", "resolved", "resolved")
+    assert _louder(earlier, event) == "resolved"
+
+
+def test_a_larger_surge_confirmed_at_the_same_level_escalates():
+    """Week 1 alerted on a partial count at an exceedance score of 1.5 (band 1); once complete its score is 5
+    (band 3): the same level, a larger surge, announced as an escalation."""
+    state, _ = step(AlertState("s"), _obs(1, "alert", provisional=True), SETTINGS)
+    larger = Observation("2023-W01", 1, "alert", 5.0, observed=30, threshold=11)
+    after, event, revisions = rejudge(state, {1: larger}, SETTINGS)
+    assert (event, after.announced_band) == ("escalated", 3)
+    assert revisions[0].text() == ("2023-W01 re-judged with fuller reporting: 30 events against a threshold of 11, "
+                                   "a larger surge than first judged on a partial count")  # fmt: skip

@@ -153,7 +153,8 @@ def _numbers(n: Notice) -> str:
     if n.kind == "resolved":
         st = n.change.before
         if not n.change.after.quiet_weeks and n.change.revisions:  # withdrawn: the surge announced did not hold up
-            return (f"the week flagged as a surge fell below its threshold once its reporting filled in; flagged since "
+            return (f"the week flagged as a surge fell below its threshold with the data now in (late reports, revisions or "
+                    f"deletions); flagged since "
                     f"{st.since_week}, last announced {st.announced_week}")  # fmt: skip
         return (f"quiet for {_weeks(n.change.after.quiet_weeks)} ({fmt_num(d.observed)} {_unit(r)} this week, "
                 f"{fmt_num(d.expected)} expected); flagged since {st.since_week}, last announced {st.announced_week}")  # fmt: skip

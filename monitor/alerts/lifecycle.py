@@ -89,6 +89,7 @@ class Revision:
     now: str  # the same, or "undecided" (the detector cannot decide the week now)
     observed: float = math.nan  # the week's count now, and its threshold
     threshold: float = math.nan
+    larger: bool = False  # the same level, but a larger surge (a higher exceedance band) once complete
 
     def text(self) -> str:
         def name(level: str) -> str:
@@ -98,6 +99,8 @@ class Revision:
 
         numbers = (f"{fmt_num(self.observed)} events against a threshold of {fmt_num(self.threshold)}, "
                    if math.isfinite(self.observed) and math.isfinite(self.threshold) else "")  # fmt: skip
+        if self.larger:
+            return f"{self.week} re-judged with fuller reporting: {numbers}a larger surge than first judged on a partial count"
         return f"{self.week} re-judged with fuller reporting: {numbers}{name(self.now)} (first judged {name(self.was)} on a partial count)"
 
 
@@ -135,7 +138,8 @@ def step(state: AlertState, obs: Observation, settings: LifecycleSettings) -> tu
     weeks = [w for w in _open_weeks(state) if obs.week_index - w["index"] < REJUDGE_WEEKS]
     if obs.provisional:
         start = {k: v for k, v in asdict(state).items() if k not in ("series", "provisional")}
-        weeks.append({"week": obs.week, "index": obs.week_index, "level": obs.level, "state": start})
+        band = exceedance_band(obs.score) if obs.level in SEVERITIES else 0
+        weeks.append({"week": obs.week, "index": obs.week_index, "level": obs.level, "band": band, "state": start})
     return replace(new, provisional=_dump(weeks)), event
 
 
@@ -153,19 +157,37 @@ def rejudge(state: AlertState, now: Mapping[int, Observation], settings: Lifecyc
     weeks = _open_weeks(state)
     if not weeks:
         return state, "", ()
-    changed = [i for i, w in enumerate(weeks) if w["index"] in now and (now[w["index"]].held or now[w["index"]].level != w["level"])]
+
+    def known(w: dict) -> Observation | None:  # the week as re-checked now; None: not re-checked, or undecided now
+        obs = now.get(w["index"])
+        return None if obs is None or obs.held else obs  # an undecided re-check is no verdict: the first one stands
+
+    def differs(w: dict) -> bool:
+        obs = known(w)
+        band = exceedance_band(obs.score) if obs is not None and obs.level in SEVERITIES else 0
+        return obs is not None and (obs.level != w["level"] or band > w.get("band", 0))  # a larger surge confirmed too
+
+    def still_open(w: dict) -> bool:
+        obs = known(w)
+        return obs is None or obs.provisional
+
+    changed = [i for i, w in enumerate(weeks) if differs(w)]
     if not changed:  # every verdict stands: the weeks now complete are closed
-        still = [w for w in weeks if w["index"] not in now or now[w["index"]].provisional]
+        still = [w for w in weeks if still_open(w)]
         return (replace(state, provisional=_dump(still)) if len(still) < len(weeks) else state), "", ()
     first = changed[0]
-    replayed = AlertState(series=state.series, **weeks[first]["state"], provisional=_dump(weeks[:first]))
+    # the weeks before the first change keep their verdicts; those now complete are closed
+    replayed = AlertState(series=state.series, **weeks[first]["state"], provisional=_dump([w for w in weeks[:first] if still_open(w)]))
     events, revisions = [], []
     for w in weeks[first:]:
-        obs = now.get(w["index"])
-        if obs is None:  # not re-checked: replayed as first judged
-            obs = Observation(w["week"], w["index"], w["level"], provisional=True)
-        elif obs.held or obs.level != w["level"]:
-            revisions.append(Revision(w["week"], w["level"], "undecided" if obs.held else obs.level, obs.observed, obs.threshold))
+        obs = known(w)
+        if obs is None:  # not re-checked, or undecided now: replayed as first judged
+            obs = Observation(w["week"], w["index"], w["level"], 2.0 ** (w.get("band", 0) - 1) if w.get("band") else math.nan,
+                              provisional=True)  # fmt: skip
+        elif obs.level != w["level"]:
+            revisions.append(Revision(w["week"], w["level"], obs.level, obs.observed, obs.threshold))
+        elif differs(w):
+            revisions.append(Revision(w["week"], w["level"], obs.level, obs.observed, obs.threshold, larger=True))
         replayed, event = step(replayed, obs, settings)
         events.append(event)
     if state.last_index > replayed.last_index:  # a later week judged complete at the time: it stays processed
@@ -184,7 +206,8 @@ def _reconcile(told: AlertState, replayed: AlertState, events: list[str]) -> tup
         ended = replace(replayed, state="resolved", severity=told.severity, since_week=told.since_week,
                         **{f: getattr(told, f) for f in fields})  # fmt: skip
         return ended, "resolved"
-    kept = replace(replayed, **{f: getattr(told, f) for f in fields})
+    # the team was told of this episode: it is firing (or recovering), never merely pending again
+    kept = replace(replayed, state="firing" if replayed.state == "pending" else replayed.state, **{f: getattr(told, f) for f in fields})
     if _rank(replayed.severity) > _rank(told.announced_severity) or replayed.band > told.announced_band:
         louder = replace(kept, announced_week=replayed.last_week, announced_index=replayed.last_index,
                          announced_severity=max(replayed.severity, told.announced_severity, key=_rank),

@@ -212,6 +212,8 @@ def advance(
 def _louder(earlier: str, now: str) -> str:
     """The event a run reports for a series whose earlier weeks were re-judged (`earlier`) and whose
     week was then judged (`now`): the one the team most needs to hear."""
+    if now == "resolved":  # the episode is over: that is the news (the re-judged week is named in the notice)
+        return now
     rank = {"new": 5, "escalated": 4, "reminder": 3, "resolved": 2}
     return earlier if rank.get(earlier, 0) > rank.get(now, 0) or not now else now
 
