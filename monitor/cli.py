@@ -90,7 +90,8 @@ def cli(ctx: click.Context, config_path: Path | None, db_path: Path | None, debu
       1  failure: one line per problem names the file and line, or the config key,
          and the fix; for ingest also: rows were rejected (the good rows are kept,
          `monitor rejects` lists the others); for check, backtest and silence add:
-         --series matches no series (the nearest keys are named)
+         --series matches no series (the nearest keys are named); for fetch (and
+         run): a source could not be fetched (what the others fetched is kept)
       2  usage error (unknown option, missing argument, a --week that is no week,
          silence add --series matching several series without --all-matching)
       3  check / detect: at least one series is flagged in the week checked
@@ -157,6 +158,34 @@ _WAIT_OPTION = click.option(
     "--wait", type=click.FloatRange(min=0), default=0, show_default=True,
     help="seconds to wait for another run holding the database's lock (then exit 5)",
 )
+
+
+@cli.command()
+@click.argument("names", nargs=-1)
+@_WAIT_OPTION
+@click.pass_context
+def fetch(ctx: click.Context, names: tuple[str, ...], wait: float) -> None:
+    """Fetch what is new from the [[sources]] (all remote ones, or those NAMES) and ingest it.
+
+    Each source starts where its last successful fetch left off. What comes back is stored as a
+    file under fetch.folder (a vintage) before it is ingested, so a run killed in between ingests
+    that file next time instead of fetching it again. A source that fails (no answer, refused
+    access, a rate limit that does not lift, an answer cut short) is named with what to do, changes
+    nothing in the database and does not stop the others. Exit 1 if any source failed, 5 if another
+    run holds the database's lock, else 0.
+    """
+    from monitor.fetch import describe, fetch_sources, remote_sources
+    from monitor.lock import locked_store
+
+    config = _config(ctx)
+    if not remote_sources(config, names):
+        raise MonitorError("no [[sources]] to fetch: add an acled-api, ucdp-api or http-csv source to the config "
+                           "(see the README, \"Data that arrives by itself\")")  # fmt: skip
+    with locked_store(config.db_path, clock=_now, wait=wait, command="monitor fetch", open_store=lambda: _store(config)) as store:
+        outcomes = fetch_sources(config, store, names=names, now=_now(), clock=_now)
+    for outcome in outcomes:
+        click.echo(describe(outcome), err=outcome.failed)
+    ctx.exit(1 if any(o.failed for o in outcomes) else 0)
 
 
 @cli.command()
@@ -497,6 +526,10 @@ def _print_outcome(outcome) -> None:
         click.echo(f"error: {outcome.result.no_data_line}", err=True)
     _no_data_series(outcome.result)
     _problems(outcome.result)
+    from monitor.fetch import describe
+
+    for f in getattr(outcome, "fetched", ()):
+        click.echo(describe(f), err=f.failed)
     ids = {r.file: r.ingest_id for r in outcome.ingest.rejected}
     for r in outcome.ingest.results:
         if not r.skipped:
@@ -602,6 +635,9 @@ def status_command(ctx, limit, fmt) -> None:
     _section("active silences", info["silences"], ["id", "filter", "until", "comment", "author"], empty="none")
     _section("data freshness per source", info["sources"], ["source", "records", "latest_event_date", "last_week_with_data",
              "weeks_behind", "last_ingest", "weeks_since_ingest"], empty="no data ingested")  # fmt: skip
+    if info.get("fetches"):
+        _section("fetches ([[sources]], the last of each)", info["fetches"],
+                 ["source", "kind", "last_fetch", "status", "last_success", "file", "message"], empty="none")  # fmt: skip
 
 
 @cli.command()

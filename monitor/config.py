@@ -301,6 +301,69 @@ class ScheduleSettings(_Settings):
         return value
 
 
+#: Kinds of `[[sources]]` and the public address each fetches from by default.
+SOURCE_KINDS: dict[str, str] = {
+    "inbox": "",
+    "acled-api": "https://acleddata.com",
+    "ucdp-api": "https://ucdpapi.pcr.uu.se",
+    "http-csv": "",
+}
+
+
+class SourceSettings(_Settings):
+    """One place data comes from by itself (issue 15): `monitor fetch` pulls what is new since its last fetch."""
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_-]+$", description="source name, used in messages, `monitor fetch NAME` and the vintages folder (letters, digits, - and _)")
+    kind: Literal[tuple(SOURCE_KINDS)] = Field(..., description="inbox (folders of files), acled-api, ucdp-api or http-csv")
+    url: str = Field("", description="the service's address (default: the public one of its kind; http-csv: the file's URL, required)")
+    timeout: float = Field(60.0, gt=0, le=3600, allow_inf_nan=False, description="seconds to wait for each response")
+    # acled-api
+    email: str = Field("", description="acled-api: the account's email address")
+    password_env: str = Field("ACLED_PASSWORD", description="acled-api: environment variable holding the account's password (never put it in this file)")
+    password_file: str = Field("", description="acled-api: file holding the password, readable by its owner only (chmod 600); when set, used instead of password_env")
+    countries: list[str] = Field(default_factory=list, description="acled-api: country names; ucdp-api: Gleditsch-Ward country codes")
+    regions: list[str] = Field(default_factory=list, description="acled-api: ACLED region numbers (e.g. 11 for the Middle East)")
+    event_types: list[str] = Field(default_factory=list, description="acled-api: ACLED event types (empty: all)")
+    start: str = Field("", description="acled-api, ucdp-api: first event date fetched, YYYY-MM-DD (later fetches: only what is new)")
+    # ucdp-api
+    dataset: Literal["gedevents", "candidate"] = Field("gedevents", description="ucdp-api: gedevents (yearly GED release) or candidate (monthly Candidate events)")
+    version: str = Field("", description="ucdp-api: the dataset version, e.g. 25.1 (GED) or 25.0.9 (Candidate)")
+    token_env: str = Field("UCDP_TOKEN", description="ucdp-api: environment variable holding the API access token")
+    token_file: str = Field("", description="ucdp-api: file holding the access token, readable by its owner only")
+    # inbox
+    folders: list[TextPath] = Field(default_factory=list, description="inbox: folders scanned for new files (default: [ingest] inbox)")
+
+    @model_validator(mode="after")
+    def _complete(self) -> "SourceSettings":
+        if self.kind == "http-csv" and not self.url:
+            raise ValueError(f"source {self.name!r} (http-csv) needs a url: the address of the file to fetch")
+        if self.kind == "acled-api" and not self.email:
+            raise ValueError(f"source {self.name!r} (acled-api) needs email: the ACLED account's address "
+                             f"(its password comes from ${self.password_env} or password_file)")  # fmt: skip
+        if self.kind == "ucdp-api" and not self.version:
+            raise ValueError(f"source {self.name!r} (ucdp-api) needs version, e.g. 25.1 for GED or 25.0.9 for Candidate events")
+        if self.url and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"source {self.name!r}: url {self.url!r} is not an http:// or https:// address")
+        if self.start:
+            try:
+                date.fromisoformat(self.start)
+            except ValueError:
+                raise ValueError(f"source {self.name!r}: start {self.start!r} is not a date YYYY-MM-DD") from None
+        return self
+
+    @property
+    def address(self) -> str:
+        """The url, or the public address of the kind."""
+        return (self.url or SOURCE_KINDS[self.kind]).rstrip("/")
+
+
+class FetchSettings(_Settings):
+    folder: TextPath = Field(Path("vintages"), description="where each fetch is stored as a file before it is ingested (one folder per source)")
+    retries: int = Field(4, ge=0, le=20, description="retries of a request after a timeout, a dropped connection, 429 or 5xx")
+    backoff: float = Field(2.0, ge=0, le=600, allow_inf_nan=False, description="seconds before the first retry, doubling each time")
+    max_wait: float = Field(300.0, ge=0, le=3600, allow_inf_nan=False, description="longest wait a 429's Retry-After is honoured for; a longer one ends the fetch")
+
+
 class Config(_Settings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings, description="the SQLite store")
     ingest: IngestSettings = Field(default_factory=IngestSettings, description="incident files and how to read them")
@@ -311,6 +374,8 @@ class Config(_Settings):
     report: ReportSettings = Field(default_factory=ReportSettings, description="weekly report")
     alerts: AlertSettings = Field(default_factory=AlertSettings, description="email digest")
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings, description="`monitor schedule`")
+    sources: list[SourceSettings] = Field(default_factory=list, description="where data comes from by itself (`monitor fetch`)")
+    fetch: FetchSettings = Field(default_factory=FetchSettings, description="how fetched data is kept and requests retried")
     #: folder relative paths are resolved against (the config file's folder); not a TOML key
     base_dir: Path = Field(Path("."), exclude=True, description="(internal) folder of the config file")
     #: each [[series]] definition's (detector, validated parameters), and the fallback's: resolved once,
@@ -322,6 +387,23 @@ class Config(_Settings):
         return isinstance(other, Config) and self.__dict__ == other.__dict__
 
     __hash__ = None  # a config holds dicts and lists: not hashable, as before
+
+    @model_validator(mode="after")
+    def _unique_sources(self) -> "Config":
+        names = [s.name for s in self.sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"[[sources]] name {dupes[0]!r} is used twice: each source needs its own name")
+        return self
+
+    def secret(self, source: SourceSettings) -> SecretStr | None:
+        """The password (acled-api) or access token (ucdp-api) of a source: from its file if set, else its
+        environment variable; None when not set. ConfigError as `smtp_password` for a bad file."""
+        file, env = (source.password_file, source.password_env) if source.kind == "acled-api" else (source.token_file, source.token_env)
+        if file:
+            return SecretStr(read_password_file(self.path(Path(file))))
+        value = os.environ.get(env)
+        return SecretStr(value) if value else None
 
     @model_validator(mode="after")
     def _unique_series(self) -> "Config":

@@ -179,9 +179,11 @@ def rejected_since_last_week(store: Storage, *, week: str, limit: int = 5) -> tu
 
 
 def inbox_files(config: Config) -> list[Path]:
-    """Files matching the configured patterns in the inbox folders, oldest name first."""
+    """Files matching the configured patterns in the inbox folders ([ingest] inbox and the folders of
+    `inbox` [[sources]]), oldest name first."""
     found: set[Path] = set()
-    for folder in config.ingest.inbox:
+    folders = [*config.ingest.inbox, *(f for s in config.sources if s.kind == "inbox" for f in s.folders)]
+    for folder in folders:
         folder = config.path(folder)
         if not folder.is_dir():
             continue

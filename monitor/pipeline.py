@@ -61,6 +61,7 @@ class WeeklyOutcome:
     outbox_pending: int = 0  # messages left in the outbox
     unknown: int = 0  # messages this run sent whole without a final answer (kept, not resent: issue 12)
     emailed: bool = True  # False with --no-email or alerts.enabled = false: the alert lifecycle was not advanced
+    fetched: tuple = ()  # monitor.fetch.FetchOutcome of each [[sources]] fetch made before the ingest
 
     @property
     def exit_code(self) -> int:
@@ -68,7 +69,7 @@ class WeeklyOutcome:
             return EXIT_NO_DATA
         if self.delivery_error or self.outbox_pending:
             return EXIT_DELIVERY_FAILED
-        return EXIT_ERROR if self.ingest.refused else EXIT_OK
+        return EXIT_ERROR if self.ingest.refused or any(f.failed for f in self.fetched) else EXIT_OK
 
 
 def run_weekly(
@@ -88,8 +89,13 @@ def run_weekly(
     from monitor.alerts.notify import advance, as_first_run, plan
     from monitor.report import write_report
 
+    from monitor.fetch import fetch_sources, remote_sources
+
     started = now
     week = select_week(config, week=week, now=now)
+    # data that arrives by itself first ([[sources]]); a source that fails is named in the report, and the
+    # week is judged on what the database holds
+    fetched = tuple(fetch_sources(config, store, now=now, clock=clock)) if remote_sources(config) else ()
     ingest = ingest_files(store, inbox_files(config), config=config, now=now)
     faults.point("run.after-ingest")
     result = detect_week(config, store, week=week, now=now, ingests=ingest.results)
@@ -100,6 +106,8 @@ def run_weekly(
     changes = advance(result, states, config.alerts, no_data=no_data)
     decided = plan(result, changes, config.alerts, silences)
     notes = list(result.notes)
+    notes += [f"Fetching failed: {f.message or f.refused} The week is judged on the data the database held before."
+              for f in fetched if f.failed]  # fmt: skip
     ahead = max((st.last_week for st in states.values() if st.last_index > week_number(result.week_start)), default="")
     if ahead:
         notes.append(
@@ -144,6 +152,7 @@ def run_weekly(
         outbox_pending=len(pending_rows) if emailing else 0,
         unknown=flushed.unknown if flushed else 0,
         emailed=emailing,
+        fetched=fetched,
     )
     faults.point("run.before-record")
     store.record_run(

@@ -76,7 +76,8 @@ def status(config: Config, store: Storage, *, now: datetime, runs: int = 10) -> 
     runs: how many of the last runs to list, newest first.
     Returns {"database", "runs", "schedule": {cron, timezone, catch_up_weeks, next_run, next_week, owed},
     "sources" (`freshness`; weeks_behind counts from the clock's last complete week), "outbox" (OutboxMessage
-    list), "silences" (Silence list)}; outbox and silences are None when the store does not keep them.
+    list), "silences" (Silence list), "fetches" (the last fetch of each remote [[sources]] entry)}; outbox and
+    silences are None when the store does not keep them.
     """
     from monitor.coverage import select_week
     from monitor.schedule import next_run, owed_weeks
@@ -98,4 +99,14 @@ def status(config: Config, store: Storage, *, now: datetime, runs: int = 10) -> 
         "sources": freshness(store, now=now, last_complete=last_complete, start=config.week.start),
         "outbox": _optional(store, "pending_outbox"),
         "silences": _optional(store, "active_silences", now),
+        "fetches": _fetches(config, store),
     }
+
+
+def _fetches(config: Config, store: Storage) -> list[dict[str, Any]]:
+    """Each remote [[sources]] entry's last fetch: when, its outcome and what it brought (monitor.fetch.last_fetches)."""
+    from monitor.fetch import last_fetches, remote_sources
+
+    if not remote_sources(config) or getattr(store, "fetches", None) is None:
+        return []
+    return last_fetches(store, config)

@@ -308,6 +308,27 @@ MIGRATIONS: tuple[tuple[str, tuple[str | Callable[[sqlite_utils.Database], None]
         "0011_provisional_alert_weeks",
         ("ALTER TABLE alert_states ADD COLUMN provisional TEXT NOT NULL DEFAULT ''",),
     ),
+    (
+        # Data that arrives by itself (issue 15): each fetch of a [[sources]] entry, the file (vintage)
+        # it was stored as before being ingested, and where the next fetch starts (cursor).
+        "0012_fetches",
+        (
+            """CREATE TABLE fetches (
+                id INTEGER PRIMARY KEY,
+                source TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                started_at TEXT NOT NULL,
+                finished_at TEXT NOT NULL,
+                status TEXT NOT NULL CHECK (status IN ('fetched', 'ingested', 'nothing-new', 'failed')),
+                file TEXT NOT NULL DEFAULT '',
+                rows INTEGER NOT NULL DEFAULT 0,
+                cursor TEXT NOT NULL DEFAULT '{}',
+                message TEXT NOT NULL DEFAULT '',
+                ingest_id INTEGER REFERENCES ingests (id)
+            )""",
+            "CREATE INDEX idx_fetches_source ON fetches (source, id)",
+        ),
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -1045,6 +1066,47 @@ class Store:
                         status=row["status"], summary=RunSummary.from_json(row["summary"]))
             for row in self.db.query("SELECT * FROM runs ORDER BY id")
         ]  # fmt: skip
+
+    # fetches of [[sources]] (issue 15)
+    def record_fetch(self, *, source: str, kind: str, started_at: datetime, finished_at: datetime, status: str,
+                     file: str = "", rows: int = 0, cursor: dict | None = None, message: str = "") -> int:  # fmt: skip
+        """Log one fetch (one transaction); its id."""
+        with self._transaction():
+            cur = self.db.conn.execute(
+                "INSERT INTO fetches (source, kind, started_at, finished_at, status, file, rows, cursor, message)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [source, kind, _iso(started_at), _iso(finished_at), status, file, rows, json.dumps(cursor or {}), message],
+            )
+            return int(cur.lastrowid)
+
+    def fetch_ingested(self, fetch_id: int, *, ingest_id: int | None) -> None:
+        """Mark a fetched vintage as ingested (by that ingest; None: its content was ingested before)."""
+        with self._transaction():
+            self.db.conn.execute("UPDATE fetches SET status = 'ingested', ingest_id = ? WHERE id = ?", [ingest_id, fetch_id])
+
+    def fetch_failed(self, fetch_id: int, *, message: str) -> None:
+        """Mark a fetched vintage as failed: its ingest was refused, or the file is gone (the next fetch starts again
+        from the fetch before it)."""
+        with self._transaction():
+            self.db.conn.execute("UPDATE fetches SET status = 'failed', message = ? WHERE id = ?", [message, fetch_id])
+
+    def fetches(self, source: str | None = None, *, status: Sequence[str] = (), limit: int | None = None) -> list[dict[str, Any]]:
+        """Fetches, newest first (of one source; with one of these statuses), cursor decoded."""
+        clauses, params = [], []
+        if source is not None:
+            clauses.append("source = ?")
+            params.append(source)
+        if status:
+            clauses.append(f"status IN ({', '.join('?' * len(status))})")
+            params.extend(status)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT * FROM fetches{where} ORDER BY id DESC" + (f" LIMIT {int(limit)}" if limit else "")
+        if not self.db["fetches"].exists():  # a database from before schema 12, opened read-only: none made yet
+            return []
+        rows = [dict(r) for r in self.db.query(sql, params)]
+        for r in rows:
+            r["cursor"] = json.loads(r["cursor"] or "{}")
+        return rows
 
     # measured false-alert rates
     def record_backtest(

@@ -74,6 +74,19 @@ class Storage(Protocol):
     ) -> "pd.DataFrame":
         """Incidents up to `end` counted per week and per value of `columns`: what weekly series need."""
 
+    def record_fetch(self, *, source: str, kind: str, started_at: datetime, finished_at: datetime, status: str,
+                     file: str = "", rows: int = 0, cursor: dict | None = None, message: str = "") -> int:  # fmt: skip
+        """Log one fetch of a [[sources]] entry; its id."""
+
+    def fetch_ingested(self, fetch_id: int, *, ingest_id: int | None) -> None:
+        """Mark a fetched vintage as ingested."""
+
+    def fetch_failed(self, fetch_id: int, *, message: str) -> None:
+        """Mark a fetched vintage as failed."""
+
+    def fetches(self, source: str | None = None, *, status: Sequence[str] = (), limit: int | None = None) -> list[dict[str, Any]]:
+        """Fetches, newest first."""
+
     def incident_versions(self, *, end: date) -> "pd.DataFrame":
         """Every version of every incident up to `end`, with when it was known (known_from, known_to)."""
 

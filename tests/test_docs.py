@@ -24,7 +24,7 @@ EXAMPLE_DIFFERS = {
     "ingest.mappings": "the example carries the mapping of the Iraq SIGACTS file (default: none)",
     "alerts.routes": "the example shows two recipient groups, a Syria desk and a duty officer (default: none)",
 }
-PATHS = {"database.path", "ingest.inbox", "report.folder"}
+PATHS = {"database.path", "ingest.inbox", "report.folder", "fetch.folder"}
 
 
 def _lookup(raw: dict, dotted: str):
@@ -94,6 +94,8 @@ OWNERS = {
     "click": ("monitor/cli.py",),
     "statsmodels": ("monitor/detectors/",),
     "tomllib": ("monitor/config.py",),
+    "httpx": ("monitor/fetch/http.py",),
+    "openpyxl": ("monitor/sources/_csv.py",),
 }
 
 

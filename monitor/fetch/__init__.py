@@ -1,0 +1,216 @@
+"""`monitor fetch`: data that arrives by itself (issue 15).
+
+Each `[[sources]]` entry of a remote kind (`http-csv`, `acled-api`, `ucdp-api`) is fetched from
+where its last successful fetch left off (its cursor), and what comes back is stored as a file,
+a *vintage* (`<fetch.folder>/<source>/<UTC time>.<csv|xlsx>`), before it is ingested. The order
+of events, and what a crash at each point leaves:
+
+1. the vintage is written whole (temp file, flushed, renamed): killed before, nothing is left;
+2. the fetch is logged `fetched`, with the file and the cursor the next fetch starts from;
+3. the vintage is ingested as any file is (one transaction; `monitor.ingest.ingest_files`), and
+   the fetch is marked `ingested`.
+
+A run killed between 2 and 3 left a vintage that was fetched but not ingested: the next `monitor
+fetch` or `monitor run` ingests it first instead of fetching it again. A source that fails (see
+`monitor.fetch.http`) is logged `failed` with its one-line reason, changes nothing in the database
+and does not stop the sources after it; what they fetched is kept. `inbox` sources have nothing
+to fetch: `monitor run` scans their folders as before.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
+
+from monitor import faults
+from monitor.config import Config, SourceSettings
+from monitor.errors import ConfigError
+from monitor.fetch.http import FetchError, Http, utc_stamp
+
+if TYPE_CHECKING:
+    from monitor.store_protocol import Storage
+    from monitor.types import IngestResult
+
+#: Kinds of `[[sources]]` that are fetched (an inbox is scanned, not fetched).
+REMOTE_KINDS = ("http-csv", "acled-api", "ucdp-api")
+
+
+@dataclass(frozen=True)
+class FetchOutcome:
+    """What fetching one source did."""
+
+    source: str
+    status: str  # ingested | nothing-new | failed | resumed (a vintage left by a killed run, ingested now)
+    file: str = ""
+    message: str = ""  # the failure's one line, or what was ingested
+    ingest: "IngestResult | None" = None
+    refused: str = ""  # the ingest refused the vintage (its line)
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed" or bool(self.refused)
+
+
+def remote_sources(config: Config, names: Sequence[str] = ()) -> list[SourceSettings]:
+    """The sources to fetch: those named (ConfigError for a name that is not a remote source), else every remote one."""
+    remote = [s for s in config.sources if s.kind in REMOTE_KINDS]
+    if not names:
+        return remote
+    known = {s.name: s for s in config.sources}
+    out = []
+    for name in names:
+        if name not in known:
+            listed = ", ".join(s.name for s in config.sources) or "none"
+            raise ConfigError(f"no [[sources]] entry is named {name!r} (configured: {listed})")
+        if known[name].kind not in REMOTE_KINDS:
+            raise ConfigError(f"source {name!r} is an inbox: there is nothing to fetch (monitor run scans its folders)")
+        out.append(known[name])
+    return out
+
+
+def vintage_folder(config: Config, source: SourceSettings) -> Path:
+    return config.path(config.fetch.folder) / source.name
+
+
+def _fetcher(kind: str):
+    if kind == "http-csv":
+        from monitor.fetch import httpcsv
+
+        return httpcsv.fetch
+    if kind == "acled-api":
+        from monitor.fetch import acled
+
+        return acled.fetch
+    from monitor.fetch import ucdp
+
+    return ucdp.fetch
+
+
+def fetch_sources(config: Config, store: "Storage", *, names: Sequence[str] = (), now: datetime,
+                  clock: Callable[[], datetime] | None = None, sleep: Callable[[float], None] | None = None) -> list[FetchOutcome]:  # fmt: skip
+    """Fetch and ingest every remote source (or those named), one after the other (see the module docstring)."""
+    out = []
+    for source in remote_sources(config, names):
+        out.extend(_resume(config, store, source, now=now))
+        out.extend(_fetch_one(config, store, source, now=now, clock=clock or (lambda: now), sleep=sleep))
+    return out
+
+
+def _resume(config: Config, store: "Storage", source: SourceSettings, *, now: datetime) -> list[FetchOutcome]:
+    """Ingest the vintages of this source that were fetched but not ingested (a run killed in between)."""
+    out = []
+    for row in reversed(store.fetches(source.name, status=("fetched",))):
+        outcome = _ingest(config, store, source, row["id"], Path(row["file"]), now=now)
+        out.append(FetchOutcome(source.name, "resumed", row["file"], f"fetched {row['finished_at']}, ingested now",
+                                outcome[0], outcome[1]))  # fmt: skip
+    return out
+
+
+def _ingest(config: Config, store: "Storage", source: SourceSettings, fetch_id: int, path: Path, *, now: datetime):
+    from monitor.ingest import ingest_files
+
+    if not path.exists():
+        message = f"{source.name}: the fetched file {path} is gone before it was ingested: the next fetch fetches it again"
+        store.fetch_failed(fetch_id, message=message)
+        return None, message
+    outcome = ingest_files(store, [path], config=config, now=now)
+    result = outcome.results[0] if outcome.results else None
+    if outcome.refused:  # e.g. an error page served as the file: the next fetch starts again from the fetch before
+        store.fetch_failed(fetch_id, message=outcome.refused[0])
+        return result, outcome.refused[0]
+    entry = store.ingest_entry(sha256=result.sha256) if result is not None else None
+    store.fetch_ingested(fetch_id, ingest_id=entry["id"] if entry and not result.skipped else None)
+    return result, ""
+
+
+def _fetch_one(config: Config, store: "Storage", source: SourceSettings, *, now: datetime, clock: Callable[[], datetime],
+               sleep: Callable[[float], None] | None) -> list[FetchOutcome]:  # fmt: skip
+    from monitor.atomic import atomic_write
+
+    started = clock()
+    last = store.fetches(source.name, status=("ingested", "nothing-new", "fetched"), limit=1)
+    cursor = last[0]["cursor"] if last else {}
+    try:
+        secret = config.secret(source) if source.kind != "http-csv" else None
+        kwargs = {"sleep": sleep} if sleep is not None else {}
+        with Http(source.name, timeout=source.timeout, retries=config.fetch.retries, backoff=config.fetch.backoff,
+                  max_wait=config.fetch.max_wait, **kwargs) as http:  # fmt: skip
+            fetched = _fetcher(source.kind)(source, http, cursor=cursor, secret=secret, today=now.date())
+    except (FetchError, ConfigError) as exc:
+        message = str(exc) if str(exc).startswith(f"{source.name}:") else f"{source.name}: {exc}"
+        store.record_fetch(source=source.name, kind=source.kind, started_at=started, finished_at=clock(), status="failed",
+                           cursor=cursor, message=message)  # fmt: skip
+        return [FetchOutcome(source.name, "failed", message=message)]
+    if not fetched.files:
+        store.record_fetch(source=source.name, kind=source.kind, started_at=started, finished_at=clock(), status="nothing-new",
+                           cursor=fetched.cursor, message=fetched.note)  # fmt: skip
+        return [FetchOutcome(source.name, "nothing-new", message=fetched.note or "nothing new since the last fetch")]
+    folder = vintage_folder(config, source)
+    stored = []
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for part, body in fetched.files:
+            path, n = folder / f"{utc_stamp(started)}-{part}", 1
+            while path.exists():  # two fetches within a second (or a clock set back): never overwrite a vintage
+                n += 1
+                path = folder / f"{utc_stamp(started)}-{n}-{part}"
+            stored.append(atomic_write(path, body))
+    except OSError as exc:
+        for path in stored:
+            path.unlink(missing_ok=True)
+        message = f"{source.name}: cannot store the fetched data in {folder}: {exc.strerror or exc} (nothing was ingested)"
+        store.record_fetch(source=source.name, kind=source.kind, started_at=started, finished_at=clock(), status="failed",
+                           cursor=cursor, message=message)  # fmt: skip
+        return [FetchOutcome(source.name, "failed", message=message)]
+    faults.point("fetch.stored")
+    ids = [store.record_fetch(source=source.name, kind=source.kind, started_at=started, finished_at=clock(), status="fetched",
+                              file=str(path), cursor=fetched.cursor, message=fetched.note) for path in stored]  # fmt: skip
+    faults.point("fetch.before-ingest")
+    out = []
+    for fetch_id, path in zip(ids, stored):
+        result, refused = _ingest(config, store, source, fetch_id, path, now=now)
+        out.append(FetchOutcome(source.name, "ingested", str(path), fetched.note, result, refused))
+    return out
+
+
+def describe(outcome: FetchOutcome) -> str:
+    """One line per fetch for the terminal and the run's log."""
+    if outcome.status == "failed":
+        return f"fetch failed: {outcome.message}"
+    if outcome.status == "nothing-new":
+        return f"{outcome.source}: {outcome.message or 'nothing new since the last fetch'}"
+    r = outcome.ingest
+    if r is None:
+        what = ""
+    elif r.skipped:
+        what = "already ingested (same content)"
+    elif r.format == "acled-deletions":
+        what = f"{r.rows_read} deletions read, {r.deleted} deleted, {r.not_found} not in the database (remembered), {r.rejected} rejected"
+    else:
+        what = f"{r.rows_read} rows read, {r.inserted} inserted, {r.updated} updated, {r.unchanged} unchanged, {r.rejected} rejected"
+    lead = f"{outcome.source}: fetched {outcome.file}" + (" (left by an interrupted run)" if outcome.status == "resumed" else "")
+    if outcome.refused:
+        return f"{lead}; its ingest was refused: {outcome.refused}"
+    line = f"{lead}: {what}" if what else lead
+    return f"{line} (note: {outcome.message})" if outcome.message and outcome.status == "ingested" else line
+
+
+def last_fetches(store: "Storage", config: Config) -> list[dict]:
+    """Each configured remote source's last fetch (for `monitor status`): source, kind, status, when, file, message,
+    and the last successful one. The status is "never fetched" when there was none (or the database predates them)."""
+    out = []
+    for source in remote_sources(config):
+        rows = store.fetches(source.name, limit=1)
+        last = rows[0] if rows else None
+        good = store.fetches(source.name, status=("ingested", "nothing-new"), limit=1) if rows else []
+        out.append({
+            "source": source.name, "kind": source.kind,
+            "last_fetch": last["finished_at"] if last else None, "status": last["status"] if last else "never fetched",
+            "file": last["file"] if last else "", "message": last["message"] if last else "",
+            "last_success": good[0]["finished_at"] if good else None,
+            "cursor": json.dumps(last["cursor"]) if last else "",
+        })  # fmt: skip
+    return out
