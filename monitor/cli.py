@@ -220,7 +220,7 @@ def ingest(ctx: click.Context, files: tuple[Path, ...], fmt: str | None, again: 
     for r in outcome.results:
         if r.skipped:
             click.echo(f"{r.file}: already ingested (same sha256), nothing to do")
-        elif r.format == "acled-deletions":
+        elif r.format in ("acled-deletions", "ucdp-replaced"):
             click.echo(
                 f"{r.file}: {r.format}, {r.rows_read} rows read, {r.deleted} deleted, {r.not_found} not in the database "
                 f"(remembered), {r.older} edited after their deletion (kept), {r.rejected} rejected"

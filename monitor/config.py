@@ -85,7 +85,7 @@ class GenericMapping(_Settings):
 class IngestSettings(_Settings):
     inbox: list[TextPath] = Field([Path("inbox")], description="folders `monitor run` scans for new incident files")
     patterns: list[str] = Field(["*.csv"], description="file name patterns picked up in the inbox folders")
-    format: Literal[FORMATS] = Field("auto", description="input format: auto (from the header), acled, acled-legacy, acled-deletions, acled-aggregated, ucdp, generic, counts")
+    format: Literal[FORMATS] = Field("auto", description="input format: auto (from the header), acled, acled-legacy, acled-deletions, acled-aggregated, ucdp, ucdp-replaced, generic, counts")
     mappings: list[GenericMapping] = Field(default_factory=list, description="column mappings for generic CSV files")
 
 

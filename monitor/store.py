@@ -1084,6 +1084,19 @@ class Store:
         with self._transaction():
             self.db.conn.execute("UPDATE fetches SET status = 'ingested', ingest_id = ? WHERE id = ?", [ingest_id, fetch_id])
 
+    def first_seen_by(self, ingest_ids: Iterable[int], *, source: str, start: date, end: date,
+                      countries: Iterable[str] = ()) -> list[str]:  # fmt: skip
+        """Ids of the stored events of `source` first seen by one of these ingests, dated start..end (and in one of
+        these countries, when given): e.g. the UCDP Candidate events a GED release covers."""
+        ids = sorted(set(ingest_ids))
+        if not ids:
+            return []
+        places = sorted(set(countries))
+        sql = (f"SELECT source_id FROM incidents WHERE source = ? AND event_date BETWEEN ? AND ?"
+               f" AND first_ingest_id IN ({', '.join('?' * len(ids))})"
+               + (f" AND country IN ({', '.join('?' * len(places))})" if places else "") + " ORDER BY source_id")  # fmt: skip
+        return [r[0] for r in self.db.execute(sql, [source, start.isoformat(), end.isoformat(), *ids, *places])]
+
     def fetch_failed(self, fetch_id: int, *, message: str) -> None:
         """Mark a fetched vintage as failed: its ingest was refused, or the file is gone (the next fetch starts again
         from the fetch before it)."""

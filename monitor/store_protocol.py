@@ -84,6 +84,10 @@ class Storage(Protocol):
     def fetch_failed(self, fetch_id: int, *, message: str) -> None:
         """Mark a fetched vintage as failed."""
 
+    def first_seen_by(self, ingest_ids: Iterable[int], *, source: str, start: date, end: date,
+                      countries: Iterable[str] = ()) -> list[str]:  # fmt: skip
+        """Ids of the stored events of `source` first seen by these ingests, dated start..end."""
+
     def fetches(self, source: str | None = None, *, status: Sequence[str] = (), limit: int | None = None) -> list[dict[str, Any]]:
         """Fetches, newest first."""
 

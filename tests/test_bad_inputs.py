@@ -293,7 +293,7 @@ CASES = [
     Case("backtest_from", "backtest --from that is no week", ("backtest", "--from", "2023-13"), 2,
          ("Invalid value for --from: week '2023-13' is not a week",), "write YYYY-Www", db="usage"),
     Case("format_option", "ingest --format of no known format", ("ingest", "--format", "excel", "{input}"), 2,
-         ("Invalid value for '--format': 'excel' is not one of",), "'auto', 'acled', 'acled-legacy', 'acled-deletions', 'acled-aggregated', 'ucdp', 'generic', 'counts'",
+         ("Invalid value for '--format': 'excel' is not one of",), "'auto', 'acled', 'acled-legacy', 'acled-deletions', 'acled-aggregated', 'ucdp', 'ucdp-replaced', 'generic', 'counts'",
          input=GOOD, db="usage"),
     Case("ingest_no_file", "ingest without a file", ("ingest",), 2, ("Missing argument 'FILES...'",), "Try 'monitor ingest --help'",
          db="usage"),

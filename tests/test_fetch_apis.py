@@ -197,12 +197,15 @@ def test_ucdp_pages_by_next_link_with_the_token_and_a_release_is_fetched_once(tm
         assert pages == ["0", "1", "2"]  # the next links, followed on the configured address
         again = _fetch(config, {"UCDP_TOKEN": "tok"})
         assert "version 25.0.1 was fetched whole before: set the next version to fetch more" in again.stdout
-        # the GED release that covers these Candidate events replaces them row for row (same ids)
-        service.events = [_ged(i, best=3) for i in range(1, 6)]
+        # the GED release that covers these Candidate events replaces them row for row (same ids), and the
+        # Candidate event it left out (400005) is deleted: nothing is counted twice
+        service.events = [_ged(i, best=3) for i in range(1, 5)]
         config.write_text(config.read_text().replace('version = "25.0.1"\ndataset = "candidate"', 'version = "25.1"\ndataset = "gedevents"'))
         ged = _fetch(config, {"UCDP_TOKEN": "tok"})
-        assert "5 rows read, 0 inserted, 5 updated" in ged.stdout
-    assert [(s, f) for s, _, f in _incidents(config)] == [("ucdp", 3)] * 5
+        assert ged.exit_code == 0, ged.output
+        assert "4 rows read, 0 inserted, 4 updated" in ged.stdout
+        assert "replaced-candidates.csv: 1 deletions read, 1 deleted, 0 not in the database (remembered), 0 rejected" in ged.stdout
+    assert [(s, i, f) for s, i, f in _incidents(config)] == [("ucdp", str(400000 + i), 3) for i in range(1, 5)]
 
 
 @pytest.mark.parametrize("broken,expected", [

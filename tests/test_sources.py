@@ -107,7 +107,7 @@ def test_generic_needs_its_mapping_to_be_detected(tmp_path):
 
 
 def test_formats_constant_matches_config_choices():
-    assert FORMATS == ("auto", "acled", "acled-legacy", "acled-deletions", "acled-aggregated", "ucdp", "generic", "counts")
+    assert FORMATS == ("auto", "acled", "acled-legacy", "acled-deletions", "acled-aggregated", "ucdp", "ucdp-replaced", "generic", "counts")
     config = pytest.importorskip("monitor.config")
     assert tuple(config.FORMATS) == FORMATS
 

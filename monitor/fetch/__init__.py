@@ -173,7 +173,42 @@ def _fetch_one(config: Config, store: "Storage", source: SourceSettings, *, now:
     for fetch_id, path in zip(ids, stored):
         result, refused = _ingest(config, store, source, fetch_id, path, now=now)
         out.append(FetchOutcome(source.name, "ingested", str(path), fetched.note, result, refused))
+        if source.kind == "ucdp-api" and source.dataset == "gedevents" and not refused:
+            out += _replace_candidates(config, store, source, path, now=now, started=started, clock=clock)
     return out
+
+
+def _replace_candidates(config: Config, store: "Storage", source: SourceSettings, release: Path, *, now: datetime,
+                        started: datetime, clock: Callable[[], datetime]) -> list[FetchOutcome]:  # fmt: skip
+    """After a GED release is ingested: the Candidate events of the period and countries it covers that it left
+    out are written as a `ucdp-replaced` list (a vintage like any other) and ingested, which deletes them.
+    The period runs from its first event to the end of its last year (a yearly release covers whole years)."""
+    import csv
+    from datetime import date
+
+    from monitor.atomic import atomic_write
+
+    with open(release, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    days = sorted(r["date_start"][:10] for r in rows if r.get("date_start"))
+    if not days:
+        return []
+    kept = {r["id"] for r in rows}
+    candidates = [f["ingest_id"] for f in store.fetches(status=("ingested",)) if f["cursor"].get("dataset") == "candidate"
+                  and f["ingest_id"] is not None]  # fmt: skip
+    start, end = date.fromisoformat(days[0]), date(int(days[-1][:4]), 12, 31)
+    countries = {r["country"] for r in rows if r.get("country")} if source.countries else set()
+    left_out = [i for i in store.first_seen_by(candidates, source="ucdp", start=start, end=end, countries=countries) if i not in kept]
+    if not left_out:
+        return []
+    stamp = str(int(started.timestamp()))
+    body = "ucdp_candidate_id,replaced_by_version,replaced_at\n" + "".join(f"{i},{source.version},{stamp}\n" for i in left_out)
+    path = atomic_write(vintage_folder(config, source) / f"{utc_stamp(started)}-replaced-candidates.csv", body)
+    fetch_id = store.record_fetch(source=source.name, kind=source.kind, started_at=started, finished_at=clock(), status="fetched",
+                                  file=str(path), cursor={"version": source.version, "complete": True, "dataset": source.dataset},
+                                  message=f"Candidate events of {start}..{end} that GED {source.version} left out")  # fmt: skip
+    result, refused = _ingest(config, store, source, fetch_id, path, now=now)
+    return [FetchOutcome(source.name, "ingested", str(path), "", result, refused)]
 
 
 def describe(outcome: FetchOutcome) -> str:
@@ -187,7 +222,7 @@ def describe(outcome: FetchOutcome) -> str:
         what = ""
     elif r.skipped:
         what = "already ingested (same content)"
-    elif r.format == "acled-deletions":
+    elif r.format in ("acled-deletions", "ucdp-replaced"):
         what = f"{r.rows_read} deletions read, {r.deleted} deleted, {r.not_found} not in the database (remembered), {r.rejected} rejected"
     else:
         what = f"{r.rows_read} rows read, {r.inserted} inserted, {r.updated} updated, {r.unchanged} unchanged, {r.rejected} rejected"

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from monitor.errors import IngestError
-from monitor.sources import acled, aggregated, counts, deletions, generic, ucdp
+from monitor.sources import acled, aggregated, counts, deletions, generic, replaced, ucdp
 from monitor.sources._csv import fail, is_xlsx, open_table, xlsx_table
 from monitor.types import FileStream, ParsedFile
 
 #: Formats `read_file` accepts; "auto" detects one of the others from the header.
-FORMATS: tuple[str, ...] = ("auto", "acled", "acled-legacy", "acled-deletions", "acled-aggregated", "ucdp", "generic", "counts")
+FORMATS: tuple[str, ...] = ("auto", "acled", "acled-legacy", "acled-deletions", "acled-aggregated", "ucdp", "ucdp-replaced",
+                            "generic", "counts")  # fmt: skip
 
 __all__ = ["FORMATS", "detect_format", "open_file", "read_file"]
 
@@ -34,6 +35,8 @@ def _detect(header: list[str], mappings: Sequence[Any]) -> tuple[str | None, Any
         return "counts", None
     if deletions.is_deletions(lower):
         return "acled-deletions", None
+    if replaced.is_replaced(lower):
+        return "ucdp-replaced", None
     if aggregated.is_aggregated(lower):
         return "acled-aggregated", None
     if "event_id_cnty" in lower:
@@ -51,6 +54,7 @@ def _accepted(mappings: Sequence[Any]) -> str:
         "counts (week_start, [country, admin1, admin2, event_type, sub_event_type, actor,] count[, fatalities])",
         f"acled-deletions ({', '.join(deletions.REQUIRED)})",
         f"acled-aggregated ({', '.join(c.upper() for c in aggregated.REQUIRED)}, ...; CSV or .xlsx)",
+        f"ucdp-replaced ({', '.join(replaced.REQUIRED)})",
     ]
     parts += [f"generic mapping {m.name!r} ({','.join(m.match_header)})" for m in mappings]
     return "; ".join(parts)
@@ -136,6 +140,8 @@ def _parse(table, path: Path, format: str, mappings: Sequence[Any], now: datetim
         return ucdp.parse(table, now=now)
     if fmt == "acled-deletions":
         return deletions.parse(table)
+    if fmt == "ucdp-replaced":
+        return replaced.parse(table)
     if fmt == "counts":
         return counts.parse(table, now=now, week_start=week_start)
     if fmt == "acled-aggregated":
