@@ -11,8 +11,10 @@ The rows are written as a UCDP GED CSV and ingested by the UCDP reader.
 A release does not change, so a version fetched whole is not fetched again (nothing new) until the
 source's `version` is changed to the next one. UCDP event ids stay the same from Candidate to GED,
 so a GED release ingested after the Candidate events it covers replaces them row for row (UCDP rows
-carry no revision: the latest ingest wins). Not yet done: deleting the Candidate events of the
-period a GED release covers that the release left out (they stay counted until then).
+carry no revision: the latest ingest wins), and `monitor.fetch` then deletes the Candidate events
+of the period and countries it covers that it left out (a `ucdp-replaced` list): nothing is counted
+twice. Fetching an older Candidate version after the GED release would overwrite the release's rows
+(the latest ingest wins): move `version` forward only.
 """
 
 from __future__ import annotations
