@@ -342,8 +342,16 @@ class SourceSettings(_Settings):
                              f"(its password comes from ${self.password_env} or password_file)")  # fmt: skip
         if self.kind == "ucdp-api" and not self.version:
             raise ValueError(f"source {self.name!r} (ucdp-api) needs version, e.g. 25.1 for GED or 25.0.9 for Candidate events")
-        if self.url and not self.url.startswith(("http://", "https://")):
-            raise ValueError(f"source {self.name!r}: url {self.url!r} is not an http:// or https:// address")
+        if self.url:
+            from urllib.parse import urlsplit
+
+            try:
+                parts = urlsplit(self.url)
+                usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+            except ValueError:
+                usable = False
+            if not usable or any(ord(c) < 33 for c in self.url):
+                raise ValueError(f"source {self.name!r}: url {self.url!r} is not an http:// or https:// address with a host")
         if self.start:
             try:
                 date.fromisoformat(self.start)

@@ -1098,10 +1098,14 @@ class Store:
         return [r[0] for r in self.db.execute(sql, [source, start.isoformat(), end.isoformat(), *ids, *places])]
 
     def fetch_failed(self, fetch_id: int, *, message: str) -> None:
-        """Mark a fetched vintage as failed: its ingest was refused, or the file is gone (the next fetch starts again
-        from the fetch before it)."""
-        with self._transaction():
-            self.db.conn.execute("UPDATE fetches SET status = 'failed', message = ? WHERE id = ?", [message, fetch_id])
+        """Mark a fetched vintage, and the other files of the same fetch, as failed: its ingest was refused, or the
+        file is gone (the next fetch starts again from the fetch before it; files already ingested stay ingested)."""
+        with self._transaction():  # and every file of the same fetch: none of them may move the next fetch's start on
+            self.db.conn.execute(
+                "UPDATE fetches SET status = 'failed', message = ? WHERE id = ? OR (status IN ('fetched', 'ingested')"
+                " AND (source, started_at) = (SELECT source, started_at FROM fetches WHERE id = ?))",
+                [message, fetch_id, fetch_id],
+            )
 
     def fetches(self, source: str | None = None, *, status: Sequence[str] = (), limit: int | None = None) -> list[dict[str, Any]]:
         """Fetches, newest first (of one source; with one of these statuses), cursor decoded."""

@@ -109,3 +109,21 @@ def test_a_broken_workbook_is_refused_with_the_file_named(tmp_path, config):
     result = CliRunner().invoke(cli, ["--config", str(config), "ingest", str(path)], env={"MONITOR_NOW": "2023-02-01T06:00:00+00:00"})
     assert result.exit_code == 1
     assert f"{path}: line 1: not a readable .xlsx workbook" in result.output
+
+
+def test_a_workbook_whose_first_sheet_is_empty_is_read_from_its_first_filled_sheet(tmp_path, config):
+    from datetime import datetime
+
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.active.title = "Notes"
+    data = book.create_sheet("Data")
+    data.append(HEADER)
+    for row in _rows(10):
+        data.append([datetime.combine(v, datetime.min.time()) if isinstance(v, date) else v for v in row])
+    path = tmp_path / "agg.xlsx"
+    book.save(path)
+    result = CliRunner().invoke(cli, ["--config", str(config), "ingest", str(path)], env={"MONITOR_NOW": "2023-02-01T06:00:00+00:00"})
+    assert result.exit_code == 0, result.output
+    assert "acled-aggregated, 21 rows read, 20 inserted" in result.stdout

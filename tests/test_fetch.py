@@ -210,3 +210,20 @@ def test_status_shows_each_sources_last_fetch(tmp_path):
     assert "was not found (HTTP 404)" in rows["gone"]["message"]
     table = CliRunner().invoke(cli, ["--config", str(config), "status"], env={"MONITOR_NOW": NOW})
     assert "fetches ([[sources]], the last of each)" in table.stdout
+
+
+def test_messages_never_show_a_password_or_key_in_the_url(tmp_path):
+    with serve(lambda request: Reply(500, "down")) as server:
+        url = server.url.replace("http://", "http://user:pw@") + "/f.csv?api_key=SECRETKEY"
+        config = _config(tmp_path, _source("portal", url), retries=0)
+        result = _fetch(config)
+    assert result.exit_code == 1
+    assert "pw@" not in result.output and "SECRETKEY" not in result.output
+    assert all("pw@" not in m and "SECRETKEY" not in m for _, _, m in _fetch_log(config))
+
+
+def test_an_address_that_is_no_url_is_refused_when_the_config_loads(tmp_path):
+    config = tmp_path / "monitor.toml"
+    config.write_text(_source("x", "http://[::1/f.csv"), encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--config", str(config), "fetch"])
+    assert result.exit_code == 1 and "is not an http:// or https:// address with a host" in result.output

@@ -228,3 +228,98 @@ def test_acled_answers_cut_short_or_not_json_end_the_fetch_with_one_line(tmp_pat
     (line,) = result.stderr.splitlines()
     assert line.startswith("fetch failed: acled-syria: ") and expected in line
     assert _incidents(config) == []
+
+
+def test_a_ged_release_resumed_after_a_kill_still_replaces_the_candidate_events(tmp_path, monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    service = Ucdp([_ged(i) for i in range(1, 6)])
+    with serve(service) as server:
+        source = f'[[sources]]\nname = "ged"\nkind = "ucdp-api"\nurl = "{server.url}"\nversion = "25.0.1"\ndataset = "candidate"\n'
+        config = _config(tmp_path, source)
+        assert _fetch(config, {"UCDP_TOKEN": "tok"}).exit_code == 0
+        service.events = [_ged(i, best=3) for i in range(1, 5)]
+        config.write_text(config.read_text().replace('version = "25.0.1"\ndataset = "candidate"', 'version = "25.1"\ndataset = "gedevents"'))
+        env = {**os.environ, "MONITOR_NOW": NOW, "UCDP_TOKEN": "tok", "MONITOR_KILL_AT": "fetch.before-ingest"}
+        killed = subprocess.run([sys.executable, "-m", "monitor", "--config", str(config), "fetch"], env=env,
+                                capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert killed.returncode == -9, killed.stderr
+        again = _fetch(config, {"UCDP_TOKEN": "tok"})
+        assert again.exit_code == 0, again.output
+        assert "(left by an interrupted run): 4 rows read" in again.stdout
+        assert "replaced-candidates.csv: 1 deletions read, 1 deleted" in again.stdout
+        assert "replaced-candidates" not in _fetch(config, {"UCDP_TOKEN": "tok"}).stdout  # done once
+    assert [i for _, i, _ in _incidents(config)] == [str(400000 + i) for i in range(1, 5)]
+
+
+def test_vintages_are_read_by_their_own_format_whatever_ingest_format_says(tmp_path):
+    rows = [acled_row("SYR1", event_date="2023-02-01", fatalities=1, timestamp="1675000001"),
+            acled_row("SYR2", event_date="2023-02-02", fatalities=1, timestamp="1675000002")]  # fmt: skip
+    service = Acled(rows)
+    with serve(service) as server:
+        config = _config(tmp_path, '[ingest]\nformat = "acled"\n' + _acled_source(server.url))
+        assert _fetch(config, {"ACLED_PASSWORD": "s3cret"}).exit_code == 0
+        service.deleted = [{"event_id_cnty": "SYR2", "deleted_timestamp": "9999999999"}]
+        second = _fetch(config, {"ACLED_PASSWORD": "s3cret"})
+        assert second.exit_code == 0, second.output
+    assert [i for _, i, _ in _incidents(config)] == ["SYR1"]
+
+
+def test_odd_values_from_the_service_never_stop_the_fetch_with_a_traceback(tmp_path):
+    rows = [acled_row("SYR1", event_date="2023/02/01", fatalities=1, timestamp="1e999"),
+            acled_row("SYR2", event_date="2023-02-02", fatalities=1, timestamp="1675000002")]  # fmt: skip
+    service = Acled(rows)
+    plain = service.__call__
+
+    def handler(request):
+        reply = plain(request)
+        if request.path == "/oauth/token" and reply.status == 200:
+            body = json.loads(reply.body)
+            reply.body = json.dumps({**body, "expires_in": "soon"})
+        return reply
+
+    with serve(handler) as server:
+        config = _config(tmp_path, _acled_source(server.url))
+        result = _fetch(config, {"ACLED_PASSWORD": "s3cret"})
+    assert "Traceback" not in result.output and "please report" not in result.output
+    assert result.exit_code == 0, result.output
+    # the row dated 2023/02/01 is rejected with its reason (`monitor rejects`); the other is stored, and the
+    # next fetch starts from the newest timestamp that is a number
+    assert "2 rows read, 1 inserted, 0 updated, 0 unchanged, 1 rejected" in result.stdout
+    assert [i for _, i, _ in _incidents(config)] == ["SYR2"]
+
+
+def test_credentials_never_follow_a_redirect_to_another_host(tmp_path):
+    with serve(lambda request: Reply(200, json.dumps({"Result": [_ged(1)], "NextPageUrl": ""}))) as elsewhere:
+        with serve(lambda request: Reply(302, "", {"Location": f"{elsewhere.url}/api/gedevents/25.1"})) as server:
+            config = _config(tmp_path, f'[[sources]]\nname = "ged"\nkind = "ucdp-api"\nurl = "{server.url}"\nversion = "25.1"\n')
+            result = _fetch(config, {"UCDP_TOKEN": "tok-secret"})
+        assert result.exit_code == 1
+        assert "redirects to another host (127.0.0.1): credentials are not sent there" in result.stderr
+        assert elsewhere.requests == []
+
+
+def test_a_ucdp_mirror_under_a_path_is_paged_on_its_own_path(tmp_path, monkeypatch):
+    import monitor.fetch.ucdp as ucdp
+
+    monkeypatch.setattr(ucdp, "PAGE_SIZE", 2)
+    service = Ucdp([_ged(i) for i in range(1, 4)])
+
+    def mirror(request):
+        if not request.path.startswith("/mirror/api/"):
+            return Reply(404, "")
+        request.path = request.path.removeprefix("/mirror")
+        reply = service(request)
+        body = json.loads(reply.body)
+        if body["NextPageUrl"]:  # a mirror's own links carry its prefix
+            body["NextPageUrl"] = body["NextPageUrl"].replace("https://ucdpapi.pcr.uu.se/", "https://mirror.example/mirror/")
+        reply.body = json.dumps(body)
+        return reply
+
+    with serve(mirror) as server:
+        config = _config(tmp_path, f'[[sources]]\nname = "ged"\nkind = "ucdp-api"\nurl = "{server.url}/mirror"\nversion = "25.1"\n')
+        result = _fetch(config, {"UCDP_TOKEN": "tok"})
+    assert result.exit_code == 0, result.output
+    assert "3 rows read, 3 inserted" in result.stdout

@@ -96,13 +96,20 @@ def fetch_sources(config: Config, store: "Storage", *, names: Sequence[str] = ()
     for source in remote_sources(config, names):
         out.extend(_resume(config, store, source, now=now))
         out.extend(_fetch_one(config, store, source, now=now, clock=clock or (lambda: now), sleep=sleep))
+        if source.kind == "ucdp-api" and source.dataset == "gedevents":
+            # after the release is in, however it got there (this fetch, a resumed one, a run killed before this step)
+            out.extend(_replace_candidates(config, store, source, now=now, clock=clock or (lambda: now)))
     return out
 
 
 def _resume(config: Config, store: "Storage", source: SourceSettings, *, now: datetime) -> list[FetchOutcome]:
     """Ingest the vintages of this source that were fetched but not ingested (a run killed in between)."""
     out = []
-    for row in reversed(store.fetches(source.name, status=("fetched",))):
+    while True:  # oldest first; asked again each time: a refused file marks the other files of its fetch failed
+        waiting = store.fetches(source.name, status=("fetched",))
+        if not waiting:
+            break
+        row = waiting[-1]
         outcome = _ingest(config, store, source, row["id"], Path(row["file"]), now=now)
         out.append(FetchOutcome(source.name, "resumed", row["file"], f"fetched {row['finished_at']}, ingested now",
                                 outcome[0], outcome[1]))  # fmt: skip
@@ -116,7 +123,7 @@ def _ingest(config: Config, store: "Storage", source: SourceSettings, fetch_id: 
         message = f"{source.name}: the fetched file {path} is gone before it was ingested: the next fetch fetches it again"
         store.fetch_failed(fetch_id, message=message)
         return None, message
-    outcome = ingest_files(store, [path], config=config, now=now)
+    outcome = ingest_files(store, [path], config=config, now=now, format="auto")  # what the fetcher wrote, not [ingest] format
     result = outcome.results[0] if outcome.results else None
     if outcome.refused:  # e.g. an error page served as the file: the next fetch starts again from the fetch before
         store.fetch_failed(fetch_id, message=outcome.refused[0])
@@ -139,8 +146,11 @@ def _fetch_one(config: Config, store: "Storage", source: SourceSettings, *, now:
         with Http(source.name, timeout=source.timeout, retries=config.fetch.retries, backoff=config.fetch.backoff,
                   max_wait=config.fetch.max_wait, **kwargs) as http:  # fmt: skip
             fetched = _fetcher(source.kind)(source, http, cursor=cursor, secret=secret, today=now.date())
-    except (FetchError, ConfigError) as exc:
-        message = str(exc) if str(exc).startswith(f"{source.name}:") else f"{source.name}: {exc}"
+    except Exception as exc:  # noqa: BLE001  a defect in a fetcher must cost this source only, never the others or the run
+        if isinstance(exc, (FetchError, ConfigError)):
+            message = str(exc) if str(exc).startswith(f"{source.name}:") else f"{source.name}: {exc}"
+        else:
+            message = f"{source.name}: the fetch failed on what the service sent ({type(exc).__name__}: {exc}); nothing was stored; please report"
         store.record_fetch(source=source.name, kind=source.kind, started_at=started, finished_at=clock(), status="failed",
                            cursor=cursor, message=message)  # fmt: skip
         return [FetchOutcome(source.name, "failed", message=message)]
@@ -173,22 +183,27 @@ def _fetch_one(config: Config, store: "Storage", source: SourceSettings, *, now:
     for fetch_id, path in zip(ids, stored):
         result, refused = _ingest(config, store, source, fetch_id, path, now=now)
         out.append(FetchOutcome(source.name, "ingested", str(path), fetched.note, result, refused))
-        if source.kind == "ucdp-api" and source.dataset == "gedevents" and not refused:
-            out += _replace_candidates(config, store, source, path, now=now, started=started, clock=clock)
+        if refused:  # the whole fetch is failed (Store.fetch_failed): the next one starts where this one did
+            break
     return out
 
 
-def _replace_candidates(config: Config, store: "Storage", source: SourceSettings, release: Path, *, now: datetime,
-                        started: datetime, clock: Callable[[], datetime]) -> list[FetchOutcome]:  # fmt: skip
-    """After a GED release is ingested: the Candidate events of the period and countries it covers that it left
+def _replace_candidates(config: Config, store: "Storage", source: SourceSettings, *, now: datetime,
+                        clock: Callable[[], datetime]) -> list[FetchOutcome]:  # fmt: skip
+    """Once a GED release is ingested: the Candidate events of the period and countries it covers that it left
     out are written as a `ucdp-replaced` list (a vintage like any other) and ingested, which deletes them.
-    The period runs from its first event to the end of its last year (a yearly release covers whole years)."""
+    The period runs from its first event to the end of its last year (a yearly release covers whole years).
+    Idempotent: events deleted before are no longer stored, so a second call finds none left out."""
     import csv
     from datetime import date
 
     from monitor.atomic import atomic_write
 
-    with open(release, newline="", encoding="utf-8") as handle:
+    suffix = f"gedevents-{source.version}.csv"
+    releases = [f for f in store.fetches(source.name, status=("ingested",)) if f["file"].endswith(suffix)]
+    if not releases or not Path(releases[0]["file"]).exists():
+        return []
+    with open(releases[0]["file"], newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     days = sorted(r["date_start"][:10] for r in rows if r.get("date_start"))
     if not days:
@@ -201,9 +216,15 @@ def _replace_candidates(config: Config, store: "Storage", source: SourceSettings
     left_out = [i for i in store.first_seen_by(candidates, source="ucdp", start=start, end=end, countries=countries) if i not in kept]
     if not left_out:
         return []
+    started = clock()
     stamp = str(int(started.timestamp()))
     body = "ucdp_candidate_id,replaced_by_version,replaced_at\n" + "".join(f"{i},{source.version},{stamp}\n" for i in left_out)
-    path = atomic_write(vintage_folder(config, source) / f"{utc_stamp(started)}-replaced-candidates.csv", body)
+    path = vintage_folder(config, source) / f"{utc_stamp(started)}-replaced-candidates.csv"
+    n = 1
+    while path.exists():
+        n += 1
+        path = vintage_folder(config, source) / f"{utc_stamp(started)}-{n}-replaced-candidates.csv"
+    path = atomic_write(path, body)
     fetch_id = store.record_fetch(source=source.name, kind=source.kind, started_at=started, finished_at=clock(), status="fetched",
                                   file=str(path), cursor={"version": source.version, "complete": True, "dataset": source.dataset},
                                   message=f"Candidate events of {start}..{end} that GED {source.version} left out")  # fmt: skip

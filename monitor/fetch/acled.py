@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import csv
 import io
+import math
+import re
 import time
 from datetime import date, datetime, timezone
 from typing import Any
@@ -71,7 +73,7 @@ def _login(source, http: Http, secret, *, refresh: str = "") -> str:
     token = body.get("access_token") if isinstance(body, dict) else None
     if not token:
         raise FetchError(f"{source.name}: ACLED's login answer has no access_token: fetch again later")
-    expires = float(body.get("expires_in") or 3600)
+    expires = _unix(body.get("expires_in")) or 3600
     _tokens[(source.address, source.email)] = {"access": token, "refresh": body.get("refresh_token", ""),
                                                "expires": time.monotonic() + expires - 60}  # fmt: skip
     return token
@@ -136,10 +138,12 @@ def _csv(header: tuple[str, ...], rows: list[dict]) -> bytes:
 
 
 def _unix(value: Any) -> int | None:
+    """Whole Unix seconds, or None for anything else (a service's odd value never stops the fetch)."""
     try:
-        return int(float(str(value)))
+        number = float(str(value))
     except (TypeError, ValueError):
         return None
+    return int(number) if math.isfinite(number) and 0 <= number < 1e12 else None
 
 
 def fetch(source, http: Http, *, cursor: dict[str, Any], secret=None, today: date | None = None) -> Fetched:
@@ -168,7 +172,7 @@ def fetch(source, http: Http, *, cursor: dict[str, Any], secret=None, today: dat
     if following["timestamp"] is None:
         following.pop("timestamp")
     note = ""
-    dates = [str(r.get("event_date", ""))[:10] for r in events if r.get("event_date")]
+    dates = [d for d in (str(r.get("event_date") or "")[:10] for r in events) if re.fullmatch(r"\d{4}-\d{2}-\d{2}", d)]
     if since is None and dates and (today - date.fromisoformat(max(dates))).days > RECENT_DAYS:
         note = (f"the newest event ACLED returned is from {max(dates)}: this account's access level may hide recent events; "
                 "for recent data use ACLED's aggregated weekly files (format acled-aggregated)")  # fmt: skip

@@ -44,7 +44,7 @@ def _retry_after(response: httpx.Response, now: Callable[[], float]) -> float | 
     value = response.headers.get("retry-after", "").strip()
     if not value:
         return None
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -63,7 +63,8 @@ class Http:
         self.source = source
         self.retries, self.backoff, self.max_wait = retries, backoff, max_wait
         self.sleep, self.clock = sleep, clock
-        self.client = httpx.Client(timeout=timeout, follow_redirects=True, headers={"User-Agent": USER_AGENT})
+        # redirects are followed by `request`, which never carries credentials to another host
+        self.client = httpx.Client(timeout=timeout, follow_redirects=False, headers={"User-Agent": USER_AGENT})
         self.requests = 0
 
     def close(self) -> None:
@@ -79,19 +80,20 @@ class Http:
                 headers: Mapping[str, str] | None = None, auth_hint: str = "", ok: tuple[int, ...] = (200,)) -> httpx.Response:  # fmt: skip
         """The response, once its status is one of `ok` and its whole body has arrived; FetchError otherwise."""
         wait = self.backoff
-        shown = url.split("?")[0]
+        shown = shown_url(url)
         for attempt in range(self.retries + 1):
             last = attempt == self.retries
             self.requests += 1
             try:
-                response = self.client.request(method, url, params=params, data=data, headers=headers)
-                response.read()
+                response = self._follow(method, url, params=params, data=data, headers=headers)
             except httpx.TimeoutException:
                 problem = f"no answer from {shown} within {self.client.timeout.read:g} s"
             except httpx.RemoteProtocolError as exc:
                 problem = f"{shown} broke off the response ({exc}): the data arrived cut short"
             except (httpx.ConnectError, httpx.NetworkError) as exc:
                 problem = f"cannot reach {shown} ({exc})"
+            except httpx.InvalidURL as exc:
+                raise FetchError(f"{self.source}: {shown} is not a usable address ({exc}): check the source's url") from None
             except httpx.HTTPError as exc:
                 raise FetchError(f"{self.source}: request to {shown} failed: {exc}") from None
             else:
@@ -114,6 +116,28 @@ class Http:
         raise FetchError(f"{problem if problem.startswith(self.source + ':') else self.source + ': ' + problem} "
                          f"(after {self.retries + 1} attempts; nothing of it was stored: fetch again later)")  # fmt: skip
 
+    def _follow(self, method: str, url: str, *, params, data, headers) -> httpx.Response:
+        """The request, following up to 5 redirects; one to another host is followed only by a plain GET without
+        credentials (a password, a token) and without a body: those never leave for a host not configured."""
+        origin = httpx.URL(url)
+        for _ in range(6):
+            response = self.client.request(method, url, params=params, data=data, headers=headers)
+            response.read()
+            if not response.is_redirect:
+                return response
+            target = response.next_request.url if response.next_request is not None else None
+            if target is None:
+                return response
+            if (target.scheme, target.host, target.port) != (origin.scheme, origin.host, origin.port):
+                if data is not None or any(k.lower() in ("authorization", "x-ucdp-access-token") for k in (headers or {})):
+                    raise FetchError(f"{self.source}: {shown_url(url)} redirects to another host ({target.host}): credentials "
+                                     "are not sent there; if the service moved, set the source's url to its new address")  # fmt: skip
+            if response.status_code in (301, 302, 303) and method == "POST":
+                raise FetchError(f"{self.source}: {shown_url(url)} answered a login with a redirect ({response.status_code}): "
+                                 "check the source's url")  # fmt: skip
+            url, params = str(target), None
+        raise FetchError(f"{self.source}: {shown_url(url)} redirects more than 5 times: check the source's url")
+
     def _problem(self, response: httpx.Response, shown: str, auth_hint: str) -> str:
         code = response.status_code
         said = _said(response)
@@ -133,7 +157,7 @@ class Http:
             return json.loads(response.content)
         except (ValueError, UnicodeDecodeError) as exc:
             start = response.content[:80].decode("utf-8", "replace").replace("\n", " ")
-            raise FetchError(f"{self.source}: {str(response.url).split('?')[0]} sent something that is not JSON ({exc}; it begins "
+            raise FetchError(f"{self.source}: {shown_url(str(response.url))} sent something that is not JSON ({exc}; it begins "
                              f"{start!r}): the answer was cut short or is an error page; fetch again later") from None  # fmt: skip
 
 
@@ -150,6 +174,21 @@ def _said(response: httpx.Response) -> str:
                 value = body[key]
                 return " ".join(str(value if not isinstance(value, list) else "; ".join(map(str, value))).split())[:200]
     return ""
+
+
+def shown_url(url: str) -> str:
+    """A URL as messages show it: without its query (api keys) and without user:password@."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return url.split("?")[0].split("@")[-1]
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def utc_stamp(moment: datetime) -> str:

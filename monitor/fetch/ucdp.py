@@ -65,16 +65,20 @@ def fetch(source, http: Http, *, cursor: dict[str, Any], secret=None, today: dat
             raise FetchError(f"{source.name}: UCDP's answer has no list of events ('Result'): check the version "
                              f"({source.version}) and fetch again later")  # fmt: skip
         rows += [r for r in body["Result"] if isinstance(r, dict)]
-        following = str(body.get("NextPageUrl") or "")
+        following = body.get("NextPageUrl") or ""
+        if not isinstance(following, str):
+            raise FetchError(f"{source.name}: UCDP's next page link is not a link ({following!r}): fetch again later")
         if not following:
             break
         if following in seen:
             raise FetchError(f"{source.name}: UCDP's next page link repeats ({following}): its paging is broken; nothing "
                              "was stored: fetch again later")  # fmt: skip
         seen.add(following)
-        # the link names the service's public address; keep the configured one (a mirror, a test server)
-        parts = urlsplit(following)
-        url, params = f"{source.address}{parts.path}?{parts.query}", None
+        # the link names the service's public address; keep the configured one (a mirror, a test server), whose
+        # own path prefix the link may or may not carry
+        parts, base = urlsplit(following), urlsplit(source.address)
+        path = parts.path if parts.path.startswith(base.path + "/") else base.path + parts.path
+        url, params = f"{base.scheme}://{base.netloc}{path}?{parts.query}", None
     else:
         raise FetchError(f"{source.name}: UCDP's pages did not end after {MAX_PAGES}: narrow the source (countries, start)")
     next_cursor = {"version": source.version, "complete": True, "dataset": source.dataset}

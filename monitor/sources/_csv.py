@@ -441,7 +441,7 @@ def is_xlsx(path: Path) -> bool:
 
 
 def xlsx_table(path: Path, *, name: Path | None = None) -> Table:
-    """The first worksheet of an .xlsx workbook as a Table: its rows written to a temporary CSV file
+    """The first worksheet of an .xlsx workbook that holds anything, as a Table: its rows written to a temporary CSV file
     (removed when the Table is closed) row for row, so a message's line N is the sheet's row N.
     Cells that hold dates are written as YYYY-MM-DD, whole numbers without a decimal point.
     IngestError naming the file when it is not a workbook openpyxl can read."""
@@ -460,9 +460,8 @@ def xlsx_table(path: Path, *, name: Path | None = None) -> Table:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
             writer = csv.writer(out, lineterminator="\n")
-            sheet = book.worksheets[0]
-            sheet.reset_dimensions()  # some exports carry a wrong "dimension" record: read every row there is
-            for row in sheet.iter_rows(values_only=True):
+            sheet = _first_filled(book)
+            for row in sheet.iter_rows(values_only=True) if sheet is not None else ():
                 writer.writerow([_cell(v) for v in row])
         book.close()
         table = open_table(Path(temp), name=shown)
@@ -480,6 +479,16 @@ def xlsx_table(path: Path, *, name: Path | None = None) -> Table:
 
     table.close = close  # type: ignore[method-assign]
     return table
+
+
+def _first_filled(book) -> Any:
+    """The first worksheet holding any value (a workbook may open with an empty or a notes sheet... of no rows)."""
+    for sheet in book.worksheets:
+        sheet.reset_dimensions()  # some exports carry a wrong "dimension" record: read every row there is
+        for row in sheet.iter_rows(values_only=True):
+            if any(v is not None and str(v).strip() for v in row):
+                return sheet
+    return None
 
 
 def _cell(value: Any) -> str:
