@@ -160,6 +160,82 @@ _WAIT_OPTION = click.option(
 )
 
 
+def _weeks_option(value: str, option: str) -> int:
+    """'52w', '52' or '1y' as a number of weeks (a usage error otherwise)."""
+    text = value.strip().lower()
+    try:
+        if text.endswith("y"):
+            return int(text[:-1]) * 52
+        return int(text[:-1] if text.endswith("w") else text)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a number of weeks (e.g. 52w, 6w or 1y)", param_hint=option) from None
+
+
+@cli.command()
+@click.option("--event", "event", required=True, help="the event's date, YYYY-MM-DD (its week is the first week after)")
+@click.option("--before", default="52w", show_default=True, help="weeks before the event's week compared (e.g. 52w, 2y)")
+@click.option("--after", default="6w", show_default=True, help="weeks from the event's week on (up to the latest week with data)")
+@click.option("--series", "series_filter", help="only series whose key or name contains this text (or 'key:<series key>')")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("compare"), show_default=True,
+              help="folder for the charts (the 12 largest rises)")
+@click.pass_context
+def compare(ctx, event, before, after, series_filter, fmt, out_dir) -> None:
+    """Each series before and after a dated event: weekly rates, rate ratio and its 95 % interval.
+
+    The rate ratio comes from a negative-binomial regression of the weeks of both windows with a
+    trend and an annual season (as the before window allows), so it compares the weeks after with
+    what the weeks before project for them; one sentence per series says it in words, and a chart
+    of each of the 12 largest rises is written under --out.
+    """
+    from datetime import date as Date
+
+    from monitor.compare import compare as run_compare
+    from monitor.compare import ranked, sentence
+
+    try:
+        day = Date.fromisoformat(event)
+    except ValueError:
+        raise click.BadParameter(f"{event!r} is not a date YYYY-MM-DD", param_hint="--event") from None
+    config = _config(ctx)
+    weeks_before, weeks_after = _weeks_option(before, "--before"), _weeks_option(after, "--after")
+    with _store(config, create=False, read_only=True) as store:
+        comparisons = ranked(run_compare(config, store, event=day, before=weeks_before, after=weeks_after, now=_now(),
+                                         series_filter=series_filter))  # fmt: skip
+        if not comparisons:
+            raise MonitorError(f"no series has weeks both before and after {day.isoformat()}")
+        if fmt != "table":
+            _emit([c.row() for c in comparisons], list(comparisons[0].row()), fmt)
+            return
+        rows = [{"series": c.series, "before": c.before_rate, "after": c.after_rate, "ratio": c.rate_ratio, "ci_low": c.ci_low,
+                 "ci_high": c.ci_high, "weeks": f"{c.before_weeks}+{c.after_weeks}"} for c in comparisons]  # fmt: skip
+        click.echo(_table(rows, ["series", "before", "after", "ratio", "ci_low", "ci_high", "weeks"]))
+        click.echo("")
+        for c in comparisons:
+            click.echo(sentence(c, event=day.isoformat()))
+        charts = _compare_charts(config, store, comparisons[:12], day=day, weeks_after=weeks_after, series_filter=series_filter,
+                                 out_dir=out_dir)  # fmt: skip
+    click.echo(f"\nwrote {charts} chart(s) in {out_dir}")
+
+
+def _compare_charts(config, store, comparisons, *, day, weeks_after, series_filter, out_dir: Path) -> int:
+    from datetime import timedelta
+
+    from monitor.assemble import build_all_series
+    from monitor.report.files import chart_slugs
+    from monitor.report.plots import plot_comparison
+
+    wanted = {c.series: c for c in comparisons}
+    slugs = chart_slugs(wanted)
+    end = max(c.event_week for c in comparisons) + timedelta(weeks=max(c.after_weeks for c in comparisons) - 1)
+    written = 0
+    for s in build_all_series(config, store, week=end, series_filter=series_filter):
+        if s.key in wanted:
+            plot_comparison(s.counts, wanted[s.key], label=day.isoformat(), path=out_dir / f"{slugs[s.key]}.png")
+            written += 1
+    return written
+
+
 @cli.command()
 @click.argument("names", nargs=-1)
 @_WAIT_OPTION

@@ -586,7 +586,30 @@ def _flagged_details(result: RunResult, charts: Mapping[str, str], settings: Any
             + _nowcast_sentence(r),
             "",
         ]
+        out += [f"{md_escape(line)}" for line in _since_annotations(r, result)] + ([""] if _since_annotations(r, result) else [])
         out += ["**Incidents behind the alarm**", ""] + _incident_rows(r, settings)
+    return out
+
+
+def _since_annotations(r: SeriesResult, result: RunResult) -> list[str]:
+    """For each configured annotation (a dated event) inside the series' data and not after the reported week,
+    the `monitor compare` sentence: the weeks from the event's week to the reported one against the 52 before."""
+    import pandas as pd
+
+    from monitor.compare import compare_counts, sentence
+
+    counts = r.series.counts
+    out = []
+    for note in result.annotations:
+        hits = counts.index[(counts.index <= pd.Timestamp(note.date)) & (counts.index > pd.Timestamp(note.date) - pd.Timedelta(days=7))]
+        if not len(hits) or hits[0].date() > result.week_start:
+            continue
+        event_week = hits[0].date()
+        after = (result.week_start - event_week).days // 7 + 1
+        c = compare_counts(counts, event_week=event_week, before=52, after=after, key=r.series.key, name=series_name(r),
+                           unit=r.series.metric)  # fmt: skip
+        if c is not None and c.before_weeks >= 8:
+            out.append(f"Since {note.label} ({note.date.isoformat()}): " + sentence(c, event=note.date.isoformat()))
     return out
 
 

@@ -221,3 +221,39 @@ def _num(x: float) -> str:
 
 
 __all__ = ["plot_series"]
+
+
+def plot_comparison(counts: pd.Series, comparison, *, label: str, path: Path) -> Path:
+    """The weeks before and after an event (`monitor compare`): weekly bars, the event line, the mean weekly rate
+    of each window as a step, and the rate ratio with its interval in the title; written as a PNG (atomically)."""
+    start = pd.Timestamp(comparison.first_before)
+    end = pd.Timestamp(comparison.event_week) + pd.Timedelta(weeks=comparison.after_weeks)
+    shown = counts[(counts.index >= start) & (counts.index < end)]
+    weeks = shown.index.tz_localize(None).to_numpy(dtype="datetime64[D]")
+    event = np.datetime64(comparison.event_week, "D")
+    fig = Figure(figsize=(WIDTH_IN, 4.2), dpi=DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    after = weeks >= event
+    ax.bar(weeks[~after], shown.to_numpy()[~after], width=6, align="edge", color=BAR, edgecolor="none", label="weekly count, before")
+    ax.bar(weeks[after], shown.to_numpy()[after], width=6, align="edge", color=ALARM, alpha=0.75, edgecolor="none",
+           label="weekly count, after")  # fmt: skip
+    seven = np.timedelta64(7, "D")
+    if len(weeks):
+        ax.plot([weeks[0], event], [comparison.before_rate] * 2, color=EXPECTED, lw=2, label=f"mean before: {comparison.before_rate:.2f} a week")
+        ax.plot([event, weeks[-1] + seven], [comparison.after_rate] * 2, color=ALARM, lw=2,
+                label=f"mean after: {comparison.after_rate:.2f} a week")  # fmt: skip
+    ax.axvline(event, color=ANNOTATION, lw=1.2, ls="--")
+    ax.text(event, 1.0, f" {label}", transform=ax.get_xaxis_transform(), va="top", ha="left", fontsize=9, color=ANNOTATION)
+    ratio = (f"rate ratio ×{comparison.rate_ratio:.2f} (95 % CI {comparison.ci_low:.2f} to {comparison.ci_high:.2f})"
+             if math.isfinite(comparison.rate_ratio) and math.isfinite(comparison.ci_low) else comparison.note or "no ratio")
+    ax.set_title(f"{comparison.name}: {ratio}", loc="left", fontsize=11)
+    ax.set_ylabel(f"{comparison.unit} per week")
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(mdates.AutoDateLocator()))
+    ax.grid(axis="y", color="#e5e5e5", lw=0.8)
+    ax.set_axisbelow(True)
+    ax.legend(loc="upper left", fontsize=9, frameon=False, bbox_to_anchor=(0, -0.12), ncol=4)
+    fig.tight_layout()
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=DPI, metadata={"Software": "incident-monitor"})
+    return atomic_write(Path(path), png.getvalue())
