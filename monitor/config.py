@@ -205,6 +205,9 @@ class ReportSettings(_Settings):
     note_chars: int = Field(240, ge=20, description="notes are trimmed to this many characters")
     annotations: list[Annotation] = Field(default_factory=list, description='dated events drawn on charts, "YYYY-MM-DD label"')
     synthetic_data: bool = Field(False, description="say in every report that the data is synthetic (set by `monitor demo`)")
+    boundaries: str = Field("", description="admin1 boundaries for the map: a GeoJSON file or an ESRI shapefile (e.g. OCHA's COD-AB); empty: admin1 bubbles at the centroid of their events")
+    boundary_name_field: str = Field("", description="the boundaries' attribute holding the admin1 name (empty: ADM1_EN, admin1Name_en, NAME_1, shapeName, name, ... whichever is there)")
+    boundary_pcode_field: str = Field("", description="the boundaries' attribute holding the admin1 p-code, joined when the data's admin1 is a p-code (e.g. ADM1_PCODE)")
 
     @field_validator("annotations", mode="before")
     @classmethod
@@ -436,7 +439,8 @@ class Config(_Settings):
     @property
     def report_settings(self) -> ReportSettings:
         """Report settings with the folder resolved (what the report module receives)."""
-        return self.report.model_copy(update={"folder": self.report_folder})
+        boundaries = str(self.path(Path(self.report.boundaries))) if self.report.boundaries else ""
+        return self.report.model_copy(update={"folder": self.report_folder, "boundaries": boundaries})
 
     def smtp_password(self) -> SecretStr | None:
         """The SMTP password (None: not set), from alerts.smtp.password_file if set, else the environment.

@@ -366,7 +366,18 @@ def detect_week(
         no_data_line="" if coverage.reached else coverage.no_data_message(),
         problems=tuple(problems),
         nowcast_note=nowcast_note,
+        map_events=_map_events(store, results, week=week) if with_context else None,
     )
+
+
+def _map_events(store: Storage, results, *, week: date) -> pd.DataFrame:
+    """The incidents of the four weeks to `week` in the countries of the admin1 series (all, when none is by admin1)."""
+    events = store.incidents_frame(start=week - timedelta(days=21), end=week + timedelta(days=6))
+    places = {dict(r.series.labels)["admin1"] for r in results if "admin1" in dict(r.series.labels)}
+    if places:
+        countries = set(events.loc[events["admin1"].isin(places), "country"])
+        events = events[events["country"].isin(countries)]
+    return events[["event_date", "country", "admin1", "latitude", "longitude", "fatalities"]].reset_index(drop=True)
 
 
 #: Columns a nowcast adds to a detector's frame (`nowcast_levels`).

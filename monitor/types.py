@@ -356,6 +356,9 @@ class RunResult:
     no_data_line: str = ""
     #: why the week has no nowcast although data arrive in several deliveries ("" otherwise)
     nowcast_note: str = ""
+    #: the incidents of the four weeks to the reported one in the countries monitored, for the map
+    #: (monitor.report.maps; INCIDENT_FIELDS columns); None: no map (a run without context)
+    map_events: "pd.DataFrame | None" = None
     #: [[series]] definitions that yielded no series, and why (monitor.series.definition_problems)
     problems: tuple[SeriesProblem, ...] = ()
 
@@ -379,6 +382,7 @@ class ReportFiles:
     folder: Path
     markdown: Path
     charts: dict[str, Path] = field(default_factory=dict)  # series key -> PNG
+    map: Path | None = None  # the map of the week (monitor.report.maps), when there were events to draw
 
 
 def _nan_low(x: float) -> float:

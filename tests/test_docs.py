@@ -96,6 +96,7 @@ OWNERS = {
     "tomllib": ("monitor/config.py",),
     "httpx": ("monitor/fetch/http.py",),
     "openpyxl": ("monitor/sources/_csv.py",),
+    "shapefile": ("monitor/report/maps.py",),
 }
 
 

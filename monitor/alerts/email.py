@@ -123,6 +123,10 @@ def _subject(prefix: str, week: str, digest: Digest, group_by: str = "admin1") -
     return _clean(f"{prefix} {week}: " + ", ".join(parts))
 
 
+#: The key of the map among the digest's inline images (no series key is empty).
+MAP_KEY = ""
+
+
 def _level(n: Notice) -> str:
     """This week's severity of the series: its level, "alert" for an alarm without one, else "-"."""
     d = n.result.detection
@@ -257,6 +261,9 @@ def _html_body(result: RunResult, digest: Digest, *, report: str, group_by: str,
             out.append(f"<p>Silence: <code>{e(n.silence_command)}</code></p>")
         if n.check_command:
             out.append(f"<p>Check: <code>{e(n.check_command)}</code></p>")
+    if cids.get(MAP_KEY):
+        out.append(f'<p><img src="cid:{e(cids[MAP_KEY])}" alt="Map: events of the last four weeks and each admin1 area level" '
+                   'width="700" style="max-width:100%;height:auto"></p>')
     out.append(f"<p>Report: <code>{e(report)}</code> (attached).</p>")
     out.append("<p style=\"color:#666\">An alert means this week's count is above what the series' own history makes "
                "normal; see Method in the report.</p>")
@@ -296,6 +303,8 @@ def build_digest(
     charts = {n.change.key: Path(files.charts[n.change.key]) for n in shown if n.change.key in files.charts}
     charts = {k: p for k, p in charts.items() if p.is_file()}
     cids = {k: f"chart-{_cid_token(k)}.{result.week}@{domain}" for k in charts}
+    if files.map is not None and Path(files.map).is_file():  # the week's map, above the report line ("" is no series key)
+        charts[MAP_KEY], cids[MAP_KEY] = Path(files.map), f"map.{result.week}@{domain}"
 
     message.set_content(_text_body(result, digest, report=report, group_by=group_by))
     message.add_alternative(_html_body(result, digest, report=report, group_by=group_by, cids=cids), subtype="html")

@@ -151,11 +151,31 @@ def _write_report(result: RunResult, *, settings: Any, root: Path, workers: int)
             if stale.name not in keep:
                 stale.unlink(missing_ok=True)
     relative = {key: f"{CHARTS_DIR}/{path.name}" for key, path in charts.items()}
-    markdown = atomic_write(folder / REPORT_NAME, render_markdown(result, charts=relative, settings=settings))
+    map_path, unjoined = _draw_map(result, settings, folder)
+    markdown = atomic_write(folder / REPORT_NAME, render_markdown(result, charts=relative, settings=settings,
+                                                                  map_file=MAP_NAME if map_path else "", unjoined=unjoined))  # fmt: skip
     atomic_write(folder / SUMMARY_NAME, json.dumps(_summary(result), ensure_ascii=False, indent=2, sort_keys=True) + "\n")
     faults.point("run.report.before-index")
     write_index(root)
-    return ReportFiles(folder=folder, markdown=markdown, charts=charts)
+    return ReportFiles(folder=folder, markdown=markdown, charts=charts, map=map_path)
+
+
+MAP_NAME = "map.png"
+
+
+def _draw_map(result: RunResult, settings: Any, folder: Path) -> tuple[Path | None, list[str]]:
+    """The week's map (monitor.report.maps), or (None, []) when the run has no events to place."""
+    from monitor.report.maps import admin1_levels, draw_map, read_boundaries
+
+    events = result.map_events
+    path = folder / MAP_NAME
+    if events is None or (events.empty and not any("admin1" in dict(r.series.labels) for r in result.results)):
+        path.unlink(missing_ok=True)
+        return None, []
+    boundaries = str(getattr(settings, "boundaries", "") or "")
+    areas = read_boundaries(Path(boundaries), name_field=settings.boundary_name_field, pcode_field=settings.boundary_pcode_field) if boundaries else None
+    missing = draw_map(events, admin1_levels(result.results, result.no_data), week=result.week, path=path, areas=areas)
+    return path, missing
 
 
 def write_index(root: Path) -> Path:

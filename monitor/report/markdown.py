@@ -368,6 +368,22 @@ def _filling_messages(result: RunResult) -> list[str]:
     return out
 
 
+def _map_section(map_file: str, unjoined: Sequence[str], settings: Any) -> list[str]:
+    if not map_file:
+        return []
+    out = ["## Map", "", f"![Events of the last four weeks and each admin1's level this week]({map_file})", ""]
+    if not getattr(settings, "boundaries", ""):
+        out += ["Each admin1 is a bubble at the centroid of its events (set report.boundaries to a GeoJSON or shapefile of "
+                "admin1 areas to draw them); points are events of the last four weeks, sized by fatalities.", ""]
+    else:
+        out += ["Areas coloured by their series' highest level this week; points are events of the last four weeks, sized "
+                "by fatalities.", ""]
+    if unjoined:
+        out += [md_escape(f"Not on the map (no area of that name in {Path(settings.boundaries).name}): {', '.join(unjoined)}; "
+                          "set report.boundary_name_field, or use the boundaries' spelling in the data."), ""]
+    return out
+
+
 def _flagged_table(result: RunResult) -> list[str]:
     out = ["## Flagged series", ""]
     flagged = result.flagged
@@ -692,16 +708,20 @@ def _config_problems(result: RunResult) -> list[str]:
     return out + [""]
 
 
-def render_markdown(result: RunResult, *, charts: Mapping[str, str], settings: Any) -> str:
+def render_markdown(result: RunResult, *, charts: Mapping[str, str], settings: Any, map_file: str = "",
+                    unjoined: Sequence[str] = ()) -> str:  # fmt: skip
     """The weekly report as Markdown.
 
     result: the run to render (nothing else is read; no clock; generated_at is not shown).
     charts: series key -> chart path relative to the report folder (flagged series).
     settings: report settings; reads `max_incidents` and `note_chars`.
+    map_file: the map's path relative to the report folder ("" for none); unjoined: admin1 names of the
+    data that joined no area of the boundaries file.
     """
     lines = (
         _header(result)
         + _key_messages(result)
+        + _map_section(map_file, unjoined, settings)
         + _flagged_table(result)
         + _warnings_table(result)
         + _alerts_section(result)

@@ -1,6 +1,6 @@
 """One PNG per flagged series: weekly bars, expected and threshold steps, alarms, annotations.
 
-The only module that imports matplotlib. It draws on a bare `Figure` with the Agg canvas
+With monitor.report.maps, the only module that imports matplotlib. It draws on a bare `Figure` with the Agg canvas
 (no pyplot, no global state), so charts can be drawn from any thread or a daemon.
 """
 
