@@ -368,6 +368,11 @@ class SourceSettings(_Settings):
         return (self.url or SOURCE_KINDS[self.kind]).rstrip("/")
 
 
+class EmergingSettings(_Settings):
+    weeks: int = Field(52, ge=4, le=520, description="an actor, place or count of actors is new when not seen in this many weeks before (twelve months)")
+    aliases: dict[str, str] = Field(default_factory=dict, description='actor names read as another (e.g. {"ISIS" = "Islamic State"}); IS, ISIS, ISIL and Daesh are Islamic State already')
+
+
 class FetchSettings(_Settings):
     folder: TextPath = Field(Path("vintages"), description="where each fetch is stored as a file before it is ingested (one folder per source)")
     retries: int = Field(4, ge=0, le=20, description="retries of a request after a timeout, a dropped connection, 429 or 5xx")
@@ -387,6 +392,7 @@ class Config(_Settings):
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings, description="`monitor schedule`")
     sources: list[SourceSettings] = Field(default_factory=list, description="where data comes from by itself (`monitor fetch`)")
     fetch: FetchSettings = Field(default_factory=FetchSettings, description="how fetched data is kept and requests retried")
+    emerging: EmergingSettings = Field(default_factory=EmergingSettings, description="new actors and places in the report")
     #: folder relative paths are resolved against (the config file's folder); not a TOML key
     base_dir: Path = Field(Path("."), exclude=True, description="(internal) folder of the config file")
     #: each [[series]] definition's (detector, validated parameters), and the fallback's: resolved once,

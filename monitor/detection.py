@@ -367,7 +367,17 @@ def detect_week(
         problems=tuple(problems),
         nowcast_note=nowcast_note,
         map_events=_map_events(store, results, week=week) if with_context else None,
+        emerging=_emerging(config, store, week=week) if with_context else (),
     )
+
+
+def _emerging(config: Config, store: Storage, *, week: date) -> tuple:
+    from monitor.emerging import emerging
+
+    settings = config.emerging
+    incidents = store.incidents_frame(start=week - timedelta(weeks=settings.weeks), end=week + timedelta(days=6))
+    first = store.first_event_date(end=week + timedelta(days=6))
+    return tuple(emerging(incidents, week=week, weeks=settings.weeks, data_start=first, aliases=settings.aliases))
 
 
 def _map_events(store: Storage, results, *, week: date) -> pd.DataFrame:

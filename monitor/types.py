@@ -359,6 +359,8 @@ class RunResult:
     #: the incidents of the four weeks to the reported one in the countries monitored, for the map
     #: (monitor.report.maps; INCIDENT_FIELDS columns); None: no map (a run without context)
     map_events: "pd.DataFrame | None" = None
+    #: new actors and places of the week (monitor.emerging.Emergence); () when not computed
+    emerging: tuple = ()
     #: [[series]] definitions that yielded no series, and why (monitor.series.definition_problems)
     problems: tuple[SeriesProblem, ...] = ()
 

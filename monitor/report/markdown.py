@@ -368,6 +368,24 @@ def _filling_messages(result: RunResult) -> list[str]:
     return out
 
 
+def _emerging_section(result: RunResult) -> list[str]:
+    if not result.emerging:
+        return []
+    titles = {"new actor": "New actors", "new place": "New places", "more actors": "More armed actors than usual"}
+    out = ["## New actors and places", "",
+           "An armed actor violent in an admin1 for the first time in the period before (names compared without case, "
+           "spacing, accents or a bracketed qualifier, with aliases such as IS = Islamic State), a place (admin2) with its "
+           "first event in that period, and an admin1 with more distinct armed actors than in any week of it.", ""]  # fmt: skip
+    for kind, title in titles.items():
+        rows = [e for e in result.emerging if e.kind == kind]
+        if rows:
+            out += [f"**{title}**", ""] + [f"- {md_escape(e.detail)}" for e in rows[:30]]
+            if len(rows) > 30:
+                out.append(f"- … and {len(rows) - 30} more")
+            out.append("")
+    return out
+
+
 def _map_section(map_file: str, unjoined: Sequence[str], settings: Any) -> list[str]:
     if not map_file:
         return []
@@ -724,6 +742,7 @@ def render_markdown(result: RunResult, *, charts: Mapping[str, str], settings: A
         + _map_section(map_file, unjoined, settings)
         + _flagged_table(result)
         + _warnings_table(result)
+        + _emerging_section(result)
         + _alerts_section(result)
         + _glance_table(result)
         + _input_problems(result)

@@ -1,0 +1,106 @@
+"""Emerging actors and new places (issue 16, item 2; the report section): who is new, where.
+
+What watch teams act on besides a rising count (ACLED's Emerging Actor Tracker; "the first attack in
+this district in a year"). For the reported week, from the incidents of the `weeks` weeks before it
+(`[emerging] weeks`, 52 by default: twelve months):
+
+* **new actor**: an armed actor violent in an admin1 this week that was not violent there in the
+  weeks before (it may be active elsewhere);
+* **new place**: an admin2 with an event this week and none in the weeks before;
+* **more actors**: an admin1 where more distinct armed actors were violent this week than in any of
+  the weeks before (and at least three).
+
+Violent: any event type but ACLED's protests, riots and strategic developments (UCDP's events all
+are). Armed actors: not civilians, protesters, rioters or unidentified groups. Names are compared
+normalised: case, spacing and accents ignored, a trailing qualifier in brackets dropped ("Islamic
+State (Syria)" is "islamic state"), and the aliases of `[emerging] aliases` applied ("IS", "ISIS",
+"ISIL", "Daesh" are "islamic state" by default). Nothing is reported unless the data reaches back the
+full `weeks` before the week: at the start of a series everything would be new.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import pandas as pd
+
+#: Event types that are not violence (ACLED's demonstrations and strategic developments).
+NOT_VIOLENT = ("protests", "riots", "strategic developments")
+#: Actor names (normalised) that start so are not armed actors.
+NOT_ARMED = ("civilians", "protesters", "rioters", "unidentified")
+#: Aliases applied after normalisation (more in `[emerging] aliases`).
+ALIASES = {"is": "islamic state", "isis": "islamic state", "isil": "islamic state", "daesh": "islamic state",
+           "islamic state of iraq and the levant": "islamic state", "islamic state of iraq and syria": "islamic state"}  # fmt: skip
+#: At least this many distinct actors in a week for "more actors".
+MIN_ACTORS = 3
+
+
+def _plain(name: str) -> str:
+    text = unicodedata.normalize("NFKD", str(name)).encode("ascii", "ignore").decode("ascii").lower()
+    text = re.sub(r"\s*\([^)]*\)\s*$", "", text)  # a trailing qualifier: (Syria), (2000-)
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", text).split())
+
+
+def actor_key(name: str, aliases: Mapping[str, str] | None = None) -> str:
+    """The name compared: 'Islamic State (Syria)', 'ISIS', ' islamic  state ' are all 'islamic state'."""
+    text = _plain(name)
+    table = {**ALIASES, **{_plain(k): _plain(v) for k, v in (aliases or {}).items()}}
+    return table.get(text, text)
+
+
+@dataclass(frozen=True)
+class Emergence:
+    kind: str  # "new actor" | "new place" | "more actors"
+    admin1: str
+    what: str  # the actor's name as written, the admin2, or "N actors"
+    events: int  # its events this week
+    detail: str  # the sentence for the report
+
+
+def emerging(incidents: pd.DataFrame, *, week: date, weeks: int = 52, data_start: date | None = None,
+             aliases: Mapping[str, str] | None = None) -> list[Emergence]:  # fmt: skip
+    """The emergences of the week starting `week` (see the module docstring), from `incidents` (INCIDENT_FIELDS
+    columns, covering at least the `weeks` weeks before it); data_start: the first event date in the database."""
+    start = week - timedelta(weeks=weeks)
+    if data_start is None or data_start > start or incidents.empty:
+        return []
+    days = pd.to_datetime(incidents["event_date"]).dt.date
+    frame = incidents.assign(day=days)
+    frame = frame[(frame["day"] >= start) & (frame["day"] <= week + timedelta(days=6))]
+    violent = frame[~frame["event_type"].str.strip().str.lower().isin(NOT_VIOLENT)]
+    now, before = violent[violent["day"] >= week], violent[violent["day"] < week]
+    out: list[Emergence] = []
+
+    def actors(rows: pd.DataFrame) -> pd.DataFrame:
+        long = pd.concat([rows[["admin1", "actor1", "day"]].rename(columns={"actor1": "actor"}),
+                          rows[["admin1", "actor2", "day"]].rename(columns={"actor2": "actor"})])  # fmt: skip
+        long = long[long["actor"].astype(str).str.strip() != ""]
+        long = long.assign(key=[actor_key(a, aliases) for a in long["actor"]])
+        return long[~long["key"].str.startswith(NOT_ARMED) & (long["key"] != "")]
+
+    seen = set(map(tuple, actors(before)[["admin1", "key"]].drop_duplicates().to_numpy()))
+    current = actors(now)
+    for (admin1, key), rows in current.groupby(["admin1", "key"], sort=True):
+        if (admin1, key) not in seen and admin1:
+            name = rows["actor"].mode().iat[0]
+            out.append(Emergence("new actor", admin1, name, len(rows), f"{name}: {len(rows)} violent event(s) in {admin1} this week, "
+                                 f"its first there in {weeks} weeks"))  # fmt: skip
+    places_before = set(frame.loc[frame["day"] < week, "admin2"])
+    for (admin1, admin2), rows in frame[frame["day"] >= week].groupby(["admin1", "admin2"], sort=True):
+        if admin2 and admin2 not in places_before:
+            out.append(Emergence("new place", admin1, admin2, len(rows), f"{admin2} ({admin1}): {len(rows)} event(s) this week, "
+                                 f"the first there in {weeks} weeks"))  # fmt: skip
+    history = actors(before)
+    for admin1, rows in current.groupby("admin1", sort=True):
+        n = rows["key"].nunique()
+        past = history[history["admin1"] == admin1]
+        weekly = past.assign(w=[(d - start).days // 7 for d in past["day"]]).groupby("w")["key"].nunique()
+        most = int(weekly.max()) if len(weekly) else 0
+        if admin1 and n >= MIN_ACTORS and n > most:
+            out.append(Emergence("more actors", admin1, f"{n} actors", int(len(rows)), f"{admin1}: {n} distinct armed actors violent "
+                                 f"this week, more than in any week of the {weeks} before (at most {most})"))  # fmt: skip
+    return out
