@@ -48,16 +48,25 @@ class Comparison:
     event_week: date
 
     def row(self) -> dict:
-        return {c: getattr(self, c) for c in COLUMNS}
+        """The JSON/CSV row; a ratio or bound that is not a number (no events before) is null."""
+        values = {c: getattr(self, c) for c in COLUMNS}
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in values.items()}
 
 
-def compare_counts(counts, *, event_week: date, before: int, after: int, key: str = "", name: str = "", unit: str = "events") -> Comparison | None:
-    """The comparison of one weekly series (a pandas Series indexed by week start); None when it has no week before."""
+def compare_counts(counts, *, event_week: date, before: int, after: int, key: str = "", name: str = "", unit: str = "events",
+                   data_start: date | None = None) -> Comparison | None:  # fmt: skip
+    """The comparison of one weekly series (a pandas Series indexed by week start); None when it has no week before.
+
+    data_start: the first week of the data (a series starts at its own first event: the weeks from the data's
+    start to it are zeros, not missing)."""
     import pandas as pd
 
     from monitor.detectors.rate_ratio import rate_ratio
 
     start = pd.Timestamp(event_week)
+    if data_start is not None and len(counts) and pd.Timestamp(data_start) < counts.index[0]:
+        lead = pd.date_range(pd.Timestamp(data_start), counts.index[0] - pd.Timedelta(weeks=1), freq="7D")
+        counts = pd.concat([pd.Series(0.0, index=lead), counts.astype(float)])
     window = counts[(counts.index >= start - pd.Timedelta(weeks=before)) & (counts.index < start + pd.Timedelta(weeks=after))]
     pre, post = window[window.index < start], window[window.index >= start]
     if not len(pre) or not len(post):
@@ -65,7 +74,7 @@ def compare_counts(counts, *, event_week: date, before: int, after: int, key: st
     fit = rate_ratio(pre.to_numpy(dtype=float), post.to_numpy(dtype=float), start_week=week_number(pre.index[0].date()))
     notes = [fit.note] if fit.note else []
     if len(pre) < before:
-        notes.append(f"only {len(pre)} weeks before (the series starts {pre.index[0].date()})")
+        notes.append(f"only {len(pre)} weeks before (the data starts {pre.index[0].date()})")
     if len(post) < after:
         notes.append(f"only {len(post)} weeks after so far")
     return Comparison(key, name, unit, fit.before_rate, fit.after_rate, fit.rate_ratio, fit.ci_low, fit.ci_high, len(pre),
@@ -85,10 +94,12 @@ def compare(config: Config, store: "Storage", *, event: date, before: int, after
         raise MonitorError(f"the event's week ({week_label(event_week)}) has no data yet: the latest week with data is "
                            f"{week_label(last)}")  # fmt: skip
     end = min(last, event_week + timedelta(weeks=after - 1))
+    first = store.first_event_date(end=end)
+    data_start = week_start_of(first, start=config.week.start) if first else None
     out = []
     for s in build_all_series(config, store, week=end, series_filter=series_filter):
         c = compare_counts(s.counts, event_week=event_week, before=before, after=after, key=s.key,
-                           name=f"{s.title or s.definition} — {s.label}", unit=s.metric)  # fmt: skip
+                           name=f"{s.title or s.definition} — {s.label}", unit=s.metric, data_start=data_start)  # fmt: skip
         if c is not None:
             out.append(c)
     return out
@@ -101,15 +112,18 @@ def _num(x: float) -> str:
 
 
 def sentence(c: Comparison, *, event: str = "") -> str:
-    """One sentence: the rates before and after, the ratio and its interval, and what that means."""
+    """One sentence: the rates before and after and their plain ratio, then the model's ratio against what the
+    weeks before project (their level, and trend or season where the model has them), its interval and verdict."""
     when = event or f"the week of {c.event_week.isoformat()}"
+    plain = c.after_rate / c.before_rate if c.before_rate > 0 else math.inf
     head = (f"{c.name}: {_num(c.after_rate)} {c.unit} a week in the {c.after_weeks} weeks from {when}, against "
-            f"{_num(c.before_rate)} in the {c.before_weeks} weeks before")  # fmt: skip
+            f"{_num(c.before_rate)} in the {c.before_weeks} weeks before (×{_num(plain)})")  # fmt: skip
     if not math.isfinite(c.rate_ratio) or not math.isfinite(c.ci_low):
-        return f"{head} ({c.note or 'no ratio'})."
+        return f"{head}; {c.note or 'no ratio'}."
     verdict = ("a clear rise" if c.ci_low > 1 else "a clear fall" if c.ci_high < 1 else "no clear change")
-    return (f"{head}: ×{_num(c.rate_ratio)} (95 % CI {_num(c.ci_low)} to {_num(c.ci_high)}; {c.model}), "
-            f"{verdict}.")
+    against = "what the weeks before project" if "trend" in c.model or "season" in c.model else "the weeks before"
+    return (f"{head}; against {against}, ×{_num(c.rate_ratio)} (95 % CI {_num(c.ci_low)} to {_num(c.ci_high)}; {c.model}), "
+            f"{verdict}" + (f" ({c.note})" if c.note else "") + ".")
 
 
 def ranked(comparisons: Sequence[Comparison]) -> list[Comparison]:

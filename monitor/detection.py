@@ -376,8 +376,9 @@ def _emerging(config: Config, store: Storage, *, week: date) -> tuple:
 
     settings = config.emerging
     incidents = store.incidents_frame(start=week - timedelta(weeks=settings.weeks), end=week + timedelta(days=6))
-    first = store.first_event_date(end=week + timedelta(days=6))
-    return tuple(emerging(incidents, week=week, weeks=settings.weeks, data_start=first, aliases=settings.aliases))
+    countries = set(incidents.loc[pd.to_datetime(incidents["event_date"]).dt.date >= week, "country"])
+    firsts = {c: store.first_event_date(end=week + timedelta(days=6), within={"country": [c]}) for c in sorted(countries)}
+    return tuple(emerging(incidents, week=week, weeks=settings.weeks, data_start=firsts, aliases=settings.aliases))
 
 
 def _map_events(store: Storage, results, *, week: date) -> pd.DataFrame:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -39,6 +40,7 @@ ALIASES = {"is": "islamic state", "isis": "islamic state", "isil": "islamic stat
 MIN_ACTORS = 3
 
 
+@lru_cache(maxsize=65536)
 def _plain(name: str) -> str:
     text = unicodedata.normalize("NFKD", str(name)).encode("ascii", "ignore").decode("ascii").lower()
     text = re.sub(r"\s*\([^)]*\)\s*$", "", text)  # a trailing qualifier: (Syria), (2000-)
@@ -61,16 +63,26 @@ class Emergence:
     detail: str  # the sentence for the report
 
 
-def emerging(incidents: pd.DataFrame, *, week: date, weeks: int = 52, data_start: date | None = None,
+def emerging(incidents: pd.DataFrame, *, week: date, weeks: int = 52, data_start: date | Mapping[str, date] | None = None,
              aliases: Mapping[str, str] | None = None) -> list[Emergence]:  # fmt: skip
     """The emergences of the week starting `week` (see the module docstring), from `incidents` (INCIDENT_FIELDS
-    columns, covering at least the `weeks` weeks before it); data_start: the first event date in the database."""
+    columns, covering at least the `weeks` weeks before it).
+
+    data_start: the first event date in the database, or per country ({country: date}): a country whose data does
+    not reach the whole window back is left out (when it is added to the database, everything in it is new).
+    """
     start = week - timedelta(weeks=weeks)
-    if data_start is None or data_start > start or incidents.empty:
+    if data_start is None or incidents.empty:
+        return []
+    firsts = data_start if isinstance(data_start, Mapping) else None
+    if firsts is None and data_start > start:
         return []
     days = pd.to_datetime(incidents["event_date"]).dt.date
     frame = incidents.assign(day=days)
     frame = frame[(frame["day"] >= start) & (frame["day"] <= week + timedelta(days=6))]
+    if firsts is not None:
+        old = [c for c, first in firsts.items() if first is not None and first <= start]
+        frame = frame[frame["country"].isin(old)]
     violent = frame[~frame["event_type"].str.strip().str.lower().isin(NOT_VIOLENT)]
     now, before = violent[violent["day"] >= week], violent[violent["day"] < week]
     out: list[Emergence] = []
@@ -79,7 +91,9 @@ def emerging(incidents: pd.DataFrame, *, week: date, weeks: int = 52, data_start
         long = pd.concat([rows[["admin1", "actor1", "day"]].rename(columns={"actor1": "actor"}),
                           rows[["admin1", "actor2", "day"]].rename(columns={"actor2": "actor"})])  # fmt: skip
         long = long[long["actor"].astype(str).str.strip() != ""]
-        long = long.assign(key=[actor_key(a, aliases) for a in long["actor"]])
+        names = long["actor"].astype(str)
+        keys = {n: actor_key(n, aliases) for n in names.unique()}  # a few hundred names among many rows
+        long = long.assign(key=names.map(keys))
         return long[~long["key"].str.startswith(NOT_ARMED) & (long["key"] != "")]
 
     seen = set(map(tuple, actors(before)[["admin1", "key"]].drop_duplicates().to_numpy()))
@@ -89,17 +103,18 @@ def emerging(incidents: pd.DataFrame, *, week: date, weeks: int = 52, data_start
             name = rows["actor"].mode().iat[0]
             out.append(Emergence("new actor", admin1, name, len(rows), f"{name}: {len(rows)} violent event(s) in {admin1} this week, "
                                  f"its first there in {weeks} weeks"))  # fmt: skip
-    places_before = set(frame.loc[frame["day"] < week, "admin2"])
-    for (admin1, admin2), rows in frame[frame["day"] >= week].groupby(["admin1", "admin2"], sort=True):
-        if admin2 and admin2 not in places_before:
+    # a place is its country, admin1 and admin2 (names repeat across states: Irepodun, Surulere)
+    places_before = set(map(tuple, frame.loc[frame["day"] < week, ["country", "admin1", "admin2"]].to_numpy()))
+    for (country, admin1, admin2), rows in frame[frame["day"] >= week].groupby(["country", "admin1", "admin2"], sort=True):
+        if admin2 and (country, admin1, admin2) not in places_before:
             out.append(Emergence("new place", admin1, admin2, len(rows), f"{admin2} ({admin1}): {len(rows)} event(s) this week, "
                                  f"the first there in {weeks} weeks"))  # fmt: skip
     history = actors(before)
+    history = history.assign(w=[(d - start).days // 7 for d in history["day"]])
+    most_by_admin1 = history.groupby(["admin1", "w"])["key"].nunique().groupby(level=0).max()  # one pass, not one per admin1
     for admin1, rows in current.groupby("admin1", sort=True):
         n = rows["key"].nunique()
-        past = history[history["admin1"] == admin1]
-        weekly = past.assign(w=[(d - start).days // 7 for d in past["day"]]).groupby("w")["key"].nunique()
-        most = int(weekly.max()) if len(weekly) else 0
+        most = int(most_by_admin1.get(admin1, 0))
         if admin1 and n >= MIN_ACTORS and n > most:
             out.append(Emergence("more actors", admin1, f"{n} actors", int(len(rows)), f"{admin1}: {n} distinct armed actors violent "
                                  f"this week, more than in any week of the {weeks} before (at most {most})"))  # fmt: skip

@@ -87,3 +87,31 @@ def test_the_weekly_report_compares_each_flagged_series_since_each_annotation(de
                                        "--series", "key:is_attacks/admin1=Homs", "--format", "json"], env={"MONITOR_NOW": NOW})  # fmt: skip
     (row,) = json.loads(cli_run.stdout)
     assert f"×{row['rate_ratio']:.2f}" in line and "in the 4 weeks from 2023-02-06" in line and line.endswith("a clear rise.")
+
+
+def test_no_events_after_is_a_ratio_of_zero_not_a_crash():
+    fit = rate_ratio([3, 2, 4, 3] * 13, [0] * 6)
+    assert (fit.rate_ratio, fit.ci_low) == (0.0, 0.0)
+    assert fit.ci_high == pytest.approx((3 / 6) / 3.0)  # a Poisson count of zero is at most 3 events at 95 %
+
+
+def test_the_before_window_reaches_back_to_the_start_of_the_data_not_of_the_series():
+    """A series whose first event comes 11 weeks after the data starts: the 11 weeks before it count as zeros."""
+    import pandas as pd
+
+    from monitor.compare import compare_counts
+
+    counts = pd.Series([1.0, 0, 2, 0, 1, 0], index=pd.date_range("2020-03-16", periods=6, freq="7D"))
+    c = compare_counts(counts, event_week=pd.Timestamp("2020-04-06").date(), before=52, after=3,
+                       data_start=pd.Timestamp("2019-12-30").date())  # fmt: skip
+    assert (c.before_weeks, c.before_events, c.after_weeks) == (14, 3.0, 3)
+    assert c.before_rate == pytest.approx(3 / 14)
+    assert "only 14 weeks before (the data starts 2019-12-30)" in c.note
+
+
+def test_json_has_null_where_there_is_no_ratio(demo_dir):
+    result = CliRunner().invoke(cli, ["--config", str(demo_dir / "monitor.toml"), "compare", "--event", "2020-01-13",
+                                      "--before", "2w", "--after", "1w", "--format", "json"], env={"MONITOR_NOW": NOW})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "Infinity" not in result.stdout and "NaN" not in result.stdout
+    json.loads(result.stdout)

@@ -22,7 +22,8 @@ def test_actor_names_are_compared_normalised_with_aliases():
 
 
 def _event(day: date, admin1: str, admin2: str, actor1: str, actor2: str = "Civilians (Syria)", kind: str = "Battles") -> dict:
-    return {"event_date": pd.Timestamp(day), "event_type": kind, "admin1": admin1, "admin2": admin2, "actor1": actor1, "actor2": actor2}
+    return {"event_date": pd.Timestamp(day), "event_type": kind, "country": "Syria", "admin1": admin1, "admin2": admin2,
+            "actor1": actor1, "actor2": actor2}
 
 
 def _year_before() -> list[dict]:
@@ -81,3 +82,14 @@ def test_the_report_lists_them(tmp_path):
     assert "## New actors and places" in report
     assert "- Liwa Fatemiyoun: 1 violent event(s) in Homs this week, its first there in 52 weeks" in report
     assert "- Sukhnah (Homs): 1 event(s) this week, the first there in 52 weeks" in report
+
+
+def test_a_place_is_its_admin1_and_a_country_added_later_is_not_all_new():
+    """Tadmor in Homs is known; a Tadmor in another admin1 is a new place. A country first ingested this year
+    (its data younger than the window) is left out, while the one with a year of data is judged."""
+    rows = _year_before() + [_event(WEEK + timedelta(days=1), "Deir ez Zor", "Tadmor", "Military Forces of Syria (2000-)")]
+    lebanon = {**_event(WEEK + timedelta(days=1), "South", "Tyre", "Hezbollah"), "country": "Lebanon"}
+    found = emerging(pd.DataFrame([*rows, lebanon]), week=WEEK, weeks=52,
+                     data_start={"Syria": date(2020, 1, 1), "Lebanon": WEEK - timedelta(weeks=3)})  # fmt: skip
+    assert ("new place", "Deir ez Zor", "Tadmor") in {(e.kind, e.admin1, e.what) for e in found}
+    assert not [e for e in found if e.admin1 == "South"]

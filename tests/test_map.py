@@ -101,14 +101,26 @@ def test_levels_per_admin1_are_the_highest_of_its_series(demo_dir):
     assert result.map_events["event_date"].min().date() >= date(2023, 2, 6)
 
 
-def test_a_boundaries_file_that_cannot_be_read_is_a_one_line_error(demo_dir, tmp_path):
+def test_a_boundaries_file_that_cannot_be_read_costs_the_map_its_areas_not_the_report(demo_dir, tmp_path):
+    """The map is not worth a report or an alert: bubbles instead, and the report says why in one line."""
     bad = tmp_path / "adm1.geojson"
     bad.write_text("{not json", encoding="utf-8")
     config = _copy_demo(demo_dir, tmp_path, boundaries=str(bad))
     result = CliRunner().invoke(cli, ["--config", str(config), "report", "--week", "2023-W09"], env={"MONITOR_NOW": NOW})
-    assert result.exit_code == 1
-    assert f"{bad}: cannot read the admin1 boundaries (JSONDecodeError" in result.output
-    assert "Traceback" not in result.output
+    assert result.exit_code == 0, result.output
+    report = (tmp_path / "reports" / "2023-W09" / "report.md").read_text(encoding="utf-8")
+    assert "The boundaries could not be used, so each admin1 is a bubble at the centroid of its events: " in report
+    assert "cannot read the admin1 boundaries (JSONDecodeError" in report
+
+
+def test_holes_stay_holes_whatever_the_winding():
+    from monitor.report.maps import _rings_of, _signed_area
+
+    outer = [[0, 0], [4, 0], [4, 4], [0, 4], [0, 0]]  # counter-clockwise
+    hole = [[1, 1], [2, 1], [2, 2], [1, 2], [1, 1]]  # wound the same way, as older exports do
+    rings = _rings_of({"type": "Polygon", "coordinates": [outer, hole]})
+    assert _signed_area(rings[0]) > 0 > _signed_area(rings[1])
+    assert _rings_of({"type": "Polygon", "coordinates": [[[0, 0], [1, 1]]]}) == []  # no polygon: nothing, no error
 
 
 def test_the_digest_carries_the_map_inline(demo_dir):

@@ -8,7 +8,9 @@ maximum-likelihood negative binomial, NB2) as
 
 so the rate ratio exp(g) compares the after weeks with what the before weeks' level, trend and
 season project for them (an interrupted time series). Its 95 % interval is exp(g ± 1.96 se). The
-terms are used only when the before window can carry them: the trend from 8 weeks before, the
+terms are used only when the before window can carry them: the trend from 8 weeks before (and
+projected at most a quarter of the before window ahead: a year's trend carried two years on would
+decide the answer by itself), the
 annual season from 104 (with a single year, a season cannot be told apart from a trend, and
 projecting both six weeks ahead doubles the interval: on the demo's Islamic State series over 52
 weeks, Deir ez-Zor read ×1.44, 95 % CI 0.42–4.92, with the season, ×3.31, 1.38–7.97, without).
@@ -70,10 +72,15 @@ def rate_ratio(before: np.ndarray, after: np.ndarray, *, start_week: int = 0) ->
         ratio = math.inf if y_after.sum() > 0 else math.nan
         return RateRatio(before_rate, after_rate, ratio, math.nan, math.nan, "none",
                          "no events before: no rate to compare with")  # fmt: skip
+    if y_after.sum() == 0:  # the rate fell to nothing: the ratio is 0, its upper bound from a Poisson count of 0 (3 events)
+        return RateRatio(before_rate, after_rate, 0.0, 0.0, _exp(math.log(3.0 / len(y_after)) - math.log(before_rate)),
+                         "no events after", "its upper bound: a Poisson count of zero is at most 3 events at 95 %")  # fmt: skip
     y = np.concatenate([y_before, y_after])
     t = start_week + np.arange(len(y), dtype=float)
     flag = np.concatenate([np.zeros(len(y_before)), np.ones(len(y_after))])
-    trend, season = len(y_before) >= TREND_WEEKS, len(y_before) >= SEASON_WEEKS
+    # a trend is projected at most a quarter of the before window ahead (longer, it dominates the answer)
+    trend = len(y_before) >= TREND_WEEKS and 4 * len(y_after) <= len(y_before)
+    season = len(y_before) >= SEASON_WEEKS
     terms = ", ".join(["level", *(["trend"] if trend else []), *(["annual season"] if season else [])])
     X = _design(t, flag, trend=trend, season=season)
     with warnings.catch_warnings():
@@ -90,8 +97,15 @@ def rate_ratio(before: np.ndarray, after: np.ndarray, *, start_week: int = 0) ->
             usable = False
         if not usable:
             fit = sm.GLM(y, X, family=sm.families.Poisson()).fit(scale="X2")
+            if not fit.scale > 0:  # counts the model fits exactly: no overdispersion to measure, Poisson's own
+                fit = sm.GLM(y, X, family=sm.families.Poisson()).fit()
             g, se = float(fit.params[-1]), float(fit.bse[-1])
             model = f"quasi-Poisson ({terms}; the negative binomial could not be fitted)"
     if not (math.isfinite(g) and math.isfinite(se)):
         return RateRatio(before_rate, after_rate, math.nan, math.nan, math.nan, model, "the model could not be fitted")
-    return RateRatio(before_rate, after_rate, math.exp(g), math.exp(g - Z95 * se), math.exp(g + Z95 * se), model)
+    return RateRatio(before_rate, after_rate, _exp(g), _exp(g - Z95 * se), _exp(g + Z95 * se), model)
+
+
+def _exp(x: float) -> float:
+    """exp(x), infinite instead of an overflow."""
+    return math.exp(x) if x < 700 else math.inf

@@ -151,9 +151,10 @@ def _write_report(result: RunResult, *, settings: Any, root: Path, workers: int)
             if stale.name not in keep:
                 stale.unlink(missing_ok=True)
     relative = {key: f"{CHARTS_DIR}/{path.name}" for key, path in charts.items()}
-    map_path, unjoined = _draw_map(result, settings, folder)
+    map_path, unjoined, map_problem = _draw_map(result, settings, folder)
     markdown = atomic_write(folder / REPORT_NAME, render_markdown(result, charts=relative, settings=settings,
-                                                                  map_file=MAP_NAME if map_path else "", unjoined=unjoined))  # fmt: skip
+                                                                  map_file=MAP_NAME if map_path else "", unjoined=unjoined,
+                                                                  map_problem=map_problem))  # fmt: skip
     atomic_write(folder / SUMMARY_NAME, json.dumps(_summary(result), ensure_ascii=False, indent=2, sort_keys=True) + "\n")
     faults.point("run.report.before-index")
     write_index(root)
@@ -163,19 +164,25 @@ def _write_report(result: RunResult, *, settings: Any, root: Path, workers: int)
 MAP_NAME = "map.png"
 
 
-def _draw_map(result: RunResult, settings: Any, folder: Path) -> tuple[Path | None, list[str]]:
-    """The week's map (monitor.report.maps), or (None, []) when the run has no events to place."""
+def _draw_map(result: RunResult, settings: Any, folder: Path) -> tuple[Path | None, list[str], str]:
+    """The week's map (monitor.report.maps): its path, the admin1 names that joined no area, and why the boundaries
+    could not be used ("" if they could, or none are configured); (None, [], "") when the run has no events to place."""
     from monitor.report.maps import admin1_levels, draw_map, read_boundaries
 
     events = result.map_events
     path = folder / MAP_NAME
     if events is None or (events.empty and not any("admin1" in dict(r.series.labels) for r in result.results)):
         path.unlink(missing_ok=True)
-        return None, []
+        return None, [], ""
     boundaries = str(getattr(settings, "boundaries", "") or "")
-    areas = read_boundaries(Path(boundaries), name_field=settings.boundary_name_field, pcode_field=settings.boundary_pcode_field) if boundaries else None
+    areas, trouble = None, ""
+    if boundaries:
+        try:
+            areas = read_boundaries(Path(boundaries), name_field=settings.boundary_name_field, pcode_field=settings.boundary_pcode_field)
+        except ReportError as exc:  # the map is not worth a report (or an alert): bubbles, and the problem said
+            trouble = str(exc)
     missing = draw_map(events, admin1_levels(result.results, result.no_data), week=result.week, path=path, areas=areas)
-    return path, missing
+    return path, missing, trouble
 
 
 def write_index(root: Path) -> Path:

@@ -26,8 +26,8 @@ import pandas as pd
 from monitor.errors import ReportError
 
 #: Colours of the levels (those of the charts: alarm red, warning purple).
-LEVEL_COLOURS = {"alert": "#d62728", "warning": "#cc79a7", "quiet": "#c7d9e8", "no data": "#eeeeee"}
-LEVEL_ORDER = ("alert", "warning", "quiet", "no data")
+LEVEL_COLOURS = {"alert": "#d62728", "warning": "#cc79a7", "quiet": "#c7d9e8", "no data": "#eeeeee", "not monitored": "#ffffff"}
+LEVEL_ORDER = ("alert", "warning", "quiet", "no data", "not monitored")
 #: Attribute names tried, in order, for the admin1 name when `report.boundary_name_field` is not set.
 NAME_FIELDS = ("ADM1_EN", "admin1Name_en", "NAME_1", "shapeName", "ADM1_NAME", "name", "NAME")
 _SUFFIXES = ("governorate", "province", "region", "state", "district", "muhafazat", "oblast", "department")
@@ -41,7 +41,8 @@ def normalise(name: str) -> str:
     for suffix in _SUFFIXES:
         if text.endswith(" " + suffix):
             text = text[: -len(suffix) - 1].strip()
-    return text.replace(" ", "")
+    # a name of no Latin letters (e.g. Arabic) is compared as written, without case and spacing
+    return text.replace(" ", "") or "".join(str(name).casefold().split())
 
 
 @dataclass(frozen=True)
@@ -51,10 +52,30 @@ class Area:
     rings: tuple[np.ndarray, ...]  # (n, 2) lon/lat arrays; polygons' exteriors and holes
 
 
+def _signed_area(ring: np.ndarray) -> float:
+    x, y = ring[:, 0], ring[:, 1]
+    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+
+
 def _rings_of(geometry: Mapping) -> list[np.ndarray]:
+    """A GeoJSON (Multi)Polygon's rings, each polygon's exterior counter-clockwise and its holes clockwise, so a
+    hole stays a hole whatever the file's winding (matplotlib fills by the nonzero rule)."""
     kind, coords = geometry.get("type"), geometry.get("coordinates") or []
     polygons = [coords] if kind == "Polygon" else coords if kind == "MultiPolygon" else []
-    return [np.asarray(ring, dtype=float)[:, :2] for polygon in polygons for ring in polygon if len(ring) >= 3]
+    out = []
+    try:
+        for polygon in polygons:
+            for i, ring in enumerate(polygon):
+                ring = np.asarray(ring, dtype=float)
+                if ring.ndim != 2 or len(ring) < 3:
+                    continue
+                ring = ring[:, :2]
+                if (_signed_area(ring) > 0) != (i == 0):  # exterior counter-clockwise, holes clockwise
+                    ring = ring[::-1]
+                out.append(ring)
+    except (TypeError, ValueError):
+        return []
+    return out
 
 
 def read_boundaries(path: Path, *, name_field: str = "", pcode_field: str = "") -> list[Area]:
@@ -80,9 +101,11 @@ def read_boundaries(path: Path, *, name_field: str = "", pcode_field: str = "") 
     except Exception as exc:  # pyshp's own errors (a .shp without its .dbf, a broken file)
         raise ReportError(f"{path}: cannot read the admin1 boundaries ({type(exc).__name__}: {exc}); report.boundaries "
                           "takes a GeoJSON file or an ESRI shapefile (.shp with its .dbf)") from None  # fmt: skip
+    features = [(props or {}, rings) for props, rings in features if rings]
     if not features:
-        raise ReportError(f"{path}: no areas in the admin1 boundaries file (expected polygons with an admin1 name)")
-    keys = set(features[0][0])
+        raise ReportError(f"{path}: no polygons in the admin1 boundaries file (expected Polygon or MultiPolygon areas "
+                          "with an admin1 name)")  # fmt: skip
+    keys = set().union(*(props.keys() for props, _ in features))
     field = name_field or next((f for f in NAME_FIELDS if f in keys), "")
     if not field or field not in keys:
         raise ReportError(f"{path}: no admin1 name field{' ' + repr(name_field) if name_field else ''} in the boundaries "
@@ -153,7 +176,7 @@ def draw_map(events: pd.DataFrame, levels: Mapping[str, str], *, week: str, path
         ax.autoscale_view()
     else:  # no boundaries configured: a bubble at the centroid of each admin1's events
         for name, group in points.groupby("admin1"):
-            level = levels.get(name, "quiet")
+            level = levels.get(name, "not monitored")
             x, y = float(group["longitude"].mean()), float(group["latitude"].mean())
             ax.scatter([x], [y], s=400 + 40 * len(group), color=LEVEL_COLOURS[level], alpha=0.55, edgecolor="#555555", zorder=1)
             if level in ("alert", "warning"):
@@ -166,7 +189,10 @@ def draw_map(events: pd.DataFrame, levels: Mapping[str, str], *, week: str, path
     ax.set_xlabel("longitude")
     ax.set_ylabel("latitude")
     ax.set_title(f"Events of the four weeks to {week}, and each admin1's level this week", loc="left", fontsize=11)
-    shown = [lv for lv in LEVEL_ORDER if lv in set(levels.values())]
+    drawn = set(levels.values())
+    if not areas and len(points) and set(points["admin1"]) - set(levels):
+        drawn.add("not monitored")  # an admin1 with events but no series of its own
+    shown = [lv for lv in LEVEL_ORDER if lv in drawn]
     handles = [Patch(facecolor=LEVEL_COLOURS[lv], edgecolor="#777777", label=lv) for lv in shown]
     if len(points):
         handles += [Line2D([], [], marker="o", ls="", color="#222222", alpha=0.65, markersize=math.sqrt(12 + 14 * math.sqrt(f)),

@@ -386,10 +386,13 @@ def _emerging_section(result: RunResult) -> list[str]:
     return out
 
 
-def _map_section(map_file: str, unjoined: Sequence[str], settings: Any) -> list[str]:
+def _map_section(map_file: str, unjoined: Sequence[str], settings: Any, problem: str = "") -> list[str]:
     if not map_file:
         return []
     out = ["## Map", "", f"![Events of the last four weeks and each admin1's level this week]({map_file})", ""]
+    if problem:
+        return out + [md_escape(f"The boundaries could not be used, so each admin1 is a bubble at the centroid of its events: "
+                                f"{problem}"), ""]  # fmt: skip
     if not getattr(settings, "boundaries", ""):
         out += ["Each admin1 is a bubble at the centroid of its events (set report.boundaries to a GeoJSON or shapefile of "
                 "admin1 areas to draw them); points are events of the last four weeks, sized by fatalities.", ""]
@@ -620,7 +623,8 @@ def _flagged_details(result: RunResult, charts: Mapping[str, str], settings: Any
             + _nowcast_sentence(r),
             "",
         ]
-        out += [f"{md_escape(line)}" for line in _since_annotations(r, result)] + ([""] if _since_annotations(r, result) else [])
+        since = _since_annotations(r, result)
+        out += [md_escape(line) for line in since] + ([""] if since else [])
         out += ["**Incidents behind the alarm**", ""] + _incident_rows(r, settings)
     return out
 
@@ -641,7 +645,7 @@ def _since_annotations(r: SeriesResult, result: RunResult) -> list[str]:
         event_week = hits[0].date()
         after = (result.week_start - event_week).days // 7 + 1
         c = compare_counts(counts, event_week=event_week, before=52, after=after, key=r.series.key, name=series_name(r),
-                           unit=r.series.metric)  # fmt: skip
+                           unit=r.series.metric, data_start=result.data_start)  # fmt: skip
         if c is not None and c.before_weeks >= 8:
             out.append(f"Since {note.label} ({note.date.isoformat()}): " + sentence(c, event=note.date.isoformat()))
     return out
@@ -727,19 +731,19 @@ def _config_problems(result: RunResult) -> list[str]:
 
 
 def render_markdown(result: RunResult, *, charts: Mapping[str, str], settings: Any, map_file: str = "",
-                    unjoined: Sequence[str] = ()) -> str:  # fmt: skip
+                    unjoined: Sequence[str] = (), map_problem: str = "") -> str:  # fmt: skip
     """The weekly report as Markdown.
 
     result: the run to render (nothing else is read; no clock; generated_at is not shown).
     charts: series key -> chart path relative to the report folder (flagged series).
     settings: report settings; reads `max_incidents` and `note_chars`.
     map_file: the map's path relative to the report folder ("" for none); unjoined: admin1 names of the
-    data that joined no area of the boundaries file.
+    data that joined no area of the boundaries file; map_problem: why the boundaries could not be used.
     """
     lines = (
         _header(result)
         + _key_messages(result)
-        + _map_section(map_file, unjoined, settings)
+        + _map_section(map_file, unjoined, settings, map_problem)
         + _flagged_table(result)
         + _warnings_table(result)
         + _emerging_section(result)
