@@ -264,3 +264,15 @@ def test_same_input_gives_the_same_png(tmp_path):
     a = plot_series(_series("Hama"), week_start=RESULT.week_start, annotations=[EARTHQUAKE], path=tmp_path / "a.png")
     b = plot_series(_series("Hama"), week_start=RESULT.week_start, annotations=[EARTHQUAKE], path=tmp_path / "b.png")
     assert a.read_bytes() == b.read_bytes()
+
+
+def test_a_long_title_pushes_the_subtitle_under_it_and_nothing_overlaps():
+    base = _series("Homs")
+    long = replace(base, series=replace(base.series, title="Islamic State and affiliated armed groups' attacks on civilians"))
+    for r in (base, long):
+        fig = draw_series(r, week_start=W09, annotations=[EARTHQUAKE])
+        fig.canvas.draw()
+        title, subtitle = fig.texts[0].get_window_extent(), fig.texts[1].get_window_extent()
+        assert not title.overlaps(subtitle) and title.x1 <= fig.bbox.width and subtitle.x1 <= fig.bbox.width
+        strip = _axes(fig, "context").get_tightbbox()
+        assert strip.y1 <= min(title.y0, subtitle.y0)

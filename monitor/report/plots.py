@@ -245,11 +245,12 @@ def draw_series(result: SeriesResult, *, week_start: date, annotations: Sequence
 
     # ---- title, caption, legend
     title = f"{series.title or series.definition} — {series.label}"
-    fig.text(0.01, 1 - 8 / fig.bbox.height, title, ha="left", va="top", fontsize=14, fontweight="bold")
-    fig.text(0.99, 1 - 10 / fig.bbox.height, _subtitle(result, week_start), ha="right", va="top", fontsize=10, color="#444444")
+    heads = (fig.text(0.01, 1 - 8 / fig.bbox.height, title, ha="left", va="top", fontsize=14, fontweight="bold"),
+             fig.text(0.99, 1 - 10 / fig.bbox.height, _subtitle(result, week_start), ha="right", va="top", fontsize=10,
+                      color="#444444"))  # fmt: skip
     caption = _caption(w, in_main, result)
     handles = _legend_handles(w, drawn, result)
-    return _lay_out(fig, handles, caption)
+    return _lay_out(fig, handles, caption, heads)
 
 
 def _floats(frame: pd.DataFrame, column: str) -> np.ndarray:
@@ -407,12 +408,20 @@ def _legend_handles(w: _Weeks, drawn: dict[str, bool], result: SeriesResult) -> 
     return h
 
 
-def _lay_out(fig: Figure, handles: list, caption: str) -> Figure:
-    """The legend (as many columns as fit the figure's width, rows balanced) at the bottom, the caption above it,
-    and the axes in the room left: nothing reaches past the figure's edges."""
+def _lay_out(fig: Figure, handles: list, caption: str, heads: tuple) -> Figure:
+    """The title with the subtitle at its right (or under it when both do not fit one line), the legend (as many
+    columns as fit the figure's width, rows balanced) at the bottom, the caption above it, and the axes in the room
+    left: nothing reaches past the figure's edges."""
     renderer = fig.canvas.get_renderer()
     width, height = fig.bbox.width, fig.bbox.height
     margin = 8.0
+    title, subtitle = heads
+    while title.get_window_extent(renderer).width > width - 2 * margin and title.get_fontsize() > 8:
+        title.set_fontsize(title.get_fontsize() - 0.5)
+    top = title.get_window_extent(renderer).y0
+    if title.get_window_extent(renderer).x1 + 24 > subtitle.get_window_extent(renderer).x0:
+        subtitle.set_position((0.99, (top - 3) / height))
+        top = subtitle.get_window_extent(renderer).y0
     objects, labels = [o for o, _ in handles], [label for _, label in handles]
     legend = None
     ncol = len(handles)
@@ -433,7 +442,7 @@ def _lay_out(fig: Figure, handles: list, caption: str) -> Figure:
         while text.get_window_extent(renderer).width > width - 2 * margin and text.get_fontsize() > 6:
             text.set_fontsize(text.get_fontsize() - 0.5)
         bottom = text.get_window_extent(renderer).y1 + 4
-    fig.tight_layout(rect=(0, bottom / height, 1, 1 - 34 / height), h_pad=1.2)
+    fig.tight_layout(rect=(0, bottom / height, 1, (top - 6) / height), h_pad=1.2)
     return fig
 
 
