@@ -210,8 +210,8 @@ def test_fallback_weeks_are_drawn_thin_and_grey_and_the_switch_is_explained():
     grey = [line for line in _axes(fig, "main").get_lines() if line.get_color() == FALLBACK]
     assert len(grey) == 2 and all(line.get_linewidth() <= 1.0 for line in grey)
     assert "nb-recent fallback: expected, threshold" in _legend(fig)
-    assert _caption(fig) == (f"Weeks before {(W09 - timedelta(weeks=7)):%-d %b %Y} are judged by the nb-recent fallback "
-                             "(grey lines: too little history for farrington-cusum).")  # fmt: skip
+    assert _caption(fig) == (f"Before {(W09 - timedelta(weeks=7)):%-d %b %Y} the nb-recent fallback judged the weeks "
+                             "(grey: too little history for farrington-cusum).")  # fmt: skip
     # no fallback in the main window: no grey line, no fallback entry, no caption
     fig = draw_series(_result(_frame(n, fallback_from=["farrington-cusum"] * 100 + [""] * 56)), week_start=W09, annotations=[])
     assert not [line for line in _axes(fig, "main").get_lines() if line.get_color() == FALLBACK]
@@ -232,6 +232,12 @@ def test_a_caption_says_when_the_threshold_steps_or_the_baseline_learned_a_new_l
     assert _caption(fig) == (f"The threshold rises from about 5 to 10 in the week of {(W09 - timedelta(weeks=5)):%-d %b %Y} "
                              "as the baseline learns a new level.")  # fmt: skip
     assert "expected = new level (recent weeks)" in _legend(fig)
+    # a learned level that ends inside the window: the threshold's fall back is explained, and the learned weeks said
+    ended = _frame(model=["farrington"] * 140 + ["recent"] * 8 + ["farrington"] * 8, upperbound=[5.0] * 140 + [12.0] * 8 + [5.0] * 8)
+    assert _caption(draw_series(_result(ended), week_start=W09, annotations=[])) == (
+        f"The threshold falls from about 12 to 5 in the week of {(W09 - timedelta(weeks=7)):%-d %b %Y} as the baseline "
+        f"leaves its learned level; a learned new level (thick line, {(W09 - timedelta(weeks=15)):%-d %b %Y} to "
+        f"{(W09 - timedelta(weeks=8)):%-d %b %Y}) takes the recent weeks' rate as normal.")  # fmt: skip
 
 
 def test_the_nowcast_annotations_and_reported_week_are_kept():

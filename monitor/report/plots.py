@@ -49,6 +49,7 @@ WINDOW = "#dde6ef"  # the main panel's weeks, shaded in the context strip
 WIDTH_IN, HEIGHT_IN, DPI = 12.0, 6.0, 100  # 1200 × 600 px
 MAIN_WEEKS = 26  # the main panel: the last half year, ending at the reported week
 MIN_WEEKS = 104  # the context strip spans at least two years
+STEP_SHARE = 0.25  # a threshold step the caption explains: its 4-week level changes by at least 2 and this share
 
 
 def plot_series(result: SeriesResult, *, week_start: date, annotations: Sequence[Annotation], path: Path) -> Path:
@@ -318,60 +319,77 @@ def _steps(weeks: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 def _median(values: np.ndarray) -> float:
     finite = values[np.isfinite(values)]
-    return float(np.round(np.median(finite) * 2) / 2) if len(finite) else math.nan
+    if not len(finite):
+        return math.nan
+    middle = float(np.median(finite))
+    return float(round(middle)) if middle >= 10 else round(middle * 2) / 2  # "about 85", "about 4.5"
 
 
 def _day(x: np.datetime64) -> str:
     return pd.Timestamp(x).strftime("%-d %b %Y")
 
 
-def _caption(w: _Weeks, in_main: np.ndarray, result: SeriesResult) -> str:
-    """One line on why the threshold changes inside the main panel, or "" when it does not change markedly."""
+def _caption(w: _Weeks, in_main: np.ndarray, result: SeriesResult) -> list[str]:
+    """Why the threshold changes inside the main panel, most telling first (the caption joins as many as fit one
+    line), or [] when it does not change markedly: a marked step, a baseline that learned a new level, the
+    fallback handing over to the configured detector (or back)."""
     configured = w.configured or result.detection.detector
     idx = np.flatnonzero(in_main)
-    parts: list[str] = []
+    if not len(idx):
+        return []
     decided = np.isfinite(w.all_upper)  # a switch from undecided weeks is no change of threshold
     switch = next((i for i in idx[1:] if w.fallback[i] != w.fallback[i - 1] and in_main[i - 1] and decided[i - 1] and decided[i]), None)
     learned = next((i for i in idx if w.learned[i]), None)
     # a marked change: the threshold of the four weeks from a week differs from that of the four weeks before it
-    # by at least 2 and 30 %, a lasting step rather than the week-to-week wobble of a re-estimated baseline
+    # by at least 2 and 25 %, a lasting step rather than the week-to-week wobble of a re-estimated baseline
     step, size, levels = None, 0.0, (math.nan, math.nan)
     for i in idx[1:]:
-        if not in_main[i - 1] or not (math.isfinite(w.all_upper[i]) and math.isfinite(w.all_upper[i - 1])):
+        if not in_main[i - 1] or not (decided[i] and decided[i - 1]) or w.all_upper[i] == w.all_upper[i - 1]:
             continue
         before, after = _median(w.all_upper[max(0, i - 4) : i]), _median(w.all_upper[i : i + 4])
-        change = abs(after - before)
-        if change >= max(2.0, 0.3 * max(before, after)) and change > size and w.all_upper[i] != w.all_upper[i - 1]:
-            step, size, levels = i, change, (before, after)
+        jump = abs(w.all_upper[i] - w.all_upper[i - 1])  # the week the lasting change happens: its largest jump
+        if abs(after - before) >= max(2.0, STEP_SHARE * max(before, after)) and jump >= size:  # the latest of equal steps
+            step, size, levels = i, jump, (before, after)
+    parts: list[str] = []
     if step is not None:
         a, b = levels
         why = ""
         if step == switch:
             why = (f" as {configured} takes over from the {w.fallback_detector} fallback" if not w.fallback[step]
                    else f" as the {w.fallback_detector} fallback takes over")  # fmt: skip
-        elif learned is not None and step == learned:
+        elif w.learned[step] and not w.learned[step - 1]:
             why = " as the baseline learns a new level"
+        elif w.learned[step - 1] and not w.learned[step]:
+            why = " as the baseline leaves its learned level"
         parts.append(f"the threshold {'rises' if b > a else 'falls'} from about {_num(a)} to {_num(b)} in the week of "
                      f"{_day(w.weeks[step])}{why}")  # fmt: skip
+    if learned is not None and not (step == learned and not w.learned[learned - 1]):
+        first = learned
+        while first > 0 and w.learned[first - 1]:  # the run may have started before the main panel
+            first -= 1
+        last = learned
+        while last + 1 < len(w.learned) and w.learned[last + 1]:
+            last += 1
+        since = f"{_day(w.weeks[first])} to {_day(w.weeks[last])}" if last < idx[-1] else f"since {_day(w.weeks[first])}"
+        parts.append(f"a learned new level (thick line, {since}) takes the recent weeks' rate as normal")
     if switch is not None and step != switch:
         quiet = w.fallback & in_main & decided
         main = ~w.fallback & in_main & decided
         if np.flatnonzero(quiet).max() < np.flatnonzero(main).min():
-            parts.append(f"weeks before {_day(w.weeks[switch])} are judged by the {w.fallback_detector} fallback (grey lines: "
-                         f"too little history for {configured})")  # fmt: skip
+            parts.append(f"before {_day(w.weeks[switch])} the {w.fallback_detector} fallback judged the weeks (grey: too "
+                         f"little history for {configured})")  # fmt: skip
         elif np.flatnonzero(main).max() < np.flatnonzero(quiet).min():
             parts.append(f"from {_day(w.weeks[switch])} the weeks are judged by the {w.fallback_detector} fallback (grey lines)")
         else:
             weeks = int(quiet.sum())
             parts.append(f"{weeks} week{'s' if weeks > 1 else ''} judged by the {w.fallback_detector} fallback (grey lines, "
                          "hollow marks)")  # fmt: skip
-    if learned is not None and step != learned:
-        parts.append(f"from {_day(w.weeks[learned])} the baseline has learned a new level (thick line): the recent weeks' "
-                     "rate is taken as the new normal")  # fmt: skip
-    if not parts:
-        return ""
+    return parts
+
+
+def _sentence(parts: list[str]) -> str:
     text = "; ".join(parts)
-    return text[0].upper() + text[1:] + "."
+    return text[:1].upper() + text[1:] + "." if text else ""
 
 
 def _legend_handles(w: _Weeks, drawn: dict[str, bool], result: SeriesResult) -> list:
@@ -408,7 +426,7 @@ def _legend_handles(w: _Weeks, drawn: dict[str, bool], result: SeriesResult) -> 
     return h
 
 
-def _lay_out(fig: Figure, handles: list, caption: str, heads: tuple) -> Figure:
+def _lay_out(fig: Figure, handles: list, caption: list[str], heads: tuple) -> Figure:
     """The title with the subtitle at its right (or under it when both do not fit one line), the legend (as many
     columns as fit the figure's width, rows balanced) at the bottom, the caption above it, and the axes in the room
     left: nothing reaches past the figure's edges."""
@@ -436,11 +454,19 @@ def _lay_out(fig: Figure, handles: list, caption: str, heads: tuple) -> Figure:
             break
         ncol -= 1
     bottom = legend.get_window_extent(renderer).y1 + 4
-    if caption:
-        text = fig.text(margin / width, bottom / height, caption, ha="left", va="bottom", fontsize=9, color="#333333",
-                        style="italic", gid="caption")  # fmt: skip
-        while text.get_window_extent(renderer).width > width - 2 * margin and text.get_fontsize() > 6:
-            text.set_fontsize(text.get_fontsize() - 0.5)
+    if caption:  # one line: the least telling parts are left out rather than the type made too small to read
+        text = fig.text(margin / width, bottom / height, _sentence(caption), ha="left", va="bottom", fontsize=9,
+                        color="#333333", style="italic", gid="caption")  # fmt: skip
+        while text.get_window_extent(renderer).width > width - 2 * margin:
+            if text.get_fontsize() > 8:
+                text.set_fontsize(text.get_fontsize() - 0.5)
+            elif len(caption) > 1:
+                caption = caption[:-1]
+                text.set_text(_sentence(caption))
+            elif text.get_fontsize() > 6:
+                text.set_fontsize(text.get_fontsize() - 0.5)
+            else:
+                break
         bottom = text.get_window_extent(renderer).y1 + 4
     fig.tight_layout(rect=(0, bottom / height, 1, (top - 6) / height), h_pad=1.2)
     return fig
