@@ -245,8 +245,9 @@ def test_the_nowcast_annotations_and_reported_week_are_kept():
     old = EARTHQUAKE.__class__(date(2021, 6, 1), "an older event")
     fig = draw_series(_result(history, complete_share=0.4), week_start=W09, annotations=[EARTHQUAKE, old])
     main, strip = _axes(fig, "main"), _axes(fig, "context")
-    band = [p for c in main.containers for p in c if p.get_facecolor()[:3] == pytest.approx((0, 0x9E / 255, 0x73 / 255))]
-    assert [(p.get_y(), p.get_height()) for p in band] == [(6.0, 8.0)] and NOWCAST
+    green = tuple(int(NOWCAST[i : i + 2], 16) / 255 for i in (1, 3, 5))
+    band = [p for c in main.containers for p in c if p.get_facecolor()[:3] == pytest.approx(green)]
+    assert [(p.get_y(), p.get_height()) for p in band] == [(6.0, 8.0)]
     assert "still filling: nowcast, 90 % (40% of the reported week in)" in _legend(fig)
     assert [t.get_text() for t in main.texts if "earthquake" in t.get_text()] == ["2023-02-06 Turkey–Syria earthquake"]
     assert [t.get_text() for t in strip.texts if "older" in t.get_text()] == ["2021-06-01 an older event"]
