@@ -640,8 +640,9 @@ def _print_outcome(outcome) -> None:
 @_WAIT_OPTION
 @click.pass_context
 def run(ctx, week, no_email, wait) -> None:
-    """The weekly job: ingest new inbox files, detect, report, email (exit 4: email not delivered; 5: another run is on;
-    6: no source's data reaches the week, recorded no-data)."""
+    """The weekly job: fetch the [[sources]], ingest new inbox files, detect, report, email (exit 1: a source could not be
+    fetched or a file was refused; 4: email not delivered; 5: another run is on; 6: no source's data reaches the week,
+    recorded no-data)."""
     from monitor.lock import locked_store
     from monitor.schedule import run_week
 

@@ -1,4 +1,4 @@
-"""The weekly run, one straight line: ingest → aggregate → detect → report → alert → record.
+"""The weekly run, one straight line: fetch → ingest → aggregate → detect → report → alert → record.
 
 Every function takes `now` and `week` as arguments; only cli.py and schedule.py read the clock.
 
@@ -75,7 +75,8 @@ class WeeklyOutcome:
 def run_weekly(
     config: Config, store: Storage, *, week: date | None, now: datetime, send: bool = True, clock: Callable[[], datetime] | None = None
 ) -> WeeklyOutcome:
-    """The weekly job: ingest new inbox files → detect → alert lifecycle → report → outbox → send → record.
+    """The weekly job: fetch the [[sources]] and ingest new inbox files → detect → alert lifecycle → report → outbox →
+    send → record.
 
     Each series takes one step of its alert lifecycle (monitor.alerts.lifecycle); the
     notices are routed, silenced and grouped (monitor.alerts.notify) into one digest per
