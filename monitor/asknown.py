@@ -101,10 +101,6 @@ def replay(
     today: the plain backtest's detail (`monitor.backtest.Backtest.detail`) of the same weeks and series.
     progress(done, total): called after each week.
     """
-    from monitor.delays import nowcasts_from
-    from monitor.detection import detect_counts, nowcast_levels, resolve_params
-    from monitor.severity import assign_levels
-
     from monitor.alerts.lifecycle import REJUDGE_WEEKS
 
     versions = store.incident_versions(end=last_week + timedelta(days=6))

@@ -289,7 +289,10 @@ def detect_week(
     coverage = choose_week(config, store, week=week, now=now)
     no_data = series_without_data(config, [(s.key, definition_of(config, s.definition)) for s in series], coverage)
     lookback = config.report.lookback_weeks if with_context else 0
-    incidents = store.incidents_frame(start=week, end=week + timedelta(days=6)) if with_context else None
+    # one read of the recent incidents: the week's (behind each alarm), four weeks (the map), the new-actors window
+    recent = (store.incidents_frame(start=week - timedelta(weeks=max(config.emerging.weeks, 4)), end=week + timedelta(days=6))
+              if with_context else None)  # fmt: skip
+    incidents = recent[recent["event_date"] >= pd.Timestamp(week)] if recent is not None else None
     fallback_params = config.fallback_params()
     severity = config.detection.severity
     models, used = [], {}
@@ -366,24 +369,26 @@ def detect_week(
         no_data_line="" if coverage.reached else coverage.no_data_message(),
         problems=tuple(problems),
         nowcast_note=nowcast_note,
-        map_events=_map_events(store, results, week=week) if with_context else None,
-        emerging=_emerging(config, store, week=week) if with_context else (),
+        map_events=_map_events(recent, results, week=week) if recent is not None else None,
+        emerging=_emerging(config, store, recent, week=week) if recent is not None else (),
     )
 
 
-def _emerging(config: Config, store: Storage, *, week: date) -> tuple:
+def _emerging(config: Config, store: Storage, recent: pd.DataFrame, *, week: date) -> tuple:
+    """New actors and places of `week` (monitor.emerging), from `recent` (at least `[emerging] weeks` before it)."""
     from monitor.emerging import emerging
 
     settings = config.emerging
-    incidents = store.incidents_frame(start=week - timedelta(weeks=settings.weeks), end=week + timedelta(days=6))
-    countries = set(incidents.loc[pd.to_datetime(incidents["event_date"]).dt.date >= week, "country"])
+    incidents = recent[recent["event_date"] >= pd.Timestamp(week - timedelta(weeks=settings.weeks))]
+    countries = set(incidents.loc[incidents["event_date"] >= pd.Timestamp(week), "country"])
     firsts = {c: store.first_event_date(end=week + timedelta(days=6), within={"country": [c]}) for c in sorted(countries)}
     return tuple(emerging(incidents, week=week, weeks=settings.weeks, data_start=firsts, aliases=settings.aliases))
 
 
-def _map_events(store: Storage, results, *, week: date) -> pd.DataFrame:
-    """The incidents of the four weeks to `week` in the countries of the admin1 series (all, when none is by admin1)."""
-    events = store.incidents_frame(start=week - timedelta(days=21), end=week + timedelta(days=6))
+def _map_events(recent: pd.DataFrame, results, *, week: date) -> pd.DataFrame:
+    """The incidents of the four weeks to `week` (from `recent`) in the countries of the admin1 series (all, when
+    none is by admin1)."""
+    events = recent[recent["event_date"] >= pd.Timestamp(week - timedelta(days=21))]
     places = {dict(r.series.labels)["admin1"] for r in results if "admin1" in dict(r.series.labels)}
     if places:
         countries = set(events.loc[events["admin1"].isin(places), "country"])

@@ -95,7 +95,7 @@ ACLED_HEADER = (
 def write_report(sim, triangle: np.ndarray, run: int, out: Path, *, detector: str) -> Path:
     """The series as an ACLED export known at the run of week `run` (0-based), ingested and reported with `detector`."""
     import csv
-    from datetime import datetime, timedelta, timezone
+    from datetime import timedelta, timezone
 
     from click.testing import CliRunner
 

@@ -170,10 +170,13 @@ def observations_now(r: SeriesResult) -> dict[int, Observation]:
         return {}
     out = {}
     rows = h.iloc[:-1]  # the last row is this week, judged by `observations`
+
+    def column(name: str, empty: object) -> pd.Series:
+        return rows[name] if name in rows else pd.Series(empty, index=rows.index)
+
     for start, alarm, level, count, expected, upper, share in zip(
-        pd.to_datetime(rows["week_start"]).dt.date, rows["alarm"], rows.get("level", pd.Series("", index=rows.index)),
-        rows["count"], rows.get("expected", np.nan), rows.get("upperbound", np.nan),
-        rows.get("complete_share", pd.Series(np.nan, index=rows.index)),
+        pd.to_datetime(rows["week_start"]).dt.date, rows["alarm"], column("level", ""), rows["count"],
+        column("expected", np.nan), column("upperbound", np.nan), column("complete_share", np.nan),
     ):  # fmt: skip
         label = week_label(start)
         if pd.isna(alarm):

@@ -23,15 +23,22 @@ def is_deletions(lower: set[str]) -> bool:
 
 
 def parse(table: Table) -> FileStream:
-    col = table.index(REQUIRED, fmt="acled-deletions", required=REQUIRED)
+    return deletion_list(table, fmt="acled-deletions", source=SOURCE, columns=REQUIRED, id_column="event_id_cnty",
+                         when_column="deleted_timestamp", what="a deleted ACLED event")  # fmt: skip
+
+
+def deletion_list(table: Table, *, fmt: str, source: str, columns: tuple[str, ...], id_column: str, when_column: str,
+                  what: str) -> FileStream:  # fmt: skip
+    """A list of events to delete from `source`: their ids and the Unix time of each deletion (its revision),
+    one per row; a row without an id or with a time that is no whole number is rejected, a repeated id too."""
+    col = table.index(columns, fmt=fmt, required=columns)
     name = {c: table.header[i] for c, i in col.items()}
 
     def convert(row: list[str]) -> Deletion:
-        event = row[col["event_id_cnty"]].strip()
+        event = row[col[id_column]].strip()
         if not event:
-            raise RowError(f"{name['event_id_cnty']} is empty (expected the id of a deleted ACLED event)")
-        return Deletion(SOURCE, event, str(whole(row[col["deleted_timestamp"]], name["deleted_timestamp"])))
+            raise RowError(f"{name[id_column]} is empty (expected the id of {what})")
+        return Deletion(source, event, str(whole(row[col[when_column]], name[when_column])))
 
     parts = batches(table, convert, key=lambda d: d.source_id, key_label=lambda d: f"deletion of {d.source_id!r}")
-    return FileStream(table.path, "acled-deletions", SOURCE, table.encoding, "deletions", parts, table.header_line,
-                      close=table.close)  # fmt: skip
+    return FileStream(table.path, fmt, source, table.encoding, "deletions", parts, table.header_line, close=table.close)

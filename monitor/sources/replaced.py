@@ -11,8 +11,9 @@ fetched again later cannot bring one back.
 
 from __future__ import annotations
 
-from monitor.sources._csv import RowError, Table, batches, whole
-from monitor.types import Deletion, FileStream
+from monitor.sources._csv import Table
+from monitor.sources.deletions import deletion_list
+from monitor.types import FileStream
 
 REQUIRED = ("ucdp_candidate_id", "replaced_by_version", "replaced_at")
 SOURCE = "ucdp"
@@ -23,15 +24,5 @@ def is_replaced(lower: set[str]) -> bool:
 
 
 def parse(table: Table) -> FileStream:
-    col = table.index(REQUIRED, fmt="ucdp-replaced", required=REQUIRED)
-    name = {c: table.header[i] for c, i in col.items()}
-
-    def convert(row: list[str]) -> Deletion:
-        event = row[col["ucdp_candidate_id"]].strip()
-        if not event:
-            raise RowError(f"{name['ucdp_candidate_id']} is empty (expected the id of a UCDP Candidate event)")
-        return Deletion(SOURCE, event, str(whole(row[col["replaced_at"]], name["replaced_at"])))
-
-    parts = batches(table, convert, key=lambda d: d.source_id, key_label=lambda d: f"replaced event {d.source_id!r}")
-    return FileStream(table.path, "ucdp-replaced", SOURCE, table.encoding, "deletions", parts, table.header_line,
-                      close=table.close)  # fmt: skip
+    return deletion_list(table, fmt="ucdp-replaced", source=SOURCE, columns=REQUIRED, id_column="ucdp_candidate_id",
+                         when_column="replaced_at", what="a UCDP Candidate event")  # fmt: skip
