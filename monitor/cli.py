@@ -593,7 +593,8 @@ def report(ctx, week) -> None:
         result, files = report_week(config, store, week=coverage.week, now=now)
     _no_data_series(result)
     _problems(result)
-    click.echo(f"{result.week}: {len(result.flagged)} of {len(result.results)} series flagged; report: {files.markdown}")
+    click.echo(f"{result.week}: {len(result.flagged)} of {len(result.results)} series flagged; report: {files.markdown}"
+               + (f" (web page: {files.html})" if files.html else ""))
     ctx.exit(EXIT_NO_DATA if result.no_data_line else 0)
 
 
@@ -616,7 +617,7 @@ def _print_outcome(outcome) -> None:
     result = outcome.result
     flagged = _one_line(", ".join(f"{r.series.title} {r.series.label}" for r in result.flagged) or "none")
     click.echo(f"{result.week}: {len(result.flagged)} of {len(result.results)} series flagged: {flagged}")
-    click.echo(f"report: {outcome.files.markdown}")
+    click.echo(f"report: {outcome.files.markdown}" + (f" (web page: {outcome.files.html})" if outcome.files.html else ""))
     if not outcome.emailed:
         click.echo("alerts: not processed (--no-email or alerts.enabled = false); the alert states were not advanced")
         return

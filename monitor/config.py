@@ -208,6 +208,32 @@ class ReportSettings(_Settings):
     boundaries: str = Field("", description="admin1 boundaries for the map: a GeoJSON file or an ESRI shapefile (e.g. OCHA's COD-AB); empty: admin1 bubbles at the centroid of their events")
     boundary_name_field: str = Field("", description="the boundaries' attribute holding the admin1 name (empty: ADM1_EN, admin1Name_en, NAME_1, shapeName, name, ... whichever is there)")
     boundary_pcode_field: str = Field("", description="the boundaries' attribute holding the admin1 p-code, joined when the data's admin1 is a p-code (e.g. ADM1_PCODE)")
+    base_url: str = Field("", description="where the team opens the reports folder on the web, e.g. https://watch.example.org/reports; the digest links to <base_url>/<week>/report.html (empty: the page's path on this machine)")
+    file_mode: str = Field("0644", description="permissions of the report files, octal (0644: the team can read them whatever the job's umask; folders get x where r is given)")
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        value = value.strip()
+        if value:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+                raise ValueError(f"'{value}' is not a web address of a folder: write it as https://host/path (http or https, no ? or #)")
+        return value
+
+    @field_validator("file_mode", mode="before")
+    @classmethod
+    def _check_file_mode(cls, value: Any) -> str:
+        text = str(value).strip()
+        if not isinstance(value, str):  # 644 or 0o644 in TOML: a number, whose digits are not what they seem
+            raise ValueError(f"{value!r} is a number: write the mode as a string of octal digits, e.g. file_mode = \"0644\"")
+        if not re.fullmatch(r"0?[0-7]{3}", text):
+            raise ValueError(f"'{value}' is not an octal file mode: write three octal digits such as \"0644\" or \"0640\" (as a string)")
+        if int(text, 8) & 0o600 != 0o600:
+            raise ValueError(f"'{value}' would not let the job read and write its own reports: the owner needs 6 (e.g. \"0644\")")
+        return text.zfill(4)
 
     @field_validator("annotations", mode="before")
     @classmethod

@@ -133,7 +133,10 @@ def run_weekly(
     if emailing:
         from monitor.alerts.outbox import flush, queue
 
-        queued = len(queue(store, result, files, decided, settings=config.alerts, now=now))
+        from monitor.report.html import report_address
+
+        link = report_address(config.report_settings.base_url, result.week, fallback=files.html or files.markdown)
+        queued = len(queue(store, result, files, decided, settings=config.alerts, now=now, report=link))
         faults.point("run.alerts.committed")
         # the password is read (from its file or the environment) only when a login needs it
         flushed = flush(store, settings=config.alerts, password=config.smtp_password, now=now,

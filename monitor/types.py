@@ -385,6 +385,7 @@ class ReportFiles:
     markdown: Path
     charts: dict[str, Path] = field(default_factory=dict)  # series key -> PNG
     map: Path | None = None  # the map of the week (monitor.report.maps), when there were events to draw
+    html: Path | None = None  # the report as one self-contained web page (monitor.report.html)
 
 
 def _nan_low(x: float) -> float:

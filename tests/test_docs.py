@@ -97,6 +97,7 @@ OWNERS = {
     "httpx": ("monitor/fetch/http.py",),
     "openpyxl": ("monitor/sources/_csv.py",),
     "shapefile": ("monitor/report/maps.py",),
+    "markdown_it": ("monitor/report/html.py",),
 }
 
 

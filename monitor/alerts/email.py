@@ -29,6 +29,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
@@ -264,7 +265,10 @@ def _html_body(result: RunResult, digest: Digest, *, report: str, group_by: str,
     if cids.get(MAP_KEY):
         out.append(f'<p><img src="cid:{e(cids[MAP_KEY])}" alt="Map: events of the last four weeks and each admin1 area level" '
                    'width="700" style="max-width:100%;height:auto"></p>')
-    out.append(f"<p>Report: <code>{e(report)}</code> (attached).</p>")
+    if urlsplit(report).scheme in ("http", "https"):  # report.base_url: where the team opens the page
+        out.append(f'<p>Report: <a href="{e(report)}">{e(report)}</a> (the Markdown version is attached).</p>')
+    else:
+        out.append(f"<p>Report: <code>{e(report)}</code> (the Markdown version is attached).</p>")
     out.append("<p style=\"color:#666\">An alert means this week's count is above what the series' own history makes "
                "normal; see Method in the report.</p>")
     out.append("</body></html>")

@@ -1,4 +1,5 @@
-"""The report on disk: `<folder>/<week>/report.md`, its charts, `summary.json` and `index.md`.
+"""The report on disk: `<folder>/<week>/report.md` and `report.html`, its charts and map, `summary.json`, and
+`index.md` / `index.html` listing the weeks.
 
 Every file is written to a temporary name, flushed to disk and renamed, so a crash never leaves
 half a report; the next report of the folder removes the temporary files a killed run left.
@@ -7,6 +8,7 @@ half a report; the next report of the folder removes the temporary files a kille
 from __future__ import annotations
 
 import json
+import os
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -20,11 +22,14 @@ from monitor import faults
 from monitor.atomic import atomic_write, remove_stale_temps
 from monitor.errors import ReportError
 from monitor.parallel import pmap
+from monitor.report.html import render_html
 from monitor.report.markdown import md_escape, md_table, render_markdown
 from monitor.series import series_name
 from monitor.types import Annotation, ReportFiles, RunResult
 
 REPORT_NAME = "report.md"
+HTML_NAME = "report.html"
+INDEX_HTML_NAME = "index.html"
 SUMMARY_NAME = "summary.json"
 INDEX_NAME = "index.md"
 CHARTS_DIR = "charts"
@@ -152,13 +157,39 @@ def _write_report(result: RunResult, *, settings: Any, root: Path, workers: int)
                 stale.unlink(missing_ok=True)
     relative = {key: f"{CHARTS_DIR}/{path.name}" for key, path in charts.items()}
     map_path, unjoined, map_problem = _draw_map(result, settings, folder)
-    markdown = atomic_write(folder / REPORT_NAME, render_markdown(result, charts=relative, settings=settings,
-                                                                  map_file=MAP_NAME if map_path else "", unjoined=unjoined,
-                                                                  map_problem=map_problem))  # fmt: skip
+    text = render_markdown(result, charts=relative, settings=settings, map_file=MAP_NAME if map_path else "", unjoined=unjoined,
+                           map_problem=map_problem)  # fmt: skip
+    markdown = atomic_write(folder / REPORT_NAME, text)
+    page = atomic_write(folder / HTML_NAME, render_html(text, folder=folder))  # after the charts and map it inlines
     atomic_write(folder / SUMMARY_NAME, json.dumps(_summary(result), ensure_ascii=False, indent=2, sort_keys=True) + "\n")
     faults.point("run.report.before-index")
     write_index(root)
-    return ReportFiles(folder=folder, markdown=markdown, charts=charts, map=map_path)
+    share(root, folder, mode=file_mode_setting(settings))
+    return ReportFiles(folder=folder, markdown=markdown, charts=charts, map=map_path, html=page)
+
+
+def file_mode_setting(settings: Any) -> int:
+    """`report.file_mode` as a number (0644 by default)."""
+    return int(str(getattr(settings, "file_mode", "0644")), 8)
+
+
+def share(root: Path, folder: Path, *, mode: int) -> None:
+    """Give the week's report files `mode` (`report.file_mode`), and its folders the same with search (x) wherever
+    read is given, so the team can open them whatever the umask of the job (cron's is often 077). The report folder
+    itself is changed only when this user owns it and only to add rights, never to take them away."""
+    dir_mode = mode | ((mode & 0o444) >> 2)
+    for path in [folder / REPORT_NAME, folder / HTML_NAME, folder / SUMMARY_NAME, folder / MAP_NAME,
+                 *sorted((folder / CHARTS_DIR).glob("*.png")), root / INDEX_NAME, root / INDEX_HTML_NAME]:  # fmt: skip
+        if path.is_file():
+            path.chmod(mode)
+    for path in (folder, folder / CHARTS_DIR):
+        if path.is_dir():
+            path.chmod(dir_mode)
+    try:
+        if root.stat().st_uid == os.getuid():
+            root.chmod(root.stat().st_mode & 0o7777 | dir_mode)
+    except OSError:  # not ours to change: the files inside are still readable to whoever may enter
+        pass
 
 
 MAP_NAME = "map.png"
@@ -213,7 +244,9 @@ def write_index(root: Path) -> Path:
         lines += md_table(["Week", "Dates", "Series checked", "Flagged", "New", "Flagged series"], rows, "llrrrl")
     else:
         lines.append("No reports yet.")
-    return atomic_write(root / INDEX_NAME, "\n".join(lines) + "\n")
+    text = "\n".join(lines) + "\n"
+    atomic_write(root / INDEX_HTML_NAME, render_html(text, folder=root))
+    return atomic_write(root / INDEX_NAME, text)
 
 
 def _read_summary(path: Path) -> dict[str, Any]:
