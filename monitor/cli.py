@@ -21,7 +21,7 @@ from pathlib import Path
 import click
 
 from monitor import __version__
-from monitor.config import FORMATS
+from monitor.formats import FORMATS
 from monitor.errors import (  # noqa: F401
     EXIT_DELIVERY_FAILED,
     EXIT_FLAGGED,

@@ -15,7 +15,7 @@ PACKAGE = ROOT / "monitor"
 #: The core: reading files, weekly series, detectors, levels, the value types. It never reads the
 #: config, the store, the weekly line, alerts or reports: they are built on it.
 CORE = ("monitor.sources", "monitor.series", "monitor.weeks", "monitor.detectors", "monitor.severity", "monitor.types",
-        "monitor.errors", "monitor.numbers", "monitor.nowcast")  # fmt: skip
+        "monitor.errors", "monitor.numbers", "monitor.nowcast", "monitor.formats")  # fmt: skip
 UPPER = ("monitor.config", "monitor.store", "monitor.pipeline", "monitor.alerts", "monitor.report", "monitor.cli",
          "monitor.schedule", "monitor.ingest", "monitor.assemble", "monitor.detection", "monitor.backtest",
          "monitor.demo", "monitor.status", "monitor.coverage", "monitor.delays", "monitor.asknown", "monitor.fetch",

@@ -31,8 +31,9 @@ sender = "incident-monitor@example.org"
 
 @pytest.mark.parametrize("umask", [0o022, 0o027])
 def test_reports_charts_and_digests_get_a_normal_files_mode(tmp_path, umask):
-    """mkstemp's 0600 made the report, its charts and the .eml readable by their owner only; now they get
-    0666 less the umask, as any file the user creates (0644 under umask 022, 0640 under 027)."""
+    """mkstemp's 0600 made the report, its charts and the .eml readable by their owner only. The report's files
+    now get `report.file_mode` (0644) whatever the umask, so the team can read them; the .eml gets 0666 less the
+    umask, as any file the user creates (0644 under umask 022, 0640 under 027)."""
     write_incidents(tmp_path / "inbox" / "acled.csv", ["Homs", "Hama"], prefix="P", surge=("Homs",))
     (tmp_path / "monitor.toml").write_text(CONFIG, encoding="utf-8")
     old = os.umask(umask)
@@ -43,9 +44,12 @@ def test_reports_charts_and_digests_get_a_normal_files_mode(tmp_path, umask):
         os.umask(old)
     assert result.exit_code == 0, result.output
     folder = tmp_path / "reports" / "2023-W08"
-    written = [folder / "report.md", *folder.glob("charts/*.png"), *folder.glob("digest-*.eml")]
-    assert len(written) >= 3 and any(p.suffix == ".png" for p in written) and any(p.suffix == ".eml" for p in written)
-    for path in written:
+    report = [folder / "report.md", folder / "report.html", *folder.glob("charts/*.png")]
+    digests = list(folder.glob("digest-*.eml"))
+    assert any(p.suffix == ".png" for p in report) and digests
+    for path in report:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+    for path in digests:
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
 
 

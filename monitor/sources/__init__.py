@@ -15,13 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from monitor.errors import IngestError
+from monitor.formats import FORMATS
 from monitor.sources import acled, aggregated, counts, deletions, generic, replaced, ucdp
 from monitor.sources._csv import fail, is_xlsx, open_table, xlsx_table
 from monitor.types import FileStream, ParsedFile
 
-#: Formats `read_file` accepts; "auto" detects one of the others from the header.
-FORMATS: tuple[str, ...] = ("auto", "acled", "acled-legacy", "acled-deletions", "acled-aggregated", "ucdp", "ucdp-replaced",
-                            "generic", "counts")  # fmt: skip
 
 __all__ = ["FORMATS", "detect_format", "open_file", "read_file"]
 
