@@ -490,22 +490,24 @@ def detect_csv(path: Path, *, config: Config, detector: str, params: dict, last:
     """The file-based check: run a detector on a CSV of `week_start,count` (optionally with `series`).
 
     Parameters are the config's [detectors.<name>] with `params` (--param) on top; short
-    series fall back to the config's nb-recent. Each series is checked on its own; with a
-    `series` column every output row starts with it.
+    series fall back to the config's nb-recent. Each series is judged on its own history (the
+    same frames as one `run_detector` call each), all in one batched call; with a `series`
+    column every output row starts with it.
     """
-    from monitor.detectors import run_detector
+    from monitor.detectors import run_detector_many
 
     frame = read_series_csv(path)
     model = config.params_for(detector, overrides=params)
     fallback_params = config.fallback_params()
-    outputs = []
-    grouped = frame.groupby("series", sort=False) if "series" in frame.columns else [(None, frame)]
-    for name, sub in grouped:
+    grouped = list(frame.groupby("series", sort=False)) if "series" in frame.columns else [(None, frame)]
+    series, weeks = [], []
+    for _, sub in grouped:  # one batched call for all series: the batch engines share work across them
         counts = pd.Series(sub["count"].to_numpy(dtype=float), index=pd.DatetimeIndex(sub["week_start"]), name="count")
         n = len(counts)
-        first = 0 if last is None else max(0, n - last)
-        out = run_detector(detector, model, counts, weeks=list(range(first, n)), fallback_params=fallback_params)
+        series.append(counts)
+        weeks.append(list(range(0 if last is None else max(0, n - last), n)))
+    outputs = run_detector_many(detector, model, series, weeks=weeks, fallback_params=fallback_params)
+    for (name, _), out in zip(grouped, outputs):
         if name is not None:
             out.insert(0, "series", name)
-        outputs.append(out)
     return pd.concat(outputs, ignore_index=True)

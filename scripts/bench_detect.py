@@ -6,6 +6,8 @@ Usage (from the project root):
     .venv/bin/python scripts/bench_detect.py                  # 1,000 series x 52 monitored weeks
     .venv/bin/python scripts/bench_detect.py --series 10000   # memory check: must stay under 2 GB
     .venv/bin/python scripts/bench_detect.py --series 200 --check 20 --seed 7
+    .venv/bin/python scripts/bench_detect.py --cli            # the commands a user types, timed (issue 17)
+    .venv/bin/python scripts/bench_detect.py --cli --series 500 --repeat 5 --workdir /tmp/bench-cli
 
 What it does: simulates `--series` seeded weekly series of `--weeks` weeks, cycling through
 the 42 scenarios of Noufaily et al. (2013) in `monitor.evaluate` (negative-binomial counts
@@ -31,13 +33,34 @@ Figures printed:
   difference per numeric column (rounding; where above 1e-9 it is the reference's own
   error, see tests/test_farrington_batch.py). The reference path is not included in the
   timing; it takes about 3.5 ms per week.
+
+With `--cli`, the same figures are taken through the commands a user types, each run as a
+child process of the real `monitor` CLI of this interpreter's environment (best of
+`--repeat` wall times, start-up included), side by side in one run:
+
+* start-up: `python -c pass` (the interpreter alone, the floor), `monitor --help`,
+  `monitor --version` (target < 0.3 s);
+* `monitor detect FILE.csv --detector farrington --param b=B --last M --format csv` on the
+  simulated series written as one CSV (`week_start,count,series`; default 500 series of 520
+  weeks): seconds, ms per series and the speed-up against R per series (target >= 100x),
+  and the command's output compared with the statsmodels reference path on the first
+  `--check` series (alarm, NA and note mismatches must be 0);
+* the demo (`monitor demo`, written once under the work folder): `monitor check --series
+  'key:is_attacks/admin1=Homs'` for one series (target < 0.8 s);
+* UCDP GED Syria (`../shared/data`, the 28 series of `scripts/bench_alarms.py`):
+  `monitor check` of the 28 series for 2019-W47 and `monitor backtest --from 2017-W01 --to
+  2019-W47` (151 weeks x 28 series), and their ratio (target <= 3). Skipped, saying so,
+  when the file is not there.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import resource
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -45,10 +68,12 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from monitor.detectors.farrington import COLUMNS, FarringtonParams, detect_statsmodels  # noqa: E402
 from monitor.detectors.farrington_batch import DEFAULT_CHUNK, BatchStats, detect_batch  # noqa: E402
 from monitor.evaluate import SCENARIOS, START, baseline_mean  # noqa: E402
+from benchlib import measure, monitor_command  # noqa: E402
 
 #: R surveillance 1.20.3, farringtonFlexible with these settings: ~366 s for 1,000 series x 52 weeks.
 R_MS_PER_WEEK = 366.0 / (1000 * 52) * 1000
@@ -91,14 +116,16 @@ def current_rss_mb() -> float:
     return pages * resource.getpagesize() / 2**20
 
 
-def check(series: list[pd.Series], results: list[pd.DataFrame], params: FarringtonParams, weeks: list[int]) -> None:
-    """Run the reference path on the given series and print how far the batch results are from it."""
+def check(series: list[pd.Series], results: list[pd.DataFrame], params: FarringtonParams, weeks: list[int], *, columns: bool = True) -> None:
+    """Run the reference path on the given series and print how far the batch results are from it
+    (`columns`: also require the same columns in the same order, as `detect_batch` gives them)."""
     worst = dict.fromkeys(NUMERIC, 0.0)
     alarm_mismatch = na_mismatch = note_mismatch = n = 0
     started = time.perf_counter()
     for counts, fast in zip(series, results):
         slow = detect_statsmodels(counts, params, weeks=weeks)
-        assert list(slow.columns) == list(COLUMNS) == list(fast.columns)
+        assert list(slow.columns) == list(COLUMNS) and (not columns or list(fast.columns) == list(COLUMNS))
+        assert len(fast) == len(slow), f"{len(fast)} rows against the reference's {len(slow)}"
         n += len(slow)
         alarm_mismatch += int((fast["alarm"].fillna(False) != slow["alarm"].fillna(False)).sum())
         na_mismatch += int((fast["alarm"].isna() != slow["alarm"].isna()).sum())
@@ -124,7 +151,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--b", type=int, default=5, help="years of history b (default 5)")
     parser.add_argument("--check", type=int, default=5, metavar="K", help="compare with the statsmodels path on the first K series (default 5; 0: skip)")
     parser.add_argument("--chunk", type=int, default=DEFAULT_CHUNK, help=f"fits per chunk (default {DEFAULT_CHUNK})")
+    parser.add_argument("--cli", action="store_true", help="time the commands a user types instead of the library (see above)")
+    parser.add_argument("--repeat", type=int, default=3, help="with --cli: runs of each quick command, best taken (default 3)")
+    parser.add_argument("--workdir", type=Path, help="with --cli: folder for the files and databases (default: a temporary one)")
     args = parser.parse_args(argv)
+    if args.cli:
+        if args.workdir:
+            args.workdir.mkdir(parents=True, exist_ok=True)
+            return cli_bench(args, args.workdir)
+        with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
+            return cli_bench(args, Path(tmp))
     if not 0 < args.monitor <= args.weeks or args.series < 1:
         parser.error("need --series >= 1 and 0 < --monitor <= --weeks")
 
@@ -152,6 +188,86 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         k = min(args.check, len(series))
         check(series[:k], results[:k], params, weeks)
+    return 0
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+UCDP_FILE = SHARED / "ucdp_ged_syria_2016-01-01_2019-11-30.csv"
+
+
+def timed(args: list[str], *, repeat: int, cwd: Path, ok: tuple[int, ...] = (0,)) -> tuple[float, str]:
+    """Best wall time of `repeat` runs of `monitor ARGS` (or of a full command line) and the last run's stdout."""
+    command = args if args[0] == sys.executable else monitor_command() + args
+    best, out = float("inf"), ""
+    for _ in range(max(1, repeat)):
+        m = measure(command, cwd=cwd)
+        if m.returncode not in ok:
+            raise SystemExit(f"{' '.join(command)} exited {m.returncode}:\n{m.stderr[-2000:]}")
+        best, out = min(best, m.seconds), m.stdout
+    return best, out
+
+
+def cli_bench(args: argparse.Namespace, work: Path) -> int:
+    """The `--cli` figures (see the module docstring), printed as they come."""
+    (work / "empty.toml").write_text('[database]\npath = "bench.db"\n', encoding="utf-8")
+    floor, _ = timed([sys.executable, "-c", "pass"], repeat=args.repeat, cwd=work)
+    print(f"start-up, best of {args.repeat} (targets: --help and --version < 0.3 s)")
+    print(f"  python -c pass      {floor:.3f} s")
+    for flag in ("--help", "--version"):
+        seconds, _ = timed([flag], repeat=args.repeat, cwd=work)
+        print(f"  monitor {flag:<11} {seconds:.3f} s  ({seconds - floor:+.3f} s over the interpreter)")
+
+    # monitor detect on many series in one file
+    series = simulate(args.series, args.weeks, args.monitor, args.seed)
+    path = work / f"series_{args.series}x{args.weeks}.csv"
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["week_start", "count", "series"])
+        for i, counts in enumerate(series):
+            for day, value in zip(counts.index.strftime("%Y-%m-%d"), counts.to_numpy(dtype=int)):
+                writer.writerow([day, value, f"s{i:05d}"])
+    command = ["--config", str(work / "empty.toml"), "detect", str(path), "--detector", "farrington",
+               "--param", f"b={args.b}", "--last", str(args.monitor), "--format", "csv"]  # fmt: skip
+    seconds, out = timed(command, repeat=1, cwd=work, ok=(0, 3))
+    r_seconds = R_MS_PER_WEEK * args.series * args.monitor / 1000
+    print(f"monitor detect: {args.series} series x {args.monitor} monitored weeks of {args.weeks} (farrington, improved settings, b={args.b})")
+    print(f"  seconds           {seconds:.2f}  ({1000 * seconds / args.series:.2f} ms per series)")
+    print(f"  speed-up vs R     {r_seconds / seconds:,.0f}x per series  (R: {r_seconds:,.0f} s; target >= 100x)")
+    if args.check:
+        frame = pd.read_csv(io.StringIO(out), na_values=["NA"], keep_default_na=False)
+        k = min(args.check, len(series))
+        weeks = list(range(args.weeks - args.monitor, args.weeks))
+        fast = []
+        for i in range(k):
+            part = frame[frame["series"] == f"s{i:05d}"].reset_index(drop=True)
+            part["alarm"] = part["alarm"].astype("boolean")
+            part["note"] = part["note"].fillna("").astype(str)
+            fast.append(part)
+        check(series[:k], fast, FarringtonParams(b=args.b), weeks, columns=False)
+
+    demo = work / "demo"
+    if not (demo / "monitor.db").exists():
+        timed(["demo", "--out", str(demo)], repeat=1, cwd=work, ok=(0, 3))
+    seconds, _ = timed(["--config", str(demo / "monitor.toml"), "check", "--series", "key:is_attacks/admin1=Homs"],
+                       repeat=args.repeat, cwd=demo, ok=(0, 3))  # fmt: skip
+    print(f"monitor check of one series on the demo (is_attacks, Homs): {seconds:.2f} s  (target < 0.8 s)")
+
+    if not UCDP_FILE.exists():
+        print(f"UCDP backtest: skipped, {UCDP_FILE} is not there")
+        return 0
+    ucdp = work / "ucdp"
+    ucdp.mkdir(exist_ok=True)
+    from bench_alarms import UCDP_TOML
+
+    (ucdp / "monitor.toml").write_text(UCDP_TOML, encoding="utf-8")
+    if not (ucdp / "monitor.db").exists():
+        timed(["--config", "monitor.toml", "ingest", str(UCDP_FILE)], repeat=1, cwd=ucdp)
+    one, _ = timed(["--config", "monitor.toml", "check", "--week", "2019-W47"], repeat=args.repeat, cwd=ucdp, ok=(0, 3))
+    replay, _ = timed(["--config", "monitor.toml", "backtest", "--from", "2017-W01", "--to", "2019-W47", "--out", "backtest"],
+                      repeat=1, cwd=ucdp)  # fmt: skip
+    print("UCDP GED Syria, 28 series (events and IS events by admin1, with totals)")
+    print(f"  monitor check 2019-W47                     {one:.2f} s")
+    print(f"  monitor backtest 2017-W01..2019-W47 (151)  {replay:.2f} s  ({replay / one:.1f}x the check; target <= 3x)")
     return 0
 
 
