@@ -44,8 +44,8 @@ from pydantic import BaseModel
 from monitor.assemble import build_all_series
 from monitor.config import Config
 from monitor.coverage import choose_week
-from monitor.detection import detect_counts, resolve_params
-from monitor.detectors import apply_min_count, get_detector, run_detector
+from monitor.detection import detect_counts_many, resolve_params
+from monitor.detectors import apply_min_count, get_detector, run_detector_many
 from monitor.errors import MonitorError, NoDataError
 from monitor.measured import fingerprint
 from monitor.severity import SeveritySettings, assign_levels
@@ -181,28 +181,55 @@ def measure(detail: pd.DataFrame, *, first_week: date, last_week: date) -> Burde
     )
 
 
+#: Weeks replayed one by one (truncated series) per batched call: bounds the memory of a large backtest.
+REPLAY_CHUNK = 4000
+
+
+def replay_many(
+    jobs: Sequence[tuple[pd.Series, int, int]], *, detector: str, params: BaseModel, fallback_params: BaseModel | None
+) -> list[pd.DataFrame]:
+    """The detector's answer for positions `first`..end of each job's `counts` ((counts, first, min_count) jobs, one
+    detector and parameters), each week as if it were the current one: the rows the weekly job would have written.
+
+    Weeks judged by a chart (the detector's, or its fallback's on weeks with too little history) depend on where the
+    series ended, so each is judged on the series cut at it; all those cut series, of every job, go to the detector in
+    a few batched calls (`detect_counts_many`: Farrington's templates are shared by every week of the same date). The
+    weeks a detector without a chart judges itself are judged in one pass per series.
+    """
+    spec = get_detector(detector)
+    cuts: list[tuple[int, int]] = []  # (job, t) of the weeks replayed one by one
+    whole: list[tuple[int, int]] = []  # (job, first position) of the weeks judged in one pass
+    for i, (counts, first, _) in enumerate(jobs):
+        n = len(counts)
+        if first >= n:
+            continue
+        own = spec.series_min_history(params, counts) if spec.series_min_history else spec.min_history(params)
+        one_by_one = n if spec.stateful else min(max(first, own), n)
+        cuts += [(i, t) for t in range(first, one_by_one)]
+        if one_by_one < n:
+            whole.append((i, one_by_one))
+    parts: list[list[pd.DataFrame]] = [[] for _ in jobs]
+    for start in range(0, len(cuts), REPLAY_CHUNK):
+        chunk = cuts[start : start + REPLAY_CHUNK]
+        outs = detect_counts_many(
+            [jobs[i][0].iloc[: t + 1] for i, t in chunk], lookback=0, detector=detector, params=params,
+            fallback_params=fallback_params, min_counts=[jobs[i][2] for i, _ in chunk],
+        )  # fmt: skip
+        for (i, _), out in zip(chunk, outs):
+            parts[i].append(out)
+    if whole:
+        outs = run_detector_many(detector, params, [jobs[i][0] for i, _ in whole],
+                                 weeks=[range(t, len(jobs[i][0])) for i, t in whole], fallback_params=fallback_params)  # fmt: skip
+        for (i, _), out in zip(whole, outs):
+            parts[i].append(apply_min_count(out, jobs[i][2]))
+    return [pd.concat(p, ignore_index=True) if p else pd.DataFrame() for p in parts]
+
+
 def replay_counts(
     counts: pd.Series, *, detector: str, params: BaseModel, fallback_params: BaseModel | None, first: int, min_count: int = 0
 ) -> pd.DataFrame:
     """The detector's answer for positions `first`..end of `counts`, each week as if it were the current one."""
-    n = len(counts)
-    if first >= n:
-        return pd.DataFrame()
-    spec = get_detector(detector)
-    # weeks judged by a chart (the detector's, or its fallback's on weeks with too little history)
-    # are replayed one by one; the weeks a detector without a chart judges itself, in one pass
-    own = spec.series_min_history(params, counts) if spec.series_min_history else spec.min_history(params)
-    one_by_one = n if spec.stateful else min(max(first, own), n)
-    rows = [
-        detect_counts(
-            counts.iloc[: t + 1], lookback=0, detector=detector, params=params, fallback_params=fallback_params, min_count=min_count
-        )
-        for t in range(first, one_by_one)
-    ]
-    if one_by_one < n:
-        out = run_detector(detector, params, counts, weeks=range(one_by_one, n), fallback_params=fallback_params)
-        rows.append(apply_min_count(out, min_count))
-    return pd.concat(rows, ignore_index=True)
+    return replay_many([(counts, first, min_count)], detector=detector, params=params, fallback_params=fallback_params)[0]
 
 
 def backtest(
@@ -225,13 +252,23 @@ def backtest(
     """
     if first_week > last_week:
         raise ValueError(f"the first week {week_label(first_week)} is after the last {week_label(last_week)}")
-    parts = []
+    cut, firsts = [], []
     for s in series:
         counts = s.counts[s.counts.index <= pd.Timestamp(last_week)]
-        first = int(np.searchsorted(counts.index.to_numpy(), np.datetime64(pd.Timestamp(first_week))))
-        out = replay_counts(
-            counts, detector=s.detector, params=s.params, fallback_params=fallback_params, first=first, min_count=s.min_count
-        )
+        cut.append(counts)
+        firsts.append(int(np.searchsorted(counts.index.to_numpy(), np.datetime64(pd.Timestamp(first_week)))))
+    groups: dict[tuple[str, str], list[int]] = {}  # one batched replay per detector and parameters
+    for i, s in enumerate(series):
+        groups.setdefault((s.detector, s.params.model_dump_json()), []).append(i)
+    outs: list[pd.DataFrame] = [pd.DataFrame()] * len(series)
+    for members in groups.values():
+        head = series[members[0]]
+        replayed = replay_many([(cut[i], firsts[i], series[i].min_count) for i in members],
+                               detector=head.detector, params=head.params, fallback_params=fallback_params)  # fmt: skip
+        for i, out in zip(members, replayed):
+            outs[i] = out
+    parts = []
+    for s, counts, first, out in zip(series, cut, firsts, outs):
         if out.empty:
             continue
         # weeks inside a known surge, by the stated rule on the counts (not on the detector's answer)

@@ -566,8 +566,16 @@ def detect(ctx, file, detector, params, last, fmt) -> None:
         alarm=frame["alarm"].map(lambda a: None if pd.isna(a) else int(bool(a))),
     )
     columns = [c for c in frame.columns if c != "fallback_from"]
-    rows = [{k: (None if _missing(v) else v) for k, v in r.items()} for r in frame.to_dict("records")]
-    _emit(rows, columns, fmt)
+    if fmt == "csv":  # written by pandas: thousands of series make hundreds of thousands of cells
+        from monitor.report.markdown import csv_safe
+
+        out = frame[columns].copy()
+        for column in out.columns[out.dtypes == object]:
+            out[column] = out[column].map(lambda v: None if _missing(v) else csv_safe(v))
+        click.echo(out.to_csv(index=False, na_rep="NA", lineterminator="\n"), nl=False)
+    else:
+        rows = [{k: (None if _missing(v) else v) for k, v in r.items()} for r in frame.to_dict("records")]
+        _emit(rows, columns, fmt)
     last_rows = frame.groupby("series").tail(1) if "series" in frame.columns else frame.tail(1)
     ctx.exit(EXIT_FLAGGED if (last_rows["alarm"] == 1).any() else 0)
 

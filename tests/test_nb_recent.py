@@ -152,3 +152,20 @@ def test_threshold_matches_scipy_quantile():
         for g, m, f in zip(got, mu, phi):
             d = _dist(m, f)
             assert d.sf(g - 1) > alpha >= d.sf(g), (m, f, g)
+
+
+def test_threshold_from_the_quantile_guess_equals_the_bisection_everywhere():
+    """`threshold` starts from scipy's quantile (nbdtrik, pdtrik) and walks to the exact count; the bisection on the
+    tail alone is the reference. Means from 1e-6 to 1e5, Poisson, phi just above 1 and up to 200, alpha down to 1e-12."""
+    rng = np.random.default_rng(17)
+    n = 20_000
+    mu = np.exp(rng.uniform(np.log(1e-6), np.log(1e5), n))
+    phi = np.where(rng.random(n) < 0.3, 1.0, np.exp(rng.uniform(0, np.log(200), n)))
+    phi[:200] = rng.uniform(0.2, 1.0, 200)  # under-dispersed estimates: Poisson
+    phi[200:400] = 1 + 1e-9  # a negative binomial next to the Poisson
+    for alpha in (0.5, 0.05, 0.002, 1e-6, 1e-12):
+        fast = _nb.threshold(mu, phi, alpha)
+        assert np.array_equal(fast, _nb.threshold_bisect(mu, phi, alpha)), alpha
+        assert (fast >= 0).all()
+    unusable = _nb.threshold(np.array([np.nan, 0.0, 3.0]), np.array([2.0, 2.0, np.inf]), 0.05)
+    assert np.isnan(unusable).all()

@@ -66,7 +66,11 @@ def normal_scores(y, mu, phi) -> np.ndarray:
 def threshold(mu, phi, alpha: float) -> np.ndarray:
     """The largest count u with P(Y ≥ u) > alpha: a count alarms at level alpha exactly when it is > u.
 
-    Never below 0 (a count of 0 never alarms); NaN where mu or phi is not usable.
+    Never below 0 (a count of 0 never alarms); NaN where mu or phi is not usable. The quantile
+    functions of the negative binomial and the Poisson (scipy's nbdtrik, pdtrik) give a first
+    guess; each guess is then checked on the tail itself and moved a count at a time until it
+    is the exact answer (a few tail evaluations instead of a bisection's ten or more). Where
+    that does not settle quickly, a bisection on the tail decides (`threshold_bisect`).
     """
     mu, phi = _arrays(mu, phi)
     out = np.full(mu.shape, np.nan)
@@ -74,6 +78,35 @@ def threshold(mu, phi, alpha: float) -> np.ndarray:
     if not ok.any():
         return out
     m, f = mu[ok], phi[ok]
+    nb = f > 1
+    guess = np.empty(m.shape)
+    with np.errstate(all="ignore"):
+        # smallest y with P(Y >= y) <= alpha, i.e. P(Y <= y - 1) >= 1 - alpha: y - 1 = ceil(continuous quantile)
+        guess[nb] = special.nbdtrik(1 - alpha, m[nb] / (f[nb] - 1), 1 / f[nb])
+        guess[~nb] = special.pdtrik(1 - alpha, m[~nb])
+    hi = np.where(np.isfinite(guess), np.ceil(guess) + 1, 1.0)
+    hi = np.maximum(hi, 1.0)  # P(Y >= 0) = 1 > alpha: 0 never alarms
+    todo = np.arange(len(m))
+    for _ in range(6):
+        sub = hi[todo]
+        up = p_at_least(sub, m[todo], f[todo]) > alpha  # the guess does not alarm: the answer is higher
+        down = np.zeros(len(todo), dtype=bool)
+        check = ~up & (sub > 1)
+        down[check] = p_at_least(sub[check] - 1, m[todo][check], f[todo][check]) <= alpha  # one lower alarms too
+        hi[todo[up]] += 1
+        hi[todo[down]] -= 1
+        todo = todo[up | down]
+        if not len(todo):
+            break
+    if len(todo):  # far from the guess (or no guess): bisection
+        hi[todo] = threshold_bisect(m[todo], f[todo], alpha) + 1
+    out[ok] = hi - 1
+    return out
+
+
+def threshold_bisect(mu: np.ndarray, phi: np.ndarray, alpha: float) -> np.ndarray:
+    """`threshold` by doubling then bisection on the tail alone (usable mu and phi only): the reference."""
+    m, f = np.asarray(mu, dtype=float), np.asarray(phi, dtype=float)
     # smallest y with P(Y >= y) <= alpha, by doubling then bisection (the tail falls as y rises)
     hi = np.ceil(m + 10 * np.sqrt(np.maximum(f, 1) * m) + 10)
     for _ in range(60):
@@ -90,8 +123,7 @@ def threshold(mu, phi, alpha: float) -> np.ndarray:
         alarms = p_at_least(mid, m, f) <= alpha
         hi = np.where(gap & alarms, mid, hi)
         lo = np.where(gap & ~alarms, mid, lo)
-    out[ok] = hi - 1
-    return out
+    return hi - 1
 
 
 def arl0(k: float, h: float) -> float:
