@@ -66,7 +66,7 @@ def series_and_problems(
         definition, equal = narrowed
         cells = store.incident_cells(end=week_end, columns=_cell_columns(config), week_start=start_day, equal=equal)
         # its weeks start where the definition's start in a full run, not at this group's first incident
-        first = store.first_event_date(end=week_end, within=_filter_values(definition))
+        first = _definition_start(store, definition, end=week_end)
         starts = {definition.name: week_start_of(first, start=config.week.start)} if first else {}
         series = build_series(cells_frame(cells, counts), [definition], week=week, week_start=config.week.start,
                               detector_of=config.detector_params, starts=starts)  # fmt: skip
@@ -113,6 +113,18 @@ def _matching(series: list[WeeklySeries], series_filter: str | None) -> list[Wee
     return [s for s in series if series_matches(series_filter or "", s)]
 
 
+def _definition_start(store: Storage, definition, *, end: date) -> date | None:
+    """The first event date of a definition's incidents (its series' weeks start there in a full run);
+    actor names are matched as the series do (`monitor.series`), over the distinct actors."""
+    f = definition.filters
+    if not (f.actor or f.actor_contains):
+        return store.first_event_date(end=end, within=_filter_values(definition))
+    from monitor.series import _actor_named
+
+    firsts = [day for name, day in store.actor_first_dates(end=end, within=_filter_values(definition)).items() if _actor_named(name, f)]
+    return min(firsts, default=None)
+
+
 def _filter_values(definition) -> dict[str, list[str]]:
     """A definition's filters on incident columns (those `Store.first_event_date` can apply)."""
     f = definition.filters
@@ -137,7 +149,7 @@ def _exact_labels(config: Config, series_filter: str | None):
     the filter spells out a series key (`admin1_type/country=Syria|admin1=Aleppo|...`): `check`
     of one series then reads only its own incidents. None otherwise. The last label is left
     out (the filter may stop inside its value), and so is any filter that another
-    definition's title could match or whose definition filters on actors."""
+    definition's title could match."""
     if series_filter and series_filter.startswith(KEY_PREFIX):  # exactly one key: its last label is whole too
         series_filter = series_filter[len(KEY_PREFIX):] + "|"
     if not series_filter or "/" not in series_filter:
@@ -146,8 +158,6 @@ def _exact_labels(config: Config, series_filter: str | None):
     definition = next((d for d in config.series if d.name == name), None)
     needle = series_filter.rstrip("|").lower()
     if definition is None or any(needle in (d.title or d.name).lower() for d in config.series):
-        return None
-    if definition.filters.actor or definition.filters.actor_contains:
         return None
     labels = rest.split("|")[:-1]
     equal: dict[str, str] = {}

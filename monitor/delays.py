@@ -66,6 +66,33 @@ def known_at(first_seen: str, earliest_revision: str, first_of_source: bool) -> 
     return seen
 
 
+#: A week in nanoseconds (pandas' unit of time).
+WEEK_NS = 7 * 86_400 * 10**9
+
+
+def _known(rows: list[tuple[str, str, str, str]], week_start: str):
+    """`known_at` for every sighting at once: (week starts as datetime64[D], known and first seen as
+    UTC DatetimeIndex, how many were known earlier than first seen): a weekly ACLED delivery holds
+    millions of rows."""
+    import pandas as pd
+
+    from monitor.weeks import WEEKDAYS
+
+    event_dates, first_seen, revisions, firsts = zip(*rows)
+    days = np.array([d[:10] for d in event_dates], dtype="datetime64[D]")
+    # 1 January 1970 was a Thursday (weekday 3); the week starts `offset` days before the event
+    offset = (days.astype(np.int64) + 3 - WEEKDAYS.index(week_start)) % 7
+    starts = days - offset.astype("timedelta64[D]")
+    seen = pd.DatetimeIndex(pd.to_datetime(pd.Series(first_seen), utc=True, format="ISO8601")).as_unit("ns")
+    revision = pd.Series(revisions)
+    usable = (pd.Series(firsts).astype(bool) & revision.str.isascii() & revision.str.isdigit()).to_numpy()
+    stamp = np.zeros(len(rows), dtype=np.int64)  # ACLED's Unix time, in nanoseconds
+    stamp[usable] = revision[usable].astype(np.int64).to_numpy() * 10**9
+    earlier = usable & (stamp < seen.asi8)
+    known = pd.DatetimeIndex(np.where(earlier, stamp, seen.asi8).astype("datetime64[ns]"), tz="UTC")
+    return starts, known, seen, int(earlier.sum())
+
+
 def measure(sightings: list[tuple[str, str, str, str]], *, week_start: str = "monday", max_delay: int = MAX_DELAY,
             min_weeks: int = MIN_WEEKS) -> DelayTable:  # fmt: skip
     """The delay table of `Store.sightings` rows (event_date, first_seen, earliest revision, first_of_source)."""
@@ -74,21 +101,16 @@ def measure(sightings: list[tuple[str, str, str, str]], *, week_start: str = "mo
     rows = [r for r in sightings if r[1]]  # an event never seen by an ingest (none here) has no delay
     if not rows:
         return DelayTable(0, 0, None, max_delay, None, "no incidents with a first sight (ingest files first)")
-    starts, known, stamped, as_of = [], [], 0, None
-    for event_date, first_seen, revision, first in rows:
-        starts.append(week_start_of(date.fromisoformat(event_date[:10]), start=week_start))
-        seen = _utc(first_seen)
-        when = known_at(first_seen, revision, bool(first))
-        stamped += when < seen
-        known.append(when)
-        as_of = seen if as_of is None or seen > as_of else as_of
-    first_week = min(starts)
-    n_weeks = (max(starts) - first_week).days // 7 + 1
+    starts, known, seen, stamped = _known(rows, week_start)
+    as_of = seen.max().to_pydatetime()
+    first_week = starts.min()
+    n_weeks = int((starts.max() - first_week) // np.timedelta64(7, "D")) + 1
     triangle = np.zeros((n_weeks, max_delay + 1))
-    for start, when in zip(starts, known):
-        end = datetime.combine(start + timedelta(days=7), datetime.min.time(), tzinfo=timezone.utc)
-        delay = max(0, math.floor((when - end) / timedelta(days=7)))
-        triangle[(start - first_week).days // 7, min(delay, max_delay)] += 1
+    # whole weeks from the end of the event's week (midnight UTC) to when it became known
+    ends = (starts + np.timedelta64(7, "D")).astype("datetime64[ns]").astype(np.int64)
+    delay = np.clip((known.asi8 - ends) // WEEK_NS, 0, max_delay)
+    np.add.at(triangle, ((starts - first_week) // np.timedelta64(7, "D"), delay), 1)
+    first_week = first_week.astype(date)
     for w in range(n_weeks):  # delays the week has not yet been over for at `as_of` lie in the future
         end = datetime.combine(first_week + timedelta(days=7 * w + 7), datetime.min.time(), tzinfo=timezone.utc)
         for d in range(max_delay + 1):

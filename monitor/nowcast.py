@@ -28,7 +28,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 #: Event weeks that must have reached a delay before its factor is estimated (fewer: no nowcast).
 MIN_WEEKS = 8
@@ -103,6 +102,8 @@ class Nowcast:
     still_p: float = 1.0
 
     def _still(self):
+        from scipy import stats  # here, not at the top: scipy.stats costs half a second of start-up
+
         if math.isnan(self.still_p):
             return stats.poisson(self.still_size)
         return stats.nbinom(self.still_size, self.still_p)
@@ -140,6 +141,8 @@ def nowcast_week(observed: int, share: float, *, prior_mean: float, size: float,
         return Nowcast(y, 1.0, float(y), float(y), float(y), level, 0.0, 1.0)
     mean = max(float(prior_mean), PRIOR_FLOOR)
     tail = (1 - level) / 2
+    from scipy import stats  # here, not at the top: scipy.stats costs half a second of start-up
+
     if math.isinf(size):  # a fixed rate: the events still to come are Poisson, whatever was seen
         still = stats.poisson(mean * (1 - share))
         expected = mean * (1 - share)

@@ -926,6 +926,24 @@ class Store:
         found = self.db.execute(f"SELECT min(event_date) FROM incidents WHERE {' AND '.join(clauses)}", params).fetchone()[0]
         return _date(found)
 
+    def actor_first_dates(self, *, end: date, within: dict[str, Sequence[str]] | None = None) -> dict[str, date]:
+        """The earliest event date up to `end` of each actor named (as actor1 or actor2) by the incidents
+        whose columns hold one of the listed values: where a series filtered on actor names starts."""
+        clauses, params = ["event_date <= ?"], [end.isoformat()]
+        for column, values in (within or {}).items():
+            if column not in (*CELL_COLUMNS, "source"):
+                raise ValueError(f"actor_first_dates: cannot select on {column!r}")
+            clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
+            params.extend(values)
+        where = " AND ".join(clauses)
+        out: dict[str, date] = {}
+        for column in ("actor1", "actor2"):
+            for name, first in self.db.execute(f"SELECT {column}, min(event_date) FROM incidents WHERE {where} GROUP BY {column}", params):
+                day = _date(first)
+                if name and day and (name not in out or day < out[name]):
+                    out[str(name)] = day
+        return out
+
     def counts_frame(self, *, start: date | None = None, end: date | None = None) -> pd.DataFrame:
         """Pre-aggregated count rows with week_start in [start, end]: CountRow columns."""
         where, params = self._bounds("week_start", start, end)

@@ -102,6 +102,9 @@ class Storage(Protocol):
     def first_event_date(self, *, end: date, within: dict[str, Sequence[str]] | None = None) -> date | None:
         """The earliest event date up to `end` of the incidents whose columns hold one of the listed values."""
 
+    def actor_first_dates(self, *, end: date, within: dict[str, Sequence[str]] | None = None) -> dict[str, date]:
+        """The earliest event date up to `end` of each actor the incidents (filtered so) name."""
+
     def counts_frame(self, *, start: date | None = None, end: date | None = None) -> "pd.DataFrame":
         """Pre-aggregated count rows with week_start in [start, end] (CountRow columns)."""
 

@@ -238,6 +238,51 @@ def test_check_of_one_series_reads_only_its_incidents_and_answers_as_the_full_ru
     assert {r.series.key for r in prefix.results} == {k for k in full if k.startswith("pv/admin1=Homs|event_type=B")}
 
 
+def test_check_of_one_actor_filtered_series_reads_only_its_place_and_answers_as_the_full_run(tmp_path):
+    """A definition filtered on actor names (the demo's Islamic State series) takes the narrow path
+    too; its series start where the full run starts them, though other actors were active for years
+    before the first Islamic State event (its name spelled two ways, as ACLED and UCDP do)."""
+    import random
+    from dataclasses import replace
+    from datetime import date, timedelta
+
+    from monitor.assemble import _exact_labels
+    from monitor.config import config_from_dict
+    from monitor.detection import detect_week
+    from monitor.ingest import ingest_files
+
+    rng = random.Random(9)
+    lines = ["event_id_cnty,event_date,event_type,actor1,country,admin1,fatalities"]
+    day, n = date(2019, 1, 7), 0
+    while day < date(2023, 3, 6):
+        for admin1, actor, since in (("Homs", "Military Forces of Syria", date(2019, 1, 7)), ("Homs", "Islamic State (Syria)", date(2020, 6, 1)),
+                                     ("Hama", "ISIS", date(2021, 3, 1)), ("Aleppo", "Military Forces of Syria", date(2019, 1, 7))):  # fmt: skip
+            for _ in range(rng.randint(0, 4) if day >= since else 0):
+                n += 1
+                lines.append(f"E{n},{day + timedelta(days=rng.randint(0, 6))},Battles,{actor},Syria,{admin1},{rng.randint(0, 2)}")
+        day += timedelta(days=7)
+    (tmp_path / "events.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = config_from_dict(
+        {"series": [{"name": "is", "group_by": ["admin1"], "min_events": 0,
+                     "filters": {"actor_contains": ["islamic state", "isis"], "country": ["Syria"]}}],
+         "database": {"path": str(tmp_path / "m.db")}}, base_dir=tmp_path)  # fmt: skip
+    assert _exact_labels(config, "key:is/admin1=Hama") == (config.series[0], {"admin1": "Hama"})
+    week = date(2023, 2, 27)
+    with Store(config.db_path) as store:
+        assert not ingest_files(store, [tmp_path / "events.csv"], config=config, now=NOW).refused
+        everything = detect_week(config, store, week=week, now=NOW, with_context=False)
+        full = {r.series.key: r for r in everything.results}
+        assert set(full) == {"is/admin1=Homs", "is/admin1=Hama", "is/total"}
+        for key in ("is/admin1=Homs", "is/admin1=Hama"):
+            result = full[key]
+            one = detect_week(config, store, week=week, now=NOW, series_filter="key:" + key, with_context=False)
+            assert [r.series.key for r in one.results] == [key]
+            assert one.results[0].series.counts.index[0] == result.series.counts.index[0], key
+            assert one.results[0].series.counts.equals(result.series.counts), key
+            assert replace(one.results[0].detection, qvalue=0) == replace(result.detection, qvalue=0), key
+        assert full["is/admin1=Homs"].series.counts.index[0] >= pd.Timestamp("2020-05-25")  # not the army's first week
+
+
 def test_charts_drawn_in_worker_processes_are_the_same_pngs(demo_run, tmp_path, monkeypatch):
     from monitor.config import load_config
     from monitor.report import files as report_files
