@@ -45,7 +45,7 @@ from monitor.assemble import build_all_series
 from monitor.config import Config
 from monitor.coverage import choose_week
 from monitor.detection import detect_counts_many, resolve_params
-from monitor.detectors import apply_min_count, get_detector, run_detector_many
+from monitor.detectors import FALLBACK, apply_min_count, get_detector, run_detector_many
 from monitor.errors import MonitorError, NoDataError
 from monitor.measured import fingerprint
 from monitor.severity import SeveritySettings, assign_levels
@@ -197,6 +197,10 @@ def replay_many(
     weeks a detector without a chart judges itself are judged in one pass per series.
     """
     spec = get_detector(detector)
+    fallback = get_detector(FALLBACK)
+    if spec.detect_cuts is not None and not spec.in_control_weeks and fallback.detect_cuts is not None:
+        return [_replay_cuts(counts, first, floor, spec=spec, params=params, fallback=fallback,
+                             fallback_params=fallback_params or fallback.params()) for counts, first, floor in jobs]  # fmt: skip
     cuts: list[tuple[int, int]] = []  # (job, t) of the weeks replayed one by one
     whole: list[tuple[int, int]] = []  # (job, first position) of the weeks judged in one pass
     for i, (counts, first, _) in enumerate(jobs):
@@ -223,6 +227,57 @@ def replay_many(
         for (i, _), out in zip(whole, outs):
             parts[i].append(apply_min_count(out, jobs[i][2]))
     return [pd.concat(p, ignore_index=True) if p else pd.DataFrame() for p in parts]
+
+
+def _replay_cuts(counts: pd.Series, first: int, floor: int, *, spec, params: BaseModel, fallback, fallback_params: BaseModel) -> pd.DataFrame:
+    """`replay_many` of one series for a detector with `detect_cuts` (and no in-control window): the rows the weekly
+    job would have written, each week judged on a chart started where `detection.detect_counts_many` starts it
+    for the series cut at that week, but every week's baseline computed once (issue 17: a backtest of 151 weeks
+    x 28 series in seconds).
+
+    Which detector judges week t does not depend on where the series ends: the detector from its own history
+    `own` on, the fallback from its `fb_need` until then, and before both the detector itself (undecided).
+    """
+    from monitor.detection import STATEFUL_RUN_WEEKS
+    from monitor.detectors import _before, _join, _label
+
+    n = len(counts)
+    if first >= n:
+        return pd.DataFrame()
+    own = spec.series_min_history(params, counts) if spec.series_min_history else spec.min_history(params)
+    fb_need = fallback.min_history(fallback_params) if fallback.name != spec.name else own
+    mine, backup = [], []  # (chart start, t)
+    for t in range(first, n):
+        if t >= own:
+            mine.append((max(own, t + 1 - STATEFUL_RUN_WEEKS), t))
+        elif t >= fb_need and fallback.name != spec.name:
+            start = max(min(own, fb_need), t + 1 - STATEFUL_RUN_WEEKS)
+            backup.append((max(start, fb_need), t))
+        else:  # nothing can judge it: the detector says why (alarm NA)
+            mine.append((t, t))
+    parts = []
+    if mine:
+        out = spec.detect_cuts(counts, params, mine)
+        out["detector"] = spec.name
+        out["fallback_from"] = ""
+        if fallback.name != spec.name:
+            extra = f"{_label(fallback.name, fallback_params)} fallback needs {fb_need} weeks"
+            out["note"] = [_join(note, extra) if t < fb_need else note for (_, t), note in zip(mine, out["note"])]
+        parts.append(out.set_axis([t for _, t in mine]))
+    if backup:
+        out = fallback.detect_cuts(counts, fallback_params, backup)
+        out["detector"] = fallback.name
+        out["fallback_from"] = spec.name
+        out["note"] = [_join(_before(spec.name, own, 0, t) + f": {_label(fallback.name, fallback_params)} used", note)
+                       for (_, t), note in zip(backup, out["note"])]  # fmt: skip
+        parts.append(out.set_axis([t for _, t in backup]))
+    columns: list[str] = []
+    for part in parts:
+        columns += [c for c in part.columns if c not in columns and c not in ("detector", "fallback_from", "note")]
+    columns += ["detector", "fallback_from", "note"]
+    result = pd.concat([p.reindex(columns=columns) for p in parts]).sort_index().reset_index(drop=True)
+    result["alarm"] = result["alarm"].astype("boolean")
+    return apply_min_count(result, floor)
 
 
 def replay_counts(

@@ -116,21 +116,28 @@ def detect_counts_many(
     for counts in series:
         n = len(counts)
         first = max(0, n - lookback - 1)
+        own = spec.series_min_history(params, counts) if spec.series_min_history else spec.min_history(params)
+        fb_need = fb.min_history(fallback_params or fb.params()) if fb.name != spec.name else own
         if spec.in_control_weeks:  # weeks shown before the chart go to the fallback
             chart = chart_start(spec, params, n)
             start = min(first, chart)
         else:
             chart = 0
-            own = spec.series_min_history(params, counts) if spec.series_min_history else spec.min_history(params)
-            fb_need = fb.min_history(fallback_params or fb.params()) if fb.name != spec.name else own
-            if spec.stateful:  # its chart, or its fallback's, from where either can first judge a week
+            if spec.stateful and first >= own:  # every shown week on its own chart: the fallback's is not needed
+                start = min(first, max(own, n - STATEFUL_RUN_WEEKS))
+            elif spec.stateful:  # its chart, or its fallback's, from where either can first judge a week
                 start = min(first, max(min(own, fb_need), n - STATEFUL_RUN_WEEKS))
             elif fb.stateful and first < own:  # shown weeks judged by the fallback: its chart from a fixed start
                 start = min(first, max(fb_need, n - STATEFUL_RUN_WEEKS))
             else:  # a detector without a chart on weeks it judges itself: only the shown weeks
                 start = first
-        firsts.append(first - start)
-        weeks.append(list(range(start, n)))
+        # a chart runs from the first to the last of the weeks it is given, and rows come back for those weeks
+        # only: the weeks before the shown ones are given only where a chart (the detector's or its
+        # fallback's) starts, so a replay of 150 weeks does not build 150 rows to keep one
+        marks = {start, max(own, chart), max(start, fb_need)}
+        hidden = sorted(t for t in marks if start <= t < first)
+        firsts.append(len(hidden))
+        weeks.append(hidden + list(range(first, n)))
         charts.append(chart)
     outs = run_detector_many(detector, params, series, weeks=weeks, fallback_params=fallback_params, chart_starts=charts)
     floors = list(min_counts) if min_counts is not None else [0] * len(outs)

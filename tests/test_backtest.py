@@ -102,3 +102,36 @@ def test_replaying_a_counts_file_gives_r_surveillances_alarms(row, shared_refere
     theirs = case.golden[case.alarm_column].map(lambda a: pd.NA if pd.isna(a) else bool(a)).astype("boolean")
     assert ours.isna().tolist() == theirs.isna().tolist()
     assert ours.fillna(False).tolist() == theirs.fillna(False).tolist()
+
+
+@pytest.mark.parametrize("detector", ["farrington-cusum", "nb-recent"])
+def test_the_replay_of_every_week_equals_the_weekly_job_on_the_series_cut_at_it(detector):
+    """`replay_counts` (the chart detectors' replay computes each week's baseline once and runs each chart
+    from where the weekly job starts it) gives, week for week, the row `detect_counts` gives on the series
+    cut at that week: over a series' whole span, through the weeks nothing judges, the fallback's weeks and
+    the detector's own, with a surge and a `min_count` floor."""
+    import numpy as np
+
+    from monitor.backtest import replay_counts
+    from monitor.detection import detect_counts
+    from monitor.detectors import make_params
+
+    rng = np.random.default_rng(11)
+    mean = np.r_[np.full(150, 2.0), np.full(6, 9.0), np.full(144, 2.5)]  # a surge in its third year; charts of 156 weeks
+    counts = pd.Series(rng.negative_binomial(2, 2 / (2 + mean)).astype(float),
+                       index=pd.date_range("2019-01-07", periods=len(mean), freq="7D"), name="count")  # fmt: skip
+    params = make_params(detector, {"b": 2, "b_min": 1} if detector == "farrington-cusum" else {})
+    replay = replay_counts(counts, detector=detector, params=params, fallback_params=None, first=0, min_count=3)
+    assert len(replay) == len(counts)
+    used = set(replay["detector"])
+    assert used == ({"farrington-cusum", "nb-recent"} if detector == "farrington-cusum" else {"nb-recent"})
+    assert replay["alarm"].isna().any() and replay["alarm"].fillna(False).any()
+    for t in range(len(counts)):
+        weekly = detect_counts(counts.iloc[: t + 1], lookback=0, detector=detector, params=params, fallback_params=None, min_count=3)
+        row = replay.iloc[t]
+        for column in weekly.columns:
+            a, b = weekly[column].iloc[0], row[column]
+            if isinstance(a, float) or isinstance(b, float):
+                assert (pd.isna(a) and pd.isna(b)) or a == b, (t, column, a, b)
+            else:
+                assert (pd.isna(a) and pd.isna(b)) if pd.isna(a) is True or pd.isna(b) is True else a == b, (t, column, a, b)

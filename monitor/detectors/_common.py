@@ -90,3 +90,4 @@ def window_mean_sd(y: np.ndarray, *, lag: int, length: int) -> tuple[np.ndarray,
         mean[first:] = win.mean(axis=1)
         sd[first:] = win.std(axis=1, ddof=1) if length > 1 else np.nan
     return mean, sd
+

@@ -224,11 +224,28 @@ def judge(
     NaN otherwise) and `why` (a sentence for chart alarms, '' otherwise).
     """
     y, mu, phi = (np.asarray(v, dtype=float) for v in (y, mu, phi))
+    return judge_chart(y, mu, phi, single_tests(y, mu, phi, decided, alpha=alpha), eligible, alpha=alpha, k=k, h=h, hold=hold)
+
+
+def single_tests(y: np.ndarray, mu: np.ndarray, phi: np.ndarray, decided: np.ndarray, *, alpha: float) -> dict[str, np.ndarray]:
+    """What `judge` computes for each week on its own (`pvalue`, `upperbound`, `z`, `usable`): it depends
+    on the week alone, not on where the chart starts, so a replay computes it once per series."""
     usable = decided & np.isfinite(mu) & (mu > 0) & np.isfinite(phi)
-    pvalue = np.where(usable, p_at_least(y, mu, phi), np.nan)
-    upper = np.where(usable, threshold(mu, phi, alpha), np.nan)
+    return {
+        "pvalue": np.where(usable, p_at_least(y, mu, phi), np.nan),
+        "upperbound": np.where(usable, threshold(mu, phi, alpha), np.nan),
+        "z": np.where(usable, normal_scores(y, mu, phi), np.nan),
+        "usable": usable,
+    }
+
+
+def judge_chart(
+    y: np.ndarray, mu: np.ndarray, phi: np.ndarray, tests: dict[str, np.ndarray], eligible: np.ndarray, *, alpha: float, k: float,
+    h: float, hold: float,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """`judge` from the weeks' `single_tests` (of these same weeks): the single-week alarms and the chart."""
+    usable, pvalue, z = tests["usable"], tests["pvalue"], tests["z"]
     single = usable & eligible & (pvalue <= alpha)
-    z = np.where(usable, normal_scores(y, mu, phi), np.nan)
     c = chart(z, single, usable, eligible, k=k, h=h, hold=hold)
     chart_p = run_pvalue(y, mu, phi, np.where(c["chart_alarm"], c["run_start"], -1))
     why = np.array(
@@ -236,7 +253,7 @@ def judge(
     )
     return {
         "pvalue": pvalue,
-        "upperbound": upper,
+        "upperbound": tests["upperbound"],
         "z": z,
         "stat": c["stat"],
         "single_alarm": single,

@@ -150,10 +150,25 @@ def detect_many(series: Sequence[pd.Series], params: FarringtonCusumParams, week
     if len(series) != len(weeks):
         raise ValueError(f"detect_many needs one list of weeks per series (got {len(series)} series and {len(weeks)} lists of weeks)")
     positions = [check_positions(counts, w) for counts, w in zip(series, weeks)]
-    runs = [list(range(min(pos), max(pos) + 1)) if pos else [] for pos in positions]
+    return _detect_runs(series, params, [[(min(pos), max(pos), pos)] if pos else [] for pos in positions])
+
+
+def detect_cuts(counts: pd.Series, params: FarringtonCusumParams, cuts: Sequence[tuple[int, int]]) -> pd.DataFrame:
+    """One row per (start, end) of `cuts`: `detect(counts.iloc[:end + 1], weeks=[start, end])`'s row for the week at
+    `end`, whose chart runs from `start` (a replay: each week as the weekly job judged it). Farrington's fits and
+    each week's single-week test look only backwards, so they are computed once; only each chart is run."""
+    for start, end in cuts:
+        check_positions(counts, [start, end])
+    return _detect_runs([counts], params, [[(start, end, [end]) for start, end in cuts]])[0]
+
+
+def _detect_runs(series: Sequence[pd.Series], params: FarringtonCusumParams, runs: Sequence[Sequence[tuple[int, int, Sequence[int]]]]) -> list[pd.DataFrame]:
+    """For each series, the rows `rows` of each of its chart runs (start, end, rows), stacked in order; Farrington's
+    fits of all series batched, once per week of a series however many runs hold it."""
+    spans = [list(range(min(r[0] for r in own), max(r[1] for r in own) + 1)) if own else [] for own in runs]
     # Farrington is also fitted on the recent weeks before the run: the learned level compares them with it
     pre = params.recent_gap + params.recent_window
-    fits = [list(range(max(run[0] - pre, 0), run[-1] + 1)) if run else [] for run in runs]
+    fits = [list(range(max(span[0] - pre, 0), span[-1] + 1)) if span else [] for span in spans]
     starts = [pd.DatetimeIndex(counts.index)[0].date() if len(counts) else None for counts in series]
     years = [np.array([years_for(params, t, start) for t in fit], dtype=int) for fit, start in zip(fits, starts)]
     frames: list[list[pd.DataFrame]] = [[] for _ in series]
@@ -163,20 +178,18 @@ def detect_many(series: Sequence[pd.Series], params: FarringtonCusumParams, week
             if len(part):
                 frames[i].append(part.assign(b_used=b))
     out = []
-    for counts, parts, fit, run, pos in zip(series, frames, fits, runs, positions):
+    for counts, parts, fit, span, own in zip(series, frames, fits, spans, runs):
         f = pd.concat(parts).sort_values("week_start", kind="stable").reset_index(drop=True) if parts else None
         if f is None:
             f = farrington.detect(counts, farrington_part(params), weeks=[]).assign(b_used=pd.Series(dtype=int))
-        out.append(_chart(counts, f, params, fit, run, pos))
+        out.append(_chart(_weeks(counts, f, params, fit, span), params, [(start - span[0], end - span[0], [r - span[0] for r in rows])
+                                                                        for start, end, rows in own]))  # fmt: skip
     return out
 
 
-
-
-def _chart(
-    counts: pd.Series, fitted: pd.DataFrame, params: FarringtonCusumParams, fit: list[int], run: list[int], pos: list[int]
-) -> pd.DataFrame:
-    """Baseline, single-week test and CUSUM for the consecutive positions `run`; keep the rows of `pos`.
+def _weeks(counts: pd.Series, fitted: pd.DataFrame, params: FarringtonCusumParams, fit: list[int], run: list[int]) -> dict:
+    """Every week's baseline and single-week test for the consecutive positions `run`: what does not depend
+    on where the chart starts.
 
     fitted: Farrington's result for the positions `fit` (the run and the recent weeks before it).
     """
@@ -221,8 +234,29 @@ def _chart(
     expected = np.where(shifted, level, mu0)
     phi = np.where(shifted, np.fmax(phi_f, phi_r), phi_f)
     eligible = np.array([farrington_model.enough_cases(values, t, params.limit54) for t in run], dtype=bool)
-    out = _nb.judge(y, expected, phi, decided, eligible, alpha=params.alpha, k=params.cusum_k, h=params.cusum_h, hold=params.hold)
-    decided &= out["usable"]
+    tests = _nb.single_tests(y, expected, phi, decided, alpha=params.alpha)
+    return {"f": f, "y": y, "expected": expected, "phi": phi, "decided": decided, "eligible": eligible, "shifted": shifted,
+            "level": level, "tests": tests}  # fmt: skip
+
+
+def _chart(shared: dict, params: FarringtonCusumParams, runs: Sequence[tuple[int, int, Sequence[int]]]) -> pd.DataFrame:
+    """Single-week test and CUSUM for each run (start, end, rows) of the weeks of `shared` (`_weeks`, positions
+    counted from its first week); the rows `rows` of every run, stacked in order."""
+    at, parts = [], []
+    for start, end, rows in runs:
+        cut = slice(start, end + 1)
+        judged = _nb.judge_chart(shared["y"][cut], shared["expected"][cut], shared["phi"][cut],
+                                 {name: values[cut] for name, values in shared["tests"].items()}, shared["eligible"][cut],
+                                 alpha=params.alpha, k=params.cusum_k, h=params.cusum_h, hold=params.hold)  # fmt: skip
+        keep = np.asarray(rows, dtype=int)
+        at.append(keep)
+        parts.append({name: values[keep - start] for name, values in judged.items()})
+    t = np.concatenate(at) if at else np.zeros(0, dtype=int)
+    out = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]} if parts else {
+        name: np.zeros(0, dtype=object if name == "why" else float) for name in ("upperbound", "alarm", "stat", "pvalue", "z", "single_alarm", "chart_alarm", "chart_pvalue", "why", "usable")}  # fmt: skip
+    f = shared["f"].iloc[t].reset_index(drop=True)
+    y, expected, phi, shifted, level = (shared[name][t] for name in ("y", "expected", "phi", "shifted", "level"))
+    decided = shared["decided"][t] & out["usable"].astype(bool)
 
     def boolean(values: np.ndarray) -> pd.arrays.BooleanArray:
         return pd.array([bool(v) if d else None for v, d in zip(values, decided)], dtype="boolean")
@@ -248,5 +282,4 @@ def _chart(
         for w, s in zip(out["why"], shifted)
     ]
     res["note"] = notes
-    keep = np.searchsorted(idx, np.asarray(pos, dtype=int)) if pos else np.zeros(0, dtype=int)
-    return res.iloc[keep].reset_index(drop=True)
+    return res

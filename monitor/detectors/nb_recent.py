@@ -111,34 +111,60 @@ def detect(counts: pd.Series, params: NbRecentParams, *, weeks: Sequence[int]) -
     `chart_pvalue` (tail probability of the run behind a chart alarm) and `why`.
     """
     pos = check_positions(counts, weeks)
-    run = list(range(min(pos), max(pos) + 1)) if pos else []
+    return _detect_runs(counts, params, [(min(pos), max(pos), pos)] if pos else [])
+
+
+def detect_cuts(counts: pd.Series, params: NbRecentParams, cuts: Sequence[tuple[int, int]]) -> pd.DataFrame:
+    """One row per (start, end) of `cuts`: `detect(counts.iloc[:end + 1], weeks=[start, end])`'s row for the week at
+    `end`, whose chart runs from `start` (a replay: each week as the weekly job judged it). A week's level,
+    dispersion and single-week test look only backwards, so they are computed once; only each chart is run."""
+    for start, end in cuts:
+        check_positions(counts, [start, end])
+    return _detect_runs(counts, params, [(start, end, [end]) for start, end in cuts])
+
+
+def _detect_runs(counts: pd.Series, params: NbRecentParams, runs: Sequence[tuple[int, int, Sequence[int]]]) -> pd.DataFrame:
+    """The rows `rows` of each chart run (start, end, rows), stacked in order."""
     y_all = counts.to_numpy(dtype=float, na_value=np.nan)
     level, phi = level_and_dispersion(y_all, params)
-    idx = np.asarray(run, dtype=int)
-    y, mu, f = y_all[idx], level[idx], phi[idx]
-    decided = np.isfinite(mu) & np.isfinite(y)
-    out = _nb.judge(
-        y, mu, f, decided, np.ones(len(idx), dtype=bool), alpha=params.alpha, k=params.cusum_k, h=params.cusum_h, hold=params.hold
-    )
+    lo = min((start for start, _, _ in runs), default=0)
+    hi = max((end + 1 for _, end, _ in runs), default=0)
+    decided_all = np.isfinite(level[lo:hi]) & np.isfinite(y_all[lo:hi])
+    tests_all = _nb.single_tests(y_all[lo:hi], level[lo:hi], phi[lo:hi], decided_all, alpha=params.alpha)
+    at, parts = [], []
+    for start, end, rows in runs:
+        cut = slice(start - lo, end + 1 - lo)
+        idx = np.arange(start, end + 1)
+        res = _nb.judge_chart(y_all[idx], level[idx], phi[idx], {name: values[cut] for name, values in tests_all.items()},
+                              np.ones(len(idx), dtype=bool), alpha=params.alpha, k=params.cusum_k, h=params.cusum_h, hold=params.hold)  # fmt: skip
+        keep = np.asarray(rows, dtype=int) - start
+        at.append(idx[keep])
+        parts.append({name: values[keep] for name, values in res.items()})
+    t = np.concatenate(at) if at else np.zeros(0, dtype=int)
+    res = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]} if parts else {}
+    decided = decided_all[t - lo]
     need = min_history(params)
-    notes = ["" if d else f"too little history: needs {need} weeks before the week" if t < need else "count missing" for t, d in zip(run, decided)]
-    frame = pd.DataFrame(
+    notes = ["" if d else f"too little history: needs {need} weeks before the week" if w < need else "count missing" for w, d in zip(t, decided)]
+
+    def boolean(name: str) -> pd.arrays.BooleanArray:
+        return pd.array([bool(a) if d else None for a, d in zip(res.get(name, ()), decided)], dtype="boolean")
+
+    empty = np.zeros(0)
+    return pd.DataFrame(
         {
-            "week_start": pd.DatetimeIndex(counts.index)[idx] if len(idx) else pd.DatetimeIndex([]),
-            "count": y,
-            "expected": mu,
-            "upperbound": out["upperbound"],
-            "alarm": pd.array([bool(a) if d else None for a, d in zip(out["alarm"], decided)], dtype="boolean"),
-            "score": out["stat"],
-            "pvalue": out["pvalue"],
-            "phi": f,
-            "z": out["z"],
-            "single_alarm": pd.array([bool(a) if d else None for a, d in zip(out["single_alarm"], decided)], dtype="boolean"),
-            "chart_alarm": pd.array([bool(a) if d else None for a, d in zip(out["chart_alarm"], decided)], dtype="boolean"),
-            "chart_pvalue": out["chart_pvalue"],
-            "why": out["why"],
+            "week_start": pd.DatetimeIndex(counts.index)[t] if len(t) else pd.DatetimeIndex([]),
+            "count": y_all[t],
+            "expected": level[t],
+            "upperbound": res.get("upperbound", empty),
+            "alarm": boolean("alarm"),
+            "score": res.get("stat", empty),
+            "pvalue": res.get("pvalue", empty),
+            "phi": phi[t],
+            "z": res.get("z", empty),
+            "single_alarm": boolean("single_alarm"),
+            "chart_alarm": boolean("chart_alarm"),
+            "chart_pvalue": res.get("chart_pvalue", empty),
+            "why": res.get("why", np.zeros(0, dtype=object)),
             "note": notes,
         }
     )
-    keep = np.searchsorted(idx, np.asarray(pos, dtype=int)) if pos else np.zeros(0, dtype=int)
-    return frame.iloc[keep].reset_index(drop=True)
