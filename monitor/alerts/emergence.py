@@ -142,11 +142,12 @@ def rule_text(weeks: int, aliases: Mapping[str, str] | None = None) -> str:
 
     extra = ", ".join(f"{k} = {v}" for k, v in sorted((aliases or {}).items()))
     return (
-        f"New actor: an armed actor violent in an admin1 with no violent event there in the {weeks} weeks before. "
+        f"New actor: an armed actor (not civilians, protesters, rioters or an unidentified group) violent in an admin1 "
+        f"with no violent event there in the {weeks} weeks before. "
         f"New place: an admin2 with an event this week and none in the {weeks} weeks before. "
         f"More actors: an admin1 with more distinct armed actors violent this week than in any of the {weeks} weeks before "
         f"(at least {MIN_ACTORS}). Actor names are compared without case, spacing, accents or a bracketed qualifier "
         f"(\"Islamic State (Syria)\" is \"Islamic State\"), with aliases (IS, ISIS, ISIL, Daesh = Islamic State"
-        f"{'; ' + extra if extra else ''}). Each is announced once; the same actor in the same admin1, or the "
-        f"same place, is not announced again until it has been absent {weeks} weeks."
+        f"{'; ' + extra if extra else ''}). Each is announced once: the same actor in the same admin1, or the same place, not "
+        f"again until it has been absent {weeks} weeks; more actors again only when the count rises above the one announced."
     )
