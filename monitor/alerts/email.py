@@ -1,4 +1,4 @@
-"""The email digest: build one message per run for the surges to announce, and deliver it.
+"""The email digest: build one message per run and route for the surges and emergences to announce, and deliver it.
 
 The only module that uses smtplib and the email package. `deliver` either hands the
 message to an SMTP server or, with no server configured, writes it as an .eml file. The
@@ -327,7 +327,8 @@ def _html_body(result: RunResult, digest: Digest, *, report: str, group_by: str,
 def build_digest(
     result: RunResult, files: ReportFiles, *, settings: Any, digest: Digest, report: str | None = None
 ) -> EmailMessage:
-    """One route's digest: plain text and HTML (charts inline by Content-ID), the report attached.
+    """One route's digest: plain text and HTML (charts inline by Content-ID), the report attached; its
+    emergence alerts (new actors, new places, more actors) in a section of their own, under their rule.
 
     report: how the message names the report (default: the report's path). Headers are
     deterministic for a given run and digest (Date from result.generated_at, Message-ID
