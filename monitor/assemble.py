@@ -89,11 +89,21 @@ def series_and_problems(
 
 
 def silence_targets(config: Config, store: Storage, *, series_filter: str, now: datetime) -> list[str]:
-    """The keys of the series `series_filter` matches, for `monitor silence add`: the series as of the
-    latest week with data. UnknownSeriesError (exit 1) when it matches none of the series there are;
-    [] when there are none yet (nothing ingested, or no [[series]] yields any)."""
+    """The keys of the series and emergence alerts `series_filter` matches, for `monitor silence add`: the
+    series as of the latest week with data, and the emergence alerts stored (monitor.alerts.emergence).
+    UnknownSeriesError (exit 1) when it matches none of them; [] when there are none yet (nothing
+    ingested, or no [[series]] yields any)."""
+    from monitor.alerts.emergence import emergence_name, matches
+
+    emerged = [k for k, st in store.emergence_states().items() if matches(series_filter, k, emergence_name(st.kind, st.admin1, st.what))]
     week = choose_week(config, store, week=None, now=now).week
-    return [s.key for s in build_all_series(config, store, week=week, series_filter=series_filter)]
+    try:
+        keys = [s.key for s in build_all_series(config, store, week=week, series_filter=series_filter)]
+    except UnknownSeriesError:
+        if not emerged:
+            raise
+        keys = []
+    return keys + emerged
 
 
 def unknown_series_message(series_filter: str, series: Sequence[WeeklySeries]) -> str:

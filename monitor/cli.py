@@ -982,14 +982,22 @@ def alerts_flush(ctx, wait: float, resend_unknown: bool) -> None:
 @alerts.command("list")
 @click.pass_context
 def alerts_list(ctx) -> None:
-    """Every series with an alert state (pending, firing, recovering, resolved) and the outbox."""
+    """Every series with an alert state (pending, firing, recovering, resolved), the open emergence alerts
+    (new actors, new places, more actors) and the outbox."""
     config = _config(ctx)
     with _store(config, create=False, read_only=True) as store:
         states = [s for s in store.alert_states().values() if s.state]
+        emerged = [e for e in store.emergence_states().values() if e.state == "open"]
         outbox = store.outbox()
     rows = [{"series": s.series, "state": s.state, "severity": s.severity, "since": s.since_week,
              "announced": s.announced_week or "-", "last_week": s.last_week} for s in sorted(states, key=lambda s: s.series)]  # fmt: skip
     click.echo(_table(rows, ["series", "state", "severity", "since", "announced", "last_week"]) if rows else "no alerts")
+    if emerged:
+        rows = [{"kind": e.kind, "country": e.country, "admin1": e.admin1, "what": e.what, "since": e.first_week,
+                 "last_flagged": e.last_week, "announced": e.announced_week or "not sent", "key": e.key}
+                for e in sorted(emerged, key=lambda e: (e.kind, e.country, e.admin1, e.key))]  # fmt: skip
+        click.echo(f"emergence alerts open (not announced again until absent [emerging] weeks = {config.emerging.weeks}):")
+        click.echo(_table(rows, ["kind", "country", "admin1", "what", "since", "last_flagged", "announced", "key"]))
     pending = [o for o in outbox if o.pending]
     dead = [o for o in outbox if o.refused]
     unknown = [o for o in outbox if o.unknown]

@@ -153,13 +153,20 @@ class SmtpSettings(_Settings):
         return self
 
 
+#: What a route can be emailed: surges, emergences (new actors, new places, more actors), or one emergence kind.
+AlertKind = Literal["surge", "emergence", "new-actor", "new-place", "more-actors"]
+
+
 class RouteSettings(_Settings):
-    """One recipient group: the series it follows and the lowest severity it is told about."""
+    """One recipient group: the series it follows, the lowest severity and the kinds of alert it is told about."""
 
     name: str = Field(..., description="route name, used in file names and logs (letters, digits, - and _)")
     recipients: list[str] = Field(..., min_length=1, description="addresses of this group")
     series: str = Field("", description="only series whose key or name contains this text (case-insensitive); empty: all")
     min_level: Literal["alert", "warning"] = Field("alert", description="lowest severity emailed to this group")
+    kinds: list[AlertKind] = Field(
+        ["surge"], min_length=1, description="alerts emailed to this group: surge, emergence (new-actor, new-place, more-actors, or one of them)"
+    )
 
     @field_validator("name")
     @classmethod
@@ -175,6 +182,10 @@ class AlertSettings(_Settings):
     enabled: bool = Field(True, description="send (or write) a digest when alerts start, escalate, are reminded or resolve")
     recipients: list[str] = Field(default_factory=list, description="watch-team addresses: the default route (every series)")
     min_level: Literal["alert", "warning"] = Field("alert", description="lowest severity emailed to `recipients`")
+    kinds: list[AlertKind] = Field(
+        ["surge", "emergence"], min_length=1,
+        description="alerts emailed to `recipients`: surge, emergence (new-actor, new-place, more-actors, or one of them)",
+    )
     routes: list[RouteSettings] = Field(
         default_factory=list, description="more recipient groups, each with a series filter and minimum severity"
     )
@@ -397,6 +408,7 @@ class SourceSettings(_Settings):
 class EmergingSettings(_Settings):
     weeks: int = Field(52, ge=4, le=520, description="an actor, place or count of actors is new when not seen in this many weeks before (twelve months)")
     aliases: dict[str, str] = Field(default_factory=dict, description='actor names read as another (e.g. {"ISIS" = "Islamic State"}); IS, ISIS, ISIL and Daesh are Islamic State already')
+    alerts: bool = Field(True, description="email them as alerts of kind emergence to the routes that take it (alerts.kinds); false: in the report only")
 
 
 class FetchSettings(_Settings):

@@ -61,6 +61,9 @@ class Emergence:
     what: str  # the actor's name as written, the admin2, or "N actors"
     events: int  # its events this week
     detail: str  # the sentence for the report
+    country: str = ""
+    key: str = ""  # what is compared: the actor's normalised name (new actor), the admin2 (new place), "" (more actors)
+    actors: int = 0  # distinct armed actors this week (more actors)
 
 
 def emerging(incidents: pd.DataFrame, *, week: date, weeks: int = 52, data_start: date | Mapping[str, date] | None = None,
@@ -88,34 +91,37 @@ def emerging(incidents: pd.DataFrame, *, week: date, weeks: int = 52, data_start
     out: list[Emergence] = []
 
     def actors(rows: pd.DataFrame) -> pd.DataFrame:
-        long = pd.concat([rows[["admin1", "actor1", "day"]].rename(columns={"actor1": "actor"}),
-                          rows[["admin1", "actor2", "day"]].rename(columns={"actor2": "actor"})])  # fmt: skip
+        long = pd.concat([rows[["country", "admin1", "actor1", "day"]].rename(columns={"actor1": "actor"}),
+                          rows[["country", "admin1", "actor2", "day"]].rename(columns={"actor2": "actor"})])  # fmt: skip
         long = long[long["actor"].astype(str).str.strip() != ""]
         names = long["actor"].astype(str)
         keys = {n: actor_key(n, aliases) for n in names.unique()}  # a few hundred names among many rows
         long = long.assign(key=names.map(keys))
         return long[~long["key"].str.startswith(NOT_ARMED) & (long["key"] != "")]
 
-    seen = set(map(tuple, actors(before)[["admin1", "key"]].drop_duplicates().to_numpy()))
+    # an admin1 is its country and name (names repeat across countries: Northern, Central)
+    seen = set(map(tuple, actors(before)[["country", "admin1", "key"]].drop_duplicates().to_numpy()))
     current = actors(now)
-    for (admin1, key), rows in current.groupby(["admin1", "key"], sort=True):
-        if (admin1, key) not in seen and admin1:
+    for (country, admin1, key), rows in current.groupby(["country", "admin1", "key"], sort=True):
+        if (country, admin1, key) not in seen and admin1:
             name = rows["actor"].mode().iat[0]
             out.append(Emergence("new actor", admin1, name, len(rows), f"{name}: {len(rows)} violent event(s) in {admin1} this week, "
-                                 f"its first there in {weeks} weeks"))  # fmt: skip
+                                 f"its first there in {weeks} weeks", country=country, key=key))  # fmt: skip
     # a place is its country, admin1 and admin2 (names repeat across states: Irepodun, Surulere)
     places_before = set(map(tuple, frame.loc[frame["day"] < week, ["country", "admin1", "admin2"]].to_numpy()))
     for (country, admin1, admin2), rows in frame[frame["day"] >= week].groupby(["country", "admin1", "admin2"], sort=True):
         if admin2 and (country, admin1, admin2) not in places_before:
             out.append(Emergence("new place", admin1, admin2, len(rows), f"{admin2} ({admin1}): {len(rows)} event(s) this week, "
-                                 f"the first there in {weeks} weeks"))  # fmt: skip
+                                 f"the first there in {weeks} weeks", country=country, key=admin2))  # fmt: skip
     history = actors(before)
     history = history.assign(w=[(d - start).days // 7 for d in history["day"]])
-    most_by_admin1 = history.groupby(["admin1", "w"])["key"].nunique().groupby(level=0).max()  # one pass, not one per admin1
-    for admin1, rows in current.groupby("admin1", sort=True):
+    # one pass, not one per admin1
+    most_by_admin1 = history.groupby(["country", "admin1", "w"])["key"].nunique().groupby(level=[0, 1]).max()
+    for (country, admin1), rows in current.groupby(["country", "admin1"], sort=True):
         n = rows["key"].nunique()
-        most = int(most_by_admin1.get(admin1, 0))
+        most = int(most_by_admin1.get((country, admin1), 0))
         if admin1 and n >= MIN_ACTORS and n > most:
             out.append(Emergence("more actors", admin1, f"{n} actors", int(len(rows)), f"{admin1}: {n} distinct armed actors violent "
-                                 f"this week, more than in any week of the {weeks} before (at most {most})"))  # fmt: skip
+                                 f"this week, more than in any week of the {weeks} before (at most {most})", country=country,
+                                 actors=n))  # fmt: skip
     return out

@@ -105,11 +105,12 @@ def run_weekly(
     states = store.alert_states()
     no_data = set(result.no_data)
     changes = advance(result, states, config.alerts, no_data=no_data)
-    decided = plan(result, changes, config.alerts, silences)
+    ahead = max((st.last_week for st in states.values() if st.last_index > week_number(result.week_start)), default="")
+    emergences, rule = _emergence_changes(config, store, result, ahead=bool(ahead))
+    decided = plan(result, changes, config.alerts, silences, emergences, rule=rule)
     notes = list(result.notes)
     notes += [f"Fetching failed: {f.message or f.refused} The week is judged on the data the database held before."
               for f in fetched if f.failed]  # fmt: skip
-    ahead = max((st.last_week for st in states.values() if st.last_index > week_number(result.week_start)), default="")
     if ahead:
         notes.append(
             f"Alerts were not evaluated for {result.week}: the alert states already cover {ahead}, a later week. "
@@ -180,6 +181,22 @@ def run_weekly(
     )
     faults.point("run.recorded")
     return outcome
+
+
+def _emergence_changes(config: Config, store: Storage, result: RunResult, *, ahead: bool) -> tuple[list, str]:
+    """This week's steps of the emergence alerts (monitor.alerts.emergence) and their rule in words; none when
+    `[emerging] alerts` is off, or when the alerts already cover a later week (a week run late is reported, not
+    emailed: what was new then is old news)."""
+    from monitor.alerts.emergence import advance, rule_text
+
+    if not config.emerging.alerts:
+        return [], ""
+    index = week_number(result.week_start)
+    known = store.emergence_states()
+    if ahead or any(st.last_index > index for st in known.values()):
+        return [], ""
+    changes = advance(result.emerging, known, week=result.week, index=index, weeks=config.emerging.weeks)
+    return changes, rule_text(config.emerging.weeks, config.emerging.aliases)
 
 
 def _previous_weeks(store: Storage, week: str) -> Callable[[str], str]:

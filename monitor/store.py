@@ -27,6 +27,7 @@ from monitor.types import (
     CountRow,
     Deletion,
     Detection,
+    EmergenceState,
     FileStream,
     Incident,
     IngestResult,
@@ -327,6 +328,27 @@ MIGRATIONS: tuple[tuple[str, tuple[str | Callable[[sqlite_utils.Database], None]
                 ingest_id INTEGER REFERENCES ingests (id)
             )""",
             "CREATE INDEX idx_fetches_source ON fetches (source, id)",
+        ),
+    ),
+    (
+        # Emergences as alerts (issue 16, item 2): a new actor, a new place or more actors than ever is
+        # announced once and remembered while open, so neither a re-run nor the following weeks repeat it.
+        "0013_emergence_alerts",
+        (
+            """CREATE TABLE emergence_alerts (
+                key TEXT PRIMARY KEY,
+                kind TEXT NOT NULL CHECK (kind IN ('new-actor', 'new-place', 'more-actors')),
+                country TEXT NOT NULL,
+                admin1 TEXT NOT NULL,
+                what TEXT NOT NULL,
+                state TEXT NOT NULL CHECK (state IN ('open', 'closed')),
+                first_week TEXT NOT NULL,
+                last_week TEXT NOT NULL,
+                last_index INTEGER NOT NULL,
+                announced_week TEXT NOT NULL DEFAULT '',
+                announced_index INTEGER NOT NULL DEFAULT -1,
+                announced_actors INTEGER NOT NULL DEFAULT 0
+            )""",
         ),
     ),
 )
@@ -1188,13 +1210,18 @@ class Store:
             sql, args = sql + " WHERE week = ?", [week]
         return list(self.db.query(sql + " ORDER BY week, series", args))
 
+    def emergence_states(self) -> dict[str, EmergenceState]:
+        """Every emergence alert (open or closed), by key."""
+        return {row["key"]: EmergenceState(**row) for row in self.db.query("SELECT * FROM emergence_alerts ORDER BY key")}
+
     def commit_alerts(
         self, week: str, states: Iterable[AlertState], events: Iterable[tuple[str, str, str, str, str]],
-        messages: Iterable[dict[str, Any]], *, now: datetime,
+        messages: Iterable[dict[str, Any]], *, now: datetime, emergences: Iterable[EmergenceState] = (),
     ) -> list[int]:  # fmt: skip
         """In one transaction: save the new states, this week's events and the messages to send (the outbox).
 
-        events: (series, event, state, severity, detail). messages: dicts with route,
+        events: (series or emergence key, event, state, severity, detail). emergences: the emergence
+        alerts' new states (monitor.alerts.emergence). messages: dicts with route,
         recipients (list), subject, message_id, message (bytes) and series (list).
         Returns the outbox ids of the messages. Deciding to notify and queueing the
         notification commit together, so a crash never loses or repeats a decision.
@@ -1206,6 +1233,12 @@ class Store:
                 cols = ", ".join(row)
                 self.db.conn.execute(
                     f"INSERT OR REPLACE INTO alert_states ({cols}) VALUES ({', '.join('?' for _ in row)})", list(row.values())
+                )
+            for em in emergences:
+                row = {f: getattr(em, f) for f in em.__dataclass_fields__}
+                self.db.conn.execute(
+                    f"INSERT OR REPLACE INTO emergence_alerts ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
+                    list(row.values()),
                 )
             self.db.conn.executemany(
                 "INSERT OR REPLACE INTO alert_events (week, series, event, state, severity, detail) VALUES (?, ?, ?, ?, ?, ?)",

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from monitor.types import (
         AlertState,
         Detection,
+        EmergenceState,
         FileStream,
         IngestResult,
         OutboxMessage,
@@ -142,11 +143,15 @@ class Storage(Protocol):
     def alert_events(self, week: str | None = None) -> list[dict[str, Any]]:
         """Lifecycle events (one per series and week), oldest first; only `week`'s if given."""
 
+    def emergence_states(self) -> dict[str, "EmergenceState"]:
+        """Every emergence alert (open or closed), by key."""
+
     def commit_alerts(
         self, week: str, states: Iterable["AlertState"], events: Iterable[tuple[str, str, str, str, str]],
-        messages: Iterable[dict[str, Any]], *, now: datetime,
+        messages: Iterable[dict[str, Any]], *, now: datetime, emergences: Iterable["EmergenceState"] = (),
     ) -> list[int]:  # fmt: skip
-        """Save new states, the week's events and the messages they call for together; return the outbox ids."""
+        """Save new states (of series and of emergences), the week's events and the messages they call for
+        together; return the outbox ids."""
 
     # the outbox
     def pending_outbox(self) -> list["OutboxMessage"]:

@@ -423,6 +423,28 @@ class AlertState:
     provisional: str = ""
 
 
+@dataclass(frozen=True)
+class EmergenceState:
+    """Where an emergence alert stands (a row of the emergence_alerts table; monitor.alerts.emergence).
+
+    Open from the week it is first flagged until `[emerging] weeks` weeks after the last week it was
+    flagged; while open, the same actor in the same admin1 (or the same place) is not announced again.
+    """
+
+    key: str  # emergence/kind=new-actor|country=Syria|admin1=Homs|actor=liwa fatemiyoun
+    kind: str  # new-actor | new-place | more-actors
+    country: str
+    admin1: str
+    what: str  # the actor's name as written, the admin2, or "N actors"
+    state: str = "open"  # open | closed
+    first_week: str = ""  # the week it was first flagged (this episode)
+    last_week: str = ""  # the last week it was flagged
+    last_index: int = -1
+    announced_week: str = ""  # the week it was last emailed ("" when it never reached a route)
+    announced_index: int = -1
+    announced_actors: int = 0  # more-actors: the count last emailed (a higher one is an escalation)
+
+
 MultipleTesting = Literal["per-series", "fdr"]
 
 

@@ -287,7 +287,8 @@ def test_injection_payloads_are_stored_and_matched_literally(tmp_path):
     result = _invoke(config, "ingest", str(data))
     assert result.exit_code == 0 and f"{n} inserted" in result.output, result.output
     tables = {"ingests", "incidents", "counts", "rejects", "detections", "announcements", "runs", "alert_states",
-              "alert_events", "outbox", "silences", "migrations", "backtests", "incident_history", "fetches"}  # fmt: skip
+              "alert_events", "outbox", "silences", "migrations", "backtests", "incident_history", "fetches",
+              "emergence_alerts"}  # fmt: skip
     with sqlite3.connect(db) as conn:
         assert {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")} == tables
         assert set(conn.execute("SELECT DISTINCT admin1, actor1, notes FROM incidents")) == {

@@ -59,6 +59,7 @@ def test_new_database_is_migrated_and_in_wal_mode(tmp_path):
             "0001_initial", "0002_detection_levels", "0003_alert_lifecycle", "0004_outbox_dead_letters",
             "0005_incident_cells_index", "0006_backtest_burden", "0007_outbox_unknown_outcome",
             "0008_escaped_series_keys", "0009_ingest_older", "0010_incident_history", "0011_provisional_alert_weeks", "0012_fetches",
+            "0013_emergence_alerts",
         ]
         assert s.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert s.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

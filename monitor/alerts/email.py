@@ -1,4 +1,4 @@
-"""The email digest: build one message per run for the surges to announce, and deliver it.
+"""The email digest: build one message per run and route for the surges and emergences to announce, and deliver it.
 
 The only module that uses smtplib and the email package. `deliver` either hands the
 message to an SMTP server or, with no server configured, writes it as an .eml file. The
@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
-from monitor.alerts.notify import KINDS, Digest, Notice, group_label
+from monitor.alerts.notify import KINDS, Digest, EmergenceNotice, Notice, group_label
 from monitor.atomic import atomic_write, remove_stale_temps
 from monitor.errors import DeliveryError, MonitorError
 from monitor.numbers import fmt_num, fmt_p, fmt_score
@@ -121,7 +121,33 @@ def _subject(prefix: str, week: str, digest: Digest, group_by: str = "admin1") -
             shown = ", ".join(names[:MAX_SUBJECT_NAMES]) + (f" +{len(names) - MAX_SUBJECT_NAMES} more" if len(names) > MAX_SUBJECT_NAMES else "")
             text += f" ({shown})"
         parts.append(text)
+    for kind, one, many in (("new-actor", "new actor", "new actors"), ("new-place", "new place", "new places"),
+                            ("more-actors", "more actors in 1 admin1", "more actors in {n} admin1s")):  # fmt: skip
+        chosen = [n for n in digest.emergences if n.change.kind == kind]
+        if chosen:
+            names = list(dict.fromkeys(_clean(n.change.after.admin1) for n in chosen))
+            shown = ", ".join(names[:MAX_SUBJECT_NAMES]) + (f" +{len(names) - MAX_SUBJECT_NAMES} more" if len(names) > MAX_SUBJECT_NAMES else "")
+            words = one if len(chosen) == 1 else many.format(n=len(chosen))
+            parts.append(f"{words} ({shown})" if kind == "more-actors" else f"{len(chosen)} {words} ({shown})")
     return _clean(f"{prefix} {week}: " + ", ".join(parts))
+
+
+#: Sub-sections of the digest's emergence section, by emergence kind.
+EMERGENCE_TITLES = {"new-actor": "New actors", "new-place": "New places", "more-actors": "More armed actors than ever"}
+
+
+def _emergence_text(n: EmergenceNotice) -> str:
+    """The sentence of an emergence alert (as the report words it), and what was announced before for an escalation."""
+    e, before = n.change.emergence, n.change.before
+    text = e.detail if e is not None else n.change.name
+    if n.kind == "escalated" and before is not None:
+        text += f"; up from {before.announced_actors} announced in {before.announced_week}"
+    return text
+
+
+def _emergence_groups(digest: Digest) -> list[tuple[str, list[EmergenceNotice]]]:
+    return [(kind, [n for n in digest.emergences if n.change.kind == kind]) for kind in EMERGENCE_TITLES
+            if any(n.change.kind == kind for n in digest.emergences)]  # fmt: skip
 
 
 #: The key of the map among the digest's inline images (no series key is empty).
@@ -208,6 +234,16 @@ def _text_body(result: RunResult, digest: Digest, *, report: str, group_by: str)
                     if n.check_command:
                         out.append(f"    check:   {n.check_command}")
         out.append("")
+    if digest.emergences:
+        out.append(f"NEW ACTORS AND PLACES ({len(digest.emergences)})")
+        if digest.emergence_rule:
+            out.append(f"  {_clean(digest.emergence_rule)}")
+        for kind, notices in _emergence_groups(digest):
+            out.append(f"  {EMERGENCE_TITLES[kind]} ({len(notices)})")
+            for n in notices:
+                out.append(f"  - {_clean(_emergence_text(n))}" + (" [escalated]" if n.kind == "escalated" else ""))
+                out.append(f"    silence: {n.silence_command}")
+        out.append("")
     out += [
         f"Report: {report}",
         f"Checked {len(result.results)} series; {len(result.flagged)} at the alert level, {len(result.warnings)} at the "
@@ -237,9 +273,10 @@ def _html_body(result: RunResult, digest: Digest, *, report: str, group_by: str,
                    "SYNTHETIC DEMO DATA: these are generated events, not real ones.</p>")
     headers = ["Status", "Group", "Series", "Observed", "Expected", "Threshold", "Level", "Exceedance score", "Weeks in alert"]
     aligns = ["left", "left", "left", "right", "right", "right", "left", "right", "left"]
-    out.append('<table style="border-collapse:collapse">')
-    out.append("<tr>" + "".join(f"<th {cell.format(a)}>{e(h)}</th>" for h, a in zip(headers, aligns)) + "</tr>")
     rows = [(n, False) for n in digest.notices] + [(n, False) for n in digest.continuing]
+    if rows:  # a digest of emergences only has no surge table
+        out.append('<table style="border-collapse:collapse">')
+        out.append("<tr>" + "".join(f"<th {cell.format(a)}>{e(h)}</th>" for h, a in zip(headers, aligns)) + "</tr>")
     for n, _ in rows:
         for item, child in [(n, False)] + [(c, True) for c in n.children]:
             d = item.result.detection
@@ -248,7 +285,8 @@ def _html_body(result: RunResult, digest: Digest, *, report: str, group_by: str,
             values = [badge, e(group_label(item.result, group_by)), name, e(fmt_num(d.observed)), e(fmt_num(d.expected)),
                       e(fmt_num(d.threshold)), e(_level(item)), e(fmt_score(d.score)), str(max(int(item.result.weeks_in_alert), 0))]  # fmt: skip
             out.append("<tr>" + "".join(f"<td {cell.format(a)}>{v}</td>" for v, a in zip(values, aligns)) + "</tr>")
-    out.append("</table>")
+    if rows:
+        out.append("</table>")
     for n in digest.notices:
         out.append(f"<h3>{e(TITLES[n.kind])}: {e(_name(n.result))}</h3>")
         out.append(f"<p>{e(_clean(_facts(n)))}</p>")
@@ -262,6 +300,17 @@ def _html_body(result: RunResult, digest: Digest, *, report: str, group_by: str,
             out.append(f"<p>Silence: <code>{e(n.silence_command)}</code></p>")
         if n.check_command:
             out.append(f"<p>Check: <code>{e(n.check_command)}</code></p>")
+    if digest.emergences:
+        out.append(f"<h3>New actors and places ({len(digest.emergences)})</h3>")
+        if digest.emergence_rule:
+            out.append(f'<p style="color:#444">{e(_clean(digest.emergence_rule))}</p>')
+        for kind, notices in _emergence_groups(digest):
+            out.append(f"<p><b>{e(EMERGENCE_TITLES[kind])} ({len(notices)})</b></p>")
+            out.append("<ul>")
+            for n in notices:
+                mark = " <b>(escalated)</b>" if n.kind == "escalated" else ""
+                out.append(f"<li>{e(_clean(_emergence_text(n)))}{mark}<br>Silence: <code>{e(n.silence_command)}</code></li>")
+            out.append("</ul>")
     if cids.get(MAP_KEY):
         out.append(f'<p><img src="cid:{e(cids[MAP_KEY])}" alt="Map: events of the last four weeks and each admin1 area level" '
                    'width="700" style="max-width:100%;height:auto"></p>')
@@ -278,7 +327,8 @@ def _html_body(result: RunResult, digest: Digest, *, report: str, group_by: str,
 def build_digest(
     result: RunResult, files: ReportFiles, *, settings: Any, digest: Digest, report: str | None = None
 ) -> EmailMessage:
-    """One route's digest: plain text and HTML (charts inline by Content-ID), the report attached.
+    """One route's digest: plain text and HTML (charts inline by Content-ID), the report attached; its
+    emergence alerts (new actors, new places, more actors) in a section of their own, under their rule.
 
     report: how the message names the report (default: the report's path). Headers are
     deterministic for a given run and digest (Date from result.generated_at, Message-ID
@@ -288,7 +338,7 @@ def build_digest(
     group_by = getattr(settings, "group_by", "admin1")
     report = report or str(files.markdown)
     domain = _domain(settings.sender)
-    keys = "\n".join(sorted(f"{n.kind}:{k}" for n in digest.notices for k in [n.change.key]))
+    keys = "\n".join(sorted([f"{n.kind}:{n.change.key}" for n in digest.notices] + [f"{n.kind}:{n.key}" for n in digest.emergences]))
     seed = f"{result.week}\n{digest.route.name}\n{result.generated_at.isoformat()}\n{keys}"
     token = hashlib.sha256(seed.encode("utf-8")).hexdigest()
     generated = result.generated_at if result.generated_at.tzinfo else result.generated_at.replace(tzinfo=timezone.utc)

@@ -11,6 +11,12 @@ Order of decisions, as in Prometheus Alertmanager (scaled to a weekly cadence):
    one digest; the firing alerts it already knows about are listed as continuing.
 3. An event that reached no route (silenced, or below every route's severity) is not
    recorded as announced, so it is announced when a silence expires or it escalates.
+
+Emergence alerts (new actors, new places, more actors: monitor.alerts.emergence) are routed in the
+same pass: a route takes them when its `kinds` name "emergence" or their own kind, and its series
+filter and the silences are matched against their key and name. They have no severity (a route's
+`min_level` does not apply), are never inhibited under a surge, and one that reaches no route is
+not announced later: it is news of its week.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from monitor.alerts import emergence as em
 from monitor.alerts.lifecycle import (
     SEVERITIES,
     AlertState,
@@ -35,7 +42,7 @@ from monitor.alerts.lifecycle import (
     unannounce,
 )
 from monitor.series import KEY_PREFIX, series_matches, shell_quote
-from monitor.types import RunResult, SeriesResult, Silence
+from monitor.types import EmergenceState, RunResult, SeriesResult, Silence
 from monitor.weeks import week_label
 from monitor.weeks import (
     week_number as week_index,  # weeks between events, for the lifecycle
@@ -73,12 +80,18 @@ class Change:
 
 @dataclass(frozen=True)
 class Route:
-    """A recipient group: name, addresses, series filter and minimum severity."""
+    """A recipient group: name, addresses, series filter, minimum severity and the kinds of alert it takes
+    ("surge", "emergence", or one emergence kind: "new-actor", "new-place", "more-actors")."""
 
     name: str
     recipients: tuple[str, ...]
     series: str = ""
     min_level: str = "alert"
+    kinds: tuple[str, ...] = ("surge",)
+
+    @property
+    def surges(self) -> bool:
+        return "surge" in self.kinds
 
 
 @dataclass
@@ -97,12 +110,27 @@ class Notice:
 
 
 @dataclass
+class EmergenceNotice:
+    """One emergence alert in a digest: new (or escalated, for more actors), with the command that silences it."""
+
+    kind: str  # new | escalated
+    change: em.EmergenceChange
+    silence_command: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.change.key
+
+
+@dataclass
 class Digest:
     """What one route is told this week."""
 
     route: Route
     notices: list[Notice]  # announced: new, escalated, reminder, resolved
     continuing: list[Notice]  # still firing, announced before (context, not news)
+    emergences: list[EmergenceNotice] = field(default_factory=list)  # new actors, new places, more actors
+    emergence_rule: str = ""  # the rule behind them, stated in the digest (monitor.alerts.emergence.rule_text)
 
     def count(self, kind: str) -> int:
         """Notices of this kind, children listed under a parent included."""
@@ -112,7 +140,7 @@ class Digest:
     def series(self) -> list[str]:
         keys = [n.change.key for n in self.notices]
         keys += [c.change.key for n in self.notices for c in n.children]
-        return keys
+        return keys + [e.key for e in self.emergences]
 
 
 @dataclass(frozen=True)
@@ -121,18 +149,21 @@ class Plan:
 
     digests: list[Digest]
     states: dict[str, AlertState]
-    events: list[tuple[str, str, str, str, str]]  # (series, event, state, severity, detail)
-    silenced: dict[str, Silence]  # series key -> the silence holding its notice back
+    events: list[tuple[str, str, str, str, str]]  # (series or emergence key, event, state, severity, detail)
+    silenced: dict[str, Silence]  # series or emergence key -> the silence holding its notice back
+    emergence_states: dict[str, EmergenceState] = field(default_factory=dict)  # emergence key -> its new state
 
 
 def routes_of(settings: Any) -> list[Route]:
-    """The default route (`recipients`, every series, `min_level`) and `[[alerts.routes]]`."""
+    """The default route (`recipients`, every series, `min_level`, `kinds`) and `[[alerts.routes]]`."""
+    kinds = tuple(getattr(settings, "kinds", ("surge", "emergence")))
     out = []
     if settings.recipients:
-        out.append(Route("default", tuple(settings.recipients), "", settings.min_level))
-    out += [Route(r.name, tuple(r.recipients), r.series, r.min_level) for r in settings.routes]
+        out.append(Route("default", tuple(settings.recipients), "", settings.min_level, kinds))
+    out += [Route(r.name, tuple(r.recipients), r.series, r.min_level, tuple(getattr(r, "kinds", ("surge",))))
+            for r in settings.routes]  # fmt: skip
     if not out:  # no addresses at all: one digest written as an .eml file
-        out.append(Route("default", (), "", settings.min_level))
+        out.append(Route("default", (), "", settings.min_level, kinds))
     return out
 
 
@@ -261,6 +292,13 @@ def silence_command(r: SeriesResult, week_end: date, *, today: date | None = Non
             "--comment 'reason'")
 
 
+def emergence_silence_command(key: str, week_end: date, *, today: date | None = None) -> str:
+    """The command that silences one emergence alert (its key), dated as `silence_command` dates it."""
+    start = week_end if today is None or (today - week_end).days <= 21 else today
+    until = start + timedelta(days=28)
+    return f"monitor silence add --series {shell_quote(KEY_PREFIX + key)} --until {until.isoformat()} --comment 'reason'"
+
+
 def check_command(r: SeriesResult, week: str) -> str:
     """The command that checks this one series for the reported week again, pasted into a shell as printed."""
     return f"monitor check --week {week} --series {shell_quote(KEY_PREFIX + r.series.key)}"
@@ -293,10 +331,13 @@ def _inhibit(notices: list[Notice]) -> list[Notice]:
     return top
 
 
-def plan(result: RunResult, changes: Sequence[Change], settings: Any, silences: Sequence[Silence | Mapping[str, Any]]) -> Plan:
+def plan(result: RunResult, changes: Sequence[Change], settings: Any, silences: Sequence[Silence | Mapping[str, Any]],
+         emergences: Sequence[em.EmergenceChange] = (), rule: str = "") -> Plan:  # fmt: skip
     """Route this week's changes into digests and settle the states to store (see the module docstring).
 
-    silences: those in force (`Store.active_silences`); a dict of a silence's columns is read as one."""
+    silences: those in force (`Store.active_silences`); a dict of a silence's columns is read as one.
+    emergences: this week's steps of the emergence alerts (`monitor.alerts.emergence.advance`); rule: their rule
+    in words, for the digest (`monitor.alerts.emergence.rule_text`)."""
     silences = [s if isinstance(s, Silence) else Silence.from_mapping(s) for s in silences]
     routes = routes_of(settings)
     per_route: dict[str, list[Notice]] = {r.name: [] for r in routes}
@@ -306,7 +347,7 @@ def plan(result: RunResult, changes: Sequence[Change], settings: Any, silences: 
     for c in changes:
         silence = silence_for(c.result, silences)
         for route in routes:
-            if not matches(route.series, c.result):
+            if not route.surges or not matches(route.series, c.result):
                 continue
             kind = _kind_for(c, route, settings)
             if kind is None:
@@ -320,8 +361,35 @@ def plan(result: RunResult, changes: Sequence[Change], settings: Any, silences: 
             if kind != "continuing":
                 reached.add(c.key)
 
+    per_route_em: dict[str, list[EmergenceNotice]] = {r.name: [] for r in routes}
+    today = result.generated_at.date()
+    for ec in emergences:
+        if ec.event not in em.ANNOUNCED:
+            continue
+        silence = next((s for s in silences if em.matches(str(s.filter), ec.key, ec.name)), None)
+        for route in routes:
+            if not em.takes(route.kinds, ec.kind) or not em.matches(route.series, ec.key, ec.name):
+                continue
+            if silence is not None:
+                silenced[ec.key] = silence
+                continue
+            per_route_em[route.name].append(EmergenceNotice(ec.event, ec, emergence_silence_command(ec.key, result.week_end, today=today)))
+            reached.add(ec.key)
+
     states: dict[str, AlertState] = {}
     events = []
+    em_states: dict[str, EmergenceState] = {}
+    for ec in emergences:
+        after, detail = ec.after, ""
+        if ec.event in em.ANNOUNCED and ec.key not in reached:
+            after = em.unannounce(ec)
+            detail = f"not sent: silenced by #{silenced[ec.key].id}" if ec.key in silenced else "not sent: no route takes it"
+        elif ec.event == "again":
+            detail = f"flagged again while open (since {ec.after.first_week}, announced {ec.after.announced_week or 'never'})"
+        elif ec.event == "expired":
+            detail = f"closed: not flagged since {ec.after.last_week}"
+        em_states[ec.key] = after
+        events.append((ec.key, ec.event, after.state, "", detail))
     for c in changes:
         after, detail = c.after, ""
         if c.event in ("new", "escalated", "reminder") and c.key not in reached:
@@ -338,12 +406,15 @@ def plan(result: RunResult, changes: Sequence[Change], settings: Any, silences: 
 
     digests = []
     for route in routes:
-        notices = per_route[route.name]
-        if not notices:
+        notices, found = per_route[route.name], per_route_em[route.name]
+        if not notices and not found:
             continue
         ordered = sorted(_inhibit(notices), key=lambda n: (KINDS.index(n.kind), _group(n.result, settings), n.result.series.key))
-        digests.append(Digest(route, ordered, sorted(continuing[route.name], key=lambda n: n.result.series.key)))
-    return Plan(digests, states, events, silenced)
+        found = sorted(found, key=lambda n: (list(em.ALERT_KINDS.values()).index(n.change.kind), n.change.after.country,
+                                             n.change.after.admin1, n.key))  # fmt: skip
+        digests.append(Digest(route, ordered, sorted(continuing[route.name], key=lambda n: n.result.series.key), found,
+                              rule if found else ""))  # fmt: skip
+    return Plan(digests, states, events, silenced, em_states)
 
 
 def _kind_for(c: Change, route: Route, settings: Any) -> str | None:

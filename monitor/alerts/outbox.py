@@ -74,7 +74,8 @@ def queue(store: Storage, result: RunResult, files: ReportFiles, plan: Plan, *, 
             "series": digest.series,
         })  # fmt: skip
     faults.point("outbox.built")
-    return store.commit_alerts(result.week, plan.states.values(), plan.events, messages, now=now)
+    return store.commit_alerts(result.week, plan.states.values(), plan.events, messages, now=now,
+                               emergences=plan.emergence_states.values())
 
 
 def flush(store: Storage, *, settings: Any, password: Any, eml_dir_for: Callable[[str], Path], now: datetime) -> FlushResult:
