@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -38,6 +37,7 @@ import pandas as pd
 from monitor.config import Config
 from monitor.series import WEEKDAYS, build_series, cells_frame, series_matches
 from monitor.store import CELL_COLUMNS
+from monitor.types import Progress
 from monitor.weeks import week_label
 
 #: How many weeks before an episode of today's alerts an alert at the time still counts as catching it early.
@@ -94,12 +94,12 @@ def replay(
     series_filter: str | None = None,
     detector: str | None = None,
     params: dict | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> AsKnown:
     """Judge each week of `first_week`..`last_week` on the data known at its run (see the module docstring).
 
     today: the plain backtest's detail (`monitor.backtest.Backtest.detail`) of the same weeks and series.
-    progress(done, total): called after each week.
+    progress: told ("weeks as known", done, total) after each week.
     """
     from monitor.alerts.lifecycle import REJUDGE_WEEKS
 
@@ -121,7 +121,7 @@ def replay(
             rows += _one_run(config, versions, counts, sightings, week=week, at=at, recheck=recheck, series_filter=series_filter,
                              detector=detector, params=params, alerted=alerted, flagged=flagged)  # fmt: skip
         if progress:
-            progress(done, len(weeks))
+            progress("weeks as known", done, len(weeks))
     then = pd.DataFrame(rows, columns=[c for c in AS_KNOWN_COLUMNS if c not in ("week", "observed", "level", "alarm", "alerted_at", "flagged_at")])
     now = today[["series", "week_start", "observed", "level", "alarm"]]
     detail = then.merge(now, on=["series", "week_start"], how="outer")  # a series absent then, or gone now: one side empty

@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -51,6 +51,7 @@ from monitor.measured import fingerprint
 from monitor.severity import SeveritySettings, assign_levels
 from monitor.sources.counts import read_series_csv
 from monitor.surges import RULE_TEXT, in_surge
+from monitor.types import Progress
 from monitor.weeks import week_label
 
 if TYPE_CHECKING:
@@ -186,7 +187,8 @@ REPLAY_CHUNK = 4000
 
 
 def replay_many(
-    jobs: Sequence[tuple[pd.Series, int, int]], *, detector: str, params: BaseModel, fallback_params: BaseModel | None
+    jobs: Sequence[tuple[pd.Series, int, int]], *, detector: str, params: BaseModel, fallback_params: BaseModel | None,
+    progress: Callable[[int], None] | None = None,
 ) -> list[pd.DataFrame]:
     """The detector's answer for positions `first`..end of each job's `counts` ((counts, first, min_count) jobs, one
     detector and parameters), each week as if it were the current one: the rows the weekly job would have written.
@@ -195,12 +197,20 @@ def replay_many(
     series ended, so each is judged on the series cut at it; all those cut series, of every job, go to the detector in
     a few batched calls (`detect_counts_many`: Farrington's templates are shared by every week of the same date). The
     weeks a detector without a chart judges itself are judged in one pass per series.
+
+    progress: told the number of weeks replayed so far (of all jobs) as the replay goes.
     """
     spec = get_detector(detector)
     fallback = get_detector(FALLBACK)
+    tell = progress or (lambda weeks: None)
     if spec.detect_cuts is not None and not spec.in_control_weeks and fallback.detect_cuts is not None:
-        return [_replay_cuts(counts, first, floor, spec=spec, params=params, fallback=fallback,
-                             fallback_params=fallback_params or fallback.params()) for counts, first, floor in jobs]  # fmt: skip
+        outs, done = [], 0
+        for counts, first, floor in jobs:
+            outs.append(_replay_cuts(counts, first, floor, spec=spec, params=params, fallback=fallback,
+                                     fallback_params=fallback_params or fallback.params()))  # fmt: skip
+            done += max(len(counts) - first, 0)
+            tell(done)
+        return outs
     cuts: list[tuple[int, int]] = []  # (job, t) of the weeks replayed one by one
     whole: list[tuple[int, int]] = []  # (job, first position) of the weeks judged in one pass
     for i, (counts, first, _) in enumerate(jobs):
@@ -221,11 +231,13 @@ def replay_many(
         )  # fmt: skip
         for (i, _), out in zip(chunk, outs):
             parts[i].append(out)
+        tell(start + len(chunk))
     if whole:
         outs = run_detector_many(detector, params, [jobs[i][0] for i, _ in whole],
                                  weeks=[range(t, len(jobs[i][0])) for i, t in whole], fallback_params=fallback_params)  # fmt: skip
         for (i, _), out in zip(whole, outs):
             parts[i].append(apply_min_count(out, jobs[i][2]))
+        tell(len(cuts) + sum(len(jobs[i][0]) - t for i, t in whole))
     return [pd.concat(p, ignore_index=True) if p else pd.DataFrame() for p in parts]
 
 
@@ -294,6 +306,7 @@ def backtest(
     last_week: date,
     settings: SeveritySettings,
     fallback_params: BaseModel | None = None,
+    progress: Progress | None = None,
 ) -> Backtest:
     """Replay every series over the weeks `first_week`..`last_week` (week starts, inclusive).
 
@@ -304,6 +317,7 @@ def backtest(
         settings: alert/warning levels and multiple-testing control, applied per week
             across all series (as the weekly job does).
         fallback_params: the fallback's (nb-recent) parameters for weeks with too little history (None: defaults).
+        progress: told ("series-weeks", replayed, total) as the replay goes.
     """
     if first_week > last_week:
         raise ValueError(f"the first week {week_label(first_week)} is after the last {week_label(last_week)}")
@@ -316,10 +330,14 @@ def backtest(
     for i, s in enumerate(series):
         groups.setdefault((s.detector, s.params.model_dump_json()), []).append(i)
     outs: list[pd.DataFrame] = [pd.DataFrame()] * len(series)
+    total = sum(max(len(c) - f, 0) for c, f in zip(cut, firsts))
+    before = 0
     for members in groups.values():
         head = series[members[0]]
+        told = None if progress is None else (lambda weeks, base=before: progress("series-weeks", base + weeks, total))
         replayed = replay_many([(cut[i], firsts[i], series[i].min_count) for i in members],
-                               detector=head.detector, params=head.params, fallback_params=fallback_params)  # fmt: skip
+                               detector=head.detector, params=head.params, fallback_params=fallback_params, progress=told)  # fmt: skip
+        before += sum(max(len(cut[i]) - firsts[i], 0) for i in members)
         for i, out in zip(members, replayed):
             outs[i] = out
     parts = []
@@ -503,6 +521,7 @@ def backtest_store(
     series_filter: str | None = None,
     detector: str | None = None,
     params: dict | None = None,
+    progress: Progress | None = None,
 ):
     """`monitor backtest` on the database: replay the configured series (or one detector) week by week.
 
@@ -530,7 +549,8 @@ def backtest_store(
         name, model = resolve_params(config, s, detector=detector, overrides=params)
         replay.append(ReplaySeries(key=s.key, counts=s.counts, detector=name, params=model, min_count=s.min_count))
     return backtest(
-        replay, first_week=first, last_week=last, settings=config.detection.severity, fallback_params=config.fallback_params()
+        replay, first_week=first, last_week=last, settings=config.detection.severity, fallback_params=config.fallback_params(),
+        progress=progress,
     )
 
 
@@ -545,6 +565,7 @@ def run_backtest(
     series_filter: str | None = None,
     detector: str | None = None,
     params: dict | None = None,
+    progress: Progress | None = None,
 ):
     """`monitor backtest` on the database: `backtest_store`, then store the measured false-alert rate.
 
@@ -553,7 +574,7 @@ def run_backtest(
     """
     result = backtest_store(
         config, store, first_week=first_week, last_week=last_week, weeks=weeks, now=now,
-        series_filter=series_filter, detector=detector, params=params,
+        series_filter=series_filter, detector=detector, params=params, progress=progress,
     )  # fmt: skip
     if result.burden.series_weeks:
         store.record_backtest(
@@ -563,7 +584,8 @@ def run_backtest(
     return result
 
 
-def backtest_csv(path: Path, *, config: Config, detector: str, params: dict | None, weeks: int | None):
+def backtest_csv(path: Path, *, config: Config, detector: str, params: dict | None, weeks: int | None,
+                 progress: Progress | None = None):  # fmt: skip
     """`monitor backtest --counts FILE`: replay a detector over a CSV of week_start,count[,series].
 
     Replays the last `weeks` weeks of the file (None: every week).
@@ -584,4 +606,5 @@ def backtest_csv(path: Path, *, config: Config, detector: str, params: dict | No
     first = min(s.counts.index[0] for s in replay).date()
     if weeks is not None:
         first = max(first, last - timedelta(weeks=weeks - 1))
-    return backtest(replay, first_week=first, last_week=last, settings=config.detection.severity, fallback_params=config.fallback_params())
+    return backtest(replay, first_week=first, last_week=last, settings=config.detection.severity, fallback_params=config.fallback_params(),
+                    progress=progress)  # fmt: skip

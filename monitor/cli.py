@@ -11,6 +11,7 @@ clock; `$MONITOR_NOW` fixes it (see `_now`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -115,6 +116,48 @@ def cli(ctx: click.Context, config_path: Path | None, db_path: Path | None, debu
 
         hide_library_warnings()
         os.environ["MONITOR_QUIET_WARNINGS"] = "1"
+
+
+class _Bars:
+    """Progress bars (tqdm) on standard error, one per thing counted (`monitor.types.Progress`): a file's rows,
+    series-weeks, simulation cells. Each shows its count, rate and, where the total is known, an estimate of
+    the time left; it is cleared when the work is done or interrupted (Ctrl-C)."""
+
+    def __init__(self) -> None:
+        self.bar = None
+        self.label = ""
+
+    def __call__(self, label: str, done: int, total: int | None) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None or label != self.label:
+            self.close()
+            self.label = label
+            rows = "." in label  # a file's name: its rows, in thousands
+            self.bar = tqdm(total=total, desc=label, unit=" rows" if rows else "", unit_scale=rows, file=sys.stderr, leave=False,
+                            dynamic_ncols=True, mininterval=0.25)  # fmt: skip
+        if total is not None and total != self.bar.total:
+            self.bar.total = total
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+@contextlib.contextmanager
+def _progress():
+    """A `Progress` for long work when standard error is a terminal; None otherwise (cron, a pipe, a log file:
+    nothing extra is printed). MONITOR_PROGRESS=0 turns the bars off on a terminal too."""
+    if not sys.stderr.isatty() or os.environ.get("MONITOR_PROGRESS") == "0":
+        yield None
+        return
+    bars = _Bars()
+    try:
+        yield bars
+    finally:  # also on Ctrl-C: the bar is cleared before click says "Aborted!"
+        bars.close()
 
 
 def _config(ctx: click.Context):
@@ -292,7 +335,8 @@ def ingest(ctx: click.Context, files: tuple[Path, ...], fmt: str | None, again: 
 
     config = _config(ctx)
     with locked_store(config.db_path, clock=_now, wait=wait, command="monitor ingest", open_store=lambda: _store(config)) as store:
-        outcome = ingest_files(store, files, config=config, now=_now(), format=fmt, again=again)
+        with _progress() as progress:
+            outcome = ingest_files(store, files, config=config, now=_now(), format=fmt, again=again, progress=progress)
     for r in outcome.results:
         if r.skipped:
             click.echo(f"{r.file}: already ingested (same sha256), nothing to do")
@@ -781,24 +825,25 @@ def backtest(ctx, first, last, weeks, series_filter, detector, params, counts_fi
             raise click.UsageError("--counts needs --detector (e.g. --detector farrington)")
         if first or last or series_filter or as_known:
             raise click.UsageError("--from, --to, --series and --as-known apply to the database; with --counts use --weeks")
-        result = backtest_csv(counts_file, config=config, detector=detector, params=_params(params), weeks=weeks)
+        with _progress() as progress:
+            result = backtest_csv(counts_file, config=config, detector=detector, params=_params(params), weeks=weeks, progress=progress)
         title = f"{detector} on {counts_file.name}"
     else:
         from monitor.coverage import choose_week
 
         first_week, last_week = _week(config, first, option="--from"), _week(config, last, option="--to")
         now = _now()
-        with _store(config, create=False) as store:
+        with _store(config, create=False) as store, _progress() as progress:
             _announce(choose_week(config, store, week=last_week, now=now), "replaying up to", option="--to")
             result = run_backtest(
                 config, store, first_week=first_week, last_week=last_week, weeks=weeks or 52,
-                now=now, series_filter=series_filter, detector=detector, params=_params(params),
+                now=now, series_filter=series_filter, detector=detector, params=_params(params), progress=progress,
             )
             if as_known:
                 from monitor.asknown import replay
 
                 known = replay(config, store, today=result.detail, first_week=result.first_week, last_week=result.last_week,
-                               series_filter=series_filter, detector=detector, params=_params(params))  # fmt: skip
+                               series_filter=series_filter, detector=detector, params=_params(params), progress=progress)  # fmt: skip
         title = f"{detector or 'configured detectors'} on {config.db_path.name}"
     markdown = write_backtest(result, out_dir, title=title)
     for line in summary_lines(result):
@@ -852,7 +897,8 @@ def simulate(ctx, detector, params, n_series, seed, scenarios, ks, workers, out_
         raise click.UsageError(f"--scenarios must be ids 1..{len(SCENARIOS)} and --ks non-empty")
     model = _config(ctx).params_for(detector, overrides=_params(params))
     started = time.perf_counter()
-    table = evaluate(detector, model, scenarios=chosen, n_series=n_series, seed=seed, ks=sizes, workers=workers)
+    with _progress() as progress:
+        table = evaluate(detector, model, scenarios=chosen, n_series=n_series, seed=seed, ks=sizes, workers=workers, progress=progress)
     seconds = time.perf_counter() - started
     summary, markdown = write_simulation(
         table, out_dir=out_dir, detector=detector, params=model, n_series=n_series, seed=seed, seconds=seconds, workers=workers

@@ -36,6 +36,7 @@ from pydantic import BaseModel
 
 from monitor.detectors import get_detector, make_params, run_detector
 from monitor.errors import DetectorError
+from monitor.types import Progress
 
 #: Length of a simulated series, in weeks (12 years of 52 weeks).
 WEEKS = 624
@@ -276,6 +277,7 @@ def evaluate(
     seed: int,
     ks: Sequence[float] = CURRENT_KS,
     workers: int = 1,
+    progress: Progress | None = None,
 ) -> pd.DataFrame:
     """Score `detector` on the Noufaily design: one row per scenario and k with FPR, POD and timeliness.
 
@@ -289,6 +291,7 @@ def evaluate(
         ks: size parameters of the current outbreak, one row each (default 1..10, Noufaily
             2013); the past outbreaks always have k = 2, 3, 5, 10 (`PAST_KS`).
         workers: processes to spread the (scenario, k) cells over (results do not depend on it).
+        progress: told ("cells", done, total) after each (scenario, k) cell (`monitor.types.Progress`).
 
     Each simulated series is scored twice, paired: without its current outbreak for the FPR,
     with it for the POD. The detector is run through `run_detector(..., fallback="")`:
@@ -313,11 +316,18 @@ def evaluate(
     if params is None or isinstance(params, Mapping):
         params = make_params(detector, params or {})
     cells = [(detector, params, scenario, float(k), n_series, seed) for scenario in scenarios for k in ks]
+    rows = []
     if workers > 1 and len(cells) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            rows = list(pool.map(_score_cell, cells, chunksize=1))
+            for row in pool.map(_score_cell, cells, chunksize=1):
+                rows.append(row)
+                if progress:
+                    progress("cells", len(rows), len(cells))
     else:
-        rows = [_score_cell(cell) for cell in cells]
+        for cell in cells:
+            rows.append(_score_cell(cell))
+            if progress:
+                progress("cells", len(rows), len(cells))
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 

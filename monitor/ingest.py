@@ -25,6 +25,7 @@ from monitor.config import Config
 from monitor.errors import IngestError, StoreError
 from monitor.types import (
     IngestResult,
+    Progress,
     RejectedRows,
 )
 
@@ -76,7 +77,8 @@ def spooled(path: Path) -> Iterator[tuple[Path, str]]:
 
 
 def ingest_files(
-    store: Storage, paths: Iterable[Path], *, config: Config, now: datetime, format: str | None = None, again: bool = False
+    store: Storage, paths: Iterable[Path], *, config: Config, now: datetime, format: str | None = None, again: bool = False,
+    progress: Progress | None = None,
 ) -> IngestOutcome:
     """Ingest files one by one: each file is one transaction; a refused file changes nothing.
 
@@ -85,6 +87,7 @@ def ingest_files(
     ingest was rejected (`Store.ingested`: after fixing the mapping or the clock, it is read again).
     The file is read once, into a temporary copy that is hashed as it is written and then parsed
     (`spooled`), so the sha256 logged is that of the rows stored and pipes such as /dev/stdin work.
+    progress: told (file name, rows read, about how many rows the file has) after each batch written.
     """
     results, refused, rejected = [], [], []
     for i, path in enumerate(paths):
@@ -105,7 +108,7 @@ def ingest_files(
         try:
             with spooled(path) as (copy, sha):  # _ingest_copy lets no error out: an OSError here is the copy's
                 refused.extend(_ingest_copy(store, path, copy, sha, config=config, now=now, format=format, again=again,
-                                            results=results))  # fmt: skip
+                                            results=results, progress=progress))  # fmt: skip
         except OSError as exc:
             refused.append(_unreadable(path, exc))
     for r in results:
@@ -117,7 +120,7 @@ def ingest_files(
 
 
 def _ingest_copy(store: Storage, path: Path, copy: Path, sha: str, *, config: Config, now: datetime, format: str | None,
-                 again: bool, results: list) -> list[str]:
+                 again: bool, results: list, progress: Progress | None = None) -> list[str]:
     """Ingest the spooled copy of `path` (its sha256: `sha`), appending to `results`; the refusals (0 or 1 line)."""
     from monitor.sources import open_file
 
@@ -129,6 +132,8 @@ def _ingest_copy(store: Storage, path: Path, copy: Path, sha: str, *, config: Co
         stream = open_file(path, format=format or config.ingest.format, mappings=config.ingest.mappings, now=now,
                            read_from=copy, week_start=config.week.start)  # fmt: skip
         faults.point("ingest.parsed")  # the file is checked and its header read; rows are parsed as they are written
+        if progress is not None and hasattr(stream, "parts"):  # a FileStream (a whole ParsedFile is one batch)
+            stream.parts = _told(stream.parts, progress, path.name, _rows_about(copy, stream.header_line))
         results.append(store.ingest(stream, sha256=sha, now=now))
         faults.point("ingest.committed")
     except (IngestError, StoreError) as exc:
@@ -136,6 +141,28 @@ def _ingest_copy(store: Storage, path: Path, copy: Path, sha: str, *, config: Co
     except Exception as exc:  # a defect must cost this file only, not the files after it or the report
         return [f"{path}: unexpected {type(exc).__name__} while ingesting: {exc} (file left out; please report)"]
     return []
+
+
+def _told(parts, progress: Progress, label: str, total: int | None):
+    """The batches of a FileStream, telling `progress` the rows read after each."""
+    done = 0
+    for items, rejects, rows in parts:
+        yield items, rejects, rows
+        done += rows
+        progress(label, done, None if total is None else max(total, done))
+
+
+def _rows_about(path: Path, header_line: int) -> int | None:
+    """About how many rows a text file holds (its line breaks after the header; a note may hold one more),
+    for a progress bar's estimate: a second of reading per gigabyte. None for a workbook (a zip)."""
+    count = 0
+    with open(path, "rb") as handle:
+        if handle.read(4) == b"PK\x03\x04":
+            return None
+        handle.seek(0)
+        while block := handle.read(1 << 20):
+            count += block.count(b"\n")
+    return max(count - header_line, 0)
 
 
 def _regular(path: Path) -> bool:

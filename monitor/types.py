@@ -19,6 +19,10 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:  # pandas is only needed for annotations here
     import pandas as pd
 
+#: Told how far long work has gone: (what is counted, e.g. a file's name or "weeks", done, total or None when
+#: unknown). The command line draws it as a progress bar on a terminal (`cli._progress`); the library never prints.
+Progress = Callable[[str, int, "int | None"], None]
+
 #: Columns of one normalised incident, in storage order.
 INCIDENT_FIELDS: tuple[str, ...] = (
     "source",  # dataset family: "acled", "ucdp", or a generic mapping's source name
