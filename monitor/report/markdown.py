@@ -739,13 +739,19 @@ def _method(result: RunResult) -> list[str]:
         "looser band) and is only listed in this report.",
         "- **New / continuing / resolved**: new = first alarmed week; continuing = also alarmed the week before "
         "(weeks in alert counts the run of alarmed weeks); resolved = alarmed last week, not this week.",
-        "- **Trend**: events in the last 4 weeks against the 4 before: ↑ above +25 %, ↓ below −25 %, → otherwise "
-        "or when both are 5 events or fewer (as ACLED Trendfinder).",
+        "- **Trend**: the series' count (events, or fatalities for a fatalities series) in the last 4 weeks against "
+        "the 4 before: ↑ above +25 %, ↓ below −25 %, → otherwise or when both are 5 or fewer (as ACLED Trendfinder).",
+        "- **Events and fatalities**: every series shows both figures of its week, \"8 events (14 fatalities)\", "
+        "whatever it counts; a fatalities series is judged on its deaths (a single attack that kills dozens is a surge "
+        "of its week even when the count of events barely moves). **Last week** is the week before; **Year ago** is "
+        f"the week {YEAR_AGO_WEEKS} weeks earlier (the same ISO week a year before), a single week, not a mean; \"no "
+        "data\" when the week is before the series' first incident.",
         "- **NA / undecided**: the detector could not compute a baseline (too little history, a model that did not "
         "fit); the series is neither flagged nor cleared, and the reason is given in the At a glance table.",
         "- **Fallback**: a series with too little history for its configured detector (Farrington needs 3 years) is "
         "checked with nb-recent instead (marked †; see above), from its first 5 weeks on.",
-        "- **Floor**: no week with fewer events than the series' `min_count` alerts or warns, whatever the detector.",
+        "- **Floor**: no week with a count (events, or fatalities) below the series' `min_count` alerts or warns, "
+        "whatever the detector.",
         "- **Ranking**: flagged series are listed strongest evidence first: the smaller of the week's p-value and, "
         "for a rise over several weeks, the p-value of those weeks' total.",
         "- **Late reports**: the most recent weeks may still grow as incidents are reported late or revised.",
