@@ -15,7 +15,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from monitor.types import SeriesProblem, WeeklySeries
+from monitor.numbers import fmt_num
+from monitor.types import SeriesProblem, WeekFigures, WeeklySeries
 from monitor.weeks import (  # noqa: F401
     WEEKDAYS,
     last_complete_week,
@@ -431,31 +432,41 @@ def build_series(
         else:
             detector, params = definition.detector, dict(definition.params)
         title = definition.title or definition.name
-        # every group's weekly sums at once (one groupby, not one per group: thousands in a global run)
-        groups: list[tuple[tuple[tuple[str, str], ...], np.ndarray]] = []
+        # (labels, weekly events, weekly fatalities) of each group: both figures whatever the metric, for the
+        # report's "8 events (14 fatalities)"
+        groups: list[tuple[tuple[tuple[str, str], ...], np.ndarray, np.ndarray]] = []
         if definition.group_by:
             keyed = frame.assign(**{d: frame[d].fillna("") for d in definition.group_by})  # missing = unknown
-            sums = keyed.groupby([*definition.group_by, "week"])[value].sum()
-            wide = sums.unstack("week", fill_value=0).reindex(columns=weeks, fill_value=0)
+            # every group's weekly sums at once (one groupby, not one per group: thousands in a global run)
+            sums = keyed.groupby([*definition.group_by, "week"])[["events", "fatalities"]].sum()
+            wide = sums["events"].unstack("week", fill_value=0).reindex(columns=weeks, fill_value=0)
+            dead = sums["fatalities"].unstack("week", fill_value=0).reindex(index=wide.index, columns=weeks, fill_value=0)
             history_events = keyed.groupby(definition.group_by)["events"].sum().reindex(wide.index).to_numpy()
-            for keys, row, events in zip(wide.index, wide.to_numpy(dtype=float), history_events):
+            for keys, events_row, deaths_row, events in zip(
+                wide.index, wide.to_numpy(dtype=float), dead.to_numpy(dtype=float), history_events
+            ):
                 if events < definition.min_events:
                     continue
                 # a group starts at its own first record: a region or category that first appears
-                # in 2019 is judged from 2019 on, never against years of zeros it never had
-                nonzero = np.flatnonzero(row)
+                # in 2019 is judged from 2019 on, never against years of zeros it never had. Its first
+                # record, not its first death: a fatalities series counts the weeks of attacks that
+                # killed no one as zeros it really had
+                nonzero = np.flatnonzero(events_row)
                 lead = int(nonzero[0]) if nonzero.size else 0
-                row = row[lead:]
                 keys = keys if isinstance(keys, tuple) else (keys,)
                 labels = tuple((dim, str(k)) for dim, k in zip(definition.group_by, keys))
                 if any(v == "" for _, v in labels):
                     labels = tuple((d, v or "(unknown)") for d, v in labels)
-                groups.append((labels, row))
+                groups.append((labels, events_row[lead:], deaths_row[lead:]))
         if definition.rollup or not definition.group_by:
             total = frame if "actor" not in definition.group_by else frame[~frame.index.duplicated()]
-            groups.append(((), total.groupby("week")[value].sum().reindex(weeks, fill_value=0).to_numpy(dtype=float)))
-        for labels, row in groups:
-            counts = pd.Series(row, index=weeks[len(weeks) - len(row) :], name=value, dtype=float)
+            sums = total.groupby("week")[["events", "fatalities"]].sum().reindex(weeks, fill_value=0)
+            groups.append(((), sums["events"].to_numpy(dtype=float), sums["fatalities"].to_numpy(dtype=float)))
+        for labels, events_row, deaths_row in groups:
+            own_weeks = weeks[len(weeks) - len(events_row) :]
+            figures = pd.DataFrame({"events": events_row, "fatalities": deaths_row}, index=own_weeks, dtype=float)
+            figures.index.name = "week_start"
+            counts = pd.Series(figures[value].to_numpy(), index=own_weeks, name=value, dtype=float)
             counts.index.name = "week_start"
             out.append(
                 WeeklySeries(
@@ -468,6 +479,7 @@ def build_series(
                     counts=counts,
                     title=title,
                     min_count=getattr(definition, "min_count", 0),
+                    figures=figures,
                 )
             )
     return out
@@ -488,6 +500,56 @@ def incidents_behind(incidents: pd.DataFrame, series: WeeklySeries, definition, 
             mask &= column == ("" if value == "(unknown)" else value)
     hits = frame[mask]
     return hits.sort_values(["fatalities", "event_date"], ascending=[False, True]).head(limit).reset_index(drop=True)
+
+
+#: How far back the "year ago" figures look: the week 52 weeks before, the same ISO week a year earlier (one week
+#: off after a 53-week year). One week rather than a mean of several, so the figure is a count the team can
+#: look up, as the week's own is.
+YEAR_AGO_WEEKS = 52
+
+
+def week_figures(series: WeeklySeries, week: date) -> WeekFigures:
+    """The events and fatalities of `series` in the week starting `week`; both None ("no data") when the week is
+    before the series' first week (its first incident) or after its last.
+
+    A series built without `figures` knows only its metric's count: the other figure is None.
+    """
+    stamp = pd.Timestamp(week)
+    if series.figures is not None:
+        if stamp in series.figures.index:
+            row = series.figures.loc[stamp]
+            return WeekFigures(week, float(row["events"]), float(row["fatalities"]))
+        return WeekFigures(week, None, None)
+    if stamp not in series.counts.index:
+        return WeekFigures(week, None, None)
+    value = float(series.counts.loc[stamp])
+    return WeekFigures(week, value if series.metric != "fatalities" else None, value if series.metric == "fatalities" else None)
+
+
+def _count(n: float, word: str, plural: str) -> str:
+    return f"{fmt_num(n)} {word if n == 1 else plural}"
+
+
+def figures_text(figures: WeekFigures, *, metric: str = "events") -> str:
+    """'8 events (14 fatalities)', the metric's figure first ('14 fatalities (8 events)' for a fatalities
+    series); '8 events' when the other figure is unknown; 'no data' when neither is known."""
+    if not figures.known:
+        return "no data"
+    events = None if figures.events is None else _count(figures.events, "event", "events")
+    deaths = None if figures.fatalities is None else _count(figures.fatalities, "fatality", "fatalities")
+    first, other = (deaths, events) if metric == "fatalities" else (events, deaths)
+    if first is None:
+        first, other = other, None
+    return f"{first} ({other})" if other else str(first)
+
+
+def figures_cell(figures: WeekFigures) -> str:
+    """The figures as a table cell, events first whatever the metric: '8 (14)', '8' when the fatalities are
+    unknown, '– (14)' when the events are, 'no data' when neither is (the header says 'events (fatalities)')."""
+    if not figures.known:
+        return "no data"
+    events = "–" if figures.events is None else fmt_num(figures.events)
+    return events if figures.fatalities is None else f"{events} ({fmt_num(figures.fatalities)})"
 
 
 def trend_arrow(counts: pd.Series) -> str:

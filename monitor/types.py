@@ -234,11 +234,33 @@ class WeeklySeries:
     counts: "pd.Series"
     title: str = ""  # human title of the definition, e.g. "Islamic State attacks"
     min_count: int = 0  # no week with a smaller count alerts (the definition's min_count)
+    #: the events and fatalities of each week of `counts` (same index; columns `events`, `fatalities`), whatever
+    #: the metric: the figures a report shows beside the count judged ("8 events (14 fatalities)"); None for a
+    #: series built by hand from counts alone (monitor.series.week_figures then knows only the metric's figure)
+    figures: "pd.DataFrame | None" = field(default=None, repr=False, compare=False)
 
     @property
     def label(self) -> str:
         """Short human label: 'Homs', 'Homs · Battles', or 'All (total)'."""
         return " · ".join(v for _, v in self.labels) or "All (total)"
+
+
+@dataclass(frozen=True)
+class WeekFigures:
+    """A series' events and fatalities in one week (monitor.series.week_figures).
+
+    None is "no data": the week is before the series starts (its first incident) or after its last week; a
+    figure the series does not carry (fatalities of a series built from counts alone) is None too.
+    """
+
+    week: date
+    events: float | None
+    fatalities: float | None
+
+    @property
+    def known(self) -> bool:
+        """Some figure of the week is known (False: no data)."""
+        return self.events is not None or self.fatalities is not None
 
 
 @dataclass(frozen=True)

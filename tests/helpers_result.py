@@ -159,8 +159,11 @@ def make_result(
 
 def _series_result(name, title, labels, counts, week_start, rng, *, detector="farrington", fallback_from="", undecided=""):
     key = f"{name}/" + ("|".join(f"{k}={v}" for k, v in labels) or "total")
+    # two deaths an event, every week: figures a test can work out (the incidents listed are a sample of their own)
+    figures = pd.DataFrame({"events": counts.to_numpy(dtype=float), "fatalities": 2 * counts.to_numpy(dtype=float)},
+                           index=counts.index)  # fmt: skip
     series = WeeklySeries(key=key, definition=name, labels=labels, metric="events", detector="farrington",
-                          params=dict(FARRINGTON), counts=counts, title=title)
+                          params=dict(FARRINGTON), counts=counts, title=title, figures=figures)
     history = _history(counts, window=7, min_periods=4) if fallback_from else _history(counts)
     if undecided:
         history = history.assign(expected=np.nan, upperbound=np.nan, score=np.nan, pvalue=np.nan,

@@ -39,7 +39,7 @@ def test_each_replayed_week_equals_the_weekly_check_of_that_week(demo_dir, detec
         replay = backtest_store(
             config, store, first_week=first, last_week=WEEK, weeks=52, now=NOW, detector=detector, params=params
         )
-        assert replay.weeks == 6 and len(replay.per_series) == 23
+        assert replay.weeks == 6 and len(replay.per_series) == 31  # the demo's 31 series (8 of Islamic State fatalities)
         for k in range(6):
             week = first + timedelta(weeks=k)
             checked = detect_week(config, store, week=week, now=NOW, detector=detector, params=params, with_context=False)
@@ -73,12 +73,12 @@ def test_cli_backtest_writes_tables_and_refuses_bad_options(demo_dir, tmp_path):
     args = ["--config", str(demo_dir / "monitor.toml"), "--db", str(db), "backtest", "--to", "2023-W09", "--weeks", "4", "--out", str(out)]
     result = runner.invoke(cli, args)
     assert result.exit_code == 0, result.output
-    assert "Replayed 4 weeks (2023-W06 to 2023-W09) of 23 series" in result.output
+    assert "Replayed 4 weeks (2023-W06 to 2023-W09) of 31 series" in result.output
     for name in ("backtest.md", "backtest_detail.csv", "backtest_series.csv", "backtest_weeks.csv"):
         assert (out / name).is_file()
     weeks = pd.read_csv(out / "backtest_weeks.csv")
     assert weeks["week"].tolist() == ["2023-W06", "2023-W07", "2023-W08", "2023-W09"]
-    assert len(pd.read_csv(out / "backtest_detail.csv")) == 4 * 23
+    assert len(pd.read_csv(out / "backtest_detail.csv")) == 4 * 31
     bad = runner.invoke(cli, ["--config", str(demo_dir / "monitor.toml"), "backtest", "--counts", str(tmp_path / "x.csv")])
     assert bad.exit_code == 2 and "--counts needs --detector" in bad.output
     bad = runner.invoke(cli, ["--config", str(demo_dir / "monitor.toml"), "backtest", "--param", "alpha=0.01"])

@@ -26,7 +26,9 @@ def test_example_config_loads_and_resolves_paths_from_its_folder():
     assert config.report_folder.resolve() == (ROOT / "reports").resolve()
     assert config.report.annotations[0].date == date(2023, 2, 6)
     assert "earthquake" in config.report.annotations[0].label
-    assert {s.name for s in config.series} == {"violence", "is_attacks"}
+    assert {s.name for s in config.series} == {"violence", "is_attacks", "is_fatalities"}
+    by_name = {s.name: s for s in config.series}
+    assert by_name["is_fatalities"].metric == "fatalities" and by_name["is_fatalities"].filters == by_name["is_attacks"].filters
     assert config.ingest.mappings[0].match_header == ["time", "event_type", "target", "city"]
 
 

@@ -161,12 +161,16 @@ def test_numbers_read_as_in_the_report(written):
     before = _announced_before(changed, [k for k in [r.series.key for r in result.flagged] if k != CENTRAL[1]])
     (digest,) = _plan(changed, states=before).digests
     message = build_digest(changed, files, settings=alert_settings(), digest=digest)
-    line = "1,234 events this week against 2.2 expected (threshold NA); alert, exceedance score NA, p-value NA"
-    assert line == (f"{fmt_num(1234.0)} events this week against {fmt_num(2.25)} expected (threshold {fmt_num(float('nan'))}); "
-                    f"alert, exceedance score {fmt_score(float('nan'))}, p-value {fmt_p(None)}")
+    # the week's fatalities (12: the fixture's two deaths an event) come from the series' figures, not the detection
+    line = ("1,234 events (12 fatalities) this week against 2.2 expected (threshold NA); last week 1 event (2 fatalities), "
+            "a year earlier 0 events (0 fatalities); alert, exceedance score NA, p-value NA")  # fmt: skip
+    assert line == (f"{fmt_num(1234.0)} events (12 fatalities) this week against {fmt_num(2.25)} expected (threshold "
+                    f"{fmt_num(float('nan'))}); last week 1 event (2 fatalities), a year earlier 0 events (0 fatalities); "
+                    f"alert, exceedance score {fmt_score(float('nan'))}, p-value {fmt_p(None)}")  # fmt: skip
     assert line in _text(message) and line in _html(message)
     cells = re.findall(r"<td [^>]*>([^<]*)</td>", _html(message))
-    assert cells[2:7] == ["1,234", "2.2", "NA", "alert", "NA"]  # after the group and the series name
+    # after the group and the series name: observed, events (fatalities) this week, last week, a year ago, expected, ...
+    assert cells[2:10] == ["1,234", "6 (12)", "1 (2)", "0 (0)", "2.2", "NA", "alert", "NA"]
 
 
 def test_html_escapes_data(written):

@@ -85,12 +85,14 @@ def test_the_demo_page_renders_with_its_charts_inline_and_no_console_errors(demo
     headings = page.locator("h2").all_inner_texts()
     for heading in ("Key messages", "Map", "Flagged series", "Flagged series in detail", "Method"):
         assert heading in headings
-    assert page.locator("text=Incidents behind the alarm").count() == 4  # one per flagged series
-    # every image is inline (data:) and decoded: the 4 charts and the map; nothing was fetched from anywhere
+    assert page.locator("text=Incidents behind the alarm").count() == 6  # one per flagged series
+    # every image is inline (data:) and decoded: the 6 charts (4 of events, 2 of fatalities: Hama and Deir ez Zor) and
+    # the map; nothing was fetched from anywhere
     images = page.evaluate("Array.from(document.images).map(i => [i.src.slice(0, 22), i.naturalWidth, i.alt])")
-    assert len(images) == 5, images
+    assert len(images) == 7, images
     assert all(src == "data:image/png;base64," and width >= 700 for src, width, _ in images), images
     assert sum(alt.startswith("Weekly events") for *_, alt in images) == 4
+    assert sum(alt.startswith("Weekly fatalities") for *_, alt in images) == 2
     assert problems == []
     shot = tmp_path / "report-2023-W09.png"
     page.screenshot(path=str(shot), full_page=True)
@@ -100,19 +102,24 @@ def test_the_demo_page_renders_with_its_charts_inline_and_no_console_errors(demo
 
 
 def test_the_tables_sort_numbers_as_numbers_both_ways(demo_dir, browser):
-    """The flagged table (the first) sorted by Observed: the demo's 21, 6, 7, 8 become 21, 8, 7, 6 (largest first),
-    then 6, 7, 8, 21; by Series, alphabetically. A text sort would put 21 between 8 and 6 the wrong way."""
+    """The flagged table (the first) sorted by Observed: the demo's 21, 26, 6, 7, 8, 17 (events, and the fatalities of
+    Hama and Deir ez Zor) become 26, 21, 17, 8, 7, 6 (largest first), then the reverse; by Series, alphabetically. A
+    text sort would put 21 and 17 between 8 and 6 the wrong way. "Events (fatalities)" cells ("21 (57)") sort by
+    their events."""
     page, problems = _open(browser, demo_dir / "reports" / "2023-W09" / "report.html")
     headers = page.locator("table.sortable").first.locator("thead th")
     names = headers.all_inner_texts()
-    observed, series = names.index("Observed"), names.index("Series")
-    assert _column(page, 0, observed) == ["21", "6", "7", "8"]  # as the report ranks them (exceedance score)
+    observed, series, figures = names.index("Observed"), names.index("Series"), names.index("Events (fatalities)")
+    assert _column(page, 0, observed) == ["21", "26", "6", "7", "8", "17"]  # as the report ranks them (evidence)
     headers.nth(observed).click()
-    assert _column(page, 0, observed) == ["21", "8", "7", "6"]
+    assert _column(page, 0, observed) == ["26", "21", "17", "8", "7", "6"]
     assert headers.nth(observed).get_attribute("aria-sort") == "descending"
     headers.nth(observed).click()
-    assert _column(page, 0, observed) == ["6", "7", "8", "21"]
+    assert _column(page, 0, observed) == ["6", "7", "8", "17", "21", "26"]
     assert headers.nth(observed).get_attribute("aria-sort") == "ascending"
+    headers.nth(figures).click()
+    assert [cell.split(" ")[0] for cell in _column(page, 0, figures)] == ["21", "8", "7", "7", "6", "6"]
+    assert headers.nth(figures).get_attribute("aria-sort") == "descending"
     headers.nth(series).focus()
     page.keyboard.press("Enter")  # by keyboard too
     assert _column(page, 0, series) == sorted(_column(page, 0, series)) and _column(page, 0, series)[0].endswith("All (total)")
@@ -216,7 +223,9 @@ def test_report_files_are_readable_by_the_team_whatever_the_umask(demo_dir, tmp_
     folder = tmp_path / "reports" / "2023-W09"
     files = [folder / n for n in ("report.md", "report.html", "summary.json", "map.png")] + sorted((folder / "charts").glob("*.png"))
     files += [tmp_path / "reports" / "index.md", tmp_path / "reports" / "index.html"]
-    assert len(files) == 10
+    # 8 charts: the demo's 6 flagged series, and the fatalities of Homs and of the total, which the 99 deaths of the
+    # hostile event flag too
+    assert len(files) == 14
     assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {"0o644"}
     assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in (folder, folder / "charts")} == {"0o755"}
     assert stat.S_IMODE((tmp_path / "reports").stat().st_mode) & 0o055 == 0o055

@@ -79,7 +79,7 @@ def test_a_likely_surge_is_a_warning_then_an_alert_once_its_late_events_are_in(t
     second = _digest(tmp_path, "2023-W21")
     assert "ESCALATED (1)" in second
     assert ("2023-W20 re-judged with fuller reporting: 15 events against a threshold of 11, alert (first judged warning on a "
-            "partial count); 2 events this week") in second  # fmt: skip
+            "partial count); 2 events (0 fatalities) this week") in second  # fmt: skip
     (state,) = _states(config)
     assert (state["severity"], state["announced_severity"], state["last_week"]) == ("alert", "alert", "2023-W21")
     week, event, _, severity, detail = _events(config)[-1]

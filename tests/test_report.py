@@ -68,26 +68,31 @@ def test_synthetic_data_is_said_prominently(tmp_path):
 
 
 def test_key_messages_are_sentences_with_the_numbers(text):
+    # the fixture's series have two deaths an event; Homs had 8 events the week before and 1 in 2022-W09
     assert (
-        "- Islamic State events in Homs rose to 9 events this week against 1.8 expected (threshold 6.8); "
-        "in alert for 3 weeks." in text
+        "- Islamic State events in Homs rose to 9 events (18 fatalities) this week against 1.8 expected (threshold 6.8); "
+        "in alert for 3 weeks. Last week: 8 events (16 fatalities); the same week a year earlier (2022-W09): "
+        "1 event (2 fatalities)." in text
     )
-    assert "- Islamic State events in Hama rose to 6 events this week against 1.0 expected (threshold 4.9); new this week." in text
+    assert ("- Islamic State events in Hama rose to 6 events (12 fatalities) this week against 1.0 expected (threshold 4.9); "
+            "new this week. Last week: 1 event (2 fatalities); the same week a year earlier (2022-W09): 0 events (0 fatalities)."
+            in text)  # fmt: skip
     assert "8 series checked: 4 flagged (1 new, 3 continuing), 1 undecided, 1 checked with the nb-recent fallback" in text
 
 
 def test_flagged_table_is_ranked_with_every_column(text, result):
     table = next(t for t in _tables(text) if t[0].startswith("| # | Series"))
     assert _cells(table[0])[1:] == [
-        " Series ", " Observed ", " Expected ", " Threshold ", " Exceedance score ", " p-value ", " Weeks in alert ",
-        " Status ", " Trend ",
+        " Series ", " Observed ", " Expected ", " Threshold ", " Exceedance score ", " p-value ", " Events (fatalities) ",
+        " Last week ", " Year ago ", " Weeks in alert ", " Status ", " Trend ",
     ]
     rows = [[c.strip() for c in _cells(line)] for line in table[2:]]
     assert [r[1] for r in rows] == [f"Islamic State events — {r.series.label}" for r in result.flagged]
     homs = next(r for r in rows if r[1].endswith("Homs"))
-    assert homs == ["2", "Islamic State events — Homs", "9", "1.8", "6.8", "1.43", "<0.001", "3", "continuing", "↑"]
+    assert homs == ["2", "Islamic State events — Homs", "9", "1.8", "6.8", "1.43", "<0.001", "9 (18)", "8 (16)", "1 (2)", "3",
+                    "continuing", "↑"]  # fmt: skip
     hama = next(r for r in rows if r[1].endswith("Hama"))
-    assert hama[8] == "new"
+    assert hama[11] == "new"
 
 
 def test_at_a_glance_lists_every_series_and_marks_fallback_and_undecided(text, result):

@@ -143,7 +143,7 @@ def test_catch_up_runs_the_missed_weeks_of_the_demo_in_order_once_each(demo_dir,
         assert catch_up(config, store, clock=lambda: MONDAY_W09, echo=lines.append) == []  # nothing owed any more
         runs = store.runs()
     assert [(r["week"], r["status"]) for r in runs] == [(f"2023-W0{n}", "ok") for n in (5, 6, 7, 8)]
-    assert all(r["summary"]["series"] == 23 for r in runs[1:])  # the demo's 23 series, each week
+    assert all(r["summary"]["series"] == 31 for r in runs[1:])  # the demo's 31 series, each week
     assert lines[0] == "2023-02-27T06:00:00+00:00 catching up 3 weeks: 2023-W06, 2023-W07, 2023-W08"
     for week in ("2023-W06", "2023-W07", "2023-W08"):
         assert (tmp_path / "reports" / week / "report.md").exists()

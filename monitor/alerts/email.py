@@ -23,7 +23,7 @@ import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timezone
+from datetime import timedelta, timezone
 from email.generator import BytesGenerator
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -37,8 +37,8 @@ from monitor.alerts.notify import KINDS, Digest, EmergenceNotice, Notice, group_
 from monitor.atomic import atomic_write, remove_stale_temps
 from monitor.errors import DeliveryError, MonitorError
 from monitor.numbers import fmt_num, fmt_p, fmt_score
-from monitor.series import series_name
-from monitor.types import ReportFiles, RunResult, SeriesResult
+from monitor.series import YEAR_AGO_WEEKS, figures_cell, figures_text, series_name, week_figures
+from monitor.types import ReportFiles, RunResult, SeriesResult, WeekFigures
 
 WEEK_HEADER = "X-Incident-Monitor-Week"
 ROUTE_HEADER = "X-Incident-Monitor-Route"
@@ -74,6 +74,34 @@ def _name(r: SeriesResult) -> str:
 
 def _unit(r: SeriesResult) -> str:
     return "fatalities" if r.series.metric == "fatalities" else "events"
+
+
+def _figures(r: SeriesResult, result: RunResult, *, weeks_back: int = 0) -> WeekFigures:
+    """The series' events and fatalities `weeks_back` weeks before the week reported ("no data" this week for a
+    series none of whose sources reaches it), as in the report."""
+    week = result.week_start - timedelta(weeks=weeks_back)
+    if weeks_back == 0 and r.series.key in result.no_data:
+        return WeekFigures(week, None, None)
+    return week_figures(r.series, week)
+
+
+def _observed(r: SeriesResult, result: RunResult) -> str:
+    """'8 events (14 fatalities)': the count judged, then the other figure of the week."""
+    d, unit = r.detection, _unit(r)
+    this = _figures(r, result)
+    other = this.events if unit == "fatalities" else this.fatalities
+    if d.observed != d.observed or other is None:  # NaN observed, or a series without the other figure
+        return f"{fmt_num(d.observed)} {unit}"
+    words = ("event", "events") if unit == "fatalities" else ("fatality", "fatalities")
+    return f"{fmt_num(d.observed)} {unit} ({fmt_num(other)} {words[0] if other == 1 else words[1]})"
+
+
+def _before(r: SeriesResult, result: RunResult) -> str:
+    """'last week 3 events (0 fatalities), a year earlier 1 event (0 fatalities)'."""
+    unit = _unit(r)
+    last = figures_text(_figures(r, result, weeks_back=1), metric=unit)
+    ago = figures_text(_figures(r, result, weeks_back=YEAR_AGO_WEEKS), metric=unit)
+    return f"last week {last}, a year earlier {ago}"
 
 
 def _weeks(n: int) -> str:
@@ -173,13 +201,13 @@ def _filling(n: Notice) -> str:
     return "; ".join(parts)
 
 
-def _facts(n: Notice) -> str:
+def _facts(n: Notice, result: RunResult) -> str:
     """One line of numbers for a notice, as in the report: earlier weeks re-judged with fuller data
     first (they may be what the notice is about), then this week's numbers and its nowcast."""
-    return "; ".join(part for part in (*(v.text() for v in n.change.revisions), _numbers(n), _filling(n)) if part)
+    return "; ".join(part for part in (*(v.text() for v in n.change.revisions), _numbers(n, result), _filling(n)) if part)
 
 
-def _numbers(n: Notice) -> str:
+def _numbers(n: Notice, result: RunResult) -> str:
     r, d = n.result, n.result.detection
     if n.kind == "resolved":
         st = n.change.before
@@ -187,12 +215,13 @@ def _numbers(n: Notice) -> str:
             return (f"the week flagged as a surge fell below its threshold with the data now in (late reports, revisions or "
                     f"deletions); flagged since "
                     f"{st.since_week}, last announced {st.announced_week}")  # fmt: skip
-        return (f"quiet for {_weeks(n.change.after.quiet_weeks)} ({fmt_num(d.observed)} {_unit(r)} this week, "
+        return (f"quiet for {_weeks(n.change.after.quiet_weeks)} ({_observed(r, result)} this week, "
                 f"{fmt_num(d.expected)} expected); flagged since {st.since_week}, last announced {st.announced_week}")  # fmt: skip
     detector = d.detector + (f", fallback from {d.fallback_from}" if d.fallback_from else "")
     level = _level(n)
     return (
-        f"{fmt_num(d.observed)} {_unit(r)} this week against {fmt_num(d.expected)} expected (threshold {fmt_num(d.threshold)}); "
+        f"{_observed(r, result)} this week against {fmt_num(d.expected)} expected (threshold {fmt_num(d.threshold)}); "
+        f"{_before(r, result)}; "
         f"{level}, exceedance score {fmt_score(d.score)}, p-value {fmt_p(d.pvalue)}, {detector}; "
         f"in alert for {_weeks(max(r.weeks_in_alert, 1))}; trend {r.trend}"
         + (f"; {d.why}" if d.why else "")
@@ -224,11 +253,11 @@ def _text_body(result: RunResult, digest: Digest, *, report: str, group_by: str)
             for n in notices:
                 out.append(f"  - {_name(n.result)}")
                 if kind != "continuing":
-                    out.append(f"    {_clean(_facts(n))}")
+                    out.append(f"    {_clean(_facts(n, result))}")
                 elif n.change.after.state == "recovering":
                     out.append(f"    recovering: below its threshold for {_weeks(n.change.after.quiet_weeks)}, not yet resolved")
                 for c in n.children:
-                    out.append(f"    also ({c.kind}): {_name(c.result)}: {_clean(_facts(c))}")
+                    out.append(f"    also ({c.kind}): {_name(c.result)}: {_clean(_facts(c, result))}")
                 if kind in ("new", "escalated", "reminder"):
                     out.append(f"    silence: {n.silence_command}")
                     if n.check_command:
@@ -271,8 +300,9 @@ def _html_body(result: RunResult, digest: Digest, *, report: str, group_by: str,
     if result.synthetic:
         out.append('<p style="background:#fff3b0;padding:8px;font-weight:bold">'
                    "SYNTHETIC DEMO DATA: these are generated events, not real ones.</p>")
-    headers = ["Status", "Group", "Series", "Observed", "Expected", "Threshold", "Level", "Exceedance score", "Weeks in alert"]
-    aligns = ["left", "left", "left", "right", "right", "right", "left", "right", "left"]
+    headers = ["Status", "Group", "Series", "Observed", "Events (fatalities)", "Last week", "Year ago", "Expected", "Threshold",
+               "Level", "Exceedance score", "Weeks in alert"]  # fmt: skip
+    aligns = ["left", "left", "left", "right", "right", "right", "right", "right", "right", "left", "right", "left"]
     rows = [(n, False) for n in digest.notices] + [(n, False) for n in digest.continuing]
     if rows:  # a digest of emergences only has no surge table
         out.append('<table style="border-collapse:collapse">')
@@ -282,16 +312,19 @@ def _html_body(result: RunResult, digest: Digest, *, report: str, group_by: str,
             d = item.result.detection
             badge = f'<span style="color:#fff;background:{colours[item.kind]};padding:1px 6px;border-radius:3px">{e(item.kind.upper())}</span>'
             name = ("&#8627; " if child else "") + e(_name(item.result))
-            values = [badge, e(group_label(item.result, group_by)), name, e(fmt_num(d.observed)), e(fmt_num(d.expected)),
+            figures = [e(figures_cell(_figures(item.result, result, weeks_back=back))) for back in (0, 1, YEAR_AGO_WEEKS)]
+            values = [badge, e(group_label(item.result, group_by)), name, e(fmt_num(d.observed)), *figures, e(fmt_num(d.expected)),
                       e(fmt_num(d.threshold)), e(_level(item)), e(fmt_score(d.score)), str(max(int(item.result.weeks_in_alert), 0))]  # fmt: skip
             out.append("<tr>" + "".join(f"<td {cell.format(a)}>{v}</td>" for v, a in zip(values, aligns)) + "</tr>")
     if rows:
         out.append("</table>")
+        out.append(f'<p style="color:#666">Events (fatalities) of the week, of the week before (Last week) and of the week '
+                   f"{YEAR_AGO_WEEKS} weeks earlier (Year ago); no data: before the series' first incident.</p>")
     for n in digest.notices:
         out.append(f"<h3>{e(TITLES[n.kind])}: {e(_name(n.result))}</h3>")
-        out.append(f"<p>{e(_clean(_facts(n)))}</p>")
+        out.append(f"<p>{e(_clean(_facts(n, result)))}</p>")
         for c in n.children:
-            out.append(f"<p>Also ({e(c.kind)}): {e(_name(c.result))}: {e(_clean(_facts(c)))}</p>")
+            out.append(f"<p>Also ({e(c.kind)}): {e(_name(c.result))}: {e(_clean(_facts(c, result)))}</p>")
         cid = cids.get(n.change.key)
         if cid:
             out.append(f'<p><img src="cid:{e(cid)}" alt="{e("Weekly chart: " + _name(n.result))}" width="900" '

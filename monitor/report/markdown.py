@@ -14,15 +14,16 @@ import os
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from monitor.detectors import detector_method
 from monitor.numbers import fmt_num, fmt_p, fmt_score, is_missing
-from monitor.series import series_name
-from monitor.types import RunResult, SeriesResult
+from monitor.formats import record_url
+from monitor.series import YEAR_AGO_WEEKS, figures_cell, figures_text, series_name, week_figures
+from monitor.types import RunResult, SeriesResult, WeekFigures
 
 # Markdown/HTML metacharacters: HTML-significant ones become entities, the rest get a
 # backslash (CommonMark: any ASCII punctuation may be backslash-escaped; GFM tables accept `\|`).
@@ -118,6 +119,53 @@ def _status_phrase(r: SeriesResult) -> str:
 
 def _metric_unit(r: SeriesResult) -> str:
     return "fatalities" if r.series.metric == "fatalities" else "events"
+
+
+def _figures(r: SeriesResult, result: RunResult, *, weeks_back: int = 0) -> WeekFigures:
+    """The series' events and fatalities `weeks_back` weeks before the reported week; this week's are "no data"
+    for a series none of whose sources reaches the week (missing, not zero)."""
+    week = result.week_start - timedelta(weeks=weeks_back)
+    if weeks_back == 0 and r.series.key in result.no_data:
+        return WeekFigures(week, None, None)
+    return week_figures(r.series, week)
+
+
+def _observed_text(r: SeriesResult, result: RunResult) -> str:
+    """'8 events (14 fatalities)': the count judged, then the other figure of the week when the series has it."""
+    d, unit = r.detection, _metric_unit(r)
+    this = _figures(r, result)
+    other = this.events if unit == "fatalities" else this.fatalities
+    if is_missing(d.observed) or other is None:
+        return f"{fmt_num(d.observed)} {unit}"
+    words = ("event", "events") if unit == "fatalities" else ("fatality", "fatalities")
+    return f"{fmt_num(d.observed)} {unit} ({fmt_num(other)} {words[0] if other == 1 else words[1]})"
+
+
+def _before_text(r: SeriesResult, result: RunResult) -> str:
+    """'Last week: 3 events (0 fatalities); the same week a year earlier (2022-W09): no data (the series starts in 2022-W20).'"""
+    from monitor.weeks import week_label
+
+    metric = _metric_unit(r)
+    last = figures_text(_figures(r, result, weeks_back=1), metric=metric)
+    ago_figures = _figures(r, result, weeks_back=YEAR_AGO_WEEKS)
+    ago = figures_text(ago_figures, metric=metric)
+    counts = r.series.counts
+    if not ago_figures.known and len(counts) and counts.index[0].date() > ago_figures.week:
+        ago += f" (the series starts in {week_label(counts.index[0].date())})"
+    return f"Last week: {last}; the same week a year earlier ({week_label(ago_figures.week)}): {ago}."
+
+
+#: The line under a table with figure columns: what they hold.
+FIGURES_KEY = (
+    "Events (fatalities): the week's events and their fatalities, whatever the series counts; Last week and Year ago "
+    f"(the week {YEAR_AGO_WEEKS} weeks earlier, the same ISO week a year before) in the same form; no data: the week "
+    "is before the series' first incident."
+)
+
+
+def _figure_cells(r: SeriesResult, result: RunResult) -> list[str]:
+    """This week's, last week's and the year-ago week's 'events (fatalities)' cells."""
+    return [figures_cell(_figures(r, result, weeks_back=back)) for back in (0, 1, YEAR_AGO_WEEKS)]
 
 
 def md_table(header: Sequence[str], rows: Iterable[Sequence[str]], align: str = "") -> list[str]:
@@ -217,8 +265,8 @@ def _key_messages(result: RunResult) -> list[str]:
     for r in flagged:
         d = r.detection
         sentence = (
-            f"{_where(r)} rose to {fmt_num(d.observed)} {_metric_unit(r)} this week against {fmt_num(d.expected)} "
-            f"expected (threshold {fmt_num(d.threshold)}); {_status_words(r)}."
+            f"{_where(r)} rose to {_observed_text(r, result)} this week against {fmt_num(d.expected)} "
+            f"expected (threshold {fmt_num(d.threshold)}); {_status_words(r)}. {_before_text(r, result)}"
         )
         out.append(f"- {md_escape(sentence)}")
     if result.no_data_line:
@@ -426,6 +474,7 @@ def _flagged_table(result: RunResult) -> list[str]:
                 fmt_p(d.pvalue),
                 *([fmt_p(d.qvalue)] if fdr else []),
                 *([_nowcast_cell(r)] if filling else []),
+                *_figure_cells(r, result),
                 str(r.weeks_in_alert),
                 md_escape(r.status or "new"),
                 md_escape(r.trend),
@@ -433,8 +482,10 @@ def _flagged_table(result: RunResult) -> list[str]:
         )
     filling = _filling(result)
     header = ["#", "Series", "Observed", "Expected", "Threshold", "Exceedance score", "p-value", *(["q-value"] if fdr else []),
-              *(["Nowcast (90 %)"] if filling else []), "Weeks in alert", "Status", "Trend"]  # fmt: skip
-    return out + md_table(header, rows, "rlrrrrr" + ("r" if fdr else "") + ("r" if filling else "") + "rlc") + [""]
+              *(["Nowcast (90 %)"] if filling else []), "Events (fatalities)", "Last week", "Year ago", "Weeks in alert",
+              "Status", "Trend"]  # fmt: skip
+    table = md_table(header, rows, "rlrrrrr" + ("r" if fdr else "") + ("r" if filling else "") + "rrrrlc")
+    return out + table + ["", FIGURES_KEY, ""]
 
 
 def _fdr(result: RunResult) -> bool:
@@ -462,14 +513,15 @@ def _warnings_table(result: RunResult) -> list[str]:
             fmt_p(r.detection.pvalue),
             *([fmt_p(r.detection.qvalue)] if fdr else []),
             *([_nowcast_cell(r)] if filling else []),
+            *_figure_cells(r, result),
             md_escape(r.trend),
             _detector_cell(r),
         ]
         for r in warnings
     ]
     header = ["Series", "Observed", "Expected", "Alert threshold", "p-value", *(["q-value"] if fdr else []),
-              *(["Nowcast (90 %)"] if filling else []), "Trend", "Detector"]  # fmt: skip
-    out += md_table(header, rows, "lrrrr" + ("r" if fdr else "") + ("r" if filling else "") + "cl")
+              *(["Nowcast (90 %)"] if filling else []), "Events (fatalities)", "Last week", "Year ago", "Trend", "Detector"]  # fmt: skip
+    out += md_table(header, rows, "lrrrr" + ("r" if fdr else "") + ("r" if filling else "") + "rrrcl")
     if any(_likely(r) for r in warnings):
         out += ["", f"{LIKELY_MARK} Likely surge once reporting completes: the count reported so far is below the alert "
                 "threshold, but the nowcast of the week's final count ends above it with a chance of at least "
@@ -488,6 +540,7 @@ def _glance_table(result: RunResult) -> list[str]:
             fmt_num(r.detection.observed),
             fmt_num(r.detection.expected),
             *([_nowcast_cell(r)] if filling else []),
+            *_figure_cells(r, result),
             _level(r),
             md_escape(r.trend),
             _glance_status(r, result.no_data),
@@ -495,9 +548,10 @@ def _glance_table(result: RunResult) -> list[str]:
         ]
         for r in result.results
     ]
-    header = ["Series", "This week", "Expected", *(["Nowcast (90 %)"] if filling else []), "Level vs baseline", "Trend", "Status",
-              "Detector"]  # fmt: skip
-    out += md_table(header, rows, "lrr" + ("r" if filling else "") + "lcll")
+    header = ["Series", "This week", "Expected", *(["Nowcast (90 %)"] if filling else []), "Events (fatalities)", "Last week",
+              "Year ago", "Level vs baseline", "Trend", "Status", "Detector"]  # fmt: skip
+    out += md_table(header, rows, "lrr" + ("r" if filling else "") + "rrrlcll")
+    out += ["", FIGURES_KEY]
     if any(r.detection.fallback_from for r in result.results):
         out += ["", "† The configured detector needs more history than this series has, so the nb-recent fallback was used instead."]
     return out + [""]
@@ -565,6 +619,14 @@ def _join(*values: Any, sep: str) -> str:
     return sep.join(str(v).strip() for v in values if v is not None and not _isnan_safe(v) and str(v).strip())
 
 
+def _source_cell(row: Mapping[str, Any]) -> str:
+    """'ucdp 12345' linked to the record's public page when its source has one (monitor.formats.record_url: the
+    address is built from a numeric id alone, never from the data's text), else the escaped text."""
+    text = md_escape(_join(row.get("source"), row.get("source_id"), sep=" "))
+    url = record_url(row.get("source"), row.get("source_id"))
+    return f"[{text}]({url})" if url and text else text
+
+
 def _incident_rows(r: SeriesResult, settings: Any) -> list[str]:
     frame = r.incidents
     # the pipeline gives every flagged series a frame (empty when its count comes from a
@@ -594,7 +656,7 @@ def _incident_rows(r: SeriesResult, settings: Any) -> list[str]:
                 md_escape(_join(row.get("event_type"), row.get("sub_event_type"), sep=": ")),
                 md_escape(_join(row.get("actor1"), row.get("actor2"), sep="; ")),
                 fmt_num(fatalities, 0) if not is_missing(fatalities) else "NA",
-                md_escape(_join(row.get("source"), row.get("source_id"), sep=" ")),
+                _source_cell(row),
                 md_escape(row.get("notes"), limit=note_chars),
             ]
         )
@@ -616,11 +678,12 @@ def _flagged_details(result: RunResult, charts: Mapping[str, str], settings: Any
             out += [f"![Weekly {_metric_unit(r)}: {name}]({quote(str(chart).replace(os.sep, '/'))})", ""]
         detector = md_escape(d.detector) + (f" (fallback from {md_escape(d.fallback_from)})" if d.fallback_from else "")
         out += [
-            f"{fmt_num(d.observed)} {_metric_unit(r)} in {week_dates(result)} against {fmt_num(d.expected)} expected; "
+            f"{_observed_text(r, result)} in {week_dates(result)} against {fmt_num(d.expected)} expected; "
             f"threshold {fmt_num(d.threshold)}, exceedance score {fmt_score(d.score)}, p-value {fmt_p(d.pvalue)} "
             f"({detector}). Status: {_status_phrase(r)}; trend {md_escape(r.trend)}."
             + (f" Alarmed by the rise over several weeks: {md_escape(d.why)}." if d.why else "")
-            + _nowcast_sentence(r),
+            + _nowcast_sentence(r)
+            + f" {_before_text(r, result)}",
             "",
         ]
         since = _since_annotations(r, result)
@@ -676,13 +739,19 @@ def _method(result: RunResult) -> list[str]:
         "looser band) and is only listed in this report.",
         "- **New / continuing / resolved**: new = first alarmed week; continuing = also alarmed the week before "
         "(weeks in alert counts the run of alarmed weeks); resolved = alarmed last week, not this week.",
-        "- **Trend**: events in the last 4 weeks against the 4 before: ↑ above +25 %, ↓ below −25 %, → otherwise "
-        "or when both are 5 events or fewer (as ACLED Trendfinder).",
+        "- **Trend**: the series' count (events, or fatalities for a fatalities series) in the last 4 weeks against "
+        "the 4 before: ↑ above +25 %, ↓ below −25 %, → otherwise or when both are 5 or fewer (as ACLED Trendfinder).",
+        "- **Events and fatalities**: every series shows both figures of its week, \"8 events (14 fatalities)\", "
+        "whatever it counts; a fatalities series is judged on its deaths (a single attack that kills dozens is a surge "
+        "of its week even when the count of events barely moves). **Last week** is the week before; **Year ago** is "
+        f"the week {YEAR_AGO_WEEKS} weeks earlier (the same ISO week a year before), a single week, not a mean; \"no "
+        "data\" when the week is before the series' first incident.",
         "- **NA / undecided**: the detector could not compute a baseline (too little history, a model that did not "
         "fit); the series is neither flagged nor cleared, and the reason is given in the At a glance table.",
         "- **Fallback**: a series with too little history for its configured detector (Farrington needs 3 years) is "
         "checked with nb-recent instead (marked †; see above), from its first 5 weeks on.",
-        "- **Floor**: no week with fewer events than the series' `min_count` alerts or warns, whatever the detector.",
+        "- **Floor**: no week with a count (events, or fatalities) below the series' `min_count` alerts or warns, "
+        "whatever the detector.",
         "- **Ranking**: flagged series are listed strongest evidence first: the smaller of the week's p-value and, "
         "for a rise over several weeks, the p-value of those weeks' total.",
         "- **Late reports**: the most recent weeks may still grow as incidents are reported late or revised.",
