@@ -614,8 +614,9 @@ def detect(ctx, file, detector, params, last, fmt) -> None:
         from monitor.report.markdown import csv_safe
 
         out = frame[columns].copy()
-        for column in out.columns[out.dtypes == object]:
-            out[column] = out[column].map(lambda v: None if _missing(v) else csv_safe(v))
+        for column in out.columns:  # text (object or pandas' str dtype): a cell like =HYPERLINK(...) is made inert
+            if out[column].dtype == object or pd.api.types.is_string_dtype(out[column].dtype):
+                out[column] = out[column].astype(object).map(lambda v: None if _missing(v) else csv_safe(v))
         click.echo(out.to_csv(index=False, na_rep="NA", lineterminator="\n"), nl=False)
     else:
         rows = [{k: (None if _missing(v) else v) for k, v in r.items()} for r in frame.to_dict("records")]
