@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import difflib
 import re
-from datetime import date
+from datetime import date, timedelta
 from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from monitor.numbers import fmt_num
-from monitor.types import SeriesProblem, WeekFigures, WeeklySeries
+from monitor.numbers import fmt_num, is_missing
+from monitor.types import RunResult, SeriesProblem, SeriesResult, WeekFigures, WeeklySeries
 from monitor.weeks import (  # noqa: F401
     WEEKDAYS,
     last_complete_week,
@@ -541,6 +541,31 @@ def figures_text(figures: WeekFigures, *, metric: str = "events") -> str:
     if first is None:
         first, other = other, None
     return f"{first} ({other})" if other else str(first)
+
+
+def metric_unit(r: SeriesResult) -> str:
+    """What a result's series counts: "fatalities" or "events"."""
+    return "fatalities" if r.series.metric == "fatalities" else "events"
+
+
+def result_figures(r: SeriesResult, result: RunResult, *, weeks_back: int = 0) -> WeekFigures:
+    """The series' events and fatalities `weeks_back` weeks before the reported week; this week's are "no data"
+    for a series none of whose sources reaches the week (missing, not zero). As report and digest show them."""
+    week = result.week_start - timedelta(weeks=weeks_back)
+    if weeks_back == 0 and r.series.key in result.no_data:
+        return WeekFigures(week, None, None)
+    return week_figures(r.series, week)
+
+
+def observed_text(r: SeriesResult, result: RunResult) -> str:
+    """'8 events (14 fatalities)': the count judged, then the other figure of the week when the series has it."""
+    d, unit = r.detection, metric_unit(r)
+    this = result_figures(r, result)
+    other = this.events if unit == "fatalities" else this.fatalities
+    if is_missing(d.observed) or other is None:
+        return f"{fmt_num(d.observed)} {unit}"
+    words = ("event", "events") if unit == "fatalities" else ("fatality", "fatalities")
+    return f"{fmt_num(d.observed)} {unit} ({fmt_num(other)} {words[0] if other == 1 else words[1]})"
 
 
 def figures_cell(figures: WeekFigures) -> str:

@@ -23,7 +23,7 @@ import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta, timezone
+from datetime import timezone
 from email.generator import BytesGenerator
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -37,8 +37,8 @@ from monitor.alerts.notify import KINDS, Digest, EmergenceNotice, Notice, group_
 from monitor.atomic import atomic_write, remove_stale_temps
 from monitor.errors import DeliveryError, MonitorError
 from monitor.numbers import fmt_num, fmt_p, fmt_score
-from monitor.series import YEAR_AGO_WEEKS, figures_cell, figures_text, series_name, week_figures
-from monitor.types import ReportFiles, RunResult, SeriesResult, WeekFigures
+from monitor.series import YEAR_AGO_WEEKS, figures_cell, figures_text, metric_unit, observed_text, result_figures, series_name
+from monitor.types import ReportFiles, RunResult, SeriesResult
 
 WEEK_HEADER = "X-Incident-Monitor-Week"
 ROUTE_HEADER = "X-Incident-Monitor-Route"
@@ -72,35 +72,11 @@ def _name(r: SeriesResult) -> str:
     return _clean(series_name(r))
 
 
-def _unit(r: SeriesResult) -> str:
-    return "fatalities" if r.series.metric == "fatalities" else "events"
-
-
-def _figures(r: SeriesResult, result: RunResult, *, weeks_back: int = 0) -> WeekFigures:
-    """The series' events and fatalities `weeks_back` weeks before the week reported ("no data" this week for a
-    series none of whose sources reaches it), as in the report."""
-    week = result.week_start - timedelta(weeks=weeks_back)
-    if weeks_back == 0 and r.series.key in result.no_data:
-        return WeekFigures(week, None, None)
-    return week_figures(r.series, week)
-
-
-def _observed(r: SeriesResult, result: RunResult) -> str:
-    """'8 events (14 fatalities)': the count judged, then the other figure of the week."""
-    d, unit = r.detection, _unit(r)
-    this = _figures(r, result)
-    other = this.events if unit == "fatalities" else this.fatalities
-    if d.observed != d.observed or other is None:  # NaN observed, or a series without the other figure
-        return f"{fmt_num(d.observed)} {unit}"
-    words = ("event", "events") if unit == "fatalities" else ("fatality", "fatalities")
-    return f"{fmt_num(d.observed)} {unit} ({fmt_num(other)} {words[0] if other == 1 else words[1]})"
-
-
 def _before(r: SeriesResult, result: RunResult) -> str:
     """'last week 3 events (0 fatalities), a year earlier 1 event (0 fatalities)'."""
-    unit = _unit(r)
-    last = figures_text(_figures(r, result, weeks_back=1), metric=unit)
-    ago = figures_text(_figures(r, result, weeks_back=YEAR_AGO_WEEKS), metric=unit)
+    unit = metric_unit(r)
+    last = figures_text(result_figures(r, result, weeks_back=1), metric=unit)
+    ago = figures_text(result_figures(r, result, weeks_back=YEAR_AGO_WEEKS), metric=unit)
     return f"last week {last}, a year earlier {ago}"
 
 
@@ -215,12 +191,12 @@ def _numbers(n: Notice, result: RunResult) -> str:
             return (f"the week flagged as a surge fell below its threshold with the data now in (late reports, revisions or "
                     f"deletions); flagged since "
                     f"{st.since_week}, last announced {st.announced_week}")  # fmt: skip
-        return (f"quiet for {_weeks(n.change.after.quiet_weeks)} ({_observed(r, result)} this week, "
+        return (f"quiet for {_weeks(n.change.after.quiet_weeks)} ({observed_text(r, result)} this week, "
                 f"{fmt_num(d.expected)} expected); flagged since {st.since_week}, last announced {st.announced_week}")  # fmt: skip
     detector = d.detector + (f", fallback from {d.fallback_from}" if d.fallback_from else "")
     level = _level(n)
     return (
-        f"{_observed(r, result)} this week against {fmt_num(d.expected)} expected (threshold {fmt_num(d.threshold)}); "
+        f"{observed_text(r, result)} this week against {fmt_num(d.expected)} expected (threshold {fmt_num(d.threshold)}); "
         f"{_before(r, result)}; "
         f"{level}, exceedance score {fmt_score(d.score)}, p-value {fmt_p(d.pvalue)}, {detector}; "
         f"in alert for {_weeks(max(r.weeks_in_alert, 1))}; trend {r.trend}"
@@ -312,7 +288,7 @@ def _html_body(result: RunResult, digest: Digest, *, report: str, group_by: str,
             d = item.result.detection
             badge = f'<span style="color:#fff;background:{colours[item.kind]};padding:1px 6px;border-radius:3px">{e(item.kind.upper())}</span>'
             name = ("&#8627; " if child else "") + e(_name(item.result))
-            figures = [e(figures_cell(_figures(item.result, result, weeks_back=back))) for back in (0, 1, YEAR_AGO_WEEKS)]
+            figures = [e(figures_cell(result_figures(item.result, result, weeks_back=back))) for back in (0, 1, YEAR_AGO_WEEKS)]
             values = [badge, e(group_label(item.result, group_by)), name, e(fmt_num(d.observed)), *figures, e(fmt_num(d.expected)),
                       e(fmt_num(d.threshold)), e(_level(item)), e(fmt_score(d.score)), str(max(int(item.result.weeks_in_alert), 0))]  # fmt: skip
             out.append("<tr>" + "".join(f"<td {cell.format(a)}>{v}</td>" for v, a in zip(values, aligns)) + "</tr>")

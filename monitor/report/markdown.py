@@ -14,7 +14,7 @@ import os
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -22,8 +22,8 @@ from urllib.parse import quote
 from monitor.detectors import detector_method
 from monitor.numbers import fmt_num, fmt_p, fmt_score, is_missing
 from monitor.formats import record_url
-from monitor.series import YEAR_AGO_WEEKS, figures_cell, figures_text, series_name, week_figures
-from monitor.types import RunResult, SeriesResult, WeekFigures
+from monitor.series import YEAR_AGO_WEEKS, figures_cell, figures_text, metric_unit, observed_text, result_figures, series_name
+from monitor.types import RunResult, SeriesResult
 
 # Markdown/HTML metacharacters: HTML-significant ones become entities, the rest get a
 # backslash (CommonMark: any ASCII punctuation may be backslash-escaped; GFM tables accept `\|`).
@@ -117,37 +117,13 @@ def _status_phrase(r: SeriesResult) -> str:
     return f"{md_escape(r.status or 'continuing')}, in alert for {_plural(r.weeks_in_alert, 'week')}"
 
 
-def _metric_unit(r: SeriesResult) -> str:
-    return "fatalities" if r.series.metric == "fatalities" else "events"
-
-
-def _figures(r: SeriesResult, result: RunResult, *, weeks_back: int = 0) -> WeekFigures:
-    """The series' events and fatalities `weeks_back` weeks before the reported week; this week's are "no data"
-    for a series none of whose sources reaches the week (missing, not zero)."""
-    week = result.week_start - timedelta(weeks=weeks_back)
-    if weeks_back == 0 and r.series.key in result.no_data:
-        return WeekFigures(week, None, None)
-    return week_figures(r.series, week)
-
-
-def _observed_text(r: SeriesResult, result: RunResult) -> str:
-    """'8 events (14 fatalities)': the count judged, then the other figure of the week when the series has it."""
-    d, unit = r.detection, _metric_unit(r)
-    this = _figures(r, result)
-    other = this.events if unit == "fatalities" else this.fatalities
-    if is_missing(d.observed) or other is None:
-        return f"{fmt_num(d.observed)} {unit}"
-    words = ("event", "events") if unit == "fatalities" else ("fatality", "fatalities")
-    return f"{fmt_num(d.observed)} {unit} ({fmt_num(other)} {words[0] if other == 1 else words[1]})"
-
-
 def _before_text(r: SeriesResult, result: RunResult) -> str:
     """'Last week: 3 events (0 fatalities); the same week a year earlier (2022-W09): no data (the series starts in 2022-W20).'"""
     from monitor.weeks import week_label
 
-    metric = _metric_unit(r)
-    last = figures_text(_figures(r, result, weeks_back=1), metric=metric)
-    ago_figures = _figures(r, result, weeks_back=YEAR_AGO_WEEKS)
+    metric = metric_unit(r)
+    last = figures_text(result_figures(r, result, weeks_back=1), metric=metric)
+    ago_figures = result_figures(r, result, weeks_back=YEAR_AGO_WEEKS)
     ago = figures_text(ago_figures, metric=metric)
     counts = r.series.counts
     if not ago_figures.known and len(counts) and counts.index[0].date() > ago_figures.week:
@@ -165,7 +141,7 @@ FIGURES_KEY = (
 
 def _figure_cells(r: SeriesResult, result: RunResult) -> list[str]:
     """This week's, last week's and the year-ago week's 'events (fatalities)' cells."""
-    return [figures_cell(_figures(r, result, weeks_back=back)) for back in (0, 1, YEAR_AGO_WEEKS)]
+    return [figures_cell(result_figures(r, result, weeks_back=back)) for back in (0, 1, YEAR_AGO_WEEKS)]
 
 
 def md_table(header: Sequence[str], rows: Iterable[Sequence[str]], align: str = "") -> list[str]:
@@ -265,7 +241,7 @@ def _key_messages(result: RunResult) -> list[str]:
     for r in flagged:
         d = r.detection
         sentence = (
-            f"{_where(r)} rose to {_observed_text(r, result)} this week against {fmt_num(d.expected)} "
+            f"{_where(r)} rose to {observed_text(r, result)} this week against {fmt_num(d.expected)} "
             f"expected (threshold {fmt_num(d.threshold)}); {_status_words(r)}. {_before_text(r, result)}"
         )
         out.append(f"- {md_escape(sentence)}")
@@ -675,10 +651,10 @@ def _flagged_details(result: RunResult, charts: Mapping[str, str], settings: Any
         out += [f"### {rank}. {name}", ""]
         chart = charts.get(r.series.key)
         if chart:
-            out += [f"![Weekly {_metric_unit(r)}: {name}]({quote(str(chart).replace(os.sep, '/'))})", ""]
+            out += [f"![Weekly {metric_unit(r)}: {name}]({quote(str(chart).replace(os.sep, '/'))})", ""]
         detector = md_escape(d.detector) + (f" (fallback from {md_escape(d.fallback_from)})" if d.fallback_from else "")
         out += [
-            f"{_observed_text(r, result)} in {week_dates(result)} against {fmt_num(d.expected)} expected; "
+            f"{observed_text(r, result)} in {week_dates(result)} against {fmt_num(d.expected)} expected; "
             f"threshold {fmt_num(d.threshold)}, exceedance score {fmt_score(d.score)}, p-value {fmt_p(d.pvalue)} "
             f"({detector}). Status: {_status_phrase(r)}; trend {md_escape(r.trend)}."
             + (f" Alarmed by the rise over several weeks: {md_escape(d.why)}." if d.why else "")
