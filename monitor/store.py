@@ -414,6 +414,17 @@ def _iso(value: date | datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
+def _within(end: date, within: dict[str, Sequence[str]] | None, caller: str) -> tuple[str, list]:
+    """WHERE clause and parameters: incidents up to `end` whose columns hold one of the listed values."""
+    clauses, params = ["event_date <= ?"], [end.isoformat()]
+    for column, values in (within or {}).items():
+        if column not in (*CELL_COLUMNS, "source"):
+            raise ValueError(f"{caller}: cannot select on {column!r}")
+        clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
+        params.extend(values)
+    return " AND ".join(clauses), params
+
+
 def _date(value: str | None) -> date | None:
     return None if not value else date.fromisoformat(value[:10])
 
@@ -939,25 +950,13 @@ class Store:
 
     def first_event_date(self, *, end: date, within: dict[str, Sequence[str]] | None = None) -> date | None:
         """The earliest event date up to `end` of the incidents whose columns hold one of the listed values."""
-        clauses, params = ["event_date <= ?"], [end.isoformat()]
-        for column, values in (within or {}).items():
-            if column not in (*CELL_COLUMNS, "source"):
-                raise ValueError(f"first_event_date: cannot select on {column!r}")
-            clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
-            params.extend(values)
-        found = self.db.execute(f"SELECT min(event_date) FROM incidents WHERE {' AND '.join(clauses)}", params).fetchone()[0]
-        return _date(found)
+        where, params = _within(end, within, "first_event_date")
+        return _date(self.db.execute(f"SELECT min(event_date) FROM incidents WHERE {where}", params).fetchone()[0])
 
     def actor_first_dates(self, *, end: date, within: dict[str, Sequence[str]] | None = None) -> dict[str, date]:
         """The earliest event date up to `end` of each actor named (as actor1 or actor2) by the incidents
         whose columns hold one of the listed values: where a series filtered on actor names starts."""
-        clauses, params = ["event_date <= ?"], [end.isoformat()]
-        for column, values in (within or {}).items():
-            if column not in (*CELL_COLUMNS, "source"):
-                raise ValueError(f"actor_first_dates: cannot select on {column!r}")
-            clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
-            params.extend(values)
-        where = " AND ".join(clauses)
+        where, params = _within(end, within, "actor_first_dates")
         out: dict[str, date] = {}
         for column in ("actor1", "actor2"):
             for name, first in self.db.execute(f"SELECT {column}, min(event_date) FROM incidents WHERE {where} GROUP BY {column}", params):
