@@ -239,6 +239,7 @@ def test_detection_split_over_processes_equals_one_process(monkeypatch):
     """A large group of series is split over spawned worker processes; the frames must be the
     ones a single process computes (the chunks are contiguous and each series is independent)."""
     from monitor import detection
+    from monitor.parallel import Engine
     from monitor.types import WeeklySeries
 
     rng = np.random.default_rng(11)
@@ -249,8 +250,8 @@ def test_detection_split_over_processes_equals_one_process(monkeypatch):
     ]  # fmt: skip
     models = [("farrington-cusum", make_params("farrington-cusum", {}))] * len(series)
     monkeypatch.setattr(detection, "PARALLEL_MIN_SERIES", 3)
-    one = detection._detect_grouped(series, models, lookback=4, fallback_params=NbRecentParams(), workers=1)
-    two = detection._detect_grouped(series, models, lookback=4, fallback_params=NbRecentParams(), workers=2)
+    one = detection._detect_grouped(series, models, lookback=4, fallback_params=NbRecentParams(), engine=Engine(workers=1))
+    two = detection._detect_grouped(series, models, lookback=4, fallback_params=NbRecentParams(), engine=Engine(workers=2))
     assert len(one) == len(two) == 7
     for a, b in zip(one, two):
         pd.testing.assert_frame_equal(a, b)
