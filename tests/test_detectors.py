@@ -295,6 +295,19 @@ def test_a_killed_worker_means_the_work_is_done_in_this_process():
     assert pmap(_die_in_a_worker, [1, 2], workers=2) == [2, 3]
 
 
+def test_a_killed_worker_mid_stream_means_the_rest_is_done_in_this_process():
+    from monitor.parallel import Engine, imap
+
+    jobs = iter(range(6))  # a generator: only a window of jobs is in flight when the worker dies
+    assert list(imap(_die_in_a_worker, jobs, engine=Engine(workers=2), window=2)) == [1, 2, 3, 4, 5, 6]
+
+
+def test_workers_of_a_stream_ignore_sigterm_too():
+    from monitor.parallel import Engine, imap
+
+    assert list(imap(_pid_after_sigterm, iter([1, 2, 3, 4]), engine=Engine(workers=2), window=2)) == [2, 4, 6, 8]
+
+
 def test_normal_and_t_functions_equal_scipy_stats():
     """The detectors use scipy.special directly (scipy.stats takes most of a second to import);
     the values, NaN and infinities included, must be scipy.stats' own."""
