@@ -303,6 +303,13 @@ class DetectionSettings(_Settings):
                                  "(or pip install 'dask[distributed]'), or set engine = \"local\"")  # fmt: skip
         return self
 
+    @property
+    def severity(self):
+        """The same settings as the pure `monitor.severity.SeveritySettings`."""
+        return SeveritySettings(
+            multiple_testing=self.multiple_testing, warning_alpha=self.warning_alpha, fdr=self.fdr, warning_fdr=self.warning_fdr
+        )
+
 
 class ScheduleSettings(_Settings):
     cron: str = Field("0 6 * * wed", description="when `monitor schedule` runs the weekly job (minute hour day month weekday)")
