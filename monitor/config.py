@@ -275,16 +275,43 @@ class DetectionSettings(_Settings):
     fdr: float = Field(SeveritySettings.fdr, gt=0, lt=1, allow_inf_nan=False, description="fdr: false discovery rate of alerts")
     warning_fdr: float = Field(SeveritySettings.warning_fdr, gt=0, lt=1, allow_inf_nan=False, description="fdr: false discovery rate of warnings (at least fdr)")
     workers: int = Field(0, ge=0, le=64, description="processes for detection and charts of large runs: 0 = one per CPU core, 1 = this process only")
+    engine: Literal["local", "dask"] = Field(
+        "local", description="where detection groups run: local (this machine's processes, see workers) or dask (a Dask cluster; "
+        "pip install 'incident-monitor[scale]')",
+    )  # fmt: skip
+    scheduler: str = Field(
+        "", description="engine = dask: the Dask scheduler's address (tcp://10.0.0.5:8786); empty: a local Dask cluster of `workers` processes"
+    )
     nowcast_likely: float = Field(
         0.5, gt=0, lt=1, allow_inf_nan=False,
         description="a week still filling whose reported count is below its threshold is a warning (\"likely surge once reporting "
         "completes\") when the chance that its final count ends above the threshold is at least this",
     )  # fmt: skip
 
+    @field_validator("scheduler")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        text = value.strip()
+        if text and not re.fullmatch(r"(?:(?:tcp|tls|ws|wss|ucx)://)?\[?[\w.:-]+?\]?:\d{1,5}", text):
+            raise ValueError(f"'{value}' is not a Dask scheduler address: write tcp://HOST:PORT (e.g. tcp://10.0.0.5:8786), or leave it empty")
+        return text
+
     @model_validator(mode="after")
     def _warning_looser(self) -> "DetectionSettings":
         if self.warning_fdr < self.fdr:
             raise ValueError(f"warning_fdr ({self.warning_fdr:g}) must be at least fdr ({self.fdr:g}): warnings are the looser level")
+        return self
+
+    @model_validator(mode="after")
+    def _engine_usable(self) -> "DetectionSettings":
+        if self.scheduler and self.engine != "dask":
+            raise ValueError(f"scheduler = {self.scheduler!r} is set but engine = {self.engine!r}: set engine = \"dask\" to use the cluster, or empty scheduler")
+        if self.engine == "dask":
+            import importlib.util
+
+            if importlib.util.find_spec("distributed") is None:  # found without importing it (start-up time)
+                raise ValueError("engine = \"dask\" needs Dask distributed, which is not installed: pip install 'incident-monitor[scale]' "
+                                 "(or pip install 'dask[distributed]'), or set engine = \"local\"")  # fmt: skip
         return self
 
     @property

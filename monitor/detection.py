@@ -4,7 +4,7 @@
 parameters resolved from the config, stateful charts started at the same week every time
 (`chart_start`), the `min_count` floor, levels (alert / warning) decided across the week's series,
 and the context a report shows (weeks in alert, incidents behind a flagged week). Large groups of
-series go to worker processes (`monitor.parallel`). `detect_csv` runs one detector on a
+series go to worker processes or a Dask cluster (`monitor.parallel`, `[detection] engine`). `detect_csv` runs one detector on a
 `week_start,count[,series]` CSV (`monitor detect`).
 """
 
@@ -145,8 +145,12 @@ def detect_counts_many(
 
 
 #: Series of one (detector, parameters) group below which a run does not start extra processes
-#: (spawning one costs about two seconds of imports).
+#: (spawning one costs about two seconds of imports; a local Dask cluster about three).
 PARALLEL_MIN_SERIES = 400
+
+#: Series per Dask task: a few tenths of a second of work each, well above the scheduler's ~1 ms per
+#: task, and a few MB to ship (a 520-week series is about 8 kB with its dates).
+CLUSTER_CHUNK = 250
 
 
 def worker_processes(config: Config) -> int:
@@ -156,30 +160,50 @@ def worker_processes(config: Config) -> int:
     return worker_count(config.detection.workers)
 
 
-def _detect_chunk(job: tuple) -> list[pd.DataFrame]:
-    """One process's share of `_detect_grouped` (module level, so it can be sent to a worker)."""
+def detection_engine(config: Config):
+    """Where detection groups run (`[detection] engine`, `scheduler`, `workers`), as a `monitor.parallel.Engine`."""
+    from monitor.parallel import Engine
+
+    return Engine(name=config.detection.engine, workers=worker_processes(config), scheduler=config.detection.scheduler)
+
+
+def detect_chunk(job: tuple) -> list[pd.DataFrame]:
+    """One task of `_detect_grouped`: (counts, lookback, detector, params, fallback params, min counts) -> frames.
+
+    Module level, so that a worker process or a Dask worker can import it.
+    """
     counts, lookback, name, model, fallback_params, floors = job
     return detect_counts_many(counts, lookback=lookback, detector=name, params=model, fallback_params=fallback_params, min_counts=floors)
 
 
 def _detect_grouped(
-    series: Sequence[WeeklySeries], models: Sequence[tuple[str, Any]], *, lookback: int, fallback_params, workers: int = 1
+    series: Sequence[WeeklySeries], models: Sequence[tuple[str, Any]], *, lookback: int, fallback_params, engine=None
 ) -> list[pd.DataFrame]:
-    """`detect_counts` for every series, one batched call per (detector, parameters) group;
-    a large group is split over `workers` processes (the frames do not depend on the split)."""
-    from monitor.parallel import chunks, pmap
+    """`detect_counts` for every series, one batched call per (detector, parameters) group; a large group
+    is split over `engine` (local: one chunk per process; dask: tasks of CLUSTER_CHUNK series); the frames
+    do not depend on the split."""
+    from monitor.parallel import Engine, chunks, imap
 
+    engine = engine or Engine()
     groups: dict[tuple[str, str], list[int]] = {}
     for i, (name, model) in enumerate(models):
         groups.setdefault((name, model.model_dump_json()), []).append(i)
     frames: list[pd.DataFrame | None] = [None] * len(series)
     for members in groups.values():
         name, model = models[members[0]]
-        parts = chunks(members, workers if len(members) >= PARALLEL_MIN_SERIES else 1)
-        jobs = [([series[i].counts for i in part], lookback, name, model, fallback_params, [series[i].min_count for i in part]) for part in parts]
-        for part, outs in zip(parts, pmap(_detect_chunk, jobs, workers=len(parts))):
-            for i, out in zip(part, outs):
-                frames[i] = out
+        here = not engine.parallel or len(members) < PARALLEL_MIN_SERIES
+        if here:
+            parts = [members]
+        elif engine.name == "dask":
+            parts = chunks(members, -(-len(members) // CLUSTER_CHUNK))
+        else:
+            parts = chunks(members, engine.workers)
+        jobs = (([series[i].counts for i in part], lookback, name, model, fallback_params, [series[i].min_count for i in part])
+                for part in parts)  # fmt: skip
+        outs = map(detect_chunk, jobs) if here else imap(detect_chunk, jobs, engine=engine)
+        for part, out in zip(parts, outs):
+            for i, frame in zip(part, out):
+                frames[i] = frame
     return frames  # type: ignore[return-value]
 
 
@@ -307,8 +331,8 @@ def detect_week(
         name, model = resolve_params(config, s, detector=detector, overrides=params)
         used.setdefault(name, model.model_dump())
         models.append((name, model))
-    workers = worker_processes(config)
-    frames = _detect_grouped(series, models, lookback=lookback, fallback_params=fallback_params, workers=workers)
+    engine = detection_engine(config)
+    frames = _detect_grouped(series, models, lookback=lookback, fallback_params=fallback_params, engine=engine)
     # Levels are decided across series, week by week (Benjamini-Hochberg needs every series of a week).
     frames = _levels_across_series(frames, severity)
     from monitor.delays import nowcasts
@@ -320,7 +344,7 @@ def detect_week(
     flagged = [i for i, a in enumerate(last) if with_context and not pd.isna(a) and bool(a)]
     histories = dict(zip(flagged, _detect_grouped(
         [series[i] for i in flagged], [models[i] for i in flagged],
-        lookback=config.report.history_weeks - 1, fallback_params=fallback_params, workers=workers,
+        lookback=config.report.history_weeks - 1, fallback_params=fallback_params, engine=engine,
     )))  # fmt: skip
     results = []
     for i, (s, frame) in enumerate(zip(series, frames)):

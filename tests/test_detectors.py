@@ -239,6 +239,7 @@ def test_detection_split_over_processes_equals_one_process(monkeypatch):
     """A large group of series is split over spawned worker processes; the frames must be the
     ones a single process computes (the chunks are contiguous and each series is independent)."""
     from monitor import detection
+    from monitor.parallel import Engine
     from monitor.types import WeeklySeries
 
     rng = np.random.default_rng(11)
@@ -249,8 +250,8 @@ def test_detection_split_over_processes_equals_one_process(monkeypatch):
     ]  # fmt: skip
     models = [("farrington-cusum", make_params("farrington-cusum", {}))] * len(series)
     monkeypatch.setattr(detection, "PARALLEL_MIN_SERIES", 3)
-    one = detection._detect_grouped(series, models, lookback=4, fallback_params=NbRecentParams(), workers=1)
-    two = detection._detect_grouped(series, models, lookback=4, fallback_params=NbRecentParams(), workers=2)
+    one = detection._detect_grouped(series, models, lookback=4, fallback_params=NbRecentParams(), engine=Engine(workers=1))
+    two = detection._detect_grouped(series, models, lookback=4, fallback_params=NbRecentParams(), engine=Engine(workers=2))
     assert len(one) == len(two) == 7
     for a, b in zip(one, two):
         pd.testing.assert_frame_equal(a, b)
@@ -292,6 +293,19 @@ def test_a_killed_worker_means_the_work_is_done_in_this_process():
     from monitor.parallel import pmap
 
     assert pmap(_die_in_a_worker, [1, 2], workers=2) == [2, 3]
+
+
+def test_a_killed_worker_mid_stream_means_the_rest_is_done_in_this_process():
+    from monitor.parallel import Engine, imap
+
+    jobs = iter(range(6))  # a generator: only a window of jobs is in flight when the worker dies
+    assert list(imap(_die_in_a_worker, jobs, engine=Engine(workers=2), window=2)) == [1, 2, 3, 4, 5, 6]
+
+
+def test_workers_of_a_stream_ignore_sigterm_too():
+    from monitor.parallel import Engine, imap
+
+    assert list(imap(_pid_after_sigterm, iter([1, 2, 3, 4]), engine=Engine(workers=2), window=2)) == [2, 4, 6, 8]
 
 
 def test_normal_and_t_functions_equal_scipy_stats():

@@ -98,6 +98,8 @@ OWNERS = {
     "openpyxl": ("monitor/sources/_csv.py",),
     "shapefile": ("monitor/report/maps.py",),
     "markdown_it": ("monitor/report/html.py",),
+    "distributed": ("monitor/cluster.py",),
+    "dask": ("monitor/cluster.py",),
 }
 
 
