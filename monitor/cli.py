@@ -133,7 +133,7 @@ class _Bars:
         if self.bar is None or label != self.label:
             self.close()
             self.label = label
-            rows = "." in label  # a file's name: its rows, in thousands
+            rows = label.endswith("rows fetched") or Path(label).suffix != ""  # a file's name or a paged API: rows
             self.bar = tqdm(total=total, desc=label, unit=" rows" if rows else "", unit_scale=rows, file=sys.stderr, leave=False,
                             dynamic_ncols=True, mininterval=0.25)  # fmt: skip
         if total is not None and total != self.bar.total:
@@ -301,7 +301,8 @@ def fetch(ctx: click.Context, names: tuple[str, ...], wait: float) -> None:
         raise MonitorError("no [[sources]] to fetch: add an acled-api, ucdp-api or http-csv source to the config "
                            "(see the README, \"Data that arrives by itself\")")  # fmt: skip
     with locked_store(config.db_path, clock=_now, wait=wait, command="monitor fetch", open_store=lambda: _store(config)) as store:
-        outcomes = fetch_sources(config, store, names=names, now=_now(), clock=_now)
+        with _progress() as progress:
+            outcomes = fetch_sources(config, store, names=names, now=_now(), clock=_now, progress=progress)
     for outcome in outcomes:
         click.echo(describe(outcome), err=outcome.failed)
     ctx.exit(1 if any(o.failed for o in outcomes) else 0)

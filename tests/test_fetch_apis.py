@@ -323,3 +323,28 @@ def test_a_ucdp_mirror_under_a_path_is_paged_on_its_own_path(tmp_path, monkeypat
         result = _fetch(config, {"UCDP_TOKEN": "tok"})
     assert result.exit_code == 0, result.output
     assert "3 rows read, 3 inserted" in result.stdout
+
+
+def test_a_paged_fetch_tells_its_progress_page_by_page_then_the_ingest_row_by_row(tmp_path, monkeypatch):
+    """What `monitor fetch` draws as progress bars on a terminal: the rows fetched of the paged API as each page comes
+    in, then the rows of the stored vintage as it is ingested (about as many as its lines)."""
+    from datetime import datetime
+
+    import monitor.fetch.ucdp as ucdp
+    from monitor.config import load_config
+    from monitor.fetch import fetch_sources
+    from monitor.store import Store
+
+    monkeypatch.setattr(ucdp, "PAGE_SIZE", 2)
+    monkeypatch.setenv("UCDP_TOKEN", "tok")
+    told: list[tuple[str, int, int | None]] = []
+    with serve(Ucdp([_ged(i) for i in range(1, 6)])) as server:
+        config = load_config(_config(tmp_path, f'[[sources]]\nname = "ged"\nkind = "ucdp-api"\nurl = "{server.url}"\nversion = "25.0.1"\n'
+                                                'dataset = "candidate"\ncountries = ["652"]\n'))  # fmt: skip
+        with Store(config.db_path) as store:
+            outcomes = fetch_sources(config, store, now=datetime.fromisoformat(NOW), progress=lambda *a: told.append(a))
+    assert [o.status for o in outcomes] == ["ingested"]
+    fetched = [(done, total) for label, done, total in told if label == "ged: rows fetched"]
+    assert fetched == [(2, None), (4, None), (5, None)]
+    ingested = [(label, done, total) for label, done, total in told if label != "ged: rows fetched"]
+    assert ingested and ingested[-1][0] == Path(outcomes[0].file).name and ingested[-1][1:] == (5, 5)

@@ -29,6 +29,7 @@ from monitor import faults
 from monitor.config import Config, SourceSettings
 from monitor.errors import ConfigError
 from monitor.fetch.http import FetchError, Http, utc_stamp
+from monitor.types import Progress
 
 if TYPE_CHECKING:
     from monitor.store_protocol import Storage
@@ -90,19 +91,22 @@ def _fetcher(kind: str):
 
 
 def fetch_sources(config: Config, store: "Storage", *, names: Sequence[str] = (), now: datetime,
-                  clock: Callable[[], datetime] | None = None, sleep: Callable[[float], None] | None = None) -> list[FetchOutcome]:  # fmt: skip
-    """Fetch and ingest every remote source (or those named), one after the other (see the module docstring)."""
+                  clock: Callable[[], datetime] | None = None, sleep: Callable[[float], None] | None = None,
+                  progress: Progress | None = None) -> list[FetchOutcome]:  # fmt: skip
+    """Fetch and ingest every remote source (or those named), one after the other (see the module docstring).
+
+    progress: told the rows fetched of a paged API as they come, then the rows of each vintage ingested."""
     out = []
     for source in remote_sources(config, names):
-        out.extend(_resume(config, store, source, now=now))
-        out.extend(_fetch_one(config, store, source, now=now, clock=clock or (lambda: now), sleep=sleep))
+        out.extend(_resume(config, store, source, now=now, progress=progress))
+        out.extend(_fetch_one(config, store, source, now=now, clock=clock or (lambda: now), sleep=sleep, progress=progress))
         if source.kind == "ucdp-api" and source.dataset == "gedevents":
             # after the release is in, however it got there (this fetch, a resumed one, a run killed before this step)
             out.extend(_replace_candidates(config, store, source, now=now, clock=clock or (lambda: now)))
     return out
 
 
-def _resume(config: Config, store: "Storage", source: SourceSettings, *, now: datetime) -> list[FetchOutcome]:
+def _resume(config: Config, store: "Storage", source: SourceSettings, *, now: datetime, progress: Progress | None = None) -> list[FetchOutcome]:
     """Ingest the vintages of this source that were fetched but not ingested (a run killed in between)."""
     out = []
     while True:  # oldest first; asked again each time: a refused file marks the other files of its fetch failed
@@ -110,20 +114,22 @@ def _resume(config: Config, store: "Storage", source: SourceSettings, *, now: da
         if not waiting:
             break
         row = waiting[-1]
-        outcome = _ingest(config, store, source, row["id"], Path(row["file"]), now=now)
+        outcome = _ingest(config, store, source, row["id"], Path(row["file"]), now=now, progress=progress)
         out.append(FetchOutcome(source.name, "resumed", row["file"], f"fetched {row['finished_at']}, ingested now",
                                 outcome[0], outcome[1]))  # fmt: skip
     return out
 
 
-def _ingest(config: Config, store: "Storage", source: SourceSettings, fetch_id: int, path: Path, *, now: datetime):
+def _ingest(config: Config, store: "Storage", source: SourceSettings, fetch_id: int, path: Path, *, now: datetime,
+            progress: Progress | None = None):  # fmt: skip
     from monitor.ingest import ingest_files
 
     if not path.exists():
         message = f"{source.name}: the fetched file {path} is gone before it was ingested: the next fetch fetches it again"
         store.fetch_failed(fetch_id, message=message)
         return None, message
-    outcome = ingest_files(store, [path], config=config, now=now, format="auto")  # what the fetcher wrote, not [ingest] format
+    # what the fetcher wrote, not [ingest] format
+    outcome = ingest_files(store, [path], config=config, now=now, format="auto", progress=progress)
     result = outcome.results[0] if outcome.results else None
     if outcome.refused:  # e.g. an error page served as the file: the next fetch starts again from the fetch before
         store.fetch_failed(fetch_id, message=outcome.refused[0])
@@ -134,7 +140,7 @@ def _ingest(config: Config, store: "Storage", source: SourceSettings, fetch_id: 
 
 
 def _fetch_one(config: Config, store: "Storage", source: SourceSettings, *, now: datetime, clock: Callable[[], datetime],
-               sleep: Callable[[float], None] | None) -> list[FetchOutcome]:  # fmt: skip
+               sleep: Callable[[float], None] | None, progress: Progress | None = None) -> list[FetchOutcome]:  # fmt: skip
     from monitor.atomic import atomic_write
 
     started = clock()
@@ -144,7 +150,7 @@ def _fetch_one(config: Config, store: "Storage", source: SourceSettings, *, now:
         secret = config.secret(source) if source.kind != "http-csv" else None
         kwargs = {"sleep": sleep} if sleep is not None else {}
         with Http(source.name, timeout=source.timeout, retries=config.fetch.retries, backoff=config.fetch.backoff,
-                  max_wait=config.fetch.max_wait, **kwargs) as http:  # fmt: skip
+                  max_wait=config.fetch.max_wait, progress=progress, **kwargs) as http:  # fmt: skip
             fetched = _fetcher(source.kind)(source, http, cursor=cursor, secret=secret, today=now.date())
     except Exception as exc:  # noqa: BLE001  a defect in a fetcher must cost this source only, never the others or the run
         if isinstance(exc, (FetchError, ConfigError)):
@@ -181,7 +187,7 @@ def _fetch_one(config: Config, store: "Storage", source: SourceSettings, *, now:
     faults.point("fetch.before-ingest")
     out = []
     for fetch_id, path in zip(ids, stored):
-        result, refused = _ingest(config, store, source, fetch_id, path, now=now)
+        result, refused = _ingest(config, store, source, fetch_id, path, now=now, progress=progress)
         out.append(FetchOutcome(source.name, "ingested", str(path), fetched.note, result, refused))
         if refused:  # the whole fetch is failed (Store.fetch_failed): the next one starts where this one did
             break

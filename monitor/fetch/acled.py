@@ -122,6 +122,7 @@ def _pages(source, http: Http, secret, path: str, params: dict[str, str], what: 
                              "is broken; nothing was stored: fetch again later")  # fmt: skip
         rows += data
         previous = ids
+        http.fetched(len(rows))
         if len(data) < PAGE:
             return rows
     raise FetchError(f"{source.name}: ACLED's {what} did not end after {MAX_PAGES} pages of {PAGE}: narrow the source "

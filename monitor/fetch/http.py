@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from monitor.errors import MonitorError
+from monitor.types import Progress
 
 #: The User-Agent every request sends (services ask clients to name themselves).
 USER_AGENT = "incident-monitor (+https://github.com/incident-monitor)"
@@ -59,14 +60,21 @@ class Http:
     """One source's HTTP session."""
 
     def __init__(self, source: str, *, timeout: float, retries: int, backoff: float, max_wait: float,
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time) -> None:  # fmt: skip
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time,
+                 progress: Progress | None = None) -> None:  # fmt: skip
         self.source = source
+        self.progress = progress
         self.retries, self.backoff, self.max_wait = retries, backoff, max_wait
         self.sleep, self.clock = sleep, clock
         # redirects are followed by `request`, which never carries credentials to another host
         self.client = httpx.Client(timeout=timeout, follow_redirects=False, headers={"User-Agent": USER_AGENT})
         self.requests = 0
 
+
+    def fetched(self, rows: int) -> None:
+        """Say how many rows of the source have come in so far (a paged API, page by page): a progress bar on a terminal."""
+        if self.progress is not None:
+            self.progress(f"{self.source}: rows fetched", rows, None)
     def close(self) -> None:
         self.client.close()
 

@@ -65,6 +65,7 @@ def fetch(source, http: Http, *, cursor: dict[str, Any], secret=None, today: dat
             raise FetchError(f"{source.name}: UCDP's answer has no list of events ('Result'): check the version "
                              f"({source.version}) and fetch again later")  # fmt: skip
         rows += [r for r in body["Result"] if isinstance(r, dict)]
+        http.fetched(len(rows))
         following = body.get("NextPageUrl") or ""
         if not isinstance(following, str):
             raise FetchError(f"{source.name}: UCDP's next page link is not a link ({following!r}): fetch again later")
