@@ -196,7 +196,9 @@ def replay_many(
     Weeks judged by a chart (the detector's, or its fallback's on weeks with too little history) depend on where the
     series ended, so each is judged on the series cut at it; all those cut series, of every job, go to the detector in
     a few batched calls (`detect_counts_many`: Farrington's templates are shared by every week of the same date). The
-    weeks a detector without a chart judges itself are judged in one pass per series.
+    weeks a detector without a chart judges itself are judged in one pass per series. A chart detector whose every
+    other figure of a week looks only backwards (`DetectorSpec.detect_cuts`: farrington-cusum, nb-recent) skips the
+    cut series: `_replay_cuts` computes each week's baseline once and runs only each week's chart.
 
     progress: told the number of weeks replayed so far (of all jobs) as the replay goes.
     """
