@@ -130,7 +130,7 @@ class _Bars:
     def __call__(self, label: str, done: int, total: int | None) -> None:
         from tqdm import tqdm
 
-        if self.bar is None or label != self.label:
+        if self.bar is None or label != self.label or done < self.bar.n:  # another task, or the same one again
             self.close()
             self.label = label
             rows = label.endswith("rows fetched") or Path(label).suffix != ""  # a file's name or a paged API: rows
@@ -139,11 +139,29 @@ class _Bars:
         if total is not None and total != self.bar.total:
             self.bar.total = total
         self.bar.update(done - self.bar.n)
+        if total is not None and done >= total:  # done: cleared, so what is printed next starts on a clean line
+            self.close()
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def _above(echo, bars: "_Bars | None"):
+    """`echo` that prints above a progress bar on the terminal (the bar is redrawn below) rather than through it."""
+    if bars is None:
+        return echo
+
+    def write(text: str) -> None:
+        if bars.bar is None:
+            echo(text)
+        else:
+            bars.bar.clear()
+            echo(text)
+            bars.bar.refresh()
+
+    return write
 
 
 @contextlib.contextmanager
@@ -716,7 +734,8 @@ def schedule(ctx) -> None:
     from monitor.schedule import serve
 
     config = _config(ctx)
-    serve(config, echo=click.echo)
+    with _progress() as progress:
+        serve(config, echo=_above(click.echo, progress), progress=progress)
 
 
 def _section(title: str, rows: list | None, columns: list[str], *, empty: str) -> None:

@@ -24,7 +24,7 @@ from apscheduler.triggers.cron import CronTrigger
 from monitor.config import Config
 from monitor.cron import parse_cron
 from monitor.errors import EXIT_ERROR, LockError, MonitorError
-from monitor.types import RecordedRun, RunSummary
+from monitor.types import Progress, RecordedRun, RunSummary
 
 if TYPE_CHECKING:
     from monitor.store_protocol import Storage
@@ -168,6 +168,7 @@ def catch_up(
     clock: Callable[[], datetime],
     echo: Callable[[str], object] = print,
     stop: Callable[[], bool] = lambda: False,
+    progress: Progress | None = None,
 ) -> list[tuple[str, int]]:
     """Run every owed week (`owed_weeks` at `clock()`), oldest first, once each, with `run_week`.
 
@@ -175,6 +176,7 @@ def catch_up(
     catch-up retries it). Weeks that end while catching up are run too. `stop` is asked
     before each week: once it returns True, the weeks left are named and nothing more runs.
     Returns (week label, exit code) of each week run, in order (1 for a failed week).
+    progress: told ("weeks caught up", done, owed) after each week of a catch-up of more than one.
     """
     from monitor.series import week_label
 
@@ -198,9 +200,13 @@ def catch_up(
             except Exception as exc:  # recorded by run_week; the daemon and the other weeks go on
                 echo(f"{now.isoformat()} {week_label(week)}: weekly run failed: {describe_error(exc)} (retried at the next run)")
                 ran.append((week_label(week), EXIT_ERROR))
+                if progress is not None and len(weeks) > 1:
+                    progress("weeks caught up", i + 1, len(weeks))
                 continue
             echo(_line(now, outcome))
             ran.append((outcome.result.week, outcome.exit_code))
+            if progress is not None and len(weeks) > 1:
+                progress("weeks caught up", i + 1, len(weeks))
 
 
 def weekly_job(
@@ -209,6 +215,7 @@ def weekly_job(
     echo: Callable[[str], object] = print,
     clock: Callable[[], datetime] = utc_now,
     stop: Callable[[], bool] = lambda: False,
+    progress: Progress | None = None,
 ) -> Callable[[], int]:
     """The job the scheduler calls at start-up and on each tick: hold the run lock and `catch_up`.
 
@@ -224,7 +231,7 @@ def weekly_job(
         try:
             with locked_store(config.db_path, clock=clock, wait=JOB_LOCK_WAIT_SECONDS, command="monitor schedule",
                               hint="the next scheduled run catches up", stop=stop) as store:  # fmt: skip
-                ran = catch_up(config, store, clock=clock, echo=echo, stop=stop)
+                ran = catch_up(config, store, clock=clock, echo=echo, stop=stop, progress=progress)
         except LockError as exc:
             echo(f"{clock().isoformat()} weekly run skipped: {exc}")
             return LockError.exit_code
@@ -257,7 +264,8 @@ class StopRequest:
         self.signal_name = signal.Signals(signum).name
 
 
-def serve(config: Config, *, echo: Callable[[str], object] = print, clock: Callable[[], datetime] = utc_now) -> None:
+def serve(config: Config, *, echo: Callable[[str], object] = print, clock: Callable[[], datetime] = utc_now,
+          progress: Progress | None = None) -> None:  # fmt: skip
     """Run the weekly job now (catching up missed weeks), then on the cron schedule, until stopped.
 
     SIGTERM (systemd stop, kill) or Ctrl-C: the week being run finishes, no other week
@@ -266,7 +274,7 @@ def serve(config: Config, *, echo: Callable[[str], object] = print, clock: Calla
     stop = StopRequest()
     previous = {sig: signal.signal(sig, stop.handle) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        job = weekly_job(config, echo=echo, clock=clock, stop=stop)
+        job = weekly_job(config, echo=echo, clock=clock, stop=stop, progress=progress)
         scheduler = build_scheduler(config, job, first_run=clock())
         echo(
             f"incident-monitor: weekly run scheduled '{config.schedule.cron}' ({config.schedule.timezone}); "

@@ -131,3 +131,29 @@ def test_ctrl_c_during_an_ingest_stops_it_and_leaves_the_database_as_it_was(tmp_
     with sqlite3.connect(tmp_path / "m.db") as con:
         assert con.execute("SELECT count(*) FROM ingests").fetchone()[0] == 0
 
+
+
+def test_a_bar_is_cleared_when_its_work_is_done_restarts_for_new_work_and_lines_print_above_it(monkeypatch):
+    """`monitor schedule` catching up weeks: its log lines print above the bar, the bar goes when the last owed
+    week is run, and the next catch-up (a later tick) gets a bar of its own."""
+    import io
+
+    from monitor.cli import _above, _Bars
+
+    screen = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", screen)
+    bars, lines = _Bars(), []
+    echo = _above(lines.append, bars)
+    bars("weeks caught up", 1, 3)
+    first = bars.bar
+    echo("2023-W06: ok")
+    bars("weeks caught up", 2, 3)
+    assert bars.bar is first and first.n == 2 and lines == ["2023-W06: ok"]
+    bars("weeks caught up", 3, 3)
+    assert bars.bar is None  # done: cleared
+    echo("2023-W08: ok")  # no bar: printed as it is
+    bars("series-weeks", 5, None)
+    bars("series-weeks", 2, None)  # the same task started again: a new bar, not a count going backwards
+    assert bars.bar.n == 2
+    bars.close()
+    assert lines == ["2023-W06: ok", "2023-W08: ok"] and "weeks caught up" in screen.getvalue()

@@ -138,8 +138,10 @@ def test_catch_up_runs_the_missed_weeks_of_the_demo_in_order_once_each(demo_dir,
     lines: list[str] = []
     with Store(config.db_path) as store:
         _record(store, "2023-W05", "ok")
-        ran = catch_up(config, store, clock=lambda: MONDAY_W09, echo=lines.append)
+        told: list[tuple] = []
+        ran = catch_up(config, store, clock=lambda: MONDAY_W09, echo=lines.append, progress=lambda *a: told.append(a))
         assert ran == [("2023-W06", 0), ("2023-W07", 0), ("2023-W08", 0)]
+        assert told == [("weeks caught up", 1, 3), ("weeks caught up", 2, 3), ("weeks caught up", 3, 3)]  # a bar on a terminal
         assert catch_up(config, store, clock=lambda: MONDAY_W09, echo=lines.append) == []  # nothing owed any more
         runs = store.runs()
     assert [(r["week"], r["status"]) for r in runs] == [(f"2023-W0{n}", "ok") for n in (5, 6, 7, 8)]
