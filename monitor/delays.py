@@ -85,9 +85,13 @@ def _known(rows: list[tuple[str, str, str, str]], week_start: str):
     starts = days - offset.astype("timedelta64[D]")
     seen = pd.DatetimeIndex(pd.to_datetime(pd.Series(first_seen), utc=True, format="ISO8601")).as_unit("ns")
     revision = pd.Series(revisions)
-    usable = (pd.Series(firsts).astype(bool) & revision.str.isascii() & revision.str.isdigit()).to_numpy()
-    stamp = np.zeros(len(rows), dtype=np.int64)  # ACLED's Unix time, in nanoseconds
-    stamp[usable] = revision[usable].astype(np.int64).to_numpy() * 10**9
+    # a Unix time of at most 10 digits before the year 2255 fits in nanoseconds (a later one cannot be earlier
+    # than the first sight anyway)
+    usable = (pd.Series(firsts).astype(bool) & revision.str.isascii() & revision.str.isdigit() & (revision.str.len() <= 10)).to_numpy()
+    seconds = np.zeros(len(rows), dtype=np.int64)
+    seconds[usable] = revision[usable].astype(np.int64).to_numpy()
+    usable = usable & (seconds < 9_000_000_000)
+    stamp = np.where(usable, seconds, 0) * 10**9  # ACLED's Unix time, in nanoseconds
     earlier = usable & (stamp < seen.asi8)
     known = pd.DatetimeIndex(np.where(earlier, stamp, seen.asi8).astype("datetime64[ns]"), tz="UTC")
     return starts, known, seen, int(earlier.sum())

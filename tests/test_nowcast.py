@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
@@ -90,3 +91,26 @@ def test_prior_from_history():
     assert mean == 5.0 and size == pytest.approx(25 / (100 / 3 - 5))
     assert prior_from_history([]) == (0.1, math.inf)
     assert prior_from_history([0, 0, 0])[0] == 0.1  # never a prior of nothing
+
+
+def test_delays_measured_at_once_follow_the_rule_row_by_row_and_ignore_impossible_timestamps():
+    """`delays.measure` reads millions of sightings in one pass; each event is known from `known_at` (its first
+    sight, or an earlier ACLED timestamp of its source's first ingest). A timestamp too large for any date
+    (a broken export) is not an earlier sight and breaks nothing."""
+    import random
+    from datetime import date as day
+
+    from monitor.delays import known_at, measure
+
+    rng = random.Random(5)
+    rows = []
+    for i in range(3000):
+        event = day(2022, 1, 3) + timedelta(days=rng.randrange(300))
+        seen = datetime(2022, 1, 10, tzinfo=timezone.utc) + timedelta(hours=rng.randrange(24 * 330))
+        stamp = rng.choice(["", str(int((seen - timedelta(days=rng.randrange(40))).timestamp())), "99999999999", "123abc"])
+        rows.append((event.isoformat(), seen.isoformat(), stamp, rng.choice(["1", ""])))
+    table = measure(rows, min_weeks=3)
+    expected = sum(known_at(s, r, bool(f)) < datetime.fromisoformat(s) for _, s, r, f in rows if r != "99999999999")
+    assert table.from_timestamp == expected > 0
+    assert table.as_of == max(datetime.fromisoformat(s) for _, s, _, _ in rows)
+    assert table.events == 3000 and table.delays is not None
