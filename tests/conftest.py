@@ -86,14 +86,28 @@ def assert_close(ours, theirs, what: str, rel: float = 1e-6) -> None:
 def demo_dir(tmp_path_factory) -> Path:
     """A folder where `monitor demo` ran once (2023-W09): config, database, report and digest.
 
-    Shared by the session: tests may read it and run detection on it, not change it.
+    Made once per test run, not once per pytest-xdist worker: the first worker to ask makes it in the
+    run's shared temporary folder under a lock, the others wait and read it (a file lock of the standard
+    library; a folder left half made by a killed worker is made again). Tests may read it and run
+    detection on it, not change it (copy the database to write).
     """
+    import fcntl
+    import shutil
     from datetime import datetime, timezone
 
     from monitor.demo import run_demo
 
-    out = tmp_path_factory.mktemp("demo_shared")
-    run_demo(out, now=datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc))
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker's folder is popen-gwN inside the run's
+        base = base.parent
+    out = base / "demo_shared"
+    with open(base / "demo_shared.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / ".made").exists():
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
+            run_demo(out, now=datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc))
+            (out / ".made").write_text("the demo of 2023-W09\n", encoding="utf-8")
     return out
 
 
