@@ -48,6 +48,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -101,8 +102,10 @@ def series_min_history(params: FarringtonCusumParams, counts: pd.Series) -> int:
     return farrington.series_min_history(farrington_part(params, b=min(params.b, params.b_min)), counts)
 
 
+@lru_cache(maxsize=256)
 def farrington_part(params: FarringtonCusumParams, *, b: int | None = None) -> farrington.FarringtonParams:
-    """The Farrington parameters inside `params` (with `b` years instead of params.b if given)."""
+    """The Farrington parameters inside `params` (with `b` years instead of params.b if given). Cached: both are
+    frozen, and a weekly run asks for them for every week of every series' chart."""
     values = {name: getattr(params, name) for name in farrington.FarringtonParams.model_fields}
     if b is not None:
         values["b"] = b
@@ -261,8 +264,8 @@ def _chart(shared: dict, params: FarringtonCusumParams, runs: Sequence[tuple[int
     def boolean(values: np.ndarray) -> pd.arrays.BooleanArray:
         return pd.array([bool(v) if d else None for v, d in zip(values, decided)], dtype="boolean")
 
-    notes = f["note"].astype(str).tolist()
-    res = f.drop(columns=["note", "b_used"]).copy()
+    # the columns built in one go (a weekly run makes one small frame per series: thousands of them)
+    res = {c: f[c].array for c in f.columns if c not in ("note", "b_used")}
     res["expected"] = np.where(decided, expected, f["expected"].to_numpy(dtype=float))
     res["upperbound"] = np.where(decided, out["upperbound"], np.nan)
     res["alarm"] = boolean(out["alarm"])
@@ -281,5 +284,5 @@ def _chart(shared: dict, params: FarringtonCusumParams, runs: Sequence[tuple[int
         (w + f"; baseline raised to the level of the last {params.recent_window} weeks") if w and s else w
         for w, s in zip(out["why"], shifted)
     ]
-    res["note"] = notes
-    return res
+    res["note"] = f["note"].astype(str).tolist()
+    return pd.DataFrame(res)
