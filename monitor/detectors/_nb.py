@@ -17,6 +17,7 @@ Everything here is vectorised over weeks and pure (arrays in, arrays out):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import special
@@ -263,3 +264,24 @@ def judge_chart(
         "chart_pvalue": chart_p,
         "why": why,
     }
+
+
+def judge_runs(
+    y: np.ndarray, mu: np.ndarray, phi: np.ndarray, tests: dict[str, np.ndarray], eligible: np.ndarray,
+    runs: Sequence[tuple[int, int, Sequence[int]]], *, alpha: float, k: float, h: float, hold: float,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:  # fmt: skip
+    """`judge_chart` of each run (start, end, rows) of consecutive weeks of these arrays (positions counted from
+    their first), each chart from its own start: the rows `rows` of every run, stacked in order, as (positions,
+    arrays). A replay asks for one row at the end of each of many overlapping runs."""
+    def judged(cut: slice) -> dict[str, np.ndarray]:
+        return judge_chart(y[cut], mu[cut], phi[cut], {name: values[cut] for name, values in tests.items()}, eligible[cut],
+                           alpha=alpha, k=k, h=h, hold=hold)  # fmt: skip
+
+    if not runs:  # typed empty arrays
+        return np.zeros(0, dtype=int), judged(slice(0, 0))
+    at, parts = [], []
+    for start, end, rows in runs:
+        keep = np.asarray(rows, dtype=int)
+        at.append(keep)
+        parts.append({name: values[keep - start] for name, values in judged(slice(start, end + 1)).items()})
+    return np.concatenate(at), {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}

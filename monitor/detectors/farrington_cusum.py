@@ -245,18 +245,8 @@ def _weeks(counts: pd.Series, fitted: pd.DataFrame, params: FarringtonCusumParam
 def _chart(shared: dict, params: FarringtonCusumParams, runs: Sequence[tuple[int, int, Sequence[int]]]) -> pd.DataFrame:
     """Single-week test and CUSUM for each run (start, end, rows) of the weeks of `shared` (`_weeks`, positions
     counted from its first week); the rows `rows` of every run, stacked in order."""
-    at, parts = [], []
-    for start, end, rows in runs:
-        cut = slice(start, end + 1)
-        judged = _nb.judge_chart(shared["y"][cut], shared["expected"][cut], shared["phi"][cut],
-                                 {name: values[cut] for name, values in shared["tests"].items()}, shared["eligible"][cut],
-                                 alpha=params.alpha, k=params.cusum_k, h=params.cusum_h, hold=params.hold)  # fmt: skip
-        keep = np.asarray(rows, dtype=int)
-        at.append(keep)
-        parts.append({name: values[keep - start] for name, values in judged.items()})
-    t = np.concatenate(at) if at else np.zeros(0, dtype=int)
-    out = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]} if parts else {
-        name: np.zeros(0, dtype=object if name == "why" else float) for name in ("upperbound", "alarm", "stat", "pvalue", "z", "single_alarm", "chart_alarm", "chart_pvalue", "why", "usable")}  # fmt: skip
+    t, out = _nb.judge_runs(shared["y"], shared["expected"], shared["phi"], shared["tests"], shared["eligible"], runs,
+                            alpha=params.alpha, k=params.cusum_k, h=params.cusum_h, hold=params.hold)  # fmt: skip
     f = shared["f"].iloc[t].reset_index(drop=True)
     y, expected, phi, shifted, level = (shared[name][t] for name in ("y", "expected", "phi", "shifted", "level"))
     decided = shared["decided"][t] & out["usable"].astype(bool)

@@ -131,40 +131,32 @@ def _detect_runs(counts: pd.Series, params: NbRecentParams, runs: Sequence[tuple
     hi = max((end + 1 for _, end, _ in runs), default=0)
     decided_all = np.isfinite(level[lo:hi]) & np.isfinite(y_all[lo:hi])
     tests_all = _nb.single_tests(y_all[lo:hi], level[lo:hi], phi[lo:hi], decided_all, alpha=params.alpha)
-    at, parts = [], []
-    for start, end, rows in runs:
-        cut = slice(start - lo, end + 1 - lo)
-        idx = np.arange(start, end + 1)
-        res = _nb.judge_chart(y_all[idx], level[idx], phi[idx], {name: values[cut] for name, values in tests_all.items()},
-                              np.ones(len(idx), dtype=bool), alpha=params.alpha, k=params.cusum_k, h=params.cusum_h, hold=params.hold)  # fmt: skip
-        keep = np.asarray(rows, dtype=int) - start
-        at.append(idx[keep])
-        parts.append({name: values[keep] for name, values in res.items()})
-    t = np.concatenate(at) if at else np.zeros(0, dtype=int)
-    res = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]} if parts else {}
-    decided = decided_all[t - lo]
+    t, res = _nb.judge_runs(y_all[lo:hi], level[lo:hi], phi[lo:hi], tests_all, np.ones(hi - lo, dtype=bool),
+                            [(start - lo, end - lo, np.asarray(rows, dtype=int) - lo) for start, end, rows in runs],
+                            alpha=params.alpha, k=params.cusum_k, h=params.cusum_h, hold=params.hold)  # fmt: skip
+    decided = decided_all[t]
+    t = t + lo
     need = min_history(params)
     notes = ["" if d else f"too little history: needs {need} weeks before the week" if w < need else "count missing" for w, d in zip(t, decided)]
 
     def boolean(name: str) -> pd.arrays.BooleanArray:
-        return pd.array([bool(a) if d else None for a, d in zip(res.get(name, ()), decided)], dtype="boolean")
+        return pd.array([bool(a) if d else None for a, d in zip(res[name], decided)], dtype="boolean")
 
-    empty = np.zeros(0)
     return pd.DataFrame(
         {
             "week_start": pd.DatetimeIndex(counts.index)[t] if len(t) else pd.DatetimeIndex([]),
             "count": y_all[t],
             "expected": level[t],
-            "upperbound": res.get("upperbound", empty),
+            "upperbound": res["upperbound"],
             "alarm": boolean("alarm"),
-            "score": res.get("stat", empty),
-            "pvalue": res.get("pvalue", empty),
+            "score": res["stat"],
+            "pvalue": res["pvalue"],
             "phi": phi[t],
-            "z": res.get("z", empty),
+            "z": res["z"],
             "single_alarm": boolean("single_alarm"),
             "chart_alarm": boolean("chart_alarm"),
-            "chart_pvalue": res.get("chart_pvalue", empty),
-            "why": res.get("why", np.zeros(0, dtype=object)),
+            "chart_pvalue": res["chart_pvalue"],
+            "why": res["why"],
             "note": notes,
         }
     )
