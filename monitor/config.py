@@ -32,7 +32,7 @@ from pydantic import (
 )
 
 from monitor.errors import ConfigError
-from monitor.sources import FORMATS
+from monitor.formats import FORMATS
 from monitor.types import (
     DIMENSIONS,
     INCIDENT_FIELDS,

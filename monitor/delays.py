@@ -206,9 +206,15 @@ def nowcasts(store, series, *, week: date, week_start: str = "monday", history_w
     series' prior is its own recent level (`nowcast.prior_from_history` over the weeks before, each
     still-filling one divided by the share known at its delay; its shape at most
     `nowcast.PRIOR_SHAPE_MAX`, so a surge's reported events outweigh a steady history). Series of
-    fatalities get none: delays are measured on events.
+    fatalities get none: delays are measured on events. A week that ended `MAX_DELAY` weeks or more before
+    the latest ingest is complete at any measured delay: its check (say, of a past week) measures nothing.
     """
-    return nowcasts_from(store.sightings(since=week - timedelta(weeks=history_weeks)), series, week=week, week_start=week_start)
+    since = week - timedelta(weeks=history_weeks)
+    seen = [_utc(text) for text in store.sighting_times(since=since)]
+    end = datetime.combine(week + timedelta(days=7), datetime.min.time(), tzinfo=timezone.utc)
+    if seen and max(seen) - end >= timedelta(weeks=MAX_DELAY):
+        return {}, ""  # the week was over MAX_DELAY weeks before the latest ingest: complete, whatever the delays
+    return nowcasts_from(store.sightings(since=since), series, week=week, week_start=week_start)
 
 
 def nowcasts_from(sightings, series, *, week: date, week_start: str = "monday") -> tuple[dict, str]:

@@ -30,7 +30,6 @@ from monitor.series import (
     week_label,
 )
 from monitor.severity import assign_levels, false_alarm_budget
-from monitor.sources.counts import read_series_csv
 from monitor.types import (
     Detection,
     IngestResult,
@@ -526,6 +525,8 @@ def detect_csv(path: Path, *, config: Config, detector: str, params: dict, last:
     column every output row starts with it.
     """
     from monitor.detectors import run_detector_many
+
+    from monitor.sources.counts import read_series_csv  # here: the weekly job and `check` read no files
 
     frame = read_series_csv(path)
     model = config.params_for(detector, overrides=params)

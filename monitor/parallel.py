@@ -19,13 +19,10 @@ of jobs in flight, so a caller that generates jobs lazily holds a bounded amount
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -125,6 +122,10 @@ def imap(fn: Callable[[Any], T], jobs: Iterable[Any], *, engine: Engine, window:
 
 def _local_imap(fn: Callable[[Any], T], jobs: Iterable[Any], *, workers: int, window: int) -> Iterator[T]:
     """`imap` on a ProcessPoolExecutor; if a worker is killed, the jobs not yet returned run in this process."""
+    import multiprocessing  # here: a run that stays in this process (a `check` of a few series) need not load them
+    from concurrent.futures import Future, ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
     todo = iter(jobs)
     pending: deque[tuple[Any, Future | None]] = deque()
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet_worker)

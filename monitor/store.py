@@ -885,6 +885,12 @@ class Store:
         frame["fatalities"] = frame["fatalities"].fillna(0.0).astype("float64")
         return frame[["source", "date", *CELL_COLUMNS, "events", "fatalities"]]
 
+    def sighting_times(self, *, since: date | None = None) -> list[str]:
+        """The distinct first sights (`first_seen`, ISO 8601) of the incidents dated on or after `since`: the
+        ingests that brought them (a handful of values, where `sightings` has a row per incident)."""
+        where, params = (" AND event_date >= ?", [since.isoformat()]) if since else ("", [])
+        return [str(row[0]) for row in self.db.execute(f"SELECT DISTINCT first_seen FROM incidents WHERE first_seen != ''{where}", params)]
+
     def sightings(self, *, source: str | None = None, country: str | None = None, since: date | None = None) -> list[tuple[str, str, str, str]]:
         """When each stored incident became known: (event_date, first_seen, earliest revision, first_of_source).
 

@@ -95,6 +95,9 @@ class Storage(Protocol):
     def incident_versions(self, *, end: date) -> "pd.DataFrame":
         """Every version of every incident up to `end`, with when it was known (known_from, known_to)."""
 
+    def sighting_times(self, *, since: date | None = None) -> list[str]:
+        """The distinct first sights (ISO 8601) of the incidents dated on or after `since`."""
+
     def sightings(self, *, source: str | None = None, country: str | None = None,
                   since: date | None = None) -> list[tuple[str, str, str, str]]:  # fmt: skip
         """When each incident became known: (event date, first seen, earliest revision, "1" if seen by its

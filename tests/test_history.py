@@ -221,6 +221,32 @@ def test_check_nowcasts_the_week_still_filling(tmp_path):
     assert "nowcast" not in json.loads(later.stdout)[0]
 
 
+def test_a_week_over_the_longest_delay_before_the_latest_ingest_is_complete_without_measuring(tmp_path):
+    """Twelve event weeks delivered over 13 Mondays: too little history to measure delays up to MAX_DELAY (8)
+    weeks, so a week still within 8 weeks of the latest ingest gets no nowcast and a note saying why. A week that
+    ended 8 weeks or more before the latest ingest (2023-W05 ended 8 weeks and 6 hours before it) is complete
+    whatever the delays: it is judged on its count, with no note and without reading every sighting."""
+    from monitor.delays import MAX_DELAY
+
+    assert MAX_DELAY == 8
+    config = tmp_path / "monitor.toml"
+    config.write_text('[database]\npath = "m.db"\n[[series]]\nname = "all"\n', encoding="utf-8")
+    weekly_deliveries(tmp_path, config, weeks=12, deliveries=13)
+
+    def check(week: str):
+        result = CliRunner().invoke(cli, ["--config", str(config), "check", "--week", week, "--format", "json"],
+                                    env={"MONITOR_NOW": monday(14).isoformat()})  # fmt: skip
+        assert result.exit_code in (0, 3), result.output
+        (row,) = json.loads(result.stdout)
+        assert "nowcast" not in row
+        return result.stderr
+
+    for week in ("2023-W06", "2023-W12"):
+        assert "note: no nowcast for the latest week: too little history" in check(week), week
+    for week in ("2023-W05", "2023-W01"):
+        assert "nowcast" not in check(week), week
+
+
 def test_the_report_shows_the_nowcast_of_a_flagged_week_still_filling(tmp_path):
     """The twenty deliveries again, with a surge of 12 more events in the last week, all known at once: the
     week is flagged on its 14 known events, and the report says where its count is heading and draws it."""
