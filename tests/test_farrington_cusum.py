@@ -251,3 +251,45 @@ def test_short_histories_use_as_many_years_as_they_have(series):
     # with b_min = 5 the same weeks are too short: undecided, as plain Farrington with b = 5
     strict = detect(short, FarringtonCusumParams(b_min=5), weeks=weeks)
     assert strict["alarm"].isna().all()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_many_charts_side_by_side_are_each_chart_on_its_own(seed):
+    """`_nb.judge_runs` charts a backtest's runs (one per replayed week) side by side, one numpy step per week;
+    each must be exactly `_nb.judge_chart` of its own weeks (the scalar loop the weekly job runs): the same
+    scores, alarms, run p-values and sentences, on weeks that cannot be judged, are not eligible, or surge."""
+    from monitor.detectors import _nb
+
+    rng = np.random.default_rng(seed)
+    n = 400
+    mu = rng.gamma(2.0, 2.0, n)
+    mu[rng.random(n) < 0.05] = np.nan  # no baseline
+    phi = rng.choice([1.0, 1.5, 3.0], n)
+    y = rng.negative_binomial(2, 2 / (2 + np.nan_to_num(mu, nan=1.0))).astype(float)
+    y[150:230] = rng.poisson(2.2 * np.nan_to_num(mu[150:230], nan=1.0))  # a rise: charts that alarm, restart at hold x h and alarm on
+    y[rng.random(n) < 0.03] = np.nan  # counts missing
+    decided = np.isfinite(mu) & np.isfinite(y)
+    tests = _nb.single_tests(y, mu, phi, decided, alpha=0.01)
+    eligible = rng.random(n) > 0.1
+    width = int(rng.choice([20, 156]))
+    runs = [(max(0, t + 1 - width), t, [t]) for t in range(60, n)]  # a replay: each week at the end of its own run
+    runs.append((10, 300, list(range(10, 301, 7))))  # and one run asked for many rows
+    params = {"alpha": 0.01, "k": float(rng.choice([0.5, 1.0])), "h": 4.0, "hold": float(rng.choice([0.0, 0.5]))}
+    t, side_by_side = _nb.judge_runs(y, mu, phi, tests, eligible, runs, **params)
+    expected_t, one_by_one = [], {}
+    for start, end, rows in runs:
+        cut = slice(start, end + 1)
+        alone = _nb.judge_chart(y[cut], mu[cut], phi[cut], {name: v[cut] for name, v in tests.items()}, eligible[cut], **params)
+        expected_t += list(rows)
+        for name, values in alone.items():
+            one_by_one.setdefault(name, []).extend(values[np.asarray(rows) - start])
+    assert list(t) == expected_t
+    assert set(side_by_side) == set(one_by_one)
+    assert side_by_side["chart_alarm"].any() and side_by_side["alarm"].sum() > side_by_side["chart_alarm"].sum()
+    for name, values in one_by_one.items():
+        ours = side_by_side[name]
+        assert ours.dtype == np.asarray(values).dtype or name == "why", name
+        if ours.dtype.kind == "f":
+            np.testing.assert_array_equal(ours, np.asarray(values, dtype=float), err_msg=name)
+        else:
+            assert list(ours) == list(values), name

@@ -272,16 +272,65 @@ def judge_runs(
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:  # fmt: skip
     """`judge_chart` of each run (start, end, rows) of consecutive weeks of these arrays (positions counted from
     their first), each chart from its own start: the rows `rows` of every run, stacked in order, as (positions,
-    arrays). A replay asks for one row at the end of each of many overlapping runs."""
+    arrays). A replay asks for one row at the end of each of many overlapping runs.
+
+    One run is `judge_chart` itself. Many runs (a backtest: one per replayed week, up to
+    `detection.STATEFUL_RUN_WEEKS` long) are charted side by side, one numpy step per week of the longest,
+    with the same arithmetic as `chart` (the same numbers exactly: tests/test_farrington_cusum.py holds the two
+    to each other); a run's chart p-value and sentence are worked out only for the rows asked for.
+    """
     def judged(cut: slice) -> dict[str, np.ndarray]:
         return judge_chart(y[cut], mu[cut], phi[cut], {name: values[cut] for name, values in tests.items()}, eligible[cut],
                            alpha=alpha, k=k, h=h, hold=hold)  # fmt: skip
 
     if not runs:  # typed empty arrays
         return np.zeros(0, dtype=int), judged(slice(0, 0))
-    at, parts = [], []
-    for start, end, rows in runs:
+    if len(runs) == 1:  # the weekly job: one chart per series, cheaper as a scalar loop
+        ((start, end, rows),) = runs
         keep = np.asarray(rows, dtype=int)
-        at.append(keep)
-        parts.append({name: values[keep - start] for name, values in judged(slice(start, end + 1)).items()})
-    return np.concatenate(at), {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+        return keep, {name: values[keep - start] for name, values in judged(slice(start, end + 1)).items()}
+    usable, pvalue, z = tests["usable"], tests["pvalue"], tests["z"]
+    single = usable & eligible & (pvalue <= alpha)
+    score = np.where(np.isfinite(z), z, 0.0)
+    first = np.array([start for start, _, _ in runs], dtype=int)
+    length = np.array([end - start + 1 for start, end, _ in runs], dtype=int)
+    width = int(length.max())
+    stat = np.full((len(runs), width), np.nan)
+    chart_alarm = np.zeros((len(runs), width), dtype=bool)
+    alarm = np.zeros((len(runs), width), dtype=bool)
+    run_start = np.full((len(runs), width), -1, dtype=int)
+    previous, begun, cap = np.zeros(len(runs)), np.full(len(runs), -1, dtype=int), hold * h
+    for j in range(width):  # week j of every run at once (as `chart`, whose loop is over the weeks of one run)
+        at = np.minimum(first + j, len(y) - 1)
+        decided = usable[at] & (j < length)
+        value = np.maximum(0.0, previous + score[at] - k)
+        begun = np.where(decided, np.where(value > 0, np.where(previous == 0, at, begun), -1), begun)
+        stat[:, j] = np.where(decided, value, previous)
+        run_start[:, j] = begun
+        high = value >= h
+        chart_alarm[:, j] = decided & eligible[at] & high & ~single[at]
+        alarm[:, j] = decided & eligible[at] & (single[at] | high)
+        previous = np.where(decided, np.where(alarm[:, j], np.minimum(value, cap), value), previous)
+    which = np.concatenate([np.full(len(rows), r, dtype=int) for r, (_, _, rows) in enumerate(runs)])
+    t = np.concatenate([np.asarray(rows, dtype=int) for _, _, rows in runs])
+    j = t - first[which]
+    charted = chart_alarm[which, j]
+    began = run_start[which, j]
+    chart_p = np.full(len(t), np.nan)
+    why = np.full(len(t), "", dtype=object)
+    for n in np.flatnonzero(charted):
+        s, i = int(began[n]), int(t[n])
+        chart_p[n] = float(p_at_least(np.nansum(y[s : i + 1]), np.nansum(mu[s : i + 1]), phi[i]))
+        why[n] = explain_run(y, mu, s, i)
+    return t, {
+        "pvalue": pvalue[t],
+        "upperbound": tests["upperbound"][t],
+        "z": z[t],
+        "stat": stat[which, j],
+        "single_alarm": single[t],
+        "chart_alarm": charted,
+        "alarm": alarm[which, j] & usable[t],
+        "usable": usable[t],
+        "chart_pvalue": chart_p,
+        "why": why,
+    }
