@@ -184,6 +184,9 @@ def measure(detail: pd.DataFrame, *, first_week: date, last_week: date) -> Burde
 
 #: Weeks replayed one by one (truncated series) per batched call: bounds the memory of a large backtest.
 REPLAY_CHUNK = 4000
+#: Series per batched call of a detector that replays its charts (`detect_cuts_many`): bounds the memory of a
+#: backtest of many series while series of one calendar share Farrington's templates.
+CUTS_CHUNK = 200
 
 
 def replay_many(
@@ -197,7 +200,7 @@ def replay_many(
     series ended, so each is judged on the series cut at it; all those cut series, of every job, go to the detector in
     a few batched calls (`detect_counts_many`: Farrington's templates are shared by every week of the same date). The
     weeks a detector without a chart judges itself are judged in one pass per series. A chart detector whose every
-    other figure of a week looks only backwards (`DetectorSpec.detect_cuts`: farrington-cusum, nb-recent) skips the
+    other figure of a week looks only backwards (`DetectorSpec.detect_cuts_many`: farrington-cusum, nb-recent) skips the
     cut series: `_replay_cuts` computes each week's baseline once and runs only each week's chart.
 
     progress: told the number of weeks replayed so far (of all jobs) as the replay goes.
@@ -205,12 +208,12 @@ def replay_many(
     spec = get_detector(detector)
     fallback = get_detector(FALLBACK)
     tell = progress or (lambda weeks: None)
-    if spec.detect_cuts is not None and not spec.in_control_weeks and fallback.detect_cuts is not None:
+    if spec.detect_cuts_many is not None and not spec.in_control_weeks and fallback.detect_cuts_many is not None:
         outs, done = [], 0
-        for counts, first, floor in jobs:
-            outs.append(_replay_cuts(counts, first, floor, spec=spec, params=params, fallback=fallback,
-                                     fallback_params=fallback_params or fallback.params()))  # fmt: skip
-            done += max(len(counts) - first, 0)
+        for at in range(0, len(jobs), CUTS_CHUNK):
+            part = jobs[at : at + CUTS_CHUNK]
+            outs += _replay_cuts(part, spec=spec, params=params, fallback=fallback, fallback_params=fallback_params or fallback.params())
+            done += sum(max(len(counts) - first, 0) for counts, first, _ in part)
             tell(done)
         return outs
     cuts: list[tuple[int, int]] = []  # (job, t) of the weeks replayed one by one
@@ -243,11 +246,13 @@ def replay_many(
     return [pd.concat(p, ignore_index=True) if p else pd.DataFrame() for p in parts]
 
 
-def _replay_cuts(counts: pd.Series, first: int, floor: int, *, spec, params: BaseModel, fallback, fallback_params: BaseModel) -> pd.DataFrame:
-    """`replay_many` of one series for a detector with `detect_cuts` (and no in-control window): the rows the weekly
-    job would have written, each week judged on a chart started where `detection.detect_counts_many` starts it
-    for the series cut at that week, but every week's baseline computed once (issue 17: a backtest of 151 weeks
-    x 28 series in seconds).
+def _replay_cuts(jobs: Sequence[tuple[pd.Series, int, int]], *, spec, params: BaseModel, fallback,
+                 fallback_params: BaseModel) -> list[pd.DataFrame]:  # fmt: skip
+    """`replay_many` of (counts, first, min_count) jobs for a detector with `detect_cuts_many` (and no in-control
+    window): the rows the weekly job would have written, each week judged on a chart started where
+    `detection.detect_counts_many` starts it for the series cut at that week, but every week's baseline computed
+    once (issue 17: a backtest of 151 weeks x 28 series in seconds), the series batched (Farrington's templates are
+    shared by series of the same calendar).
 
     Which detector judges week t does not depend on where the series ends: the detector from its own history
     `own` on, the fallback from its `fb_need` until then, and before both the detector itself (undecided).
@@ -255,43 +260,59 @@ def _replay_cuts(counts: pd.Series, first: int, floor: int, *, spec, params: Bas
     from monitor.detection import STATEFUL_RUN_WEEKS
     from monitor.detectors import _before, _join, _label
 
-    n = len(counts)
-    if first >= n:
-        return pd.DataFrame()
-    own = spec.series_min_history(params, counts) if spec.series_min_history else spec.min_history(params)
-    fb_need = fallback.min_history(fallback_params) if fallback.name != spec.name else own
-    mine, backup = [], []  # (chart start, t)
-    for t in range(first, n):
-        if t >= own:
-            mine.append((max(own, t + 1 - STATEFUL_RUN_WEEKS), t))
-        elif t >= fb_need and fallback.name != spec.name:
-            start = max(min(own, fb_need), t + 1 - STATEFUL_RUN_WEEKS)
-            backup.append((max(start, fb_need), t))
-        else:  # nothing can judge it: the detector says why (alarm NA)
-            mine.append((t, t))
-    parts = []
-    if mine:
-        out = spec.detect_cuts(counts, params, mine)
-        out["detector"] = spec.name
-        out["fallback_from"] = ""
-        if fallback.name != spec.name:
-            extra = f"{_label(fallback.name, fallback_params)} fallback needs {fb_need} weeks"
-            out["note"] = [_join(note, extra) if t < fb_need else note for (_, t), note in zip(mine, out["note"])]
-        parts.append(out.set_axis([t for _, t in mine]))
-    if backup:
-        out = fallback.detect_cuts(counts, fallback_params, backup)
-        out["detector"] = fallback.name
-        out["fallback_from"] = spec.name
-        out["note"] = [_join(_before(spec.name, own, 0, t) + f": {_label(fallback.name, fallback_params)} used", note)
-                       for (_, t), note in zip(backup, out["note"])]  # fmt: skip
-        parts.append(out.set_axis([t for _, t in backup]))
-    columns: list[str] = []
-    for part in parts:
-        columns += [c for c in part.columns if c not in columns and c not in ("detector", "fallback_from", "note")]
-    columns += ["detector", "fallback_from", "note"]
-    result = pd.concat([p.reindex(columns=columns) for p in parts]).sort_index().reset_index(drop=True)
-    result["alarm"] = result["alarm"].astype("boolean")
-    return apply_min_count(result, floor)
+    plans = []  # per job: (own, fb_need, the detector's (chart start, t), the fallback's)
+    for counts, first, _ in jobs:
+        own = spec.series_min_history(params, counts) if spec.series_min_history else spec.min_history(params)
+        fb_need = fallback.min_history(fallback_params) if fallback.name != spec.name else own
+        mine, backup = [], []
+        for t in range(first, len(counts)):
+            if t >= own:
+                mine.append((max(own, t + 1 - STATEFUL_RUN_WEEKS), t))
+            elif t >= fb_need and fallback.name != spec.name:
+                start = max(min(own, fb_need), t + 1 - STATEFUL_RUN_WEEKS)
+                backup.append((max(start, fb_need), t))
+            else:  # nothing can judge it: the detector says why (alarm NA)
+                mine.append((t, t))
+        plans.append((own, fb_need, mine, backup))
+
+    def batched(detector, model, which: int) -> list[pd.DataFrame | None]:
+        asked = [i for i, plan in enumerate(plans) if plan[which]]
+        done = detector.detect_cuts_many([jobs[i][0] for i in asked], model, [plans[i][which] for i in asked]) if asked else []
+        out: list[pd.DataFrame | None] = [None] * len(jobs)
+        for i, frame in zip(asked, done):
+            out[i] = frame
+        return out
+
+    mines = batched(spec, params, 2)
+    backups = batched(fallback, fallback_params, 3) if fallback.name != spec.name else [None] * len(jobs)
+    results = []
+    for (counts, first, floor), (own, fb_need, mine, backup), out, extra_out in zip(jobs, plans, mines, backups):
+        parts = []
+        if out is not None:
+            out["detector"] = spec.name
+            out["fallback_from"] = ""
+            if fallback.name != spec.name:
+                extra = f"{_label(fallback.name, fallback_params)} fallback needs {fb_need} weeks"
+                out["note"] = [_join(note, extra) if t < fb_need else note for (_, t), note in zip(mine, out["note"])]
+            parts.append(out.set_axis([t for _, t in mine]))
+        if extra_out is not None:
+            out = extra_out
+            out["detector"] = fallback.name
+            out["fallback_from"] = spec.name
+            out["note"] = [_join(_before(spec.name, own, 0, t) + f": {_label(fallback.name, fallback_params)} used", note)
+                           for (_, t), note in zip(backup, out["note"])]  # fmt: skip
+            parts.append(out.set_axis([t for _, t in backup]))
+        if not parts:
+            results.append(pd.DataFrame())
+            continue
+        columns: list[str] = []
+        for part in parts:
+            columns += [c for c in part.columns if c not in columns and c not in ("detector", "fallback_from", "note")]
+        columns += ["detector", "fallback_from", "note"]
+        result = pd.concat([p.reindex(columns=columns) for p in parts]).sort_index().reset_index(drop=True)
+        result["alarm"] = result["alarm"].astype("boolean")
+        results.append(apply_min_count(result, floor))
+    return results
 
 
 def replay_counts(

@@ -105,6 +105,32 @@ def test_replaying_a_counts_file_gives_r_surveillances_alarms(row, shared_refere
 
 
 @pytest.mark.parametrize("detector", ["farrington-cusum", "nb-recent"])
+def test_series_replayed_together_are_each_replayed_alone(detector):
+    """`replay_many` hands the series of a backtest to the chart detectors together (Farrington's fits batched,
+    templates shared by series of one calendar): each series' rows are exactly those of its replay alone, for
+    series of one calendar, of another (a later start), shorter ones, one too short to judge and an empty one."""
+    import numpy as np
+
+    from monitor.backtest import replay_counts, replay_many
+    from monitor.detectors import make_params
+
+    rng = np.random.default_rng(5)
+    def series(start: str, weeks: int, mean: float) -> pd.Series:
+        return pd.Series(rng.negative_binomial(2, 2 / (2 + mean), weeks).astype(float),
+                         index=pd.date_range(start, periods=weeks, freq="7D"), name="count")  # fmt: skip
+
+    jobs = [(series("2019-01-07", 260, 3.0), 100, 0), (series("2019-01-07", 260, 0.4), 0, 2),
+            (series("2019-03-04", 200, 6.0), 150, 0), (series("2019-01-07", 120, 1.0), 30, 0),
+            (series("2019-01-07", 3, 1.0), 0, 0), (series("2019-01-07", 260, 2.0), 260, 0)]  # fmt: skip
+    params = make_params(detector, {"b": 2, "b_min": 1} if detector == "farrington-cusum" else {})
+    together = replay_many(jobs, detector=detector, params=params, fallback_params=None)
+    assert [len(frame) for frame in together] == [160, 260, 50, 90, 3, 0]
+    for (counts, first, floor), frame in zip(jobs, together):
+        alone = replay_counts(counts, detector=detector, params=params, fallback_params=None, first=first, min_count=floor)
+        pd.testing.assert_frame_equal(frame, alone, check_exact=True)
+
+
+@pytest.mark.parametrize("detector", ["farrington-cusum", "nb-recent"])
 def test_the_replay_of_every_week_equals_the_weekly_job_on_the_series_cut_at_it(detector):
     """`replay_counts` (the chart detectors' replay computes each week's baseline once and runs each chart
     from where the weekly job starts it) gives, week for week, the row `detect_counts` gives on the series

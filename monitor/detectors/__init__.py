@@ -57,10 +57,11 @@ class DetectorSpec:
     #: optional ``detect_many(series, params, weeks)``: `detect` on many series at once, the
     #: same frames faster (the batch engine); callers without a fallback may use it.
     detect_many: Callable[..., list[pd.DataFrame]] | None = None
-    #: optional ``detect_cuts(counts, params, cuts)``: for each (start, end), the row of the week at `end` of the
-    #: chart run start..end on the counts up to `end`, as `detect` gives it (`monitor backtest` replays each week
-    #: so); only for a detector whose every other figure of a week looks only backwards from it.
-    detect_cuts: Callable[..., pd.DataFrame] | None = None
+    #: optional ``detect_cuts_many(series, params, cuts)``: for each series and each (start, end) of its cuts, the
+    #: row of the week at `end` of the chart run start..end on the counts up to `end`, as `detect` gives it
+    #: (`monitor backtest` replays each week so), one frame per series; only for a detector whose every other
+    #: figure of a week looks only backwards from it.
+    detect_cuts_many: Callable[..., list[pd.DataFrame]] | None = None
     #: optional ``series_min_history(params, counts)``: `min_history` for this series' calendar.
     series_min_history: Callable[[BaseModel, pd.Series], int] | None = None
     #: optional ``in_control_weeks(params)``: the most weeks a stateful detector fits its
@@ -167,7 +168,7 @@ DETECTORS: dict[str, DetectorSpec] = {
         DetectorSpec("ears", ears.EarsParams, ears.detect, ears.min_history, ears.SUMMARY, method=_METHODS["ears"],
                      nominal_rate=_ears_rate),  # fmt: skip
         DetectorSpec("nb-recent", nb_recent.NbRecentParams, nb_recent.detect, nb_recent.min_history, nb_recent.SUMMARY, stateful=True,
-                     detect_cuts=nb_recent.detect_cuts, method=_METHODS["nb-recent"], nominal_rate=_chart_rate),  # fmt: skip
+                     detect_cuts_many=nb_recent.detect_cuts_many, method=_METHODS["nb-recent"], nominal_rate=_chart_rate),  # fmt: skip
         DetectorSpec("acled-surge", rules.AcledSurgeParams, rules.detect_surge, rules.surge_min_history, rules.SURGE_SUMMARY,
                      method=_METHODS["acled-surge"]),  # fmt: skip
         DetectorSpec("acled-threat", rules.AcledThreatParams, rules.detect_threat, rules.threat_min_history, rules.THREAT_SUMMARY,
@@ -196,7 +197,7 @@ DETECTORS: dict[str, DetectorSpec] = {
             farrington_cusum.SUMMARY,
             stateful=True,
             detect_many=farrington_cusum.detect_many,
-            detect_cuts=farrington_cusum.detect_cuts,
+            detect_cuts_many=farrington_cusum.detect_cuts_many,
             series_min_history=farrington_cusum.series_min_history,
             method=_METHODS["farrington-cusum"],
             nominal_rate=_chart_rate,

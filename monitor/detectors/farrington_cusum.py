@@ -160,9 +160,18 @@ def detect_cuts(counts: pd.Series, params: FarringtonCusumParams, cuts: Sequence
     """One row per (start, end) of `cuts`: `detect(counts.iloc[:end + 1], weeks=[start, end])`'s row for the week at
     `end`, whose chart runs from `start` (a replay: each week as the weekly job judged it). Farrington's fits and
     each week's single-week test look only backwards, so they are computed once; only each chart is run."""
-    for start, end in cuts:
-        check_positions(counts, [start, end])
-    return _detect_runs([counts], params, [[(start, end, [end]) for start, end in cuts]])[0]
+    return detect_cuts_many([counts], params, [cuts])[0]
+
+
+def detect_cuts_many(series: Sequence[pd.Series], params: FarringtonCusumParams, cuts: Sequence[Sequence[tuple[int, int]]]) -> list[pd.DataFrame]:
+    """`detect_cuts` of several series at once (`cuts[i]` of `series[i]`): Farrington's fits of all of them are
+    batched, so series of the same calendar share its templates."""
+    if len(series) != len(cuts):
+        raise ValueError(f"detect_cuts_many needs one list of cuts per series (got {len(series)} series and {len(cuts)} lists)")
+    for counts, own in zip(series, cuts):
+        for start, end in own:
+            check_positions(counts, [start, end])
+    return _detect_runs(series, params, [[(start, end, [end]) for start, end in own] for own in cuts])
 
 
 def _detect_runs(series: Sequence[pd.Series], params: FarringtonCusumParams, runs: Sequence[Sequence[tuple[int, int, Sequence[int]]]]) -> list[pd.DataFrame]:

@@ -123,6 +123,13 @@ def detect_cuts(counts: pd.Series, params: NbRecentParams, cuts: Sequence[tuple[
     return _detect_runs(counts, params, [(start, end, [end]) for start, end in cuts])
 
 
+def detect_cuts_many(series: Sequence[pd.Series], params: NbRecentParams, cuts: Sequence[Sequence[tuple[int, int]]]) -> list[pd.DataFrame]:
+    """`detect_cuts` of each series (`cuts[i]` of `series[i]`)."""
+    if len(series) != len(cuts):
+        raise ValueError(f"detect_cuts_many needs one list of cuts per series (got {len(series)} series and {len(cuts)} lists)")
+    return [detect_cuts(counts, params, own) for counts, own in zip(series, cuts)]
+
+
 def _detect_runs(counts: pd.Series, params: NbRecentParams, runs: Sequence[tuple[int, int, Sequence[int]]]) -> pd.DataFrame:
     """The rows `rows` of each chart run (start, end, rows), stacked in order."""
     y_all = counts.to_numpy(dtype=float, na_value=np.nan)
