@@ -624,10 +624,8 @@ def detect(ctx, file, detector, params, last, fmt) -> None:
     from monitor.detection import detect_csv
 
     frame = detect_csv(file, config=_config(ctx), detector=detector, params=_params(params) or {}, last=last)
-    frame = frame.assign(
-        week_start=frame["week_start"].dt.strftime("%Y-%m-%d"),
-        alarm=frame["alarm"].map(lambda a: None if pd.isna(a) else int(bool(a))),
-    )
+    # alarm 1 / 0, NA where undecided (a nullable integer column: printed 1 and 0, never 1.0 and 0.0)
+    frame = frame.assign(week_start=frame["week_start"].dt.strftime("%Y-%m-%d"), alarm=frame["alarm"].astype("Int64"))
     columns = [c for c in frame.columns if c != "fallback_from"]
     if fmt == "csv":  # written by pandas: thousands of series make hundreds of thousands of cells
         from monitor.report.markdown import csv_safe
