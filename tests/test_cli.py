@@ -102,6 +102,9 @@ def test_detect_bad_csv_names_the_line(tmp_path):
         ("week_start,count\n2020-01-06,1\n2020-01-13,\n", "line 3: count '' is not a finite number >= 0"),
         ("week_start,count\n2020-01-06,1\n2020-01-20,1\n", "line 3: week_start 2020-01-20 does not follow 2020-01-06 by 7 days"),
         ("series,week_start,count\nHoms,2020-01-06,1\n,2020-01-13,1\n", "line 3: series '' is not a series name"),
+        # rows of several series interleaved: each series is checked in the file's order, the first gap reported
+        ("series,week_start,count\nHoms,2020-01-06,1\nHama,2020-01-06,1\nHama,2020-01-13,1\nHoms,2020-01-20,1\nHama,2020-01-13,1\n",
+         "line 5: week_start 2020-01-20 (series Homs) does not follow 2020-01-06 by 7 days"),
         ("when,n\n2020-01-06,1\n", "missing column(s) week_start, count"),
     ],
 )
