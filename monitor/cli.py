@@ -624,18 +624,14 @@ def detect(ctx, file, detector, params, last, fmt) -> None:
     from monitor.detection import detect_csv
 
     frame = detect_csv(file, config=_config(ctx), detector=detector, params=_params(params) or {}, last=last)
-    frame = frame.assign(
-        week_start=frame["week_start"].dt.strftime("%Y-%m-%d"),
-        alarm=frame["alarm"].map(lambda a: None if pd.isna(a) else int(bool(a))),
-    )
+    # alarm 1 / 0, NA where undecided (a nullable integer column: printed 1 and 0, never 1.0 and 0.0)
+    frame = frame.assign(week_start=frame["week_start"].dt.strftime("%Y-%m-%d"), alarm=frame["alarm"].astype("Int64"))
     columns = [c for c in frame.columns if c != "fallback_from"]
     if fmt == "csv":  # written by pandas: thousands of series make hundreds of thousands of cells
-        from monitor.report.markdown import csv_safe
-
         out = frame[columns].copy()
         for column in out.columns:  # text (object or pandas' str dtype): a cell like =HYPERLINK(...) is made inert
             if out[column].dtype == object or pd.api.types.is_string_dtype(out[column].dtype):
-                out[column] = out[column].astype(object).map(lambda v: None if _missing(v) else csv_safe(v))
+                out[column] = _csv_text(out[column])
         click.echo(out.to_csv(index=False, na_rep="NA", lineterminator="\n"), nl=False)
     else:
         rows = [{k: (None if _missing(v) else v) for k, v in r.items()} for r in frame.to_dict("records")]
@@ -646,6 +642,20 @@ def detect(ctx, file, detector, params, last, fmt) -> None:
 
 def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or str(value) == "<NA>"
+
+
+def _csv_text(column):
+    """A text column's cells for `detect`'s CSV: missing (`_missing`, the text "<NA>" included) None, the rest
+    through `csv_safe`; vectorised where every cell is text or missing, cell by cell otherwise."""
+    import pandas as pd
+
+    from monitor.report.markdown import csv_safe, csv_safe_text
+
+    if pd.api.types.infer_dtype(column, skipna=True) not in ("string", "empty"):
+        return column.astype(object).map(lambda v: None if _missing(v) else csv_safe(v))
+    cells = csv_safe_text(column)
+    cells[column.eq("<NA>").to_numpy(dtype=bool, na_value=False)] = None
+    return cells
 
 
 @cli.command()

@@ -524,22 +524,32 @@ def detect_csv(path: Path, *, config: Config, detector: str, params: dict, last:
     same frames as one `run_detector` call each), all in one batched call; with a `series`
     column every output row starts with it.
     """
-    from monitor.detectors import run_detector_many
+    from monitor.detectors import run_detector_table
 
     from monitor.sources.counts import read_series_csv  # here: the weekly job and `check` read no files
 
     frame = read_series_csv(path)
     model = config.params_for(detector, overrides=params)
     fallback_params = config.fallback_params()
-    grouped = list(frame.groupby("series", sort=False)) if "series" in frame.columns else [(None, frame)]
+    if "series" in frame.columns:  # series in order of first appearance, each in the file's order
+        codes, names = pd.factorize(frame["series"])
+        order = np.argsort(codes, kind="stable")
+        lengths = np.bincount(codes, minlength=len(names))
+    else:
+        names, order, lengths = [None], np.arange(len(frame)), np.array([len(frame)])
+    stamps = frame["week_start"].to_numpy()[order]
+    values = frame["count"].to_numpy(dtype=float)[order]
+    # consecutive weeks (read_series_csv checked them): the first week and the length make the index, and
+    # series with the same weeks share one (the batch engine then reads that calendar once)
+    indexes: dict[tuple, pd.DatetimeIndex] = {}
     series, weeks = [], []
-    for _, sub in grouped:  # one batched call for all series: the batch engines share work across them
-        counts = pd.Series(sub["count"].to_numpy(dtype=float), index=pd.DatetimeIndex(sub["week_start"]), name="count")
-        n = len(counts)
-        series.append(counts)
+    for first, n in zip(np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths):
+        key = (stamps[first] if n else None, n)
+        if key not in indexes:
+            indexes[key] = pd.DatetimeIndex(stamps[first : first + n], name="week_start")
+        series.append(pd.Series(values[first : first + n], index=indexes[key], name="count"))
         weeks.append(list(range(0 if last is None else max(0, n - last), n)))
-    outputs = run_detector_many(detector, model, series, weeks=weeks, fallback_params=fallback_params)
-    for (name, _), out in zip(grouped, outputs):
-        if name is not None:
-            out.insert(0, "series", name)
-    return pd.concat(outputs, ignore_index=True)
+    out = run_detector_table(detector, model, series, weeks=weeks, fallback_params=fallback_params)
+    if names[0] is not None:
+        out.insert(0, "series", pd.Series(np.repeat(np.asarray(names, dtype=object), [len(w) for w in weeks]), dtype="str"))
+    return out

@@ -63,6 +63,17 @@ def test_detect_quiet_series_exits_0_and_json(tmp_path):
     assert row["alarm"] == 0 and row["expected"] == pytest.approx(2.25)  # mean of the 4 weeks before
 
 
+def test_detect_prints_alarm_as_1_0_or_na_when_some_weeks_are_undecided(tmp_path):
+    # 12 weeks: farrington has too little history for all of them, the nb-recent fallback for the first 5
+    path = counts_csv(tmp_path, [2, 3, 2, 2, 3, 2, 2, 3, 2, 2, 3, 2])
+    result = invoke("detect", str(path), "--detector", "farrington", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    assert [r["alarm"] for r in rows] == ["NA"] * 5 + ["0"] * 7, result.output
+    result = invoke("detect", str(path), "--detector", "farrington", "--format", "json")
+    alarms = [r["alarm"] for r in json.loads(result.output)]
+    assert alarms == [None] * 5 + [0] * 7 and all(type(a) is int for a in alarms[5:])
+
+
 def test_detect_several_series_stays_one_csv(tmp_path):
     a = pd.read_csv(counts_csv(tmp_path, [1, 1, 1, 1, 1, 9], "a.csv", series="Homs"))
     b = pd.read_csv(counts_csv(tmp_path, [4, 4, 4, 4, 4, 4], "b.csv", series="Hama"))
@@ -91,6 +102,9 @@ def test_detect_bad_csv_names_the_line(tmp_path):
         ("week_start,count\n2020-01-06,1\n2020-01-13,\n", "line 3: count '' is not a finite number >= 0"),
         ("week_start,count\n2020-01-06,1\n2020-01-20,1\n", "line 3: week_start 2020-01-20 does not follow 2020-01-06 by 7 days"),
         ("series,week_start,count\nHoms,2020-01-06,1\n,2020-01-13,1\n", "line 3: series '' is not a series name"),
+        # rows of several series interleaved: each series is checked in the file's order, the first gap reported
+        ("series,week_start,count\nHoms,2020-01-06,1\nHama,2020-01-06,1\nHama,2020-01-13,1\nHoms,2020-01-20,1\nHama,2020-01-13,1\n",
+         "line 5: week_start 2020-01-20 (series Homs) does not follow 2020-01-06 by 7 days"),
         ("when,n\n2020-01-06,1\n", "missing column(s) week_start, count"),
     ],
 )

@@ -235,6 +235,26 @@ def test_run_detector_many_equals_one_call_per_series(name):
     assert any(f["alarm"].fillna(False).any() for f in together)
 
 
+@pytest.mark.parametrize(("name", "lengths"), [("farrington", [300, 300, 280]), ("farrington", [300, 40, 6]), ("ears", [60, 60])])
+def test_run_detector_table_is_the_frames_of_run_detector_many_put_together(name, lengths):
+    """`monitor detect` takes all series' results as one frame: built in one pass where the detector judges
+    every week itself (long series), from the frames otherwise (fallback and NA weeks); the same frame either way."""
+    from monitor.detectors import run_detector_many, run_detector_table
+
+    rng = np.random.default_rng(7)
+    series = []
+    for i, n in enumerate(lengths):
+        values = rng.poisson(2 + i, size=n).astype(float)
+        values[-1] += 15
+        start = pd.Timestamp("2017-01-02") + pd.Timedelta(weeks=300 - n)
+        series.append(pd.Series(values, index=pd.date_range(start, periods=n, freq="7D"), name="count"))
+    weeks = [list(range(max(0, len(s) - 20), len(s))) for s in series]
+    params = make_params(name, {})
+    table = run_detector_table(name, params, series, weeks=weeks)
+    pd.testing.assert_frame_equal(table, pd.concat(run_detector_many(name, params, series, weeks=weeks), ignore_index=True), check_exact=True)
+    assert table["alarm"].fillna(False).any()
+
+
 def test_detection_split_over_processes_equals_one_process(monkeypatch):
     """A large group of series is split over spawned worker processes; the frames must be the
     ones a single process computes (the chunks are contiguous and each series is independent)."""

@@ -57,6 +57,9 @@ class DetectorSpec:
     #: optional ``detect_many(series, params, weeks)``: `detect` on many series at once, the
     #: same frames faster (the batch engine); callers without a fallback may use it.
     detect_many: Callable[..., list[pd.DataFrame]] | None = None
+    #: optional ``detect_table(series, params, weeks)``: `detect_many`'s frames as one frame, series after
+    #: series (``pd.concat(frames, ignore_index=True)``), without a frame per series (`run_detector_table`).
+    detect_table: Callable[..., pd.DataFrame] | None = None
     #: optional ``detect_cuts_many(series, params, cuts)``: for each series and each (start, end) of its cuts, the
     #: row of the week at `end` of the chart run start..end on the counts up to `end`, as `detect` gives it
     #: (`monitor backtest` replays each week so), one frame per series; only for a detector whose every other
@@ -161,6 +164,7 @@ DETECTORS: dict[str, DetectorSpec] = {
             farrington.min_history,
             farrington.SUMMARY,
             detect_many=farrington.detect_many,
+            detect_table=farrington.detect_table,
             series_min_history=farrington.series_min_history,
             method=_METHODS["farrington"],
             nominal_rate=_alpha,
@@ -342,39 +346,13 @@ def run_detector_many(
     engine (`DetectorSpec.detect_many`) fit all series in one call, which is what makes a
     global weekly run (thousands of series) take seconds instead of minutes.
     """
-    spec = get_detector(name)
-    if not isinstance(params, spec.params):
-        raise DetectorError(f"detector {name}: parameters must be {spec.params.__name__}, not {type(params).__name__}")
-    if len(series) != len(weeks):
-        raise ValueError(f"run_detector_many needs one list of weeks per series (got {len(series)} and {len(weeks)})")
-    chart_starts = [0] * len(series) if chart_starts is None else list(chart_starts)
-    if len(chart_starts) != len(series):
-        raise ValueError(f"run_detector_many needs one chart start per series (got {len(series)} and {len(chart_starts)})")
-    need = spec.min_history(params)
-    fb_spec = get_detector(fallback) if fallback and fallback != name else None
-    fb_params = (fallback_params or fb_spec.params()) if fb_spec else None
-    fb_need = fb_spec.min_history(fb_params) if fb_spec else 0
-
-    needs = [spec.series_min_history(params, c) if spec.series_min_history else need for c in series]
-    plans = []  # per series: positions, (main + neither) keys, neither keys, backup keys
-    for counts, w, need, chart in zip(series, weeks, needs, chart_starts):
-        pos = _common.check_positions(counts, w)
-        first = max(need, chart) if fb_spec else need  # without a fallback, nothing else can judge them
-        main = [k for k, t in enumerate(pos) if t >= first]
-        backup = [k for k, t in enumerate(pos) if t < first and fb_spec and t >= fb_need]
-        neither = [k for k, t in enumerate(pos) if t < first and not (fb_spec and t >= fb_need)]
-        own = sorted(main + neither) if (main or neither or not pos) else None
-        plans.append((pos, own, neither, backup))
-
-    def many(sp: DetectorSpec, prm: BaseModel, jobs: list[tuple[pd.Series, list[int]]]) -> list[pd.DataFrame]:
-        if sp.detect_many is not None and len(jobs) > 1:
-            return sp.detect_many([c for c, _ in jobs], prm, [w for _, w in jobs])
-        return [sp.detect(c, prm, weeks=w) for c, w in jobs]
-
+    spec, plans, needs, chart_starts, fb_spec, fb_params, fb_need = _plan(
+        name, params, series, weeks=weeks, fallback=fallback, fallback_params=fallback_params, chart_starts=chart_starts
+    )
     own_idx = [i for i, (_, own, _, _) in enumerate(plans) if own is not None]
-    own_out = many(spec, params, [(series[i], [plans[i][0][k] for k in plans[i][1]]) for i in own_idx])
+    own_out = _many(spec, params, [(series[i], [plans[i][0][k] for k in plans[i][1]]) for i in own_idx])
     fb_idx = [i for i, (_, _, _, backup) in enumerate(plans) if backup]
-    fb_out = many(fb_spec, fb_params, [(series[i], [plans[i][0][k] for k in plans[i][3]]) for i in fb_idx]) if fb_idx else []
+    fb_out = _many(fb_spec, fb_params, [(series[i], [plans[i][0][k] for k in plans[i][3]]) for i in fb_idx]) if fb_idx else []
     own_of, fb_of = dict(zip(own_idx, own_out)), dict(zip(fb_idx, fb_out))
 
     results = []
@@ -407,6 +385,95 @@ def run_detector_many(
         result["alarm"] = result["alarm"].astype("boolean")
         results.append(result)
     return results
+
+
+def run_detector_table(
+    name: str,
+    params: BaseModel,
+    series: Sequence[pd.Series],
+    *,
+    weeks: Sequence[Sequence[int]],
+    fallback: str = FALLBACK,
+    fallback_params: BaseModel | None = None,
+    chart_starts: Sequence[int] | None = None,
+) -> pd.DataFrame:
+    """`run_detector_many`'s frames as one frame, series after series (``pd.concat(frames, ignore_index=True)``).
+
+    Where the detector itself judges every week asked for (none is too early for it: the usual
+    case of `monitor detect` on long series), the frame is built in one pass from the batch
+    engine's (`DetectorSpec.detect_table`) instead of a frame per series; otherwise the
+    frames of `run_detector_many` are put together. At least one series.
+    """
+    spec, plans, _, _, _, _, _ = _plan(
+        name, params, series, weeks=weeks, fallback=fallback, fallback_params=fallback_params, chart_starts=chart_starts
+    )
+    if not all(pos and not neither and not backup for pos, _, neither, backup in plans):
+        return pd.concat(
+            run_detector_many(name, params, series, weeks=weeks, fallback=fallback, fallback_params=fallback_params,
+                              chart_starts=chart_starts),  # fmt: skip
+            ignore_index=True,
+        )
+    jobs = [(counts, pos) for counts, (pos, _, _, _) in zip(series, plans)]
+    if spec.detect_table is not None and len(jobs) > 1:
+        table = spec.detect_table([c for c, _ in jobs], params, [w for _, w in jobs])
+    else:
+        table = pd.concat(_many(spec, params, jobs), ignore_index=True)
+    # what run_detector_many adds to each frame: the detector used, no fallback, `note` last
+    table["detector"] = name
+    table["fallback_from"] = ""
+    table = table[[c for c in table.columns if c not in ("detector", "fallback_from", "note")] + ["detector", "fallback_from", "note"]]
+    table["alarm"] = table["alarm"].astype("boolean")
+    return table
+
+
+def _plan(
+    name: str,
+    params: BaseModel,
+    series: Sequence[pd.Series],
+    *,
+    weeks: Sequence[Sequence[int]],
+    fallback: str,
+    fallback_params: BaseModel | None,
+    chart_starts: Sequence[int] | None,
+) -> tuple[DetectorSpec, list[tuple[list[int], list[int] | None, list[int], list[int]]], list[int], list[int],
+           DetectorSpec | None, BaseModel | None, int]:  # fmt: skip
+    """Which weeks of each series the detector judges and which its fallback does (`run_detector_many`).
+
+    Returns the detector, per series (positions, indexes into them the detector runs on or None,
+    those too early for the fallback too, those the fallback judges), the history each series
+    needs, the chart starts, and the fallback with its parameters and the history it needs.
+    """
+    spec = get_detector(name)
+    if not isinstance(params, spec.params):
+        raise DetectorError(f"detector {name}: parameters must be {spec.params.__name__}, not {type(params).__name__}")
+    if len(series) != len(weeks):
+        raise ValueError(f"run_detector_many needs one list of weeks per series (got {len(series)} and {len(weeks)})")
+    chart_starts = [0] * len(series) if chart_starts is None else list(chart_starts)
+    if len(chart_starts) != len(series):
+        raise ValueError(f"run_detector_many needs one chart start per series (got {len(series)} and {len(chart_starts)})")
+    need = spec.min_history(params)
+    fb_spec = get_detector(fallback) if fallback and fallback != name else None
+    fb_params = (fallback_params or fb_spec.params()) if fb_spec else None
+    fb_need = fb_spec.min_history(fb_params) if fb_spec else 0
+
+    needs = [spec.series_min_history(params, c) if spec.series_min_history else need for c in series]
+    plans = []  # per series: positions, (main + neither) keys, neither keys, backup keys
+    for counts, w, need, chart in zip(series, weeks, needs, chart_starts):
+        pos = _common.check_positions(counts, w)
+        first = max(need, chart) if fb_spec else need  # without a fallback, nothing else can judge them
+        main = [k for k, t in enumerate(pos) if t >= first]
+        backup = [k for k, t in enumerate(pos) if t < first and fb_spec and t >= fb_need]
+        neither = [k for k, t in enumerate(pos) if t < first and not (fb_spec and t >= fb_need)]
+        own = sorted(main + neither) if (main or neither or not pos) else None
+        plans.append((pos, own, neither, backup))
+    return spec, plans, needs, chart_starts, fb_spec, fb_params, fb_need
+
+
+def _many(spec: DetectorSpec, params: BaseModel, jobs: list[tuple[pd.Series, list[int]]]) -> list[pd.DataFrame]:
+    """`spec`'s frames for (counts, positions) jobs: one batched call where the detector has a batch engine."""
+    if spec.detect_many is not None and len(jobs) > 1:
+        return spec.detect_many([c for c, _ in jobs], params, [w for _, w in jobs])
+    return [spec.detect(c, params, weeks=w) for c, w in jobs]
 
 
 def _before(name: str, need: int, chart: int, t: int) -> str:

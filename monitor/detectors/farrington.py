@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 
 from monitor.detectors._common import check_positions
-from monitor.detectors.farrington_batch import detect_batch
+from monitor.detectors.farrington_batch import detect_batch, detect_batch_table
 from monitor.detectors.farrington_model import (
     COLUMNS,
     FarringtonParams,
@@ -61,7 +61,8 @@ from monitor.detectors.farrington_model import (
 )
 
 __all__ = [
-    "COLUMNS", "SUMMARY", "FarringtonParams", "detect", "detect_many", "detect_statsmodels", "min_history", "series_min_history",
+    "COLUMNS", "SUMMARY", "FarringtonParams", "detect", "detect_many", "detect_statsmodels", "detect_table", "min_history",
+    "series_min_history",
 ]  # fmt: skip
 
 SUMMARY = (
@@ -88,6 +89,12 @@ def detect_many(series: Sequence[pd.Series], params: FarringtonParams, weeks: Se
     where the batch engine is fastest (raises ValueError when the lengths differ).
     """
     return detect_batch(series, params, weeks)
+
+
+def detect_table(series: Sequence[pd.Series], params: FarringtonParams, weeks: Sequence[Sequence[int]]) -> pd.DataFrame:
+    """`detect_many`'s frames as one frame, series after series (`pd.concat(..., ignore_index=True)` of them),
+    without cutting it into a frame per series first; at least one series."""
+    return detect_batch_table(series, params, weeks)
 
 
 def detect_statsmodels(counts: pd.Series, params: FarringtonParams, *, weeks: Sequence[int]) -> pd.DataFrame:

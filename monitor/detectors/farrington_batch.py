@@ -125,6 +125,33 @@ def detect_batch(
     NA). `chunk` bounds the fits processed together (memory); `info`, if given, is filled in.
     Raises like the reference path on bad arguments (TypeError / ValueError / IndexError).
     """
+    res, positions, bounds = _detect(series, params, weeks, chunk=chunk, info=info)
+    return res.frames(series, positions, bounds)
+
+
+def detect_batch_table(
+    series: Sequence[pd.Series],
+    params: FarringtonParams,
+    weeks: Sequence[Sequence[int]],
+    *,
+    chunk: int = DEFAULT_CHUNK,
+    info: BatchStats | None = None,
+) -> pd.DataFrame:
+    """`detect_batch`'s frames as one frame, series after series: `pd.concat(detect_batch(...), ignore_index=True)`.
+
+    Built in one piece when the series' indexes share a dtype (the usual case): thousands of
+    series are then not cut into frames only to be put together again (`monitor detect`).
+    """
+    res, positions, bounds = _detect(series, params, weeks, chunk=chunk, info=info)
+    if len({str(counts.index.dtype) for counts in series}) == 1:
+        return res.table(series, range(len(series)), positions, bounds)
+    return pd.concat(res.frames(series, positions, bounds), ignore_index=True)
+
+
+def _detect(
+    series: Sequence[pd.Series], params: FarringtonParams, weeks: Sequence[Sequence[int]], *, chunk: int, info: BatchStats | None,
+) -> tuple[_Results, list[np.ndarray], np.ndarray]:  # fmt: skip
+    """The results of every monitored week (flat), the positions of each series and where its weeks are in them."""
     if len(series) != len(weeks):
         raise ValueError(f"detect_many needs one list of weeks per series (got {len(series)} series and {len(weeks)} lists of weeks)")
     if chunk < 1:
@@ -174,7 +201,7 @@ def detect_batch(
     _run_reference(sorted(fallback), series, ys, week_series, week_t, res, p)
     if info is not None:
         info.weeks, info.fitted, info.fallback, info.chunks = len(week_t), len(todo), len(fallback), n_chunks
-    return res.frames(series, positions, bounds)
+    return res, positions, bounds
 
 
 # results
@@ -219,34 +246,38 @@ class _Results:
         for i, counts in enumerate(series):
             groups.setdefault(str(counts.index.dtype), []).append(i)
         for members in groups.values():
-            take = np.concatenate([np.arange(bounds[i], bounds[i + 1]) for i in members])
-            index = pd.DatetimeIndex(series[members[0]].index)
-            stamps = np.concatenate([pd.DatetimeIndex(series[i].index).asi8[positions[i]] for i in members])
-            week_start = pd.DatetimeIndex(stamps.view(f"M8[{index.unit}]"))
-            if index.tz is not None:
-                week_start = week_start.tz_localize("UTC").tz_convert(index.tz)
-            undecided = ~self.decided[take]
-            data = {
-                "week_start": week_start,
-                "count": self.count[take],
-                "expected": self.expected[take],
-                "upperbound": self.upperbound[take],
-                "alarm": pd.arrays.BooleanArray(self.alarm[take], undecided),
-                "score": self.score[take],
-                "pvalue": self.pvalue[take],
-                "mu0": self.mu0[take],
-                "phi": self.phi[take],
-                "trend_used": pd.arrays.BooleanArray(self.trend_used[take], undecided.copy()),
-                "trend_coef": self.trend_coef[take],
-                "note": pd.array(self.note[take], dtype="str"),
-            }
-            whole = pd.DataFrame(data, columns=list(COLUMNS))
+            whole = self.table(series, members, positions, bounds)
             first = 0
             for i in members:
                 last = first + int(bounds[i + 1] - bounds[i])
                 out[i] = whole.iloc[first:last].reset_index(drop=True)
                 first = last
         return out
+
+    def table(self, series: Sequence[pd.Series], members: Sequence[int], positions: list[np.ndarray], bounds: np.ndarray) -> pd.DataFrame:
+        """One frame of the weeks of the series `members` (whose indexes share a dtype), series after series."""
+        take = np.concatenate([np.arange(bounds[i], bounds[i + 1]) for i in members])
+        index = pd.DatetimeIndex(series[members[0]].index)
+        stamps = np.concatenate([pd.DatetimeIndex(series[i].index).asi8[positions[i]] for i in members])
+        week_start = pd.DatetimeIndex(stamps.view(f"M8[{index.unit}]"))
+        if index.tz is not None:
+            week_start = week_start.tz_localize("UTC").tz_convert(index.tz)
+        undecided = ~self.decided[take]
+        data = {
+            "week_start": week_start,
+            "count": self.count[take],
+            "expected": self.expected[take],
+            "upperbound": self.upperbound[take],
+            "alarm": pd.arrays.BooleanArray(self.alarm[take], undecided),
+            "score": self.score[take],
+            "pvalue": self.pvalue[take],
+            "mu0": self.mu0[take],
+            "phi": self.phi[take],
+            "trend_used": pd.arrays.BooleanArray(self.trend_used[take], undecided.copy()),
+            "trend_coef": self.trend_coef[take],
+            "note": pd.array(self.note[take], dtype="str"),
+        }
+        return pd.DataFrame(data, columns=list(COLUMNS))
 
 
 def _run_reference(

@@ -71,6 +71,15 @@ def csv_safe(value: Any) -> Any:
     return value
 
 
+def csv_safe_text(column: Any) -> Any:
+    """`csv_safe` on every cell of a pandas column of text (str, or object holding str and missing values):
+    an object ndarray of the cells, missing ones None; vectorised, for columns of many thousand cells."""
+    cells = column.to_numpy(dtype=object, na_value=None, copy=True)
+    formula = column.str.startswith(_FORMULA_START, na=False).to_numpy(dtype=bool, na_value=False)
+    cells[formula] = "'" + cells[formula]
+    return cells
+
+
 def _day(d: date | None) -> str:
     return d.isoformat() if d else "unknown"
 

@@ -90,6 +90,7 @@ def read_series_csv(path: Path):
     --counts`): a pandas frame with week_start as datetimes and count as numbers. Rows must be consecutive
     weeks in order per series, zeros included; anything else is a MonitorError naming the line, the column
     and the value. (Counts files for the database, `week_start,<keys...>,count`, are read by `parse`.)"""
+    import numpy as np
     import pandas as pd  # only here: ingest of counts files needs no pandas
     try:
         frame = pd.read_csv(path, dtype={"series": str, "week_start": str, "count": str}, keep_default_na=False)
@@ -105,26 +106,35 @@ def read_series_csv(path: Path):
             f"{path}: line 1: missing column(s) {', '.join(missing)}; header is {','.join(map(str, frame.columns))} "
             "(expected week_start,count and optionally series)"
         )
+    # A file of many series repeats its dates, counts and names: each distinct text is converted and checked
+    # once (pandas.to_datetime caches its dates itself), and no check runs Python per row.
     dates = pd.to_datetime(frame["week_start"], format="%Y-%m-%d", errors="coerce")
-    counts = pd.to_numeric(frame["count"], errors="coerce")
+    codes, distinct = pd.factorize(frame["count"], use_na_sentinel=False)
+    counts = pd.Series(pd.to_numeric(distinct, errors="coerce").to_numpy()[codes], index=frame.index)
     checks = [
         ("week_start", dates.isna(), "a date YYYY-MM-DD"),
         ("count", counts.isna() | ~counts.abs().lt(float("inf")) | (counts < 0), "a finite number >= 0"),
     ]
+    series, names = pd.factorize(frame["series"] if "series" in frame.columns else pd.Series("", index=frame.index),
+                                 use_na_sentinel=False)  # fmt: skip
     if "series" in frame.columns:
-        checks.append(("series", frame["series"].str.strip() == "", "a series name (empty cell)"))
+        checks.append(("series", pd.Series((names.str.strip() == "")[series], index=frame.index), "a series name (empty cell)"))
     for column, bad, expected in checks:
         if bad.any():
             i = int(bad.to_numpy().nonzero()[0][0])
             raise MonitorError(f"{path}: line {i + 2}: {column} '{frame[column].iloc[i]}' is not {expected}")
     frame = frame.assign(week_start=dates, count=counts)
-    for name, sub in frame.groupby("series", sort=False) if "series" in frame.columns else [(None, frame)]:
-        gaps = sub["week_start"].diff().dropna()
-        if (gaps != pd.Timedelta(days=7)).any():
-            i = int((gaps != pd.Timedelta(days=7)).to_numpy().nonzero()[0][0]) + 1
-            where = f" (series {name})" if name is not None else ""
-            raise MonitorError(
-                f"{path}: line {sub.index[i] + 2}: week_start {sub['week_start'].iloc[i].date()}{where} does not follow "
-                f"{sub['week_start'].iloc[i - 1].date()} by 7 days; rows must be consecutive weeks in order, zeros included"
-            )
+    # Each row must come 7 days after the one before it in its series (the file's order): the rows sorted
+    # stably by series (in order of first appearance) and compared with their neighbours; the first gap of
+    # the first series that has one is reported.
+    order = np.argsort(series, kind="stable")
+    gaps = (series[order][1:] == series[order][:-1]) & (np.diff(dates.to_numpy()[order]) != np.timedelta64(7, "D"))
+    if gaps.any():
+        j = int(gaps.nonzero()[0][0])
+        row, before = int(order[j + 1]), int(order[j])
+        where = f" (series {names[series[row]]})" if "series" in frame.columns else ""
+        raise MonitorError(
+            f"{path}: line {row + 2}: week_start {frame['week_start'].iloc[row].date()}{where} does not follow "
+            f"{frame['week_start'].iloc[before].date()} by 7 days; rows must be consecutive weeks in order, zeros included"
+        )
     return frame
