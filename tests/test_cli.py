@@ -74,6 +74,18 @@ def test_detect_prints_alarm_as_1_0_or_na_when_some_weeks_are_undecided(tmp_path
     assert alarms == [None] * 5 + [0] * 7 and all(type(a) is int for a in alarms[5:])
 
 
+@pytest.mark.parametrize("header", ["week_start,count", "week_start,count,series"])
+def test_detect_of_a_file_with_no_rows_is_a_clear_error(tmp_path, header):
+    """A header and nothing else (an export that failed half-way) is not a quiet week: it was an unexpected
+    ValueError from pandas with a series column, and an empty table without one."""
+    path = tmp_path / "empty.csv"
+    path.write_text(header + "\n", encoding="utf-8")
+    result = invoke("detect", str(path), "--detector", "farrington")
+    assert result.exit_code == 1
+    assert f"{path}: no rows after the header (expected week_start,count[,series] rows, one per week)" in result.output
+    assert "unexpected" not in result.output
+
+
 def test_detect_several_series_stays_one_csv(tmp_path):
     a = pd.read_csv(counts_csv(tmp_path, [1, 1, 1, 1, 1, 9], "a.csv", series="Homs"))
     b = pd.read_csv(counts_csv(tmp_path, [4, 4, 4, 4, 4, 4], "b.csv", series="Hama"))

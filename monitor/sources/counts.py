@@ -106,6 +106,8 @@ def read_series_csv(path: Path):
             f"{path}: line 1: missing column(s) {', '.join(missing)}; header is {','.join(map(str, frame.columns))} "
             "(expected week_start,count and optionally series)"
         )
+    if frame.empty:  # an export that failed half-way, or the wrong file: nothing to judge is not a quiet result
+        raise MonitorError(f"{path}: no rows after the header (expected week_start,count[,series] rows, one per week)")
     # A file of many series repeats its dates, counts and names: each distinct text is converted and checked
     # once (pandas.to_datetime caches its dates itself), and no check runs Python per row.
     dates = pd.to_datetime(frame["week_start"], format="%Y-%m-%d", errors="coerce")
