@@ -82,33 +82,58 @@ def assert_close(ours, theirs, what: str, rel: float = 1e-6) -> None:
     assert worst <= rel, f"{what}: max relative difference {worst:.3g}"
 
 
-@pytest.fixture(scope="session")
-def demo_dir(tmp_path_factory) -> Path:
-    """A folder where `monitor demo` ran once (2023-W09): config, database, report and digest.
+def made_once(tmp_path_factory, name: str, make) -> Path:
+    """The folder `name` in the run's shared temporary folder, made by `make(folder)` once per test run.
 
-    Made once per test run, not once per pytest-xdist worker: the first worker to ask makes it in the
-    run's shared temporary folder under a lock, the others wait and read it (a file lock of the standard
-    library; a folder left half made by a killed worker is made again). Tests may read it and run
-    detection on it, not change it (copy the database to write).
+    Not once per pytest-xdist worker: the first worker to ask makes it under a lock, the others wait and
+    read it (a file lock of the standard library; a folder left half made by a killed worker is made
+    again: it counts as made once `make` has returned). Whatever `make` writes beside the folder (e.g.
+    `<name>.pickle`) is made under the same lock.
     """
     import fcntl
     import shutil
-    from datetime import datetime, timezone
-
-    from monitor.demo import run_demo
 
     base = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker's folder is popen-gwN inside the run's
         base = base.parent
-    out = base / "demo_shared"
-    with open(base / "demo_shared.lock", "w") as lock:
+    out = base / name
+    with open(base / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (out / ".made").exists():
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir()
-            run_demo(out, now=datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc))
-            (out / ".made").write_text("the demo of 2023-W09\n", encoding="utf-8")
+            make(out)
+            (out / ".made").write_text(f"{name}: made once for this test run\n", encoding="utf-8")
     return out
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory) -> Path:
+    """A folder where `monitor demo` ran once (2023-W09): config, database, report and digest.
+
+    Made once per test run, not once per pytest-xdist worker (`made_once`). Tests may read it and run
+    detection on it, not change it (copy the database, or the folder, to write). What the run returned
+    is `demo_outcome`.
+    """
+    import pickle
+    from datetime import datetime, timezone
+
+    from monitor.demo import run_demo
+
+    def make(out: Path) -> None:
+        outcome = run_demo(out, now=datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc))
+        out.with_name(f"{out.name}.pickle").write_bytes(pickle.dumps(outcome))
+
+    return made_once(tmp_path_factory, "demo_shared", make)
+
+
+@pytest.fixture(scope="session")
+def demo_outcome(demo_dir):
+    """What `run_demo` returned when it made `demo_dir` (a WeeklyOutcome: the result, the report's files, the
+    digest's delivery), read back in each worker. Its paths are in `demo_dir`."""
+    import pickle
+
+    return pickle.loads(demo_dir.with_name(f"{demo_dir.name}.pickle").read_bytes())
 
 
 def demo_config(demo_dir: Path, **detection):
