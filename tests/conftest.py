@@ -136,6 +136,40 @@ def demo_outcome(demo_dir):
     return pickle.loads(demo_dir.with_name(f"{demo_dir.name}.pickle").read_bytes())
 
 
+@pytest.fixture(scope="session")
+def shared_db(shared_data, tmp_path_factory):
+    """A function: `shared_db(name, ...)` is an SQLite database holding those files of `../shared/data`.
+
+    Each database is ingested once per test run, by whichever worker asks first (`made_once`): the files
+    in the order given, streamed as the weekly job reads them, with the example config's mappings (for the
+    Iraq SIGACTS columns, as tests/test_ingest_shared.py), their sha256, at 2024-01-01 00:00. Tests read it (Store(path,
+    read_only=True)) and do not change it: to write, copy the file, which costs a fraction of an ingest.
+    """
+    import hashlib
+    import re
+    from datetime import datetime
+
+    from monitor.config import load_config
+    from monitor.sources import open_file
+    from monitor.store import Store
+
+    mappings = load_config(ROOT / "config" / "monitor.toml").ingest.mappings
+    now = datetime(2024, 1, 1)
+
+    def database(*names: str) -> Path:
+        def make(out: Path) -> None:
+            with Store(out / "monitor.db") as store:
+                for name in names:
+                    path = shared_data / name
+                    sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+                    store.ingest(open_file(path, mappings=mappings, now=now), sha256=sha256, now=now)
+
+        key = "shared_db_" + "+".join(re.sub(r"[^A-Za-z0-9]+", "_", Path(n).stem) for n in names)
+        return made_once(tmp_path_factory, key, make) / "monitor.db"
+
+    return database
+
+
 def demo_config(demo_dir: Path, **detection):
     """The demo's config with `[detection]` settings changed (e.g. multiple_testing="fdr")."""
     from monitor.config import load_config
