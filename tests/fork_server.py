@@ -85,16 +85,24 @@ def _child(request: dict, out, err) -> None:
 
 
 def serve() -> None:
-    import monitor.alerts.email  # noqa: F401  (everything `run` imports, once)
+    import markdown_it  # noqa: F401  (everything `run` imports, once: else each child imports it again)
+    import monitor.alerts.email  # noqa: F401
     import monitor.alerts.outbox  # noqa: F401
     import monitor.cli  # noqa: F401
+    import monitor.compare  # noqa: F401
+    import monitor.delays  # noqa: F401
     import monitor.detectors  # noqa: F401
+    import monitor.fetch  # noqa: F401
     import monitor.lock  # noqa: F401
+    import monitor.nowcast  # noqa: F401
     import monitor.pipeline  # noqa: F401
     import monitor.detection  # noqa: F401
+    import monitor.report.maps  # noqa: F401
     import monitor.report.plots  # noqa: F401
     import monitor.schedule  # noqa: F401
     import monitor.sources  # noqa: F401
+    import monitor.store  # noqa: F401
+    import monitor.surges  # noqa: F401
 
     replies = sys.stdout
     print("ready", file=replies, flush=True)

@@ -93,7 +93,8 @@ class Server(ThreadingHTTPServer):
 @contextmanager
 def serve(handler: Callable[[Request], Reply]) -> Iterator[Server]:
     server = Server(handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # polled every 0.05 s, not 0.5 (the default): shutdown() waits for the poll, at the end of every test that serves
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield server

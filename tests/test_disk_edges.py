@@ -94,14 +94,20 @@ def _scenario(tmp_path, steps: list) -> list[dict]:
 
 
 @pytest.fixture
-def prepared(tmp_path):
-    """A database with 112 weeks of incidents in two governorates, made on the ordinary disk."""
+def prepared(tmp_path, monkeypatch):
+    """A database with 112 weeks of incidents in two governorates, made on the ordinary disk (by `monitor ingest`
+    run in this process: the disk's misbehaviour is for the commands of the scenario)."""
+    from click.testing import CliRunner
+
+    from monitor.cli import cli
+
     (tmp_path / "monitor.toml").write_text(CONFIG, encoding="utf-8")
     write_incidents(tmp_path / "inbox" / "acled.csv", ["Homs", "Hama"], prefix="P", surge=("Homs",))
     (tmp_path / "disk").mkdir()
-    done = subprocess.run([sys.executable, "-m", "monitor", "--config", "monitor.toml", "ingest", "inbox/acled.csv"],
-                          cwd=tmp_path, env={**os.environ, "MONITOR_NOW": NOW}, capture_output=True, text=True)  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    monkeypatch.chdir(tmp_path)  # as the scenario's commands run: in the folder, with its relative paths
+    done = CliRunner().invoke(cli, ["--config", "monitor.toml", "ingest", "inbox/acled.csv"], env={"MONITOR_NOW": NOW})
+    monkeypatch.undo()
+    assert done.exit_code == 0, done.output
     shutil.move(tmp_path / "disk" / "m.db", tmp_path / "made.db")
     for leftover in (tmp_path / "disk").iterdir():
         leftover.unlink()

@@ -19,11 +19,24 @@ from monitor.detectors.glrnb import GlrnbParams, detect, glr_statistic, min_hist
 CASES = reference_cases("glrnb")
 
 
+@pytest.fixture(scope="module")
+def detected():
+    """`detect` on a reference case, run once for both tests of the case (the R comparison, run_detector's rows)."""
+    done: dict[str, pd.DataFrame] = {}
+
+    def get(case) -> pd.DataFrame:
+        if case.file not in done:
+            done[case.file] = detect(case.counts, GlrnbParams(**case.params), weeks=case.weeks)
+        return done[case.file].copy()
+
+    return get
+
+
 @pytest.mark.parametrize("row", CASES)
-def test_matches_r_surveillance(row, shared_reference):
+def test_matches_r_surveillance(row, shared_reference, detected):
     case = load_reference(row, shared_reference)
     assert case.detector == "glrnb"
-    out = detect(case.counts, GlrnbParams(**case.params), weeks=case.weeks)
+    out = detected(case)
     golden = case.golden
 
     assert (out["week_start"] == golden["week_start"]).all()
@@ -41,10 +54,10 @@ def test_matches_r_surveillance(row, shared_reference):
 
 
 @pytest.mark.parametrize("row", CASES)
-def test_run_detector_gives_the_same_rows(row, shared_reference):
+def test_run_detector_gives_the_same_rows(row, shared_reference, detected):
     case = load_reference(row, shared_reference)
     params = GlrnbParams(**case.params)
-    direct = detect(case.counts, params, weeks=case.weeks)
+    direct = detected(case)
     via = run_detector("glrnb", params, case.counts, weeks=case.weeks)
     assert (via["detector"] == "glrnb").all()
     pd.testing.assert_frame_equal(via[direct.columns], direct, check_dtype=False)

@@ -159,12 +159,25 @@ def _hostile_copy(demo_dir: Path, tmp_path: Path, **report: str) -> Path:
     return config
 
 
-def test_hostile_text_from_the_data_is_shown_as_text_never_run(demo_dir, browser, tmp_path):
-    config = _hostile_copy(demo_dir, tmp_path)
-    result = CliRunner().invoke(cli, ["--config", str(config), "report", "--week", "2023-W09"], env={"MONITOR_NOW": NOW})
+@pytest.fixture(scope="module")
+def hostile_report(demo_dir, tmp_path_factory):
+    """The hostile copy of the demo (`_hostile_copy`) and its 2023-W09 report, written once for the module by
+    `monitor report` under a cron job's umask (077): (folder, the command's output). Read only: copy it to write."""
+    folder = tmp_path_factory.mktemp("hostile")
+    config = _hostile_copy(demo_dir, folder)
+    old = os.umask(0o077)
+    try:
+        result = CliRunner().invoke(cli, ["--config", str(config), "report", "--week", "2023-W09"], env={"MONITOR_NOW": NOW})
+    finally:
+        os.umask(old)
     assert result.exit_code == 0, result.output
-    assert "web page:" in result.output
-    page, problems = _open(browser, tmp_path / "reports" / "2023-W09" / "report.html")
+    return folder, result.output
+
+
+def test_hostile_text_from_the_data_is_shown_as_text_never_run(hostile_report, browser):
+    folder, output = hostile_report
+    assert "web page:" in output
+    page, problems = _open(browser, folder / "reports" / "2023-W09" / "report.html")
     page.mouse.move(10, 10)
     body = page.locator("main").inner_text()
     assert "<script>window.__pwned = 1</script>" in body  # shown as written
@@ -210,26 +223,24 @@ def test_the_digest_links_to_the_page_through_base_url(demo_dir, tmp_path):
     assert f'<a href="{url}">{url}</a>' in message.get_body(("html",)).get_content()
 
 
-def test_report_files_are_readable_by_the_team_whatever_the_umask(demo_dir, tmp_path):
+def test_report_files_are_readable_by_the_team_whatever_the_umask(hostile_report, tmp_path):
     """A cron job's umask is often 077: the report's files still get 0644 and its folders 0755 (report.file_mode);
     configured 0640, the files get 0640 and the folders 0750."""
-    config = _hostile_copy(demo_dir, tmp_path)
-    old = os.umask(0o077)
-    try:
-        result = CliRunner().invoke(cli, ["--config", str(config), "report", "--week", "2023-W09"], env={"MONITOR_NOW": NOW})
-    finally:
-        os.umask(old)
-    assert result.exit_code == 0, result.output
-    folder = tmp_path / "reports" / "2023-W09"
+    written, _ = hostile_report  # the report written under umask 077
+    folder = written / "reports" / "2023-W09"
     files = [folder / n for n in ("report.md", "report.html", "summary.json", "map.png")] + sorted((folder / "charts").glob("*.png"))
-    files += [tmp_path / "reports" / "index.md", tmp_path / "reports" / "index.html"]
+    files += [written / "reports" / "index.md", written / "reports" / "index.html"]
     # 8 charts: the demo's 6 flagged series, and the fatalities of Homs and of the total, which the 99 deaths of the
     # hostile event flag too
     assert len(files) == 14
     assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {"0o644"}
     assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in (folder, folder / "charts")} == {"0o755"}
-    assert stat.S_IMODE((tmp_path / "reports").stat().st_mode) & 0o055 == 0o055
+    assert stat.S_IMODE((written / "reports").stat().st_mode) & 0o055 == 0o055
 
+    # written again in a copy (the config names its files relative to itself), with file_mode 0640
+    shutil.copytree(written, tmp_path / "copy")
+    config, folder = tmp_path / "copy" / "monitor.toml", tmp_path / "copy" / "reports" / "2023-W09"
+    files = [tmp_path / "copy" / p.relative_to(written) for p in files]
     config.write_text(config.read_text(encoding="utf-8").replace("[report]\n", '[report]\nfile_mode = "0640"\n', 1), encoding="utf-8")
     result = CliRunner().invoke(cli, ["--config", str(config), "report", "--week", "2023-W09"], env={"MONITOR_NOW": NOW})
     assert result.exit_code == 0, result.output

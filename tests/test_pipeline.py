@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -10,7 +11,6 @@ import pandas as pd
 import pytest
 
 from monitor.config import load_config
-from monitor.demo import run_demo
 from monitor.pipeline import EXIT_DELIVERY_FAILED, run_weekly
 from monitor.series import parse_week
 from monitor.store import Store
@@ -22,10 +22,9 @@ CENTRAL = {"is_attacks/admin1=Homs", "is_attacks/admin1=Hama", "is_attacks/admin
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo")
-    first = run_demo(out, now=NOW)
-    return out, first
+def demo_run(demo_dir, demo_outcome):
+    """The shared demo (made once per test run, tests/conftest.py) and what its `run_demo` returned; read only."""
+    return demo_dir, demo_outcome
 
 
 def test_demo_flags_the_islamic_state_surge_in_central_syria(demo_run):
@@ -61,8 +60,10 @@ def test_demo_writes_the_digest_as_eml_once(demo_run):
     assert set(outcome.announced) == {r.series.key for r in outcome.result.flagged}
 
 
-def test_rerunning_the_same_week_changes_nothing_and_sends_nothing(demo_run):
-    out, first = demo_run
+def test_rerunning_the_same_week_changes_nothing_and_sends_nothing(demo_run, tmp_path):
+    shared, first = demo_run
+    out = tmp_path / "demo"
+    shutil.copytree(shared, out)  # the demo's config names its files relative to itself: the copy is a demo of its own
     report = out / "reports" / "2023-W09" / "report.md"
     before = report.read_bytes()
     config = load_config(out / "monitor.toml")

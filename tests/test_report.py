@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from dataclasses import replace
 from datetime import date, datetime, timezone
 
@@ -35,6 +36,27 @@ def _tables(text: str) -> list[list[str]]:
 @pytest.fixture(scope="module")
 def result():
     return make_result()
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    """The report of `make_result()` written once for the module: (reports folder, ReportFiles). Read only:
+    tests that write again work on a copy (`_copy_of`)."""
+    folder = tmp_path_factory.mktemp("written") / "reports"
+    return folder, write_report(make_result(), settings=report_settings(folder))
+
+
+def _copy_of(written, tmp_path):
+    """A copy of the written reports folder in tmp_path: (its settings, the ReportFiles' paths in the copy)."""
+    folder, files = written
+    copy = tmp_path / "reports"
+    shutil.copytree(folder, copy)
+
+    def moved(path):
+        return None if path is None else copy / path.relative_to(folder)
+
+    return report_settings(copy), replace(files, folder=moved(files.folder), markdown=moved(files.markdown), map=moved(files.map),
+                                          html=moved(files.html), charts={k: moved(v) for k, v in files.charts.items()})  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -227,9 +249,8 @@ def test_write_report_files_index_and_identical_rerun(tmp_path):
     assert not [p for p in after if p.name.endswith(".tmp")]
 
 
-def test_rerunning_the_same_week_later_rewrites_the_same_files(tmp_path):
-    settings = report_settings(tmp_path / "reports")
-    files = write_report(make_result(), settings=settings)
+def test_rerunning_the_same_week_later_rewrites_the_same_files(written, tmp_path):
+    settings, files = _copy_of(written, tmp_path)
     before = {p: p.read_bytes() for p in files.folder.rglob("*") if p.is_file()}
     later = make_result(generated_at=datetime(2023, 3, 9, 17, 45, tzinfo=timezone.utc))
     write_report(later, settings=settings)
@@ -239,16 +260,16 @@ def test_rerunning_the_same_week_later_rewrites_the_same_files(tmp_path):
     assert "generated_at" not in summary
 
 
-def test_freshness_line_shows_the_latest_ingest_from_the_log(tmp_path):
-    text = write_report(make_result(), settings=report_settings(tmp_path)).markdown.read_text(encoding="utf-8")
+def test_freshness_line_shows_the_latest_ingest_from_the_log(written, tmp_path):
+    text = written[1].markdown.read_text(encoding="utf-8")
     assert "- **Latest ingest:** acled\\_syria\\_2023-03-06.csv at 2023-03-06 05:58: 187 inserted, 3 updated, 0 rejected" in text
     empty = write_report(replace(make_result(), last_ingest=None), settings=report_settings(tmp_path / "b"))
     assert "- **Latest ingest:** none yet" in empty.markdown.read_text(encoding="utf-8")
 
 
-def test_charts_of_series_no_longer_flagged_are_removed(tmp_path):
-    settings = report_settings(tmp_path)
-    files = write_report(make_result(), settings=settings)
+def test_charts_of_series_no_longer_flagged_are_removed(written, tmp_path):
+    settings, files = _copy_of(written, tmp_path)
+    assert files.charts["is_attacks/admin1=Hama"].exists()
     full = make_result()
     fewer = replace(full, results=tuple(r for r in full.results if r.series.key != "is_attacks/admin1=Hama"))
     again = write_report(fewer, settings=settings)
@@ -256,15 +277,14 @@ def test_charts_of_series_no_longer_flagged_are_removed(tmp_path):
     assert len(list((again.folder / "charts").glob("*.png"))) == 3
 
 
-def test_temp_files_of_dead_writers_are_removed_and_a_live_writers_kept(tmp_path):
+def test_temp_files_of_dead_writers_are_removed_and_a_live_writers_kept(written, tmp_path):
     """A run killed between writing a temp file and renaming it leaves `.<name>.<pid>.<random>.tmp`; the next
     report of the folder removes it, unless its writer is still running (another `monitor report`)."""
     import os
     import subprocess
     import sys
 
-    settings = report_settings(tmp_path / "reports")
-    files = write_report(make_result(), settings=settings)
+    settings, files = _copy_of(written, tmp_path)
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(gone.stdout)  # a process that has ended
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])

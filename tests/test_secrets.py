@@ -9,8 +9,6 @@ import html
 import json
 import os
 import sqlite3
-import subprocess
-import sys
 import traceback
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from click.testing import CliRunner
 from monitor.cli import cli
 from monitor.config import load_config
 from monitor.errors import ConfigError
+from tests.fork_server import ForkServer
 from tests.helpers_incidents import write_incidents
 from tests.smtp_server import Inbox, free_port
 
@@ -186,8 +185,18 @@ def test_the_leak_check_finds_each_form():
         assert _leaks(repr({"summary": json.dumps({"error": secret})}).encode(), [secret]) == []  # escaped twice: not a form
 
 
+@pytest.fixture
+def fork_server():
+    """Runs each `monitor` command as a process of its own, forked from one that imported the monitor once
+    (tests/fork_server.py): what the process prints is read from its own stdout and stderr, as for
+    `python -m monitor`, without paying the interpreter's start-up for every command."""
+    server = ForkServer()
+    yield server
+    server.stop()
+
+
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")  # on purpose: the test server has no certificate
-def test_the_password_is_never_printed_stored_or_sent_in_the_clear(tmp_path, servers):
+def test_the_password_is_never_printed_stored_or_sent_in_the_clear(tmp_path, servers, fork_server):
     login, inbox, port, tls_port = servers
     write_incidents(tmp_path / "inbox" / "acled.csv", ["Homs", "Hama"], prefix="SYR", surge=("Homs",))
     base = ('[database]\npath = "m.db"\n[ingest]\ninbox = ["inbox"]\n[report]\nfolder = "reports"\n'
@@ -206,8 +215,7 @@ def test_the_password_is_never_printed_stored_or_sent_in_the_clear(tmp_path, ser
     def monitor(name: str, *args: str, password: str = SECRET) -> tuple[int, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")}
         env.update(MONITOR_NOW=NOW, MONITOR_SMTP_PASSWORD=password)
-        done = subprocess.run([sys.executable, "-m", "monitor", "--debug", "--config", str(configs[name]), *args], cwd=ROOT,
-                              env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+        done = fork_server.run(["--debug", "--config", str(configs[name]), *args], cwd=ROOT, env=env)
         outputs.append(done.stdout + done.stderr)
         assert "Traceback" not in done.stderr, done.stderr
         return done.returncode, done.stdout + done.stderr

@@ -149,12 +149,11 @@ def _series_by_key(series) -> dict:
 
 
 @pytest.mark.parametrize("week_start", ["monday", "thursday", "sunday"])
-def test_series_from_weekly_cells_equal_series_from_every_incident(shared_data, tmp_path, week_start):
+def test_series_from_weekly_cells_equal_series_from_every_incident(shared_db, week_start):
     """The weekly run counts series from SQL-aggregated weekly cells (Store.incident_cells), not
     from every incident row; both must give the same series, whatever the week's first day."""
     from monitor.assemble import _cell_columns
     from monitor.series import WEEKDAYS, cells_frame, combined_frame, week_start_of
-    from monitor.sources import open_file
     from monitor.store import Store
 
     definitions = [
@@ -167,10 +166,9 @@ def test_series_from_weekly_cells_equal_series_from_every_incident(shared_data, 
     class Cfg:
         series = definitions
 
-    now = datetime(2024, 1, 1)
     week = week_start_of(date(2022, 6, 20), start=week_start)
-    with Store(tmp_path / "m.db") as store:
-        store.ingest(open_file(shared_data / "acled_sample_9000_2022-01-01_2022-06-30.csv", now=now), sha256="s", now=now)
+    # the ACLED sample, ingested once per test run (tests/conftest.py)
+    with Store(shared_db("acled_sample_9000_2022-01-01_2022-06-30.csv"), read_only=True) as store:
         end = week + pd.Timedelta(days=6)
         whole = combined_frame(store.incidents_frame(end=end), store.counts_frame(end=end))
         cells = store.incident_cells(end=end, columns=_cell_columns(Cfg), week_start=WEEKDAYS.index(week_start))

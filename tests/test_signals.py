@@ -6,7 +6,7 @@ with the module's own helpers.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from fractions import Fraction
 
 import numpy as np
@@ -389,16 +389,12 @@ def test_registry_summaries_and_fallback():
 
 
 @pytest.fixture(scope="module")
-def ucdp_fatalities(shared_data, tmp_path_factory):
+def ucdp_fatalities(shared_db):
     from monitor.config import SeriesDefinition
     from monitor.series import build_series, combined_frame
-    from monitor.sources import read_file
     from monitor.store import Store
 
-    now = datetime(2024, 1, 1)
-    parsed = read_file(shared_data / "ucdp_ged_syria_2016-01-01_2019-11-30.csv", now=now)
-    with Store(tmp_path_factory.mktemp("ucdp") / "monitor.db") as store:
-        store.ingest(parsed, sha256="ucdp-syria", now=now)
+    with Store(shared_db("ucdp_ged_syria_2016-01-01_2019-11-30.csv"), read_only=True) as store:  # ingested once per test run
         records = combined_frame(store.incidents_frame(), None)
     definition = SeriesDefinition(name="deaths", group_by=["admin1"], metric="fatalities", min_events=10)
     return {s.key: s.counts for s in build_series(records, [definition], week=date(2019, 11, 25))}
