@@ -525,7 +525,6 @@ def detect_csv(path: Path, *, config: Config, detector: str, params: dict, last:
     column every output row starts with it.
     """
     from monitor.detectors import run_detector_table
-
     from monitor.sources.counts import read_series_csv  # here: the weekly job and `check` read no files
 
     frame = read_series_csv(path)
