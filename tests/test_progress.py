@@ -23,10 +23,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _monitor(args: list[str], *, cwd: Path, terminal: bool, interrupt_when: bytes | None = None, timeout: float = 240):
+def _monitor(args: list[str], *, cwd: Path, terminal: bool, interrupt_when: bytes | None = None, timeout: float = 240,
+             env: dict[str, str] | None = None, held=None):  # fmt: skip
     """Run `monitor ARGS`; standard error on a 100-column terminal or a pipe. Returns (exit code, stdout, stderr);
-    with `interrupt_when`, Ctrl-C (SIGINT to the process group, as a terminal sends it) once stderr shows it."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with `interrupt_when`, Ctrl-C (SIGINT to the process group, as a terminal sends it) once stderr shows it (and
+    `held()` is true, if given)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     env.pop("MONITOR_PROGRESS", None)
     command = [sys.executable, "-m", "monitor", *args]
     if not terminal:
@@ -48,7 +50,7 @@ def _monitor(args: list[str], *, cwd: Path, terminal: bool, interrupt_when: byte
             if not chunk:
                 break
             err += chunk
-        if interrupt_when is not None and not sent and interrupt_when in err:
+        if interrupt_when is not None and not sent and interrupt_when in err and (held is None or held()):
             os.killpg(child.pid, signal.SIGINT)
             sent = True
         if child.poll() is not None and not ready:
@@ -114,7 +116,8 @@ def test_backtest_and_simulate_on_a_terminal_count_their_work(shared_data, tmp_p
 
 def test_ctrl_c_during_an_ingest_stops_it_and_leaves_the_database_as_it_was(tmp_path):
     """A large file interrupted half way: the bar goes, click says it stopped, no traceback, and the file's one
-    transaction is rolled back (not a row of it stored, no ingest logged)."""
+    transaction is rolled back (not a row of it stored, no ingest logged). The ingest is held after its second
+    batch of rows (the pause points of monitor.faults) so that Ctrl-C comes mid-file however busy the machine."""
     _config(tmp_path)
     big = tmp_path / "big.csv"
     with open(big, "w", newline="", encoding="utf-8") as handle:
@@ -122,7 +125,12 @@ def test_ctrl_c_during_an_ingest_stops_it_and_leaves_the_database_as_it_was(tmp_
         writer.writerow(["event_id_cnty", "event_date", "event_type", "actor1", "country", "admin1", "fatalities"])
         for i in range(400_000):
             writer.writerow([f"SYR{i}", f"2022-{1 + i % 12:02d}-{1 + i % 28:02d}", "Battles", "IS", "Syria", f"Place {i % 40}", i % 3])
-    code, out, err = _monitor(["--config", "monitor.toml", "ingest", str(big)], cwd=tmp_path, terminal=True, interrupt_when=b"%|")
+    paused = tmp_path / "pause" / "ingest.batch-written.paused"
+    paused.parent.mkdir()
+    code, out, err = _monitor(["--config", "monitor.toml", "ingest", str(big)], cwd=tmp_path, terminal=True, interrupt_when=b"%|",
+                              env={"MONITOR_PAUSE_AT": "ingest.batch-written:2", "MONITOR_PAUSE_DIR": str(paused.parent)},
+                              held=paused.exists)  # fmt: skip
+    assert paused.exists()
     text = err.decode("utf-8", "replace")
     assert code != 0, "the ingest finished before Ctrl-C reached it: make the file larger"
     assert "Aborted" in text and "Traceback" not in text, text[-2000:]
