@@ -9,6 +9,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "monitor"
 
@@ -64,7 +66,10 @@ def _imports(name: str, path: Path) -> set[str]:
     return out
 
 
-GRAPH = {name: _imports(name, path) for name, path in MODULES.items()}
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    """Each monitor module's imports: read when a test here asks (a second of parsing), not when pytest collects."""
+    return {name: _imports(name, path) for name, path in MODULES.items()}
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
@@ -102,25 +107,25 @@ def _cycles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
     return found
 
 
-def test_the_import_graph_is_read_whole():
+def test_the_import_graph_is_read_whole(graph):
     # the reader sees the modules and their imports, lazy ones included: a check on itself
-    assert {"monitor.pipeline", "monitor.cli", "monitor.detectors.farrington", "monitor.sources.counts"} <= set(GRAPH)
-    assert "monitor.detection" in GRAPH["monitor.pipeline"] and "monitor.ingest" in GRAPH["monitor.pipeline"]
-    assert "monitor.store" in GRAPH["monitor.cli"]  # imported inside a function there
-    assert "monitor.detectors.farrington_batch" in GRAPH["monitor.detectors.farrington"]  # the engine behind detect
+    assert {"monitor.pipeline", "monitor.cli", "monitor.detectors.farrington", "monitor.sources.counts"} <= set(graph)
+    assert "monitor.detection" in graph["monitor.pipeline"] and "monitor.ingest" in graph["monitor.pipeline"]
+    assert "monitor.store" in graph["monitor.cli"]  # imported inside a function there
+    assert "monitor.detectors.farrington_batch" in graph["monitor.detectors.farrington"]  # the engine behind detect
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [frozenset("abc")]
 
 
-def test_no_import_cycles_in_monitor():
-    cycles = set(_cycles(GRAPH))
+def test_no_import_cycles_in_monitor(graph):
+    cycles = set(_cycles(graph))
     assert cycles - KNOWN_CYCLES == set(), f"new import cycles: {[sorted(c) for c in cycles - KNOWN_CYCLES]}"
     assert KNOWN_CYCLES - cycles == set(), f"broken, remove from KNOWN_CYCLES: {[sorted(c) for c in KNOWN_CYCLES - cycles]}"
 
 
-def test_the_core_never_imports_upward():
+def test_the_core_never_imports_upward(graph):
     upward = {
         name: sorted(d for d in deps if d.startswith(UPPER))
-        for name, deps in GRAPH.items()
+        for name, deps in graph.items()
         if name.startswith(CORE) and any(d.startswith(UPPER) for d in deps)
     }
     assert upward == {}, f"core modules importing config, store, the weekly line, alerts or reports: {upward}"
