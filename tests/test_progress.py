@@ -36,8 +36,10 @@ def _monitor(args: list[str], *, cwd: Path, terminal: bool, interrupt_when: byte
         return done.returncode, done.stdout, done.stderr
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    # SIGINT as a terminal's foreground job has it: a test run started in the background (`cmd &`, nohup) ignores
+    # it, and a child would inherit that and never see Ctrl-C
     child = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave,
-                             start_new_session=True)  # fmt: skip
+                             start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     os.close(slave)
     err, sent, deadline = b"", False, time.monotonic() + timeout
     while time.monotonic() < deadline:
